@@ -1,0 +1,151 @@
+"""Adapters for the Predict tab: one function per UI action, signatures matching the UI inputs,
+plain Python values out. Tested without Gradio; the UI only turns USER_ERRORS into gr.Error and
+`warnings` into gr.Warning."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from bertdemo import explain
+from bertdemo.classifier import Classifier
+from bertdemo.datasets import CSVError, read_csv, write_csv
+from bertdemo.jobs import JobBusy, Services
+from bertdemo.registry import NoModelError
+from bertdemo.store import StoreError
+from bertdemo.text import TextError, clean_text, try_clean
+from bertdemo.train import TrainingError
+
+USER_ERRORS = (TextError, CSVError, NoModelError, StoreError, JobBusy, TrainingError, ValueError)
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    confidences: dict[str, float]  # gr.Label format: label -> probability
+    label: str
+    cleaned: str
+    version: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ExplainResult:
+    attribution: explain.Attribution
+    highlighted: list[tuple[str, float | None]]
+    warnings: list[str] = field(default_factory=list)
+
+    def as_api(self) -> dict:
+        a = self.attribution
+        return {"text": a.text, "target": a.target, "probabilities": a.probs,
+                "tokens": [{"token": t, "attribution": round(s, 4)} for t, s in zip(a.tokens, a.scores)],
+                "convergence_delta": a.delta}
+
+
+@dataclass(frozen=True)
+class CsvResult:
+    path: str
+    rows: int
+    predicted: int
+    problems: int
+    counts: dict[str, int]
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{k}: {v:,}" for k, v in self.counts.items())
+        s = f"Classified {self.predicted:,} of {self.rows:,} rows in {self.seconds:.1f} s ({parts})."
+        if self.problems:
+            s += f" {self.problems:,} rows could not be classified: see the `error` column."
+        return s
+
+
+class PredictActions:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings
+
+    def model(self) -> Classifier:
+        try:
+            return self.services.registry.active()
+        except NoModelError:
+            st = self.services.jobs.status()
+            if st.running:
+                eta = st.eta_s()
+                left = f", about {eta / 60:.0f} min left" if eta else ""
+                raise NoModelError(f"The first model is still being trained ({st.fraction:.0%}{left}). "
+                                   "Predictions start as soon as it is ready.") from None
+            raise NoModelError("No model version is active. An admin can train one in the Train tab.") from None
+
+    def _clean(self, text: str) -> tuple[str, list[str]]:
+        return clean_text(text, self.settings.max_chars), []
+
+    def _token_warnings(self, clf: Classifier, cleaned: str) -> list[str]:
+        view = clf.tokenize(cleaned)
+        words = [t for t, sp in zip(view.tokens, view.special) if not sp]
+        out = []
+        if words and all(t == clf.tokenizer.unk_token for t in words):
+            out.append("The model knows none of these characters (every token is [UNK]): "
+                       "the prediction says nothing about the text.")
+        if view.truncated:
+            out.append(f"The text is longer than {clf.max_length} tokens; only the first "
+                       f"{clf.max_length} were used.")
+        return out
+
+    def predict(self, text: str) -> PredictResult:
+        cleaned, warnings = self._clean(text)
+        clf = self.model()
+        pred = clf.predict([cleaned])[0]
+        return PredictResult(confidences=pred.probs, label=pred.label, cleaned=cleaned, version=clf.name,
+                             warnings=warnings + self._token_warnings(clf, cleaned))
+
+    def tokens(self, text: str, pad_to: int | None = None) -> pd.DataFrame:
+        cleaned, _ = self._clean(text)
+        clf = self.model()
+        if pad_to:
+            natural = len(clf.tokenize(cleaned).ids)
+            if pad_to < natural:
+                raise ValueError(f"The text has {natural} tokens; choose a padded length of at least {natural} "
+                                 "(shorter would cut the text).")
+        return explain.token_table(clf.tokenize(cleaned, pad_to=pad_to or None))
+
+    def explain(self, text: str, target: str | None = None, merge_words: bool = False) -> ExplainResult:
+        cleaned, warnings = self._clean(text)
+        clf = self.model()
+        if target in (None, "", "predicted"):
+            target = None
+        elif target not in clf.labels:
+            raise ValueError(f"Unknown class {target!r}; choose one of {list(clf.labels)} or 'predicted'.")
+        a = explain.integrated_gradients(clf, cleaned, target)
+        return ExplainResult(a, explain.highlighted(a, merge=merge_words), warnings)
+
+    def attention(self, text: str, layer: int, head: int | None) -> explain.AttentionMap:
+        cleaned, _ = self._clean(text)
+        return explain.attention_map(self.model(), cleaned, int(layer), int(head) if head else None)
+
+    def predict_csv(self, path: str) -> CsvResult:
+        t0 = time.perf_counter()
+        table = read_csv(path, int(self.settings.max_upload_mb * 2**20))
+        clf = self.model()
+        frame = table.frame
+        cleaned, problems = zip(*(try_clean(t, self.settings.max_chars) for t in frame[table.text_column]))
+        ok = [i for i, c in enumerate(cleaned) if c is not None]
+        probs = clf.predict_proba([cleaned[i] for i in ok], batch_size=64)
+        out = frame.copy()
+        out["predicted_label"] = ""
+        for lab in clf.labels:
+            out[f"p_{lab}"] = float("nan")
+        out["error"] = [p or "" for p in problems]
+        if ok:
+            out.loc[out.index[ok], "predicted_label"] = [clf.labels[int(r.argmax())] for r in probs]
+            for j, lab in enumerate(clf.labels):
+                out.loc[out.index[ok], f"p_{lab}"] = probs[:, j].round(5)
+        stem = Path(path).stem[:60] or "upload"
+        dest = Path(tempfile.mkdtemp(prefix="bertdemo-")) / f"{stem}-predictions.csv"
+        write_csv(out, dest)
+        counts = {lab: int((out["predicted_label"] == lab).sum()) for lab in clf.labels}
+        return CsvResult(path=str(dest), rows=len(frame), predicted=len(ok), problems=len(frame) - len(ok),
+                         counts=counts, seconds=time.perf_counter() - t0, warnings=list(table.warnings))

@@ -1,0 +1,235 @@
+"""Classifier: the one place that loads a tokenizer and a sequence-classification model.
+
+Knows nothing of versions or the database. Texts given to it are already cleaned
+(`bertdemo.text.clean_text`); it tokenizes, runs the model and returns small frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    text: str  # the (cleaned) text the model saw
+    label: str
+    probs: dict[str, float]  # every label -> probability, in label order
+
+    @property
+    def confidence(self) -> float:
+        return self.probs[self.label]
+
+
+@dataclass(frozen=True)
+class TokenView:
+    """One text as the model sees it. The lists are parallel: one entry per position."""
+
+    tokens: list[str]
+    ids: list[int]
+    attention_mask: list[int]  # 1 = attended, 0 = [PAD]
+    special: list[bool]  # [CLS], [SEP], [PAD]
+    word_ids: list[int | None]  # which word of the text each WordPiece came from
+    token_type_ids: list[int]
+    truncated: bool  # the text had more tokens than max_length
+
+
+@dataclass(frozen=True)
+class HiddenStates:
+    """Per-layer vectors of one text: layer 0 is the embedding output."""
+
+    view: TokenView
+    states: np.ndarray  # (num_layers + 1, T, hidden), float32
+
+
+def resolve_device(setting: str = "auto") -> torch.device:
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if setting.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {setting!r} was asked for, but torch sees no CUDA device")
+    return torch.device(setting)
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 where the hardware runs it natively (CUDA Ampere+, CPUs with AVX512-BF16/AMX), else
+    fp16 on older CUDA, else None (fp32)."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    try:
+        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    except (AttributeError, RuntimeError):
+        return None
+
+
+class Classifier:
+    """A tokenizer and an `AutoModelForSequenceClassification`, in eval mode on one device."""
+
+    def __init__(self, model, tokenizer, labels: Sequence[str], device: torch.device,
+                 max_length: int = 128, name: str = "", precision: str = "auto") -> None:
+        if model.config.num_labels != len(labels):
+            raise ValueError(
+                f"model has {model.config.num_labels} output labels, expected {len(labels)} ({list(labels)})"
+            )
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.labels = tuple(labels)
+        self.device = device
+        self.max_length = max_length
+        self.name = name
+        if precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+        self.amp_dtype = None if precision == "fp32" else (
+            torch.bfloat16 if precision == "bf16" else autocast_dtype(device))
+        self._lock = threading.Lock()  # forward passes are serialised: the cores are shared anyway
+
+    # ----------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, source: str | Path, labels: Sequence[str], device: str = "auto",
+             max_length: int = 128, name: str = "", precision: str = "auto") -> Classifier:
+        """Load from a hub id or a directory. A base encoder (no head yet) gets a new head
+        with `len(labels)` outputs, which must be fine-tuned before its predictions mean anything."""
+        source = str(source)
+        id2label = dict(enumerate(labels))
+        label2id = {v: k for k, v in id2label.items()}
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the "newly initialised head" report is expected here
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                source, num_labels=len(labels), id2label=id2label, label2id=label2id
+            )
+        except OSError as exc:
+            raise RuntimeError(f"could not load model {source!r}: {exc}") from exc
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        return cls(model, tokenizer, labels, resolve_device(device), max_length, name or source, precision)
+
+    # ----------------------------------------------------------------- helpers
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def encode(self, texts: Sequence[str], pad_to: int | None = None) -> dict[str, torch.Tensor]:
+        """Tokenize with dynamic padding (to the longest text) or to a fixed `pad_to`."""
+        return self.tokenizer(
+            list(texts), truncation=True, max_length=pad_to or self.max_length,
+            padding="max_length" if pad_to else True, return_tensors="pt",
+        )
+
+    def _batches(self, texts: Sequence[str], batch_size: int) -> Iterator[tuple[list[int], dict]]:
+        """Length-sorted batches: similar lengths share a batch, so padding is minimal."""
+        lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=True,
+                                                      max_length=self.max_length)["input_ids"]]
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            yield idx, self.encode([texts[i] for i in idx])
+
+    # ----------------------------------------------------------------- inference
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """(N, num_labels) float32 logits, in the order of `texts`."""
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        if not texts:
+            return out
+        with self._lock, torch.inference_mode(), self._autocast():
+            for idx, batch in self._batches(texts, batch_size):
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                out[idx] = self.model(**batch).logits.float().cpu().numpy()
+        return out
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        logits = self.logits(texts, batch_size)
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
+        probs = self.predict_proba(texts, batch_size)
+        return [
+            Prediction(text=t, label=self.labels[int(p.argmax())],
+                       probs={lab: float(x) for lab, x in zip(self.labels, p)})
+            for t, p in zip(texts, probs)
+        ]
+
+    def tokenize(self, text: str, pad_to: int | None = None) -> TokenView:
+        """The tokenization of one text: WordPieces, ids, specials, mask (and [PAD] if pad_to)."""
+        if pad_to is not None and not 2 <= pad_to <= 512:
+            raise ValueError(f"padded length must be between 2 and 512, got {pad_to}")
+        enc = self.tokenizer(text, truncation=True, max_length=pad_to or self.max_length,
+                             padding="max_length" if pad_to else False,
+                             return_special_tokens_mask=True, return_token_type_ids=True)
+        full = len(self.tokenizer(text, truncation=False)["input_ids"])
+        ids = enc["input_ids"]
+        return TokenView(
+            tokens=self.tokenizer.convert_ids_to_tokens(ids), ids=list(ids),
+            attention_mask=list(enc["attention_mask"]),
+            special=[bool(s) for s in enc["special_tokens_mask"]],
+            word_ids=list(enc.word_ids()), token_type_ids=list(enc["token_type_ids"]),
+            truncated=full > (pad_to or self.max_length),
+        )
+
+    def hidden_states(self, text: str) -> HiddenStates:
+        """Every layer's vectors for one text, fp32 (no autocast: similarities need precision)."""
+        view = self.tokenize(text)
+        ids = torch.tensor([view.ids], device=self.device)
+        mask = torch.tensor([view.attention_mask], device=self.device)
+        with self._lock, torch.inference_mode():
+            out = self.model.base_model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        # tuple of (1, T, H) -> (L+1, T, H)
+        states = torch.stack([h[0] for h in out.hidden_states]).float().cpu().numpy()
+        return HiddenStates(view=view, states=states)
+
+    def attentions(self, text: str) -> tuple[TokenView, np.ndarray]:
+        """Attention probabilities (num_layers, num_heads, T, T), fp32.
+
+        The fast SDPA kernels do not return attention weights, so they are recomputed from each
+        layer's input: softmax(Q K^T / sqrt(d_head) + mask), exactly what eager attention does.
+        """
+        hs = self.hidden_states(text)
+        layers = self._attention_modules()
+        maps = []
+        with self._lock, torch.inference_mode():
+            for i, attn in enumerate(layers):
+                h = torch.from_numpy(hs.states[i]).to(self.device)[None]  # (1, T, H)
+                n_heads = self.model.config.num_attention_heads
+                d = h.shape[-1] // n_heads
+                q = attn.query(h).view(1, -1, n_heads, d).transpose(1, 2)  # (1, nh, T, hs)
+                k = attn.key(h).view(1, -1, n_heads, d).transpose(1, 2)
+                scores = q @ k.transpose(-1, -2) / math.sqrt(d)  # (1, nh, T, T)
+                maps.append(scores.softmax(-1)[0].float().cpu().numpy())
+        return hs.view, np.stack(maps)
+
+    def _attention_modules(self) -> list:
+        try:
+            return [layer.attention.self for layer in self.model.base_model.encoder.layer]
+        except AttributeError as exc:
+            raise NotImplementedError(
+                f"attention maps need a BERT-style encoder (layer.attention.self.query/key); "
+                f"{type(self.model).__name__} has another layout"
+            ) from exc
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    @property
+    def num_heads(self) -> int:
+        return int(self.model.config.num_attention_heads)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)

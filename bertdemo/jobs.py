@@ -1,0 +1,230 @@
+"""Background work: the service container, the first-start bootstrap, and the training runner
+(one training at a time, live progress, cancel, crash recovery, re-scoring after activation).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from bertdemo import store
+from bertdemo.classifier import Classifier
+from bertdemo.config import Settings
+from bertdemo.datasets import load_bundled, stratified_split
+from bertdemo.registry import Registry, VersionInfo
+from bertdemo.train import Progress, TrainConfig, TrainingCancelled, TrainingError, check_labels, fit
+
+log = logging.getLogger(__name__)
+
+MIN_EXAMPLES = 20
+
+
+class JobBusy(RuntimeError):
+    """A training run is already in progress."""
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    state: str  # idle | running | succeeded | failed | cancelled
+    run_id: int | None = None
+    step: int = 0
+    total_steps: int = 0
+    message: str = ""
+    history: tuple[dict, ...] = ()
+    phase: str = ""  # preparing | training | saving | scoring
+    started: float = 0.0
+    version_name: str | None = None
+    macro_f1: float | None = None
+    report: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total_steps if self.total_steps else 0.0
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def eta_s(self) -> float | None:
+        if not self.running or self.step == 0 or not self.total_steps:
+            return None
+        return (time.time() - self.started) / self.step * (self.total_steps - self.step)
+
+
+class JobRunner:
+    def __init__(self, settings: Settings, engine: Engine, registry: Registry) -> None:
+        self.settings, self.engine, self.registry = settings, engine, registry
+        self._lock = threading.Lock()
+        self._status = JobStatus(state="idle")
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def status(self) -> JobStatus:
+        return self._status
+
+    def _set(self, **changes: object) -> None:
+        self._status = replace(self._status, **changes)
+
+    def start(self, config: TrainConfig, user: str, activate: bool = True) -> int:
+        """Start a run in a background thread; refuse while one is running."""
+        with self._lock:
+            if self._status.running:
+                raise JobBusy(f"A training run (#{self._status.run_id}) is already in progress; "
+                              "wait for it or cancel it first.")
+            run_id = self._open_run(config, user)
+            self._cancel.clear()
+            self._thread = threading.Thread(target=self._execute, args=(run_id, config, user, activate),
+                                            name=f"train-{run_id}", daemon=True)
+            self._thread.start()
+        return run_id
+
+    def run_sync(self, config: TrainConfig, user: str, activate: bool = True) -> JobStatus:
+        """Same as start(), in the calling thread (CLI); raises TrainingError on failure."""
+        with self._lock:
+            if self._status.running:
+                raise JobBusy("A training run is already in progress.")
+            run_id = self._open_run(config, user)
+        self._execute(run_id, config, user, activate)
+        if self._status.state != "succeeded":
+            raise TrainingError(self._status.message)
+        return self._status
+
+    def cancel(self) -> bool:
+        if not self._status.running:
+            return False
+        self._cancel.set()
+        return True
+
+    def wait(self, timeout: float | None = None) -> JobStatus:
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+        return self._status
+
+    # ------------------------------------------------------------------ internals
+    def _open_run(self, config: TrainConfig, user: str) -> int:
+        with Session(self.engine) as s, s.begin():
+            run_id = store.create_run(s, user, config.to_dict()).id
+        self._status = JobStatus(state="running", run_id=run_id, phase="preparing", started=time.time(),
+                                 message="Preparing the data")
+        return run_id
+
+    def _finish(self, run_id: int, state: str, message: str, version_id: int | None = None) -> None:
+        st = self._status
+        with Session(self.engine) as s, s.begin():
+            run = s.get(store.TrainingRun, run_id)
+            run.status, run.message, run.finished_at = state, message, store.now()
+            run.step, run.total_steps, run.history, run.version_id = st.step, st.total_steps, list(st.history), version_id
+        self._set(state=state, message=message, phase="")
+
+    def _execute(self, run_id: int, config: TrainConfig, user: str, activate: bool) -> None:
+        labels = self.settings.labels
+        try:
+            with Session(self.engine) as s:
+                snapshot = store.labeled_examples(s)
+            if len(snapshot) < MIN_EXAMPLES:
+                raise TrainingError(f"Training needs at least {MIN_EXAMPLES} labelled examples; "
+                                    f"the database has {len(snapshot)}. Label or import more first.")
+            y = np.array([labels.index(lab) for _i, _t, lab in snapshot])
+            check_labels(y, labels, min_per_class=2)
+            texts = [t for _i, t, _l in snapshot]
+            tr, va = stratified_split(y, config.val_fraction, config.seed)
+            self._set(phase="training", message=f"Loading {self.settings.model_source}")
+            clf = Classifier.load(self.settings.model_source, labels, self.settings.device,
+                                  self.settings.max_length, precision=config.precision)
+            last_write = [0.0]
+
+            def on_progress(p: Progress) -> None:
+                row = {"step": p.step, "epoch": round(p.epoch, 4), "train_loss": p.train_loss}
+                if p.val_loss is not None:
+                    row |= {"val_loss": p.val_loss, "val_macro_f1": p.val_macro_f1}
+                self._set(step=p.step, total_steps=p.total_steps, history=self._status.history + (row,),
+                          message=f"Step {p.step}/{p.total_steps}, epoch {p.epoch:.2f}, "
+                                  f"loss {p.train_loss:.3f}, {p.samples_per_s:.0f} examples/s")
+                if time.time() - last_write[0] > 5 or p.step == p.total_steps:
+                    last_write[0] = time.time()
+                    log.info("run %d: %s", run_id, self._status.message)
+                    with Session(self.engine) as s, s.begin():
+                        run = s.get(store.TrainingRun, run_id)
+                        run.step, run.total_steps = p.step, p.total_steps
+
+            result = fit(clf, [texts[i] for i in tr], y[tr], [texts[i] for i in va], y[va], config,
+                         on_progress=on_progress, should_stop=self._cancel.is_set)
+            log.info("run %d finished: macro-F1 %.4f\n%s", run_id, result.macro_f1, result.report)
+            self._set(phase="saving", message="Saving the new version", report=result.report,
+                      macro_f1=result.macro_f1)
+            info = self.registry.save(clf, result, config, run_id, user, snapshot)
+            self._set(version_name=info.name)
+            if activate:
+                self.registry.activate(info.id, clf)
+                self._set(phase="scoring", message=f"Re-scoring the examples with {info.name}")
+                self.rescore(info, clf)
+            self._finish(run_id, "succeeded", f"Version {info.name} saved (macro-F1 {result.macro_f1:.4f})"
+                         + (" and now serving." if activate else "."), info.id)
+        except TrainingCancelled as exc:
+            self._finish(run_id, "cancelled", str(exc))
+        except (TrainingError, store.StoreError, ValueError) as exc:
+            log.warning("run %d failed: %s", run_id, exc)
+            self._finish(run_id, "failed", str(exc))
+        except Exception as exc:  # noqa: BLE001 - a background job must record every failure
+            log.exception("run %d crashed", run_id)
+            self._finish(run_id, "failed", f"Training crashed: {type(exc).__name__}: {exc}")
+
+    def rescore(self, info: VersionInfo, clf: Classifier) -> int:
+        """Score every example with `clf` and store the result for the annotation queues."""
+        with Session(self.engine) as s:
+            rows = s.execute(store.select(store.Example.id, store.Example.text)).all()
+        if not rows:
+            return 0
+        probs = clf.predict_proba([t for _i, t in rows], batch_size=128)
+        with Session(self.engine) as s, s.begin():
+            store.save_scores(s, info.id, [i for i, _t in rows], probs, self.settings.labels)
+        return len(rows)
+
+
+@dataclass
+class Services:
+    """Everything the app needs, built once from Settings."""
+
+    settings: Settings
+    engine: Engine
+    registry: Registry
+    jobs: JobRunner
+    bootstrap_error: str | None = field(default=None)
+
+    @classmethod
+    def create(cls, settings: Settings) -> Services:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = store.make_engine(settings.database_url)
+        store.init_db(engine)
+        registry = Registry(settings, engine)
+        return cls(settings, engine, registry, JobRunner(settings, engine, registry))
+
+    def ensure_dataset(self) -> store.ImportResult:
+        """Import the bundled tweets once (idempotent: duplicates by cleaned text are skipped)."""
+        with Session(self.engine) as s:
+            if s.scalar(store.select(store.Example.id).where(store.Example.source == "dataset").limit(1)):
+                return store.ImportResult(0, 0)
+        rows = load_bundled(self.settings.dataset_path, self.settings.max_chars)
+        with Session(self.engine) as s, s.begin():
+            res = store.import_examples(s, rows, "dataset", "dataset", self.settings.labels)
+        log.info("imported %d bundled examples (%d duplicates skipped)", res.added, res.duplicates)
+        return res
+
+    def start(self) -> None:
+        """App start: recover from a crash, import the data, train version 1 if there is none."""
+        with Session(self.engine) as s, s.begin():
+            if n := store.fail_stale_runs(s):
+                log.warning("marked %d interrupted training run(s) failed", n)
+        if not self.settings.bootstrap:
+            return
+        self.ensure_dataset()
+        if self.registry.active_version() is None and not self.jobs.status().running:
+            log.info("no model version yet: training version 1 on the bundled data")
+            self.jobs.start(TrainConfig(epochs=self.settings.initial_epochs), user="system")

@@ -1,0 +1,150 @@
+"""Model versions on disk and in the database: save, activate, roll back.
+
+Holds the active Classifier, the one cached global of the app, and swaps it atomically: the
+new version is loaded completely before the reference changes, so a request in flight keeps
+the model it started with and every later request sees the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from bertdemo import store
+from bertdemo.classifier import Classifier
+from bertdemo.config import Settings
+from bertdemo.train import FitResult, TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+class NoModelError(RuntimeError):
+    """No version is active yet (the first model is still being trained)."""
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    id: int
+    name: str
+    path: str
+    created_at: datetime
+    created_by: str
+    is_active: bool
+    metrics: dict
+    report: str
+    train_config: dict
+
+    @classmethod
+    def of(cls, v: store.ModelVersion) -> VersionInfo:
+        return cls(v.id, v.name, v.path, v.created_at, v.created_by, v.is_active, dict(v.metrics or {}),
+                   v.report, dict(v.train_config or {}))
+
+    @property
+    def macro_f1(self) -> float | None:
+        return self.metrics.get("macro_f1")
+
+
+class Registry:
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._active: tuple[int, Classifier] | None = None
+        self._base: Classifier | None = None
+
+    # ---------------------------------------------------------------- reading
+    def versions(self) -> list[VersionInfo]:
+        with Session(self.engine) as s:
+            return [VersionInfo.of(v) for v in store.list_versions(s)]
+
+    def get(self, version_id: int) -> VersionInfo:
+        with Session(self.engine) as s:
+            v = s.get(store.ModelVersion, version_id)
+            if v is None:
+                raise store.StoreError(f"no model version with id {version_id}")
+            return VersionInfo.of(v)
+
+    def active_version(self) -> VersionInfo | None:
+        with Session(self.engine) as s:
+            v = store.active_version(s)
+            return VersionInfo.of(v) if v else None
+
+    def load(self, info: VersionInfo) -> Classifier:
+        return Classifier.load(info.path, self.settings.labels, self.settings.device,
+                               self.settings.max_length, name=info.name)
+
+    def active(self) -> Classifier:
+        """The serving classifier; loads the active version on first use."""
+        current = self._active
+        if current is not None:
+            return current[1]
+        with self._lock:
+            if self._active is None:
+                info = self.active_version()
+                if info is None:
+                    raise NoModelError("No model version is active yet.")
+                self._active = (info.id, self.load(info))
+            return self._active[1]
+
+    def active_id(self) -> int | None:
+        return self._active[0] if self._active else None
+
+    def base(self) -> Classifier:
+        """The base encoder (pre-trained, no fine-tuned head): for the Embeddings tab."""
+        with self._lock:
+            if self._base is None:
+                self._base = Classifier.load(self.settings.model_source, self.settings.labels,
+                                             self.settings.device, self.settings.max_length, name="base encoder")
+            return self._base
+
+    # ---------------------------------------------------------------- writing
+    def save(self, clf: Classifier, result: FitResult, config: TrainConfig, run_id: int | None, user: str,
+             snapshot: Sequence[tuple[int, str, str]]) -> VersionInfo:
+        """Write weights, tokenizer, metrics, settings and the label snapshot; register the version.
+
+        Files go to a temporary folder renamed into place, so a crash leaves no half version."""
+        root = self.settings.models_dir
+        root.mkdir(parents=True, exist_ok=True)
+        with Session(self.engine) as s, s.begin():
+            name = store.next_version_name(s)
+            final = root / name
+            tmp = root / f".{name}.partial"
+            shutil.rmtree(tmp, ignore_errors=True)
+            clf.save(tmp)
+            (tmp / "metrics.json").write_text(json.dumps(result.metrics(), indent=1))
+            (tmp / "history.json").write_text(json.dumps(result.history))
+            (tmp / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1))
+            (tmp / "classification_report.txt").write_text(result.report)
+            with open(tmp / "labels_snapshot.csv", "w", encoding="utf-8") as f:
+                f.write("example_id,label\n")
+                f.writelines(f"{i},{lab}\n" for i, _t, lab in snapshot)
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+            v = store.add_version(s, name=name, path=str(final), base_model=self.settings.model_source,
+                                  created_by=user, metrics=result.metrics(), report=result.report,
+                                  train_config=config.to_dict(), run_id=run_id)
+            return VersionInfo.of(v)
+
+    def activate(self, version_id: int, clf: Classifier | None = None) -> VersionInfo:
+        """Make `version_id` the serving version: load it, then flip the flag and the reference."""
+        info = self.get(version_id)
+        loaded = clf if clf is not None else self.load(info)
+        with self._lock:
+            with Session(self.engine) as s, s.begin():
+                info = VersionInfo.of(store.activate_version(s, version_id))
+            self._active = (info.id, loaded)
+        log.info("serving model version %s", info.name)
+        return info
+
+    def delete_files(self, info: VersionInfo) -> None:
+        shutil.rmtree(Path(info.path), ignore_errors=True)
