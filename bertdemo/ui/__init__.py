@@ -21,7 +21,7 @@ def status_line(services: Services) -> str:
     if info is None:
         if st.state == "failed":
             return f"**Warning:** the last training run failed: {st.message}"
-        return "**No model version is active yet.**
+        return "**No model version is active yet.**"
     f1 = f", validation macro-F1 {info.macro_f1:.3f}" if info.macro_f1 is not None else ""
     return f"Serving model **{info.name}**{f1}."
 
