@@ -1,0 +1,128 @@
+"""Shared fixtures: temporary settings and database, the packaged MiniLM BERT, a tiny labelled
+sample of the bundled tweets, a small trained version, and the launched app (for API and
+browser tests)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bertdemo.classifier import Classifier
+from bertdemo.config import BUNDLED_DATASET, REPO_ROOT, Settings, packaged_model_path
+from bertdemo.jobs import Services
+from bertdemo.train import TrainConfig
+
+LABELS = ("negative", "neutral", "positive")
+# a few optimizer steps: enough to move predictions, small enough for CI's 2 cores
+TINY_TRAIN = TrainConfig(epochs=1, max_length=32, batch_size=16, evals_per_epoch=2, learning_rate=1e-4)
+
+
+@pytest.fixture(scope="session")
+def tiny_csv(tmp_path_factory) -> Path:
+    """240 bundled tweets, 80 per class (balanced so a few steps learn something)."""
+    df = pd.read_csv(BUNDLED_DATASET, dtype={"id": str}, keep_default_na=False)
+    sample = df.groupby("label", group_keys=False).sample(n=80, random_state=0)
+    path = tmp_path_factory.mktemp("data") / "tiny.csv"
+    sample.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path, tiny_csv) -> Settings:
+    return Settings(data_dir=tmp_path / "runtime", dataset_path=tiny_csv, initial_epochs=1)
+
+
+@pytest.fixture
+def services(settings) -> Services:
+    return Services.create(settings)
+
+
+@pytest.fixture(scope="session")
+def base_clf() -> Classifier:
+    """The packaged encoder with a fresh (untrained) 3-class head."""
+    return Classifier.load(packaged_model_path(), LABELS)
+
+
+@pytest.fixture(scope="session")
+def trained_services(tmp_path_factory, tiny_csv) -> Services:
+    """Services with the tiny sample imported and version v1 trained and active (read-only use)."""
+    s = Settings(data_dir=tmp_path_factory.mktemp("trained") / "runtime", dataset_path=tiny_csv)
+    services = Services.create(s)
+    services.ensure_dataset()
+    services.jobs.run_sync(TINY_TRAIN, user="test")
+    return services
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory, tiny_csv):
+    """`python app.py` in a subprocess on a fresh data dir: it imports the tiny sample and trains
+    version 1 on first start, exactly as a fresh install does with the full data."""
+    port = _free_port()
+    data_dir = tmp_path_factory.mktemp("app") / "runtime"
+    env = os.environ | {
+        "BERTDEMO_DATA_DIR": str(data_dir), "BERTDEMO_DATASET": str(tiny_csv), "BERTDEMO_INITIAL_EPOCHS": "1",
+        "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
+        "BERTDEMO_MAX_UPLOAD_MB": "1",
+    }
+    log = open(data_dir.parent / "app.log", "w")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 240
+    from gradio_client import Client
+
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"app.py exited with {proc.returncode}: {(data_dir.parent / 'app.log').read_text()[-3000:]}")
+            if time.time() > deadline:
+                raise RuntimeError("app.py did not serve a model within 240 s")
+            try:
+                client = Client(url, verbose=False)
+                client.predict("hello", api_name="/predict")  # raises until version 1 is ready
+                break
+            except Exception:  # noqa: BLE001 - still starting or still training
+                time.sleep(2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian chromium driven by playwright (its own browser download does not work here)."""
+    pw_mod = pytest.importorskip("playwright.sync_api")
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
+    with pw_mod.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    ctx = browser.new_context(viewport={"width": 1300, "height": 1400})
+    pg = ctx.new_page()
+    pg.goto(app_url)
+    yield pg
+    ctx.close()
