@@ -19,8 +19,10 @@ from bertdemo.registry import NoModelError
 from bertdemo.store import StoreError
 from bertdemo.text import TextError, clean_text, try_clean
 from bertdemo.train import TrainingError
+from bertdemo.users import AuthError
 
-USER_ERRORS = (TextError, CSVError, NoModelError, StoreError, JobBusy, TrainingError, ValueError)
+# exceptions whose message is meant for the user; the UI shows them with gr.Error
+USER_ERRORS = (TextError, CSVError, NoModelError, StoreError, JobBusy, TrainingError, AuthError, ValueError)
 
 
 @dataclass(frozen=True)
