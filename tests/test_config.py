@@ -1,0 +1,44 @@
+from pathlib import Path
+
+import pytest
+
+from bertdemo.config import Settings, packaged_model_path
+
+
+def test_defaults_use_packaged_model_and_sqlite_in_data_dir(tmp_path):
+    s = Settings(data_dir=tmp_path)
+    assert s.model_source == packaged_model_path()
+    assert Path(s.model_source, "config.json").exists()
+    assert s.database_url == f"sqlite:///{tmp_path / 'bertdemo.sqlite3'}"
+    assert s.labels == ("negative", "neutral", "positive")
+
+
+def test_from_env_reads_every_variable(tmp_path):
+    s = Settings.from_env({
+        "BERTDEMO_MODEL": "bert-base-uncased", "BERTDEMO_DATA_DIR": str(tmp_path),
+        "BERTDEMO_DB_URL": "postgresql://u@localhost/db", "BERTDEMO_LABELS": "bad, good",
+        "BERTDEMO_MAX_LENGTH": "256", "BERTDEMO_DEVICE": "CPU", "BERTDEMO_BOOTSTRAP": "0",
+        "BERTDEMO_MAX_UPLOAD_MB": "5", "BERTDEMO_INITIAL_EPOCHS": "0.5",
+    })
+    assert s.model_source == "bert-base-uncased"
+    assert s.data_dir == tmp_path.resolve()
+    assert s.database_url == "postgresql://u@localhost/db"
+    assert s.labels == ("bad", "good")
+    assert (s.max_length, s.device, s.bootstrap, s.max_upload_mb, s.initial_epochs) == (256, "cpu", False, 5.0, 0.5)
+
+
+def test_empty_environment_gives_defaults():
+    assert Settings.from_env({}) == Settings()
+
+
+@pytest.mark.parametrize("env, fragment", [
+    ({"BERTDEMO_MAX_LENGTH": "lots"}, "BERTDEMO_MAX_LENGTH must be a int, got 'lots'"),
+    ({"BERTDEMO_MAX_LENGTH": "4"}, "max_length must be in [8, 512], got 4"),
+    ({"BERTDEMO_DEVICE": "tpu"}, "device must be one of"),
+    ({"BERTDEMO_LABELS": "only"}, "labels must be at least two"),
+    ({"BERTDEMO_LABELS": "a,a"}, "labels must be at least two distinct"),
+])
+def test_bad_values_are_refused_with_the_value(env, fragment):
+    with pytest.raises(ValueError, match=None) as info:
+        Settings.from_env(env)
+    assert fragment in str(info.value)
