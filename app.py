@@ -9,6 +9,7 @@ import logging
 from bertdemo.config import Settings
 from bertdemo.jobs import Services
 from bertdemo.ui import build_demo
+from bertdemo.users import gradio_auth
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -20,4 +21,6 @@ demo.queue(default_concurrency_limit=4)
 if __name__ == "__main__":
     # Gradio refuses uploads over this itself; the app's own, smaller cap (BERTDEMO_MAX_UPLOAD_MB)
     # answers first with a clearer message
-    demo.launch(max_file_size=f"{max(100, 2 * services.settings.max_upload_mb):.0f}mb")
+    # sign-in only when accounts exist (`python -m bertdemo.users add NAME`); else single-user local mode
+    demo.launch(max_file_size=f"{max(100, 2 * services.settings.max_upload_mb):.0f}mb",
+                auth=gradio_auth(services.engine), auth_message="bertdemo: sign in to annotate.")

@@ -306,3 +306,68 @@ def save_scores(s: Session, version_id: int, example_ids: Sequence[int], probs, 
                      predicted=labels[int(row.argmax())], confidence=float(row.max()), entropy=float(e))
                for i, row, e in zip(example_ids, p, ent)])
     s.flush()
+
+
+# ---- annotation queries
+# Read-only queries behind the Annotate tab's queues, table, history and agreement. Each returns
+# plain rows; bertdemo.annotate turns them into what the UI shows.
+def scored_examples(s: Session, version_id: int | None) -> list[tuple[int, str, str | None, list]]:
+    """(id, cleaned text, current label, stored probs of `version_id` or []) for every example."""
+    q = (select(Example.id, Example.text, Example.label, Score.probs)
+         .outerjoin(Score, (Score.example_id == Example.id) & (Score.version_id == version_id))
+         .order_by(Example.id))
+    return [(i, t, lab, p or []) for i, t, lab, p in s.execute(q)]
+
+
+def queue_ids(s: Session, queue: str, version_id: int | None, search: str = "", limit: int = 5000) -> list[int]:
+    """Example ids of one queue, best first. Score-based queues read the stored `scores` rows of
+    `version_id` (written by JobRunner.rescore), never the model."""
+    if queue == "unlabeled":
+        q = select(Example.id).where(Example.label.is_(None)).order_by(Example.id)
+    elif queue == "disagree":
+        q = (select(Example.id).join(Score, (Score.example_id == Example.id) & (Score.version_id == version_id))
+             .where(Example.label.is_not(None), Score.predicted != Example.label)
+             .order_by(Score.confidence.desc(), Example.id))
+    elif queue == "uncertain":
+        q = (select(Example.id).join(Score, (Score.example_id == Example.id) & (Score.version_id == version_id))
+             .order_by(Score.entropy.desc(), Example.id))
+    elif queue == "recent":
+        newest = func.max(LabelEvent.id)
+        q = (select(LabelEvent.example_id).where(LabelEvent.source != "dataset")
+             .group_by(LabelEvent.example_id).order_by(newest.desc()))
+    elif queue == "search":
+        needle = search.strip()
+        if not needle:
+            return []
+        pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        q = (select(Example.id).where(Example.raw_text.ilike(pattern, escape="\\") |
+                                      Example.text.ilike(pattern, escape="\\")).order_by(Example.id))
+    else:
+        raise StoreError(f"unknown queue {queue!r}")
+    return list(s.scalars(q.limit(limit)))
+
+
+def score_of(s: Session, example_id: int, version_id: int | None) -> Score | None:
+    if version_id is None:
+        return None
+    return s.get(Score, (example_id, version_id))
+
+
+def change_counts(s: Session, example_ids: Sequence[int] | None = None) -> dict[int, int]:
+    """Number of history rows per example."""
+    q = select(LabelEvent.example_id, func.count()).group_by(LabelEvent.example_id)
+    if example_ids is not None:
+        q = q.where(LabelEvent.example_id.in_(list(example_ids)))
+    return dict(s.execute(q).all())  # type: ignore[arg-type]
+
+
+def human_events(s: Session) -> list[tuple[int, int, str, str | None, str]]:
+    """(event id, example id, user, label, source) of every change made by a person, oldest first."""
+    q = (select(LabelEvent.id, LabelEvent.example_id, LabelEvent.user, LabelEvent.label, LabelEvent.source)
+         .where(LabelEvent.source.in_(("annotator", "undo", "import"))).order_by(LabelEvent.id))
+    return [tuple(r) for r in s.execute(q)]  # type: ignore[misc]
+
+
+def latest_event(s: Session, example_id: int) -> LabelEvent | None:
+    return s.scalar(select(LabelEvent).where(LabelEvent.example_id == example_id)
+                    .order_by(LabelEvent.id.desc()).limit(1))

@@ -108,6 +108,14 @@ def require_role(engine: Engine, name: str | None, role: str) -> str:
     return current_user(engine, name)
 
 
+def gradio_auth(engine: Engine):
+    """The `auth=` for Gradio's launch(): a checker when accounts exist, None (single-user local
+    mode, no sign-in) otherwise. Users added later take effect after a restart."""
+    if not has_users(engine):
+        return None
+    return lambda name, password: authenticate(engine, name, password)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from bertdemo.config import Settings
 

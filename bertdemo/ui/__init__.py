@@ -6,7 +6,10 @@ import gradio as gr
 
 from bertdemo.actions import PredictActions
 from bertdemo.jobs import Services
-from bertdemo.ui import predict
+from bertdemo.training_actions import TrainingActions
+from bertdemo.ui import train as train_tab
+from bertdemo.annotate import AnnotateActions
+from bertdemo.ui import annotate, predict
 
 TITLE = "bertdemo: see, correct and retrain a BERT sentiment classifier"
 
@@ -34,5 +37,9 @@ def build_demo(services: Services) -> gr.Blocks:
         timer.tick(lambda: status_line(services), None, [status], api_visibility="private", show_progress="hidden")
         with gr.Tab("Predict", id="predict"):
             sync, sliders = predict.build(PredictActions(services))
+        with gr.Tab("Annotate", id="annotate") as annotate_tab:
+            annotate.build(AnnotateActions(services), PredictActions(services), annotate_tab)
+        with gr.Tab("Train", id="train"):
+            train_tab.build(TrainingActions(services))
         demo.load(sync, None, list(sliders), api_visibility="private")
     return demo

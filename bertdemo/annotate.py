@@ -1,0 +1,392 @@
+"""Adapters for the Annotate tab: one method per UI action, testable without Gradio.
+
+Queues read the active version's stored scores (table `scores`, written by JobRunner.rescore);
+nothing here runs the model over the dataset. Every save is one transaction through
+store.set_label with the version the person saw (optimistic concurrency), recorded under the
+signed-in user. Undo writes the previous label back as a new history row (source "undo").
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bertdemo import store, users
+from bertdemo.datasets import CSVError, read_csv, write_csv
+from bertdemo.jobs import Services
+from bertdemo.store import NewExample, StoreError
+from bertdemo.text import try_clean
+
+QUEUES = {  # key -> what the person sees in the queue selector
+    "unlabeled": "Unlabeled",
+    "disagree": "Model disagrees with the label",
+    "uncertain": "Most uncertain (entropy)",
+    "suspicious": "Suspicious labels (confident learning)",
+    "recent": "Recently changed",
+    "search": "Text search",
+}
+SUSPICIOUS_FOLDS = 5
+
+
+class QueueError(ValueError):
+    """A queue that cannot be computed right now; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One example as the labeling view shows it."""
+    id: int
+    text: str  # the raw text, shown as plain text (never rendered as HTML)
+    cleaned: str
+    label: str | None
+    version: int  # pass back to save_label: the save is refused if the row changed meanwhile
+    predicted: str | None  # the active model's stored prediction, None before scoring
+    confidence: float | None
+    probs: dict[str, float]
+    updated_by: str | None
+    updated_at: datetime | None
+    queue: str
+    remaining: int  # items of the queue not yet seen in this session, this one included
+
+    def as_api(self) -> dict:
+        return {"id": self.id, "text": self.text, "label": self.label, "version": self.version,
+                "predicted": self.predicted, "confidence": self.confidence, "probs": self.probs,
+                "updated_by": self.updated_by,
+                "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+                "queue": self.queue, "remaining": self.remaining}
+
+
+@dataclass(frozen=True)
+class Saved:
+    event_id: int
+    example_id: int
+    previous: str | None
+    label: str | None
+    version: int  # the row's version after this change
+    user: str
+    source: str
+
+    def as_api(self) -> dict:
+        return {"event_id": self.event_id, "example_id": self.example_id, "previous": self.previous,
+                "label": self.label, "version": self.version, "user": self.user, "source": self.source}
+
+
+@dataclass(frozen=True)
+class Agreement:
+    counts: pd.DataFrame  # annotator, changes, items
+    pairs: pd.DataFrame  # annotator_a, annotator_b, items, kappa
+    kappa: float | None  # pooled over every pair of people on an item; None below 2 shared items
+    shared_items: int
+
+
+@dataclass(frozen=True)
+class ImportPreview:
+    add: pd.DataFrame  # text, label of the rows that would be added
+    skipped: pd.DataFrame  # row (1-based, header = 0), text, reason
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        s = f"{len(self.add):,} rows to add, {len(self.skipped):,} to skip."
+        if len(self.skipped):
+            reasons = self.skipped["reason"].str.split(":").str[0].value_counts()
+            s += " Skipped: " + ", ".join(f"{n:,} {r}" for r, n in reasons.items()) + "."
+        return s
+
+
+@dataclass(frozen=True)
+class ImportDone:
+    added: int
+    skipped: int
+    preview: ImportPreview
+
+    def summary(self) -> str:
+        return f"Added {self.added:,} examples; skipped {self.skipped:,}."
+
+
+class AnnotateActions:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.engine = services.engine
+        self.labels = tuple(services.settings.labels)
+        # cache of the suspicious queue, keyed by (active version, newest history row, examples):
+        # derived data that any request may recompute, not per-user state
+        self._suspicious: tuple[tuple, list[int]] | None = None
+        self._suspicious_lock = threading.Lock()
+
+    # ---------------------------------------------------------------- who
+    def user(self, username: str | None) -> str:
+        """The name recorded on a change (AuthError when accounts exist and nobody signed in)."""
+        return users.current_user(self.engine, username)
+
+    def _version_id(self, s: Session) -> int | None:
+        v = store.active_version(s)
+        return v.id if v else None
+
+    # ---------------------------------------------------------------- queues
+    def queue_ids(self, queue: str, search: str = "") -> list[int]:
+        if queue not in QUEUES:
+            raise QueueError(f"Unknown queue {queue!r}; choose one of {list(QUEUES)}.")
+        with Session(self.engine) as s:
+            vid = self._version_id(s)
+            if queue in ("disagree", "uncertain", "suspicious") and vid is None:
+                raise QueueError("No model version is active yet, so this queue has no scores; "
+                                 "use 'Unlabeled' or 'Text search' until the first model is ready.")
+            if queue == "suspicious":
+                return self._suspicious_ids(s, vid)
+            return store.queue_ids(s, queue, vid, search)
+
+    def _suspicious_ids(self, s: Session, vid: int | None) -> list[int]:
+        """Confident learning (cleanlab.find_label_issues) on out-of-sample probabilities.
+
+        The stored probabilities of the active model are in-sample for most labelled rows (the
+        version was trained on them), and confident learning needs out-of-sample ones. So we fit a
+        cheap second model, a logistic regression on TF-IDF word 1-2-grams plus the stored
+        log-probabilities, with 5-fold cross_val_predict: each row's probabilities come from a
+        regression that never saw its label. The stored scores still carry what the fine-tuned
+        model memorised of the training labels, so this under-reports noise the BERT model
+        absorbed; it is fast (a few seconds for 15k tweets) and recomputed only when a label or
+        the active version changes."""
+        newest = s.scalar(select(store.func.max(store.LabelEvent.id))) or 0
+        key = (vid, newest, store.count_examples(s))
+        with self._suspicious_lock:
+            if self._suspicious is not None and self._suspicious[0] == key:
+                return list(self._suspicious[1])
+            rows = [r for r in store.scored_examples(s, vid) if r[2] is not None]
+            ids = _find_suspicious(rows, self.labels)
+            self._suspicious = (key, ids)
+            return list(ids)
+
+    def next_item(self, queue: str, search: str = "", seen: list[int] | None = None) -> Item | None:
+        """The first item of `queue` not in `seen` (the ids this session already showed), or None."""
+        seen_set = set(seen or [])
+        ids = [i for i in self.queue_ids(queue, search) if i not in seen_set]
+        if not ids:
+            return None
+        return self.item(ids[0], queue, len(ids))
+
+    def item(self, example_id: int, queue: str = "", remaining: int = 0) -> Item:
+        with Session(self.engine) as s:
+            ex = s.get(store.Example, int(example_id))
+            if ex is None:
+                raise StoreError(f"No example with id {example_id}.")
+            sc = store.score_of(s, ex.id, self._version_id(s))
+            probs = {lab: round(float(p), 4) for lab, p in zip(self.labels, sc.probs)} if sc else {}
+            return Item(id=ex.id, text=ex.raw_text, cleaned=ex.text, label=ex.label, version=ex.version,
+                        predicted=sc.predicted if sc else None, confidence=sc.confidence if sc else None,
+                        probs=probs, updated_by=ex.updated_by, updated_at=ex.updated_at, queue=queue,
+                        remaining=remaining)
+
+    # ---------------------------------------------------------------- saving
+    def save_label(self, example_id: int, label: str, version: int | None, username: str | None) -> Saved:
+        """Set one label, in one transaction; ConflictError when the row changed since `version`."""
+        if label not in self.labels:
+            raise StoreError(f"Unknown label {label!r}; choose one of {list(self.labels)}.")
+        who = self.user(username)
+        with Session(self.engine) as s, s.begin():
+            ev = store.set_label(s, int(example_id), label, who, "annotator", self.labels,
+                                 expected_version=None if version is None else int(version))
+            return _saved(ev)
+
+    def undo(self, example_id: int, username: str | None, version: int | None = None) -> Saved:
+        """Restore the label before the row's newest change, as a new history row (source 'undo')."""
+        who = self.user(username)
+        with Session(self.engine) as s, s.begin():
+            last = store.latest_event(s, int(example_id))
+            if last is None or last.source in ("dataset", "import"):
+                raise StoreError(f"Nothing to undo on example {example_id}: it has no change since it was imported.")
+            if version is not None and last.version != int(version):
+                raise store.ConflictError(
+                    f"Example {example_id} was changed by {last.user} (now {last.label!r}) after your "
+                    "change; reload it and decide again.")
+            ev = store.set_label(s, int(example_id), last.previous_label, who, "undo", self.labels,
+                                 expected_version=last.version)
+            return _saved(ev)
+
+    # ---------------------------------------------------------------- history & table
+    def history(self, example_id: int) -> pd.DataFrame:
+        with Session(self.engine) as s:
+            if s.get(store.Example, int(example_id)) is None:
+                raise StoreError(f"No example with id {example_id}.")
+            rows = [{"when (UTC)": e.created_at.strftime("%Y-%m-%d %H:%M:%S"), "who": e.user,
+                     "from": e.previous_label or "", "to": e.label or "", "source": e.source, "version": e.version}
+                    for e in store.history(s, int(example_id))]
+        return pd.DataFrame(rows, columns=["when (UTC)", "who", "from", "to", "source", "version"])
+
+    def table(self, label: str = "any", annotator: str = "", search: str = "", limit: int = 500) -> pd.DataFrame:
+        """Examples with label, annotator, time and model prediction, filtered; newest change first."""
+        E, S = store.Example, store.Score
+        with Session(self.engine) as s:
+            vid = self._version_id(s)
+            q = (select(E.id, E.raw_text, E.label, E.updated_by, E.updated_at, E.version, S.predicted, S.confidence)
+                 .outerjoin(S, (S.example_id == E.id) & (S.version_id == vid)))
+            if label == "unlabeled":
+                q = q.where(E.label.is_(None))
+            elif label and label != "any":
+                if label not in self.labels:
+                    raise StoreError(f"Unknown label filter {label!r}.")
+                q = q.where(E.label == label)
+            if annotator.strip():
+                q = q.where(E.updated_by == annotator.strip())
+            if search.strip():
+                pattern = "%" + search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                q = q.where(E.raw_text.ilike(pattern, escape="\\"))
+            q = q.order_by(E.updated_at.desc().nulls_last(), E.id).limit(limit)
+            rows = s.execute(q).all()
+        cols = ["id", "text", "label", "annotator", "changed (UTC)", "version", "model", "confidence"]
+        return pd.DataFrame([(i, t, lab or "", who or "", at.strftime("%Y-%m-%d %H:%M") if at else "", v,
+                              p or "", round(c, 3) if c is not None else None)
+                             for i, t, lab, who, at, v, p, c in rows], columns=cols)
+
+    # ---------------------------------------------------------------- admin
+    def agreement(self, username: str | None) -> Agreement:
+        """Counts per annotator and Cohen's kappa on items labelled by two people (admins only).
+
+        A person's label on an item is their newest annotator/undo change to it; items where two
+        or more people gave a label are compared pairwise."""
+        from sklearn.metrics import cohen_kappa_score
+
+        users.require_role(self.engine, username, "admin")
+        with Session(self.engine) as s:
+            events = store.human_events(s)
+        changes: dict[str, int] = {}
+        items: dict[str, set[int]] = {}
+        final: dict[int, dict[str, str]] = {}
+        for _eid, ex_id, who, lab, source in events:
+            changes[who] = changes.get(who, 0) + 1
+            items.setdefault(who, set()).add(ex_id)
+            if source in ("annotator", "undo"):
+                if lab is None:
+                    final.get(ex_id, {}).pop(who, None)
+                else:
+                    final.setdefault(ex_id, {})[who] = lab
+        counts = pd.DataFrame([(u, changes[u], len(items[u])) for u in sorted(changes)],
+                              columns=["annotator", "changes", "items"])
+        by_pair: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+        for per_user in final.values():
+            names = sorted(per_user)
+            for i, a in enumerate(names):
+                for b in names[i + 1:]:
+                    la, lb = by_pair.setdefault((a, b), ([], []))
+                    la.append(per_user[a])
+                    lb.append(per_user[b])
+        pair_rows, pooled_a, pooled_b = [], [], []
+        for (a, b), (la, lb) in sorted(by_pair.items()):
+            pair_rows.append((a, b, len(la), _kappa(cohen_kappa_score, la, lb, self.labels)))
+            pooled_a += la
+            pooled_b += lb
+        pairs = pd.DataFrame(pair_rows, columns=["annotator_a", "annotator_b", "items", "kappa"])
+        shared = sum(1 for per_user in final.values() if len(per_user) >= 2)
+        return Agreement(counts, pairs, _kappa(cohen_kappa_score, pooled_a, pooled_b, self.labels), shared)
+
+    # ---------------------------------------------------------------- import / export
+    def preview_import(self, path: str) -> ImportPreview:
+        """What importing this CSV would add and skip (duplicates by cleaned text, unknown labels,
+        texts that cannot be cleaned). Writes nothing."""
+        table = read_csv(path, int(self.settings.max_upload_mb * 2**20))
+        frame = table.frame
+        label_col = {str(c).strip().lower(): c for c in frame.columns}.get("label")
+        keys_seen: set[str] = set()
+        add, skipped, keyed = [], [], []
+        for n, raw in enumerate(frame[table.text_column], start=1):
+            lab = str(frame[label_col].iloc[n - 1]).strip().lower() if label_col is not None else ""
+            cleaned, problem = try_clean(raw, self.settings.max_chars)
+            if cleaned is None:
+                skipped.append((n, raw, f"bad text: {problem}"))
+            elif lab and lab not in self.labels:
+                skipped.append((n, raw, f"unknown label: {lab!r} (expected one of {', '.join(self.labels)})"))
+            elif (key := store.text_key(cleaned)) in keys_seen:
+                skipped.append((n, raw, "duplicate: repeated in this file"))
+            else:
+                keys_seen.add(key)
+                keyed.append((n, raw, cleaned, lab or None, key))
+        with Session(self.engine) as s:
+            stored: set[str] = set()
+            all_keys = [k[4] for k in keyed]
+            for start in range(0, len(all_keys), 500):
+                stored |= set(s.scalars(select(store.Example.text_key)
+                                        .where(store.Example.text_key.in_(all_keys[start:start + 500]))))
+        for n, raw, cleaned, lab, key in keyed:
+            if key in stored:
+                skipped.append((n, raw, "duplicate: already in the dataset"))
+            else:
+                add.append((n, raw, cleaned, lab))
+        add_df = pd.DataFrame(add, columns=["row", "text", "cleaned", "label"])
+        skip_df = pd.DataFrame(sorted(skipped), columns=["row", "text", "reason"])
+        return ImportPreview(add_df, skip_df, list(table.warnings))
+
+    def import_csv(self, path: str, username: str | None) -> ImportDone:
+        """Add the rows preview_import accepts, as one transaction (admins only)."""
+        who = users.require_role(self.engine, username, "admin")
+        preview = self.preview_import(path)
+        if preview.add.empty:
+            raise CSVError("Nothing to import: " + preview.summary())
+        rows = [NewExample(text=c, raw_text=r, label=lab if isinstance(lab, str) else None)
+                for r, c, lab in zip(preview.add["text"], preview.add["cleaned"], preview.add["label"])]
+        with Session(self.engine) as s, s.begin():
+            res = store.import_examples(s, rows, "import", who, self.labels)
+        return ImportDone(res.added, len(preview.skipped) + res.duplicates, preview)
+
+    def export_frame(self) -> pd.DataFrame:
+        E = store.Example
+        with Session(self.engine) as s:
+            rows = s.execute(select(E.id, E.external_id, E.raw_text, E.text, E.label, E.updated_by, E.updated_at,
+                                    E.source).order_by(E.id)).all()
+            changes = store.change_counts(s)
+        return pd.DataFrame(
+            [(i, ext or "", raw, cleaned, lab or "", who or "", at.isoformat(sep=" ", timespec="seconds") if at else "",
+              changes.get(i, 0), src) for i, ext, raw, cleaned, lab, who, at, src in rows],
+            columns=["id", "external_id", "text", "cleaned", "label", "annotator", "updated_at_utc", "changes",
+                     "source"])
+
+    def export_csv(self, username: str | None) -> str:
+        """Every example with its current label, annotator and number of changes; formula-safe."""
+        self.user(username)
+        dest = Path(tempfile.mkdtemp(prefix="bertdemo-export-")) / "bertdemo-labels.csv"
+        write_csv(self.export_frame(), dest)
+        return str(dest)
+
+
+# -------------------------------------------------------------------- helpers
+def _saved(ev: store.LabelEvent) -> Saved:
+    return Saved(ev.id, ev.example_id, ev.previous_label, ev.label, ev.version, ev.user, ev.source)
+
+
+def _kappa(fn, a: list[str], b: list[str], labels) -> float | None:  # noqa: ANN001
+    if len(a) < 2:
+        return None
+    k = fn(a, b, labels=list(labels))
+    return None if k is None or math.isnan(k) else round(float(k), 4)
+
+
+def _find_suspicious(rows: list[tuple[int, str, str | None, list]], labels: tuple[str, ...]) -> list[int]:
+    """Ids of likely mislabelled rows, most suspicious first (see AnnotateActions._suspicious_ids).
+    rows: (id, cleaned text, label, stored probs) of labelled examples."""
+    from cleanlab.filter import find_label_issues
+    from scipy.sparse import csr_matrix, hstack
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    y = np.array([labels.index(r[2]) for r in rows if r[2] in labels])
+    rows = [r for r in rows if r[2] in labels]
+    counts = np.bincount(y, minlength=len(labels)) if len(y) else np.zeros(len(labels), int)
+    if len(rows) < 20 or (counts < SUSPICIOUS_FOLDS).any():
+        raise QueueError(f"Confident learning needs at least {SUSPICIOUS_FOLDS} labelled examples of every "
+                         f"class; have {dict(zip(labels, counts.tolist()))}.")
+    tfidf = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit_transform([r[1] for r in rows])
+    stored = np.array([r[3] if len(r[3]) == len(labels) else [1 / len(labels)] * len(labels) for r in rows])
+    features = hstack([tfidf, csr_matrix(np.log(np.clip(stored, 1e-6, 1)))]).tocsr()
+    folds = StratifiedKFold(n_splits=SUSPICIOUS_FOLDS, shuffle=True, random_state=0)
+    oos = cross_val_predict(LogisticRegression(max_iter=1000, C=4.0), features, y, cv=folds, method="predict_proba")
+    order = find_label_issues(y, oos, return_indices_ranked_by="self_confidence")
+    return [rows[int(i)][0] for i in order]

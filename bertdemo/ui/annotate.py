@@ -1,0 +1,286 @@
+"""Annotate tab: layout and wiring only; the work is in bertdemo.annotate.AnnotateActions.
+
+Per-session state (the item on screen, the ids seen in this queue, this person's undo stack)
+lives in gr.State; everything else in the database. Example texts are shown in Textbox and
+Dataframe cells, which render plain text, so HTML or script in a tweet is never run.
+"""
+
+from __future__ import annotations
+
+import json
+
+import gradio as gr
+
+from bertdemo.actions import PredictActions
+from bertdemo.annotate import QUEUES, AnnotateActions, Item
+from bertdemo.store import ConflictError
+from bertdemo.ui.common import guarded, warn
+
+SHORTCUTS_JS = """
+if (!window.__bertdemoAnnotateKeys) {
+  window.__bertdemoAnnotateKeys = true;
+  const map = %s;
+  document.addEventListener('keydown', (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
+    const t = e.target;
+    if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable)) return;
+    const id = map[e.key.toLowerCase()];
+    if (!id) return;
+    const btn = document.getElementById(id);
+    if (!btn || btn.offsetParent === null || btn.disabled) return;  // the Annotate tab is not on screen
+    e.preventDefault();
+    btn.click();
+  });
+}
+"""
+
+
+def _user(request: gr.Request | None) -> str | None:
+    return getattr(request, "username", None) if request is not None else None
+
+
+def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None = None) -> None:
+    labels = list(actions.labels)
+    current = gr.State(None)  # {"id", "version"} of the item on screen
+    seen = gr.State([])  # ids shown in this queue during this session
+    undo_stack = gr.State([])  # [(example id, version after my change)], newest last
+
+    with gr.Tab("Label"):
+        with gr.Row():
+            queue = gr.Dropdown([(v, k) for k, v in QUEUES.items()], value="unlabeled", label="Queue",
+                                elem_id="annot-queue", scale=2)
+            search = gr.Textbox(label="Text search (for the 'Text search' queue)", elem_id="annot-search", scale=2)
+            load = gr.Button("Load queue", elem_id="annot-load", scale=1)
+        progress = gr.Markdown("Choose a queue and press **Load queue**.", elem_id="annot-progress")
+        text = gr.Textbox(label="Example", interactive=False, lines=3, elem_id="annot-text")
+        info = gr.Markdown(elem_id="annot-info")
+        with gr.Row():
+            label_buttons = [gr.Button(f"{lab} ({i})", variant="primary", elem_id=f"annot-label-{i}")
+                             for i, lab in enumerate(labels, start=1)]
+            skip = gr.Button("skip (s)", elem_id="annot-skip")
+            undo = gr.Button("undo (u)", elem_id="annot-undo")
+        gr.Markdown(f"Keys: {', '.join(f'**{i}** {lab}' for i, lab in enumerate(labels, start=1))}, "
+                    "**s** skip, **u** undo your last change (when the cursor is not in a text field).")
+        show_attr = gr.Checkbox(False, label="Show the model's token attributions (off by default: they can bias you)",
+                                elem_id="annot-show-attr")
+        attr = gr.HighlightedText(label="Attributions (Integrated Gradients, towards the predicted class)",
+                                  visible=False, combine_adjacent=False, elem_id="annot-attr")
+        with gr.Accordion("History of this example", open=False):
+            item_history = gr.Dataframe(interactive=False, elem_id="annot-item-history")
+        keymap = {str(i): f"annot-label-{i}" for i in range(1, len(labels) + 1)} | {"s": "annot-skip", "u": "annot-undo"}
+        gr.HTML("", js_on_load=SHORTCUTS_JS % json.dumps(keymap), elem_id="annot-keys")
+
+    with gr.Tab("Table"):
+        with gr.Row():
+            f_label = gr.Dropdown(["any", "unlabeled", *labels], value="any", label="Label")
+            f_user = gr.Textbox(label="Annotator", elem_id="annot-f-user")
+            f_text = gr.Textbox(label="Text contains", elem_id="annot-f-text")
+            refresh = gr.Button("Filter", elem_id="annot-filter")
+        table = gr.Dataframe(interactive=False, wrap=True, max_height=500, elem_id="annot-table")
+        gr.Markdown("Select a row to see its history and change its label.")
+        with gr.Row():
+            row_id = gr.Number(label="Example id", precision=0, interactive=False, elem_id="annot-row-id")
+            row_version = gr.Number(label="Version you saw", precision=0, interactive=False)
+            row_label = gr.Radio(labels, label="New label", elem_id="annot-row-label")
+            row_save = gr.Button("Save label", variant="primary", elem_id="annot-row-save")
+        row_history = gr.Dataframe(label="History", interactive=False, elem_id="annot-row-history")
+
+    with gr.Tab("Import / export"):
+        gr.Markdown(f"Import a CSV with a `text` column and an optional `label` column "
+                    f"({', '.join(labels)}; empty = unlabelled), up to {actions.settings.max_upload_mb:.0f} MB. "
+                    "**Preview** shows what would be added and skipped (duplicates by cleaned text, unknown "
+                    "labels, unusable texts); **Import** adds them (admins only). Export writes every example "
+                    "with its current label, annotator and number of changes.")
+        upload = gr.File(label="CSV to import", file_types=[".csv"], elem_id="annot-upload")
+        with gr.Row():
+            preview_btn = gr.Button("Preview", elem_id="annot-preview")
+            import_btn = gr.Button("Import", variant="primary", elem_id="annot-import")
+        import_summary = gr.Markdown(elem_id="annot-import-summary")
+        with gr.Row():
+            to_add = gr.Dataframe(label="Will be added", interactive=False, max_height=300)
+            to_skip = gr.Dataframe(label="Will be skipped", interactive=False, max_height=300)
+        export_btn = gr.Button("Export all labels (CSV)", elem_id="annot-export")
+        export_file = gr.File(label="Export", elem_id="annot-export-file")
+
+    with gr.Tab("Agreement (admins)"):
+        agree_btn = gr.Button("Refresh", elem_id="annot-agree-refresh")
+        kappa = gr.Markdown(elem_id="annot-kappa")
+        counts = gr.Dataframe(label="Changes per annotator", interactive=False, elem_id="annot-counts")
+        pairs = gr.Dataframe(label="Cohen's kappa per pair", interactive=False, elem_id="annot-pairs")
+
+    # ---------------------------------------------------------------- labeling
+    def describe(item: Item | None, note: str = "") -> str:
+        if item is None:
+            return note
+        pred = (f"model says **{item.predicted}** ({item.confidence:.0%})" if item.predicted
+                else "no model score yet")
+        who = f", last changed by {item.updated_by} at {item.updated_at:%Y-%m-%d %H:%M} UTC" if item.updated_by else ""
+        return (f"#{item.id} · current label **{item.label or 'none'}** · {pred}{who} · version {item.version}"
+                + (f"\n\n{note}" if note else ""))
+
+    def show(item: Item | None, seen_ids: list[int], stack: list, note: str = ""):
+        if item is None:
+            return ("", describe(None), f"The queue is done: nothing left that you have not seen. {note}".strip(),
+                    None, seen_ids, stack, None)
+        cur = {"id": item.id, "version": item.version}
+        prog = f"**{QUEUES.get(item.queue, 'Item')}**: {item.remaining:,} left · {len(seen_ids):,} seen this session"
+        return (item.text, describe(item, note), prog, cur, seen_ids, stack, actions.history(item.id))
+
+    outputs = [text, info, progress, current, seen, undo_stack, item_history]
+
+    @guarded
+    def load_queue(q: str, s: str, stack: list):
+        return show(actions.next_item(q, s, []), [], stack)
+
+    @guarded
+    def label_and_next(lab: str, cur: dict | None, q: str, s: str, seen_ids: list, stack: list,
+                       request: gr.Request):
+        if not cur:
+            raise gr.Error("No example on screen: load a queue first.")
+        try:
+            saved = actions.save_label(cur["id"], lab, cur["version"], _user(request))
+        except ConflictError as exc:
+            gr.Warning(str(exc))
+            item = actions.item(cur["id"], q)
+            return show(item, seen_ids, stack, "Someone else changed this example: decide again.")
+        seen_ids = [*seen_ids, cur["id"]]
+        stack = [*stack, (saved.example_id, saved.version)][-50:]
+        note = f"Saved #{saved.example_id}: {saved.previous or 'none'} → {saved.label}."
+        return show(actions.next_item(q, s, seen_ids), seen_ids, stack, note)
+
+    @guarded
+    def skip_item(cur: dict | None, q: str, s: str, seen_ids: list, stack: list):
+        if cur:
+            seen_ids = [*seen_ids, cur["id"]]
+        return show(actions.next_item(q, s, seen_ids), seen_ids, stack, "Skipped.")
+
+    @guarded
+    def undo_last(q: str, seen_ids: list, stack: list, request: gr.Request):
+        if not stack:
+            raise gr.Error("Nothing to undo in this session.")
+        ex_id, version = stack[-1]
+        saved = actions.undo(ex_id, _user(request), version)
+        seen_ids = [i for i in seen_ids if i != ex_id]
+        note = f"Undone #{ex_id}: back to {saved.label or 'none'}."
+        return show(actions.item(ex_id, q, 0), seen_ids, stack[:-1], note)
+
+    @guarded
+    def attributions(on: bool, cur: dict | None):
+        if not on or not cur:
+            return gr.update(visible=bool(on), value=None)
+        r = predict.explain(actions.item(cur["id"]).cleaned, None, True)
+        warn(r.warnings)
+        return gr.update(visible=True, value=r.highlighted)
+
+    load_ev = gr.on([load.click, search.submit], load_queue, [queue, search, undo_stack], outputs,
+                    api_visibility="private")
+    queue.input(load_queue, [queue, search, undo_stack], outputs, api_visibility="private")
+    evs = [load_ev]
+    for lab, btn in zip(labels, label_buttons):
+        evs.append(btn.click(_bind(label_and_next, lab), [current, queue, search, seen, undo_stack], outputs,
+                             api_visibility="private"))
+    evs.append(skip.click(skip_item, [current, queue, search, seen, undo_stack], outputs, api_visibility="private"))
+    evs.append(undo.click(undo_last, [queue, seen, undo_stack], outputs, api_visibility="private"))
+    for ev in evs:
+        ev.success(attributions, [show_attr, current], [attr], api_visibility="private")
+    show_attr.change(attributions, [show_attr, current], [attr], api_visibility="private")
+    if tab is not None:
+        tab.select(lambda cur, q, s, stack: load_queue(q, s, stack) if cur is None else [gr.update()] * len(outputs),
+                   [current, queue, search, undo_stack], outputs, api_visibility="private")
+
+    # ---------------------------------------------------------------- table
+    @guarded
+    def filter_table(lab: str, who: str, needle: str):
+        return actions.table(lab, who or "", needle or "")
+
+    @guarded
+    def pick_row(frame, evt: gr.SelectData):
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        ex_id = int(frame.iloc[row]["id"])
+        item = actions.item(ex_id)
+        return item.id, item.version, item.label, actions.history(item.id)
+
+    @guarded
+    def save_row(ex_id, version, lab, who, needle, f_lab, request: gr.Request):
+        if ex_id is None or not lab:
+            raise gr.Error("Select a row and a label first.")
+        try:
+            saved = actions.save_label(int(ex_id), lab, int(version), _user(request))
+        except ConflictError as exc:
+            gr.Warning(str(exc))
+            item = actions.item(int(ex_id))
+            return item.version, actions.history(item.id), actions.table(f_lab, who or "", needle or "")
+        gr.Info(f"Saved #{saved.example_id}: {saved.previous or 'none'} → {saved.label}.")
+        return saved.version, actions.history(saved.example_id), actions.table(f_lab, who or "", needle or "")
+
+    gr.on([refresh.click, f_text.submit, f_user.submit], filter_table, [f_label, f_user, f_text], [table],
+          api_visibility="private")
+    table.select(pick_row, [table], [row_id, row_version, row_label, row_history], api_visibility="private")
+    row_save.click(save_row, [row_id, row_version, row_label, f_user, f_text, f_label],
+                   [row_version, row_history, table], api_visibility="private")
+
+    # ---------------------------------------------------------------- import / export / admin
+    @guarded
+    def preview(path: str | None):
+        if not path:
+            raise gr.Error("Choose a CSV file first.")
+        p = actions.preview_import(path)
+        warn(p.warnings)
+        return p.summary(), p.add[["row", "text", "label"]], p.skipped
+
+    @guarded
+    def import_csv(path: str | None, request: gr.Request) -> str:
+        """Import a CSV (text, optional label); returns a summary. Admins only."""
+        if not path:
+            raise gr.Error("Choose a CSV file first.")
+        done = actions.import_csv(path, _user(request))
+        warn(done.preview.warnings)
+        return done.summary()
+
+    @guarded
+    def export_csv(request: gr.Request) -> str:
+        return actions.export_csv(_user(request))
+
+    @guarded
+    def agreement(request: gr.Request):
+        a = actions.agreement(_user(request))
+        k = (f"Cohen's kappa over {a.shared_items:,} items labelled by two or more people: **{a.kappa:.3f}**"
+             if a.kappa is not None else
+             f"Not enough items labelled by two people for kappa ({a.shared_items} so far).")
+        return k, a.counts, a.pairs
+
+    preview_btn.click(preview, [upload], [import_summary, to_add, to_skip], api_visibility="private")
+    import_btn.click(import_csv, [upload], [import_summary], api_name="import_csv")
+    export_btn.click(export_csv, None, [export_file], api_name="export_csv")
+    agree_btn.click(agreement, None, [kappa, counts, pairs], api_name="agreement")
+
+    # ---------------------------------------------------------------- API-only endpoints
+    @guarded
+    def next_item(queue: str = "unlabeled", search: str = "", exclude: list[int] | None = None,
+                  request: gr.Request = None) -> dict | None:  # type: ignore[assignment]
+        """The next example of a queue (unlabeled, disagree, uncertain, suspicious, recent, search),
+        skipping the ids in `exclude`; None when the queue is done."""
+        actions.user(_user(request))
+        item = actions.next_item(queue, search, list(exclude or []))
+        return item.as_api() if item else None
+
+    @guarded
+    def save_label(example_id: int, label: str, version: int, request: gr.Request = None) -> dict:  # type: ignore[assignment]
+        """Set an example's label; `version` is the one next_item returned (refused if it changed)."""
+        return actions.save_label(int(example_id), label, int(version), _user(request)).as_api()
+
+    @guarded
+    def undo_api(example_id: int, request: gr.Request = None) -> dict:  # type: ignore[assignment]
+        """Restore the label before the example's newest change (a new history row)."""
+        return actions.undo(int(example_id), _user(request)).as_api()
+
+    gr.api(next_item, api_name="next_item")
+    gr.api(save_label, api_name="save_label")
+    gr.api(undo_api, api_name="undo")
+
+
+def _bind(fn, label: str):
+    """A callback for one label button (Gradio passes gr.Request by annotation)."""
+    def bound(cur, q, s, seen_ids, stack, request: gr.Request):
+        return fn(label, cur, q, s, seen_ids, stack, request)
+    return bound
