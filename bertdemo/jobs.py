@@ -14,11 +14,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from bertdemo import store
-from bertdemo.classifier import Classifier
+from bertdemo.classifier import Classifier, autocast_dtype
 from bertdemo.config import Settings
 from bertdemo.datasets import load_bundled, stratified_split
 from bertdemo.registry import Registry, VersionInfo
-from bertdemo.train import Progress, TrainConfig, TrainingCancelled, TrainingError, check_labels, fit
+from bertdemo.train import Progress, TrainConfig, TrainingCancelled, TrainingError, check_labels, fit, gpu_task
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,8 @@ class JobRunner:
         self._status = JobStatus(state="idle")
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
+        self._rescore_thread: threading.Thread | None = None
+        self.last_rescore: tuple[str, int] | None = None  # (version name, examples scored)
 
     def status(self) -> JobStatus:
         return self._status
@@ -107,6 +109,30 @@ class JobRunner:
             t.join(timeout)
         return self._status
 
+    def activate(self, version_id: int) -> VersionInfo:
+        """Serve `version_id` (any version: a newer one, or a rollback) and re-score the examples
+        with it in a background thread, so the request returns as soon as the swap is done."""
+        info = self.registry.activate(version_id)
+        clf = self.registry.active()
+        t = threading.Thread(target=self._rescore_quietly, args=(info, clf), name=f"rescore-{info.name}",
+                             daemon=True)
+        self._rescore_thread = t
+        t.start()
+        return info
+
+    def wait_rescore(self, timeout: float | None = None) -> None:
+        t = self._rescore_thread
+        if t is not None:
+            t.join(timeout)
+
+    def _rescore_quietly(self, info: VersionInfo, clf: Classifier) -> None:
+        try:
+            n = self.rescore(info, clf)
+            self.last_rescore = (info.name, n)
+            log.info("re-scored %d examples with %s", n, info.name)
+        except Exception:  # noqa: BLE001 - a background thread must log, the queues keep old scores
+            log.exception("re-scoring with %s failed", info.name)
+
     # ------------------------------------------------------------------ internals
     def _open_run(self, config: TrainConfig, user: str) -> int:
         with Session(self.engine) as s, s.begin():
@@ -135,9 +161,17 @@ class JobRunner:
             check_labels(y, labels, min_per_class=2)
             texts = [t for _i, t, _l in snapshot]
             tr, va = stratified_split(y, config.val_fraction, config.seed)
-            self._set(phase="training", message=f"Loading {self.settings.model_source}")
-            clf = Classifier.load(self.settings.model_source, labels, self.settings.device,
-                                  self.settings.max_length, precision=config.precision)
+            source, start_name = self.settings.model_source, "the base encoder"
+            if config.init_from == "active":
+                current = self.registry.active_version()
+                if current is None:
+                    raise TrainingError("'Start from the active version' needs an active version; "
+                                        "there is none yet. Start from the base encoder instead.")
+                source, start_name = current.path, current.name
+            self._set(phase="training", message=f"Loading {start_name}")
+            # a fresh copy: the serving classifier is never touched by training
+            clf = Classifier.load(source, labels, self.settings.device, self.settings.max_length,
+                                  precision=config.precision)
             last_write = [0.0]
 
             def on_progress(p: Progress) -> None:
@@ -154,12 +188,14 @@ class JobRunner:
                         run = s.get(store.TrainingRun, run_id)
                         run.step, run.total_steps = p.step, p.total_steps
 
-            result = fit(clf, [texts[i] for i in tr], y[tr], [texts[i] for i in va], y[va], config,
-                         on_progress=on_progress, should_stop=self._cancel.is_set)
+            result = gpu_task(fit)(clf, [texts[i] for i in tr], y[tr], [texts[i] for i in va], y[va], config,
+                                   on_progress=on_progress, should_stop=self._cancel.is_set)
             log.info("run %d finished: macro-F1 %.4f\n%s", run_id, result.macro_f1, result.report)
             self._set(phase="saving", message="Saving the new version", report=result.report,
                       macro_f1=result.macro_f1)
             info = self.registry.save(clf, result, config, run_id, user, snapshot)
+            clf.name = info.name  # the Predict tab shows the serving version's name
+            clf.amp_dtype = autocast_dtype(clf.device)  # serve as a freshly loaded version would
             self._set(version_name=info.name)
             if activate:
                 self.registry.activate(info.id, clf)

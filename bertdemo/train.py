@@ -51,6 +51,7 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16
     val_fraction: float = 0.1
     max_steps: int | None = None  # stop after this many optimizer steps (tests, smoke runs)
+    init_from: str = "base"  # base: the pre-trained encoder + a new head | active: the serving version
 
     def __post_init__(self) -> None:
         checks = [
@@ -64,6 +65,7 @@ class TrainConfig:
             (self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
             (0 < self.val_fraction < 0.5, "val_fraction must be in (0, 0.5)"),
             (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1"),
+            (self.init_from in ("base", "active"), "init_from must be base or active"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -111,6 +113,23 @@ class FitResult:
         d = asdict(self)
         d.pop("history")
         return d
+
+
+def gpu_task(fn: Callable, duration: int = 600) -> Callable:
+    """Wrap `fn` with `spaces.GPU` when the Hugging Face `spaces` package is importable (ZeroGPU
+    hardware attaches a GPU only for the duration of such a call); otherwise return it unchanged.
+    The import is guarded: `spaces` is no dependency of the app."""
+    try:
+        import spaces  # type: ignore[import-not-found]
+    except ImportError:
+        return fn
+    return spaces.GPU(duration=duration)(fn)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    # torch.OutOfMemoryError on CUDA; some back ends (MPS, CPU allocators) raise a RuntimeError
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
 
 
 def set_seed(seed: int) -> None:
@@ -176,6 +195,15 @@ def fit(clf: Classifier, train_texts: Sequence[str], train_labels: Sequence[int]
         torch.bfloat16 if config.precision == "bf16" else clf.amp_dtype)
     try:
         return _fit(clf, train_texts, train_labels, val_texts, val_labels, config, on_progress, should_stop, rng)
+    except (torch.OutOfMemoryError, RuntimeError) as exc:
+        if not _is_oom(exc):
+            raise
+        if clf.device.type == "cuda":
+            torch.cuda.empty_cache()  # give the memory back to the serving model
+        raise TrainingError(
+            f"out of {clf.device.type.upper()} memory with batch size {config.batch_size} and max length "
+            f"{config.max_length}; try a smaller batch size or max length (the serving model is unchanged)"
+        ) from exc
     finally:
         clf.amp_dtype = serving_dtype  # the training precision is not the serving one
         clf.model.eval()
@@ -243,30 +271,25 @@ def _fit(clf, train_texts, train_labels, val_texts, val_labels, config, on_progr
             batch = tok.pad({"input_ids": [train_ids[i] for i in batch_idx]}, return_tensors="pt")
             batch = {k: v.to(device) for k, v in batch.items()}
             y = torch.as_tensor(y_train[batch_idx], device=device)
-            try:
-                with clf._autocast():
-                    logits = model(**batch).logits.float()  # (B, C)
-                loss = loss_fn(logits, y)
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"the loss became {loss.item()} at step {step + 1}; the model was not changed. "
-                        "Try a lower learning rate or precision fp32.")
-                opt.zero_grad(set_to_none=True)
-                if scaler:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(params, 1.0)
-                    scaler.step(opt)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(params, 1.0)
-                    opt.step()
-                sched.step()
-            except torch.OutOfMemoryError as exc:
+            with clf._autocast():
+                logits = model(**batch).logits.float()  # (B, C)
+            loss = loss_fn(logits, y)
+            if not torch.isfinite(loss):
                 raise TrainingError(
-                    f"out of {device.type.upper()} memory at step {step + 1} with batch size "
-                    f"{config.batch_size}; try a smaller batch size or max length") from exc
+                    f"the training loss became {loss.item()} at step {step + 1}; no version was saved and "
+                    "the serving model is unchanged. Try a lower learning rate or precision fp32.")
+            opt.zero_grad(set_to_none=True)
+            if scaler:  # fp16 (CUDA without bf16): scale the loss so small gradients survive
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+            sched.step()
             step += 1
             seen += len(batch_idx)
             running.append(loss.item())
@@ -274,6 +297,10 @@ def _fit(clf, train_texts, train_labels, val_texts, val_labels, config, on_progr
             row = {"step": step, "epoch": step / steps_per_epoch, "train_loss": float(np.mean(running[-20:]))}
             if step % eval_every == 0 or step == total:
                 val_loss, pred = _evaluate(clf, val_enc, y_val_sorted, loss_fn)
+                if not math.isfinite(val_loss):
+                    raise TrainingError(
+                        f"the validation loss became {val_loss} at step {step}; no version was saved and the "
+                        "serving model is unchanged. Try a lower learning rate or precision fp32.")
                 row |= {"val_loss": val_loss, "val_macro_f1": float(f1_score(y_val_sorted, pred, average="macro"))}
                 if val_loss < best_loss:  # keep the checkpoint with the best validation loss
                     best_loss, best_step = val_loss, step
@@ -315,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=d.max_length, help="WordPieces per example (truncated beyond)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed for the split, shuffling and head init")
     p.add_argument("--freeze-encoder", action="store_true", help="train only the classification head")
+    p.add_argument("--init-from", choices=("base", "active"), default=d.init_from,
+                   help="base: the pre-trained encoder with a new head; active: continue from the serving version")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=d.precision,
                    help="auto = bf16 autocast where the hardware supports it")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction, help="stratified validation share")
@@ -329,7 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = TrainConfig(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
                              max_length=args.max_length, seed=args.seed, freeze_encoder=args.freeze_encoder,
-                             precision=args.precision, val_fraction=args.val_fraction, max_steps=args.max_steps)
+                             precision=args.precision, val_fraction=args.val_fraction, max_steps=args.max_steps,
+                             init_from=args.init_from)
     except ValueError as exc:
         build_parser().error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -338,7 +368,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     services = Services.create(Settings.from_env())
     services.ensure_dataset()
-    run = services.jobs.run_sync(config, user=args.user, activate=not args.no_activate)
+    try:
+        run = services.jobs.run_sync(config, user=args.user, activate=not args.no_activate)
+    except TrainingError as exc:
+        log.error("training failed: %s", exc)
+        return 1
     print(run.report)
     log.info("registered version %s (macro-F1 %.4f)", run.version_name, run.macro_f1)
     return 0

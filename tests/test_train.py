@@ -1,0 +1,168 @@
+"""The fine-tuning loop on a few tiny batches: config validation, batching, progress and
+history, frozen encoder, cancel, NaN loss and out-of-memory messages, the ZeroGPU wrapper, the
+CLI, and (with a GPU only) the CUDA path."""
+
+from __future__ import annotations
+
+import random
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import LABELS, TINY_TRAIN
+from sqlalchemy.orm import Session
+
+from bertdemo import store, train
+from bertdemo.classifier import Classifier
+from bertdemo.config import packaged_model_path
+from bertdemo.train import (TrainConfig, TrainingCancelled, TrainingError, check_labels, fit, gpu_task,
+                            length_grouped_batches)
+
+TWO_STEPS = TrainConfig(epochs=1, max_length=32, batch_size=16, evals_per_epoch=1, max_steps=2, precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def data(tiny_csv):
+    df = pd.read_csv(tiny_csv, keep_default_na=False).sample(frac=1, random_state=1)
+    y = [LABELS.index(lab) for lab in df["label"]]
+    texts = df["text"].tolist()
+    return texts[:60], y[:60], texts[60:90], y[60:90]
+
+
+@pytest.fixture
+def clf() -> Classifier:
+    return Classifier.load(packaged_model_path(), LABELS, precision="fp32")
+
+
+def test_config_rejects_bad_values_quoting_them():
+    with pytest.raises(ValueError, match="learning_rate must be in"):
+        TrainConfig(learning_rate=3.0)
+    with pytest.raises(ValueError, match="init_from must be base or active"):
+        TrainConfig(init_from="latest")
+    assert TrainConfig().to_dict()["init_from"] == "base"
+
+
+def test_length_grouped_batches_cover_every_index_once_with_little_padding():
+    lengths = [random.Random(i).randint(5, 60) for i in range(1000)]
+    batches = length_grouped_batches(lengths, 32, random.Random(0), mega=10)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(1000))
+    assert all(len(b) <= 32 for b in batches)
+    spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches])
+    assert spread < 10  # random batches of 32 would spread ~50 tokens
+
+
+def test_check_labels_names_the_missing_class():
+    with pytest.raises(TrainingError, match=r"too few for neutral \(have negative: 3, neutral: 0, positive: 2\)"):
+        check_labels([0, 0, 0, 2, 2], LABELS, 2)
+
+
+def test_fit_reports_progress_history_and_metrics(clf, data):
+    seen = []
+    r = fit(clf, *data, TWO_STEPS, on_progress=seen.append)
+    assert [p.step for p in seen] == [1, 2] and seen[-1].total_steps == 2
+    assert seen[-1].val_loss is not None and seen[-1].fraction == 1.0
+    assert [h["step"] for h in r.history] == [1, 2] and "val_loss" in r.history[-1]
+    assert np.asarray(r.confusion).shape == (3, 3) and np.asarray(r.confusion).sum() == 30
+    assert r.train_size == 60 and r.val_size == 30 and 0 <= r.macro_f1 <= 1
+    assert r.best_step in (1, 2) and r.precision == "fp32"
+    assert not clf.model.training  # back in eval mode for serving
+
+
+def test_frozen_encoder_trains_only_the_head(clf, data):
+    enc_before = clf.model.base_model.embeddings.word_embeddings.weight.detach().clone()
+    head = [p for n, p in clf.model.named_parameters() if n.startswith("classifier")]
+    head_before = [p.detach().clone() for p in head]
+    fit(clf, *data, TrainConfig(**(TWO_STEPS.to_dict() | {"freeze_encoder": True, "evals_per_epoch": 1})))
+    assert torch.equal(enc_before, clf.model.base_model.embeddings.word_embeddings.weight)
+    assert any(not torch.equal(a, b) for a, b in zip(head_before, head))
+
+
+def test_should_stop_cancels(clf, data):
+    with pytest.raises(TrainingCancelled, match="cancelled at step 0"):
+        fit(clf, *data, TWO_STEPS, should_stop=lambda: True)
+
+
+def test_nan_loss_is_a_clear_error(clf, data, monkeypatch):
+    real = torch.nn.CrossEntropyLoss.forward
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", lambda self, x, y: real(self, x, y) * float("nan"))
+    serving = clf.amp_dtype
+    with pytest.raises(TrainingError, match="training loss became nan at step 1.*serving model is unchanged"):
+        fit(clf, *data, TWO_STEPS)
+    assert clf.amp_dtype == serving and not clf.model.training
+
+
+def test_out_of_memory_is_a_clear_error(clf, data, monkeypatch):
+    def oom(self, x, y):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", oom)
+    with pytest.raises(TrainingError, match="out of CPU memory with batch size 16 and max length 32; try a smaller"):
+        fit(clf, *data, TWO_STEPS)
+
+
+def test_other_runtime_errors_are_not_mistaken_for_oom(clf, data, monkeypatch):
+    def boom(self, x, y):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", boom)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        fit(clf, *data, TWO_STEPS)
+
+
+def test_gpu_task_wraps_with_spaces_gpu_only_when_spaces_is_importable(monkeypatch):
+    def f(x):
+        return x + 1
+
+    monkeypatch.setitem(sys.modules, "spaces", None)  # import fails
+    assert gpu_task(f) is f
+    calls = []
+    fake = types.ModuleType("spaces")
+    fake.GPU = lambda duration: (lambda fn: calls.append(duration) or (lambda *a: fn(*a) * 10))
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    assert gpu_task(f, duration=120)(1) == 20 and calls == [120]
+
+
+def test_cli_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--epochs", "--learning-rate", "--batch-size", "--max-length", "--seed", "--freeze-encoder",
+                 "--init-from", "--max-steps", "--no-activate"):
+        assert flag in out
+
+
+def test_cli_rejects_bad_values(capsys):
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--learning-rate", "5"])
+    assert exc.value.code == 2 and "learning_rate must be in" in capsys.readouterr().err
+
+
+def test_cli_trains_and_registers_a_version(tmp_path, tiny_csv, monkeypatch):
+    monkeypatch.setenv("BERTDEMO_DATA_DIR", str(tmp_path / "rt"))
+    monkeypatch.setenv("BERTDEMO_DATASET", str(tiny_csv))
+    assert train.main(["--max-steps", "2", "--max-length", "32", "--batch-size", "16", "--no-activate",
+                       "--user", "cron"]) == 0
+    from bertdemo.config import Settings
+    from bertdemo.jobs import Services
+
+    services = Services.create(Settings.from_env())
+    [v] = services.registry.versions()
+    assert v.name == "v1" and v.created_by == "cron" and not v.is_active
+    assert v.train_config["max_steps"] == 2
+    with Session(services.engine) as s:
+        assert store.latest_run(s).status == "succeeded"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_training_uses_mixed_precision(data):
+    gpu = Classifier.load(packaged_model_path(), LABELS, device="cuda")
+    r = fit(gpu, *data, TrainConfig(**(TINY_TRAIN.to_dict() | {"max_steps": 3})))
+    expected = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"  # fp16 runs with GradScaler
+    assert r.device.startswith("cuda") and r.precision == expected
+    assert np.isfinite(r.best_val_loss)
+    assert next(gpu.model.parameters()).device.type == "cuda"
