@@ -1,0 +1,193 @@
+"""The Annotate tab end to end: app.py launched with accounts, driven over HTTP with
+gradio_client and in Debian chromium with playwright."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy.orm import Session
+
+from bertdemo import store, users
+from bertdemo.config import REPO_ROOT
+from bertdemo.store import NewExample
+
+LABELS = ("negative", "neutral", "positive")
+ANN = ("ann", "ann-password")
+BOSS = ("boss", "boss-password")
+UNLABELED = ["Seat 14C was fine I guess", "Why is the lounge closed today", "Best crew ever, thank you!",
+             "Bag still missing after 3 days", "<script>window.__pwned = 1</script><b>bold claim</b>"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def auth_app(tmp_path_factory, tiny_csv):
+    """app.py with two accounts and five unlabelled examples besides the tiny labelled sample;
+    yields its URL once version 1 is trained and the examples scored."""
+    data_dir = tmp_path_factory.mktemp("annot-app") / "runtime"
+    data_dir.mkdir(parents=True)
+    engine = store.make_engine(f"sqlite:///{data_dir / 'bertdemo.sqlite3'}")
+    store.init_db(engine)
+    users.add_user(engine, ANN[0], ANN[1], "annotator")
+    users.add_user(engine, BOSS[0], BOSS[1], "admin")
+    with Session(engine) as s, s.begin():
+        store.import_examples(s, [NewExample(t, t) for t in UNLABELED], "import", "test", LABELS)
+    engine.dispose()
+    port = _free_port()
+    env = os.environ | {
+        "BERTDEMO_DATA_DIR": str(data_dir), "BERTDEMO_DATASET": str(tiny_csv), "BERTDEMO_INITIAL_EPOCHS": "1",
+        "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
+        "BERTDEMO_MAX_UPLOAD_MB": "1",
+    }
+    log_path = data_dir.parent / "app.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    from gradio_client import Client
+
+    deadline = time.time() + 300
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"app.py exited with {proc.returncode}: {log_path.read_text()[-3000:]}")
+            if time.time() > deadline:
+                raise RuntimeError(f"no scored model within 300 s: {log_path.read_text()[-3000:]}")
+            try:
+                item = Client(url, auth=ANN, verbose=False).predict("uncertain", "", [], api_name="/next_item")
+                if item and item["predicted"]:
+                    break
+            except Exception:  # noqa: BLE001 - still starting, training or scoring
+                pass
+            time.sleep(2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_api_requires_sign_in_and_records_the_user(auth_app):
+    from gradio_client import Client
+
+    with pytest.raises(Exception):  # noqa: B017 - gradio_client raises a plain ValueError on bad credentials
+        Client(auth_app, auth=("ann", "wrong-password"), verbose=False)
+    c = Client(auth_app, auth=ANN, verbose=False)
+    item = c.predict("search", "lounge", [], api_name="/next_item")
+    assert item["text"] == UNLABELED[1] and item["label"] is None and item["remaining"] == 1
+    saved = c.predict(item["id"], "neutral", item["version"], api_name="/save_label")
+    assert (saved["user"], saved["label"], saved["source"]) == ("ann", "neutral", "annotator")
+    with pytest.raises(Exception, match="after you loaded it"):  # the same stale version again
+        c.predict(item["id"], "negative", item["version"], api_name="/save_label")
+    undone = c.predict(item["id"], api_name="/undo")
+    assert (undone["label"], undone["source"], undone["user"]) == (None, "undo", "ann")
+    with pytest.raises(Exception, match="Only admins"):
+        c.predict(api_name="/agreement")
+    exported = c.predict(api_name="/export_csv")
+    df = pd.read_csv(exported, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    row = df[df["text"] == UNLABELED[1]].iloc[0]
+    assert (row["label"], row["annotator"], row["changes"]) == ("", "ann", "2")
+
+
+def test_import_csv_over_the_api_is_for_admins_and_validated(auth_app, tmp_path):
+    from gradio_client import Client, handle_file
+
+    path = tmp_path / "new.csv"
+    pd.DataFrame({"text": ["A brand new tweet about snacks", UNLABELED[0], "odd one"],
+                  "label": ["positive", "", "great"]}).to_csv(path, index=False)
+    with pytest.raises(Exception, match="Only admins"):
+        Client(auth_app, auth=ANN, verbose=False).predict(handle_file(str(path)), api_name="/import_csv")
+    boss = Client(auth_app, auth=BOSS, verbose=False)
+    assert boss.predict(handle_file(str(path)), api_name="/import_csv") == "Added 1 examples; skipped 2."
+    with pytest.raises(Exception, match="Nothing to import"):
+        boss.predict(handle_file(str(path)), api_name="/import_csv")
+    big = tmp_path / "big.csv"
+    with open(big, "wb") as f:
+        f.write(b"text\n")
+        f.truncate(50 * 2**20)
+    with pytest.raises(Exception, match="the limit is 1 MB"):
+        boss.predict(handle_file(str(big)), api_name="/import_csv")
+
+
+# ---------------------------------------------------------------------------- browser
+def sign_in(browser, url: str, who: tuple[str, str]):
+    from playwright.sync_api import expect
+
+    ctx = browser.new_context(viewport={"width": 1300, "height": 1400})
+    page = ctx.new_page()
+    page.goto(url)
+    page.get_by_label("username").fill(who[0])
+    page.get_by_label("password").fill(who[1])
+    page.get_by_role("button", name="Login").click()
+    expect(page.get_by_role("tab", name="Annotate")).to_be_visible(timeout=30_000)
+    page.get_by_role("tab", name="Annotate").click()
+    return ctx, page
+
+
+def choose_queue(page, name: str) -> None:
+    page.locator("#annot-queue input").click()
+    page.get_by_role("option", name=name).click()
+
+
+def test_browser_label_with_keys_undo_switch_history_and_admin_agreement(auth_app, browser):
+    from playwright.sync_api import expect
+
+    ctx, page = sign_in(browser, auth_app, ANN)
+    progress, info = page.locator("#annot-progress"), page.locator("#annot-info")
+    expect(progress).to_contain_text("Unlabeled", timeout=30_000)  # the tab loads its first queue
+    labelled = []
+    for n, key in enumerate("123", start=1):
+        text = page.locator("#annot-text textarea").input_value()
+        labelled.append(text)
+        page.keyboard.press(key)
+        expect(progress).to_contain_text(f"{n} seen this session", timeout=15_000)
+    expect(info).to_contain_text("→ positive")
+    page.keyboard.press("u")
+    expect(info).to_contain_text("back to none", timeout=15_000)
+    assert page.locator("#annot-text textarea").input_value() == labelled[2]
+    # the HTML/script text, if shown, stayed text
+    assert page.evaluate("window.__pwned") is None
+
+    choose_queue(page, "Recently changed")
+    expect(progress).to_contain_text("Recently changed", timeout=15_000)
+    assert page.locator("#annot-text textarea").input_value() == labelled[2]  # the undo is the newest change
+    page.get_by_text("History of this example").click()
+    hist = page.locator("#annot-item-history")
+    expect(hist).to_contain_text("undo", timeout=15_000)
+    expect(hist).to_contain_text("ann")
+    ctx.close()
+
+    # a second person, an admin, labels the two items the first one kept and sees agreement
+    ctx, page = sign_in(browser, auth_app, BOSS)
+    progress = page.locator("#annot-progress")
+    expect(progress).to_contain_text("Unlabeled", timeout=30_000)
+    choose_queue(page, "Recently changed")
+    expect(progress).to_contain_text("Recently changed", timeout=15_000)
+    want = {labelled[0]: "1", labelled[1]: "2"}
+    seen = 0
+    while want:
+        text = page.locator("#annot-text textarea").input_value()
+        page.keyboard.press(want.pop(text, "s"))
+        seen += 1
+        expect(progress).to_contain_text(re.compile(rf"\b{seen} seen this session"), timeout=15_000)
+    page.get_by_role("tab", name="Agreement (admins)").click()
+    page.locator("#annot-agree-refresh").click()
+    expect(page.locator("#annot-kappa")).to_contain_text("over 2 items", timeout=15_000)
+    expect(page.locator("#annot-kappa")).to_contain_text("1.000")
+    expect(page.locator("#annot-counts")).to_contain_text("boss")
+    ctx.close()
