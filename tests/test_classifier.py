@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import torch
+
+from bertdemo.classifier import Classifier, autocast_dtype, resolve_device
+from bertdemo.config import packaged_model_path
+
+SENTENCES = ["I love this airline", "the flight was late", "ok", "what time is boarding for the flight to boston?"]
+
+
+def test_packaged_model_is_a_real_bert(base_clf):
+    cfg = base_clf.model.config
+    assert (cfg.model_type, cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads, cfg.vocab_size) == (
+        "bert", 6, 384, 12, 30522)
+    assert base_clf.labels == ("negative", "neutral", "positive")
+
+
+def test_predict_returns_probabilities_in_input_order(base_clf):
+    preds = base_clf.predict(SENTENCES)
+    assert [p.text for p in preds] == SENTENCES
+    for p in preds:
+        assert list(p.probs) == ["negative", "neutral", "positive"]
+        assert sum(p.probs.values()) == pytest.approx(1, abs=1e-5)
+        assert p.label == max(p.probs, key=p.probs.get) and p.confidence == p.probs[p.label]
+
+
+def test_length_sorted_batching_matches_one_at_a_time(base_clf):
+    fp32 = Classifier(base_clf.model, base_clf.tokenizer, base_clf.labels, base_clf.device, precision="fp32")
+    batched = fp32.logits(SENTENCES, batch_size=2)  # sorted by length, padded per batch
+    single = np.stack([fp32.logits([s])[0] for s in SENTENCES])
+    np.testing.assert_allclose(batched, single, atol=1e-4)
+
+
+def test_bf16_autocast_agrees_with_fp32(base_clf):
+    if autocast_dtype(torch.device("cpu")) is None:
+        pytest.skip("this CPU has no native bf16")
+    fp32 = Classifier(base_clf.model, base_clf.tokenizer, base_clf.labels, base_clf.device, precision="fp32")
+    bf16 = Classifier(base_clf.model, base_clf.tokenizer, base_clf.labels, base_clf.device, precision="bf16")
+    np.testing.assert_allclose(bf16.predict_proba(SENTENCES), fp32.predict_proba(SENTENCES), atol=0.02)
+
+
+def test_empty_batch(base_clf):
+    assert base_clf.predict_proba([]).shape == (0, 3)
+
+
+def test_tokenize_shows_specials_mask_and_padding(base_clf):
+    v = base_clf.tokenize("Jim Henson was a puppeteer", pad_to=10)
+    assert v.tokens == ["[CLS]", "jim", "henson", "was", "a", "puppet", "##eer", "[SEP]", "[PAD]", "[PAD]"]
+    assert v.ids[:2] == [101, 3958] and v.ids[-3:] == [102, 0, 0]
+    assert v.attention_mask == [1] * 8 + [0] * 2
+    assert v.special == [True] + [False] * 6 + [True] * 3
+    assert v.word_ids[5:7] == [4, 4] and not v.truncated
+
+
+def test_tokenize_marks_truncation(base_clf):
+    assert base_clf.tokenize("word " * 300).truncated
+    with pytest.raises(ValueError, match="between 2 and 512"):
+        base_clf.tokenize("x", pad_to=1000)
+
+
+def test_hidden_states_per_layer(base_clf):
+    hs = base_clf.hidden_states("a bat flew")
+    assert hs.states.shape == (7, len(hs.view.tokens), 384) and hs.states.dtype == np.float32
+
+
+def test_attention_matches_eager_attention(base_clf):
+    view, maps = base_clf.attentions("Jim Henson was a puppeteer")
+    assert maps.shape == (6, 12, 8, 8)
+    np.testing.assert_allclose(maps.sum(-1), 1, atol=1e-5)
+    eager = Classifier.load(packaged_model_path(), base_clf.labels)
+    eager.model.set_attn_implementation("eager")
+    enc = eager.tokenizer("Jim Henson was a puppeteer", return_tensors="pt")
+    with torch.no_grad():
+        ref = eager.model(**enc, output_attentions=True).attentions
+    for layer in range(6):
+        np.testing.assert_allclose(maps[layer], ref[layer][0].numpy(), atol=1e-5)
+
+
+def test_wrong_head_size_is_refused(base_clf):
+    with pytest.raises(ValueError, match="model has 3 output labels, expected 2"):
+        Classifier(base_clf.model, base_clf.tokenizer, ("a", "b"), base_clf.device)
+
+
+def test_missing_model_gives_a_clear_error(tmp_path):
+    with pytest.raises(RuntimeError, match="could not load model"):
+        Classifier.load(tmp_path / "nothing-here", ("a", "b"))
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            resolve_device("cuda")
