@@ -1,0 +1,99 @@
+"""The Predict tab's adapters, with every bad input the issue lists."""
+
+import pandas as pd
+import pytest
+
+from bertdemo.actions import USER_ERRORS, PredictActions
+from bertdemo.datasets import CSVError
+from bertdemo.registry import NoModelError
+from bertdemo.text import EmptyTextError, TextTooLongError
+
+
+@pytest.fixture(scope="module")
+def actions(trained_services):
+    return PredictActions(trained_services)
+
+
+def test_predict_returns_label_format(actions):
+    r = actions.predict("@united the crew was wonderful http://t.co/x")
+    assert set(r.confidences) == {"negative", "neutral", "positive"}
+    assert sum(r.confidences.values()) == pytest.approx(1, abs=1e-5)
+    assert r.label == max(r.confidences, key=r.confidences.get)
+    assert r.cleaned == "the crew was wonderful" and r.version == "v1" and r.warnings == []
+
+
+@pytest.mark.parametrize("text, error, fragment", [
+    ("", EmptyTextError, "empty"), ("  \n\t ", EmptyTextError, "empty"),
+    ("x" * 100_000, TextTooLongError, "100,000 characters"),
+    ("https://example.com/page", EmptyTextError, "Nothing is left"),
+    ("@united", EmptyTextError, "Nothing is left"),
+])
+def test_bad_text_gets_a_user_error(actions, text, error, fragment):
+    with pytest.raises(error, match=fragment):
+        actions.predict(text)
+    assert issubclass(error, USER_ERRORS)
+
+
+def test_control_characters_are_cleaned_not_fatal(actions):
+    r = actions.predict("bad\x00 service\x1b[31m \u202eagain")
+    assert "\x00" not in r.cleaned and r.label in r.confidences
+
+
+def test_only_emoji_predicts_with_a_warning(actions):
+    r = actions.predict("😡😡😡")
+    assert any("[UNK]" in w for w in r.warnings)
+
+
+def test_tokens_table_with_padding(actions):
+    t = actions.tokens("hello world", 6)
+    assert t["token"].tolist() == ["[CLS]", "hello", "world", "[SEP]", "[PAD]", "[PAD]"]
+    with pytest.raises(ValueError, match="at least 4"):
+        actions.tokens("hello world", 3)
+
+
+def test_explain_api_shape(actions):
+    r = actions.explain("delayed again", "negative", True)
+    api = r.as_api()
+    assert api["target"] == "negative" and api["tokens"][0]["token"] == "[CLS]"
+    assert [w for w, _ in r.highlighted] == ["delayed", "again"]
+    with pytest.raises(ValueError, match="Unknown class 'angry'"):
+        actions.explain("x", "angry", False)
+
+
+def test_predict_csv_round_trip(actions, tmp_path):
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"id": [1, 2, 3, 4], "text": ["great flight", "", "=cmd|' /C calc'!A0", "http://only.link"]}).to_csv(
+        src, index=False)
+    r = actions.predict_csv(str(src))
+    out = pd.read_csv(r.path, encoding="utf-8-sig", keep_default_na=False)
+    assert out.columns.tolist() == ["id", "text", "predicted_label", "p_negative", "p_neutral", "p_positive", "error"]
+    assert (r.rows, r.predicted, r.problems) == (4, 2, 2)
+    assert out["predicted_label"][0] in ("negative", "neutral", "positive") and out["error"][0] == ""
+    assert "empty" in out["error"][1] and "Nothing is left" in out["error"][3]
+    assert out["text"][2].startswith("'=")  # formula injection escaped in the download
+    assert "Classified 2 of 4 rows" in r.summary()
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b"tweet\nhello\n", "needs a 'text' column"), (b"", "empty"),
+    ("text\nvoil\xe0 \x81\n".encode("latin-1"), "not UTF-8"),
+])
+def test_predict_csv_bad_files(actions, tmp_path, content, fragment):
+    p = tmp_path / "bad.csv"
+    p.write_bytes(content)
+    with pytest.raises(CSVError, match=fragment):
+        actions.predict_csv(str(p))
+
+
+def test_predict_csv_50_mb_is_refused_before_parsing(actions, tmp_path):
+    p = tmp_path / "big.csv"
+    with open(p, "wb") as f:
+        f.write(b"text\n")
+        f.write((b"x" * 99 + b"\n") * (50 * 2**20 // 100))
+    with pytest.raises(CSVError, match=r"The file is 50.0 MB; the limit is 20 MB"):
+        actions.predict_csv(str(p))
+
+
+def test_no_model_yet_says_training_is_running(services):
+    with pytest.raises(NoModelError, match="No model version is active"):
+        PredictActions(services).predict("hello")
