@@ -233,3 +233,22 @@ class Classifier:
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
+
+    def hidden_states_batch(self, texts: Sequence[str], batch_size: int = 32) -> list[HiddenStates]:
+        """hidden_states() for many texts at once, in the order of `texts`.
+
+        Length-sorted batches padded to their longest text; each result is cut back to its own
+        tokens, so it equals hidden_states(text) up to float rounding (padding is masked). fp32."""
+        views = [self.tokenize(t) for t in texts]
+        out: list[HiddenStates | None] = [None] * len(texts)
+        if not texts:
+            return []
+        with self._lock, torch.inference_mode():
+            for idx, batch in self._batches(texts, batch_size):
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                hidden = self.model.base_model(**batch, output_hidden_states=True).hidden_states
+                stacked = torch.stack(hidden, dim=1).float().cpu().numpy()  # (B, L+1, T, H)
+                for row, i in enumerate(idx):
+                    n = len(views[i].ids)  # padding is on the right: the first n positions are real
+                    out[i] = HiddenStates(view=views[i], states=np.ascontiguousarray(stacked[row, :, :n]))
+        return out  # type: ignore[return-value]

@@ -1,0 +1,95 @@
+"""Matplotlib figures for the Embeddings tab, built from a context.Comparison.
+
+Figures are made with `matplotlib.figure.Figure` directly, not pyplot: no global figure registry,
+so concurrent requests cannot draw on each other's figures and nothing needs closing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from bertdemo.context import MAX_PAIRS_PLOTTED, Comparison
+
+SENSE_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+
+
+def _sense_colour(comparison: Comparison, i: int) -> str:
+    if comparison.senses is None:
+        return "tab:blue"
+    order = list(dict.fromkeys(comparison.senses))
+    return SENSE_COLOURS[order.index(comparison.senses[i]) % len(SENSE_COLOURS)]
+
+
+def similarity_heatmap(comparison: Comparison, static: bool = False) -> Figure:
+    """Cosine similarity between every pair of occurrences (contextual at the chosen layer, or
+    the static word-embedding rows)."""
+    sims = comparison.static_similarity if static else comparison.similarity  # (N, N)
+    labels = comparison.labels
+    n = len(labels)
+    size = min(9.0, 3.0 + 0.45 * n)
+    fig = Figure(figsize=(size + 1.2, size))
+    ax = fig.add_subplot()
+    im = ax.imshow(sims, vmin=min(0.0, float(sims.min())), vmax=1.0, cmap="viridis")
+    ax.set_xticks(range(n), labels, rotation=90 if n > 6 else 0)
+    ax.set_yticks(range(n), labels)
+    if n <= 12:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, f"{sims[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                        color="black" if sims[i, j] > 0.6 else "white")
+    if comparison.senses is not None:
+        for t, i in zip(ax.get_yticklabels(), range(n)):
+            t.set_color(_sense_colour(comparison, i))
+    title = ("static input embedding (no context)" if static
+             else f"layer {comparison.layer}" + (" (input embeddings)" if comparison.layer == 0 else ""))
+    ax.set_title(f"'{comparison.word}': cosine similarity, {title}", fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return fig
+
+
+def projection(comparison: Comparison) -> Figure:
+    """2-D PCA of the occurrences' vectors at the chosen layer, coloured by sense when known."""
+    xy = comparison.projection()  # (N, 2)
+    fig = Figure(figsize=(6, 5))
+    ax = fig.add_subplot()
+    for i, (x, y) in enumerate(xy):
+        ax.scatter([x], [y], s=60, color=_sense_colour(comparison, i))
+        ax.annotate(comparison.labels[i], (x, y), textcoords="offset points", xytext=(5, 5), fontsize=9)
+    if comparison.senses is not None:
+        for sense in dict.fromkeys(comparison.senses):
+            ax.scatter([], [], color=_sense_colour(comparison, comparison.senses.index(sense)), label=sense)
+        ax.legend(fontsize=8)
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.set_title(f"'{comparison.word}': PCA of the layer-{comparison.layer} vectors", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def layer_lines(comparison: Comparison) -> Figure:
+    """Each pair's similarity from layer 0 to the last; with senses, same-sense pairs solid and
+    different-sense pairs dashed, plus their means. At most MAX_PAIRS_PLOTTED pairs are drawn."""
+    sims = comparison.layer_similarity  # (L+1, N, N)
+    layers = np.arange(sims.shape[0])
+    pairs = comparison.pairs()
+    fig = Figure(figsize=(7, 5))
+    ax = fig.add_subplot()
+    for i, j in pairs[:MAX_PAIRS_PLOTTED]:
+        same = comparison.senses is not None and comparison.senses[i] == comparison.senses[j]
+        style = "-" if same or comparison.senses is None else "--"
+        ax.plot(layers, sims[:, i, j], style, marker="o", markersize=3, linewidth=1, alpha=0.8,
+                label=f"{comparison.labels[i]}–{comparison.labels[j]}")
+    best = comparison.best_layer()
+    if best is not None:
+        ax.axvline(best, color="grey", linestyle=":", label=f"best layer ({best})")
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="-.", label="static embedding (always 1.0)")
+    ax.set_xticks(layers)
+    ax.set_xlabel("layer (0 = input embeddings)")
+    ax.set_ylabel("cosine similarity")
+    shown = "" if len(pairs) <= MAX_PAIRS_PLOTTED else f" (first {MAX_PAIRS_PLOTTED} of {len(pairs)} pairs)"
+    ax.set_title(f"'{comparison.word}': similarity of each pair by layer{shown}", fontsize=10)
+    ax.legend(fontsize=7, ncol=2, loc="lower left")
+    fig.tight_layout()
+    return fig

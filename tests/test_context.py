@@ -1,0 +1,149 @@
+"""Contextual embeddings (bertdemo.context) on the packaged MiniLM BERT: occurrences, pooling,
+per-layer similarity, the bat preset's sense separation, bad input, corpus neighbours."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bertdemo import context as C
+from bertdemo.classifier import Classifier
+
+LABELS = ("negative", "neutral", "positive")
+SEED = "I encountered a bat when I went to buy a cricket bat."
+
+
+def test_batched_hidden_states_equal_single(base_clf):
+    texts = ["A bat flew out of the cave at dusk.", SEED, "ok"]
+    batched = base_clf.hidden_states_batch(texts)
+    for text, hb in zip(texts, batched):  # order kept although batches are length-sorted
+        hs = base_clf.hidden_states(text)
+        assert hb.view.tokens == hs.view.tokens
+        assert hb.states.shape == hs.states.shape  # (L+1, T, H): padding cut off
+        np.testing.assert_allclose(hb.states, hs.states, atol=1e-4)
+
+
+def test_bat_preset_senses_separate_at_best_layer(base_clf):
+    p = C.PRESETS["bat"]
+    assert p.senses.count("animal") >= 2 and p.senses.count("cricket") >= 2
+    r = C.compare(base_clf, p.text, p.word, senses=p.senses)
+    assert r.senses == p.senses  # the preset's occurrences line up with its senses
+    best = r.best_layer()
+    assert best is not None and 1 <= best <= r.num_layers
+    animal = [i for i, s in enumerate(r.senses) if s == "animal"]
+    cricket = [i for i, s in enumerate(r.senses) if s == "cricket"]
+    sims = r.layer_similarity[best]
+    # the animal occurrences are more similar to each other than to any cricket bat ...
+    for i in animal:
+        for j in animal:
+            if i != j:
+                assert all(sims[i, j] > sims[i, k] for k in cricket), (best, sims.round(3))
+    # ... and the same holds the other way round (the margin is positive)
+    assert r.margin(best) > 0
+    same, diff = r.sense_means(best)
+    assert same > diff
+    # while the static input embedding cannot tell them apart at all
+    np.testing.assert_allclose(r.static_similarity, 1.0, atol=1e-5)
+
+
+def test_occurrences_are_whole_words_case_insensitive(base_clf):
+    r = C.compare(base_clf, f"{SEED}\nBATMAN is not a BAT.\nno match here", "Bat")
+    assert r.labels == ["S1.1", "S1.2", "S2.1"]  # 'batman' is not 'bat'
+    assert [s.line_number for s in r.skipped] == [3]
+    assert "not in it" in r.skipped[0].reason
+    for o in r.occurrences:
+        assert base_clf.tokenize(o.sentence).tokens[o.start:o.end] == ["bat"]
+    assert r.vectors.shape == (base_clf.num_layers + 1, 3, 384)  # (L+1, N, H)
+    assert r.similarity.shape == (3, 3)
+    np.testing.assert_allclose(np.diag(r.similarity), 1.0, atol=1e-5)
+    # the same word in the same sentence gets different vectors: not 1.0 beyond layer 0
+    assert r.layer_similarity[-1][0, 1] < 0.99
+
+
+def test_multi_piece_word_is_mean_pooled(base_clf):
+    texts = "Bats find insects by echolocation.\nDolphins also use echolocation to hunt."
+    r = C.compare(base_clf, texts, "echolocation", layer=3)
+    assert r.pooled and r.pieces == ("echo", "##lo", "##cation")
+    o = r.occurrences[1]
+    hs = base_clf.hidden_states(o.sentence)
+    np.testing.assert_allclose(r.vectors[3, 1], hs.states[3, o.start:o.end].mean(0), atol=1e-4)
+
+
+def test_projection_and_json(base_clf):
+    p = C.PRESETS["bank"]
+    r = C.compare(base_clf, p.text, p.word, layer=4)
+    xy = r.projection()
+    assert xy.shape == (4, 2) and np.isfinite(xy).all()
+    j = r.to_json()
+    assert [o["label"] for o in j["occurrences"]] == r.labels
+    assert np.allclose(j["similarity"], r.similarity, atol=1e-5)
+    assert j["layer"] == 4
+
+
+@pytest.mark.parametrize("name", list(C.PRESETS))
+def test_presets_line_up(base_clf, name):
+    p = C.PRESETS[name]
+    assert len(set(p.senses)) == 2 and min(p.senses.count(s) for s in set(p.senses)) >= 2
+    r = C.compare(base_clf, p.text, p.word)
+    assert len(r.occurrences) == len(p.senses) and not r.skipped
+    assert C.preset_senses(p.text, p.word.upper()) == p.senses
+    assert C.preset_senses(p.text + "\nAnother line.", p.word) is None
+
+
+@pytest.mark.parametrize("sentences, word, match", [
+    (SEED, "", "empty"),
+    (SEED, "   ", "empty"),
+    (SEED, "x" * 500, "limit is 100"),
+    (SEED, "cricket bat", "one word"),
+    ("A bat flew out of the cave.", "bat", "occurs once"),
+    ("Nothing here.\nNor here.", "bat", "occurs nowhere"),
+    ("\n\n", "bat", "at least one sentence"),
+    ("\n".join(["A bat."] * 200), "bat", "200 sentences; the limit is 50"),
+])
+def test_bad_input_has_clear_message(base_clf, sentences, word, match):
+    with pytest.raises(C.ContextError, match=match):
+        C.compare(base_clf, sentences, word)
+
+
+def test_layer_out_of_range(base_clf):
+    with pytest.raises(C.ContextError, match="between 0 .* and 6"):
+        C.compare(base_clf, SEED, "bat", layer=7)
+
+
+def test_word_longer_than_max_length(base_clf):
+    short = Classifier(base_clf.model, base_clf.tokenizer, LABELS, base_clf.device, max_length=8)
+    # 6 pieces fit in 8 tokens with [CLS] and [SEP]; the long word does not
+    C.compare(short, "bats use echolocation.\nand echolocation", "echolocation")
+    with pytest.raises(C.ContextError, match="WordPieces long; the model reads at most 6"):
+        C.compare(short, SEED, "supercalifragilisticexpialidocious")
+
+
+def test_single_sentence_and_unusable_lines_are_reported(base_clf):
+    r = C.compare(base_clf, SEED, "bat")
+    assert len(r.occurrences) == 2
+    assert any("Only one sentence" in n for n in r.notes)
+    r = C.compare(base_clf, f"{SEED}\n@united\nA bat slept.", "bat")
+    assert [s.line_number for s in r.skipped] == [2]  # nothing left once the @mention is removed
+    assert "Nothing is left" in r.skipped[0].reason
+
+
+def test_corpus_neighbours_cached_and_capped(services):
+    services.ensure_dataset()
+    actions = C.EmbeddingActions(services, C.CorpusIndex(max_examples=40))
+    with C.Session(services.engine) as s:
+        rows, total = C.stored_rows(s, "flight", limit=1000)
+    assert total > 40  # the 240-tweet sample mentions flights often
+    # a stored tweet among the 40 that are searched, used as the query sentence
+    stored = next(text for _, text, _ in rows[:40] if f" flight " in f" {text.lower()} ")
+    r = actions.compare(f"{stored}\nMy flight was delayed again.", "flight", 4, C.BASE_MODEL)
+    n = actions.neighbours(r, "S1.1", k=5, choice=C.BASE_MODEL)
+    assert n.corpus.capped and n.corpus.searched == 40 and n.corpus.matching == total
+    sims = [x.similarity for x in n.items]
+    assert len(sims) == 5 and sims == sorted(sims, reverse=True)
+    assert all("flight" in x.text.lower() for x in n.items)
+    assert {x.label for x in n.items} <= set(LABELS)
+    assert n.items[0].text == stored and n.items[0].similarity > 0.999  # its own tweet comes first
+    actions.neighbours(r, "S2.1", k=3, choice=C.BASE_MODEL)
+    assert actions.index.computed == 1  # the second query reused the cached vectors
+    with pytest.raises(C.ContextError, match="Choose an occurrence"):
+        actions.neighbours(r, "S9.9", choice=C.BASE_MODEL)
