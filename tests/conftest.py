@@ -110,6 +110,8 @@ def browser():
     """Debian chromium driven by playwright (its own browser download does not work here)."""
     pw_mod = pytest.importorskip("playwright.sync_api")
     if not Path("/usr/bin/chromium").exists():
+        if os.environ.get("CI"):  # CI installs it (.ci/run): a missing browser there is a failure
+            pytest.fail("Debian chromium is missing: .ci/run should have installed it")
         pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
     with pw_mod.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
