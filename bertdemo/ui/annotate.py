@@ -274,9 +274,12 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         """Restore the label before the example's newest change (a new history row)."""
         return actions.undo(int(example_id), _user(request)).as_api()
 
-    gr.api(next_item, api_name="next_item")
-    gr.api(save_label, api_name="save_label")
-    gr.api(undo_api, api_name="undo")
+    # queue=False: a save is ~1 ms of SQLite work; the queue round trips (join + event stream) would
+    # cost far more than the work itself, and they need no share of the 4 model workers
+    # (default_concurrency_limit). Each call is still its own transaction.
+    gr.api(next_item, api_name="next_item", queue=False, concurrency_limit=None)
+    gr.api(save_label, api_name="save_label", queue=False, concurrency_limit=None)
+    gr.api(undo_api, api_name="undo", queue=False, concurrency_limit=None)
 
 
 def _bind(fn, label: str):
