@@ -1,0 +1,125 @@
+"""Batch scoring and latency: our inference path vs the HF `pipeline`, in one interleaved run.
+
+    python bench/bench_inference.py [--n 2000] [--rounds 3] [--model PATH]
+
+Prints a table (sentences/s, ratio to the pipeline default, argmax agreement with our fp32
+path, share of the measured bf16 matmul peak) and p50/p95 latency of one `predict` and one
+`explain`, then one line of name=value pairs. The model defaults to the active version in
+BERTDEMO_DATA_DIR, else the packaged encoder with a fresh head.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from transformers import pipeline  # noqa: E402
+
+from bertdemo import explain  # noqa: E402
+from bertdemo.classifier import Classifier  # noqa: E402
+from bertdemo.config import BUNDLED_DATASET, Settings  # noqa: E402
+from bertdemo.datasets import load_bundled  # noqa: E402
+from bertdemo.jobs import Services  # noqa: E402
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9  # GFLOP/s
+
+
+def model_flops(clf: Classifier, tokens: int) -> float:
+    """Forward FLOPs of one sequence: 2 * (non-embedding params) * T + attention (4 * L * T^2 * H)."""
+    cfg = clf.model.config
+    params = sum(p.numel() for n, p in clf.model.named_parameters() if "embeddings" not in n)
+    return 2 * params * tokens + 4 * cfg.num_hidden_layers * tokens**2 * cfg.hidden_size
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=2000, help="tweets scored per variant and round")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
+    ap.add_argument("--model", default=None, help="model directory (default: active version, else packaged)")
+    ap.add_argument("--latency-reps", type=int, default=50, help="single predict / explain calls timed")
+    args = ap.parse_args()
+
+    settings = Settings.from_env()
+    path = args.model
+    if path is None:
+        info = Services.create(settings.with_(bootstrap=False)).registry.active_version()
+        path = info.path if info else settings.model_source
+    print(f"model: {path}\nthreads: {torch.get_num_threads()}  cores: {torch.get_num_interop_threads()}")
+    texts = [r.text for r in load_bundled(BUNDLED_DATASET, settings.max_chars)][: args.n]
+    ours = Classifier.load(path, settings.labels)  # auto precision (bf16 where native)
+    fp32 = Classifier(ours.model, ours.tokenizer, ours.labels, ours.device, precision="fp32")
+    pipe = pipeline("text-classification", model=ours.model, tokenizer=ours.tokenizer, device=-1)
+
+    variants = {
+        "HF pipeline, default": lambda: pipe(texts, truncation=True),
+        "HF pipeline, batch 32": lambda: pipe(texts, batch_size=32, truncation=True),
+        "ours, fp32": lambda: fp32.predict_proba(texts),
+        f"ours, {'bf16 autocast' if ours.amp_dtype else 'fp32 (no native bf16)'}": lambda: ours.predict_proba(texts),
+    }
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    outputs: dict[str, np.ndarray] = {}
+    for _ in range(args.rounds):  # interleaved, so drift and neighbours hit every variant alike
+        for name, fn in variants.items():
+            t = time.perf_counter()
+            out = fn()
+            times[name].append(time.perf_counter() - t)
+            if isinstance(out, list):
+                label_of = {v: k for k, v in ours.model.config.id2label.items()}
+                out = np.array([label_of[o["label"]] for o in out])
+            else:
+                out = out.argmax(1)
+            outputs[name] = out
+    ref = outputs["ours, fp32"]
+    tokens = np.mean([len(ids) for ids in ours.tokenizer(texts)["input_ids"]])
+    peak_bf16, peak_fp32 = matmul_peak(torch.bfloat16), matmul_peak(torch.float32)
+    flops = model_flops(ours, int(round(tokens)))
+    base = args.n / statistics.median(times["HF pipeline, default"])
+    print(f"\n{args.n} tweets, mean {tokens:.1f} tokens; matmul peak fp32 {peak_fp32:.0f} GFLOP/s, "
+          f"bf16 {peak_bf16:.0f} GFLOP/s; {flops / 1e9:.2f} GFLOP per tweet\n")
+    print(f"| path | sentences/s | vs pipeline default | argmax agreement with fp32 | share of bf16 peak |")
+    print("|---|---|---|---|---|")
+    rates = {}
+    for name in variants:
+        rate = args.n / statistics.median(times[name])
+        rates[name] = rate
+        agree = float((outputs[name] == ref).mean())
+        print(f"| {name} | {rate:.0f} | {rate / base:.1f}x | {agree:.2%} | {rate * flops / 1e9 / peak_bf16:.1%} |")
+
+    one = texts[0]
+    tweet20 = next(t for t in texts if len(ours.tokenizer(t)["input_ids"]) == 22)  # 20 tokens + [CLS]/[SEP]
+    lat_p, lat_e = [], []
+    for i in range(args.latency_reps):
+        t = time.perf_counter()
+        ours.predict([texts[i % len(texts)]])
+        lat_p.append((time.perf_counter() - t) * 1000)
+    for _ in range(max(5, args.latency_reps // 5)):
+        t = time.perf_counter()
+        explain.integrated_gradients(ours, tweet20)
+        lat_e.append((time.perf_counter() - t) * 1000)
+    del one
+    p = lambda xs, q: float(np.percentile(xs, q))  # noqa: E731
+    print(f"\npredict (one tweet): p50 {p(lat_p, 50):.1f} ms, p95 {p(lat_p, 95):.1f} ms")
+    print(f"explain (IG, 50 steps, 20-token tweet): p50 {p(lat_e, 50):.0f} ms, p95 {p(lat_e, 95):.0f} ms")
+    best = max((k for k in rates if k.startswith("ours")), key=rates.get)
+    print(f"\nspeedup_vs_pipeline={rates[best] / base:.2f} ours_per_s={rates[best]:.0f} "
+          f"pipeline_per_s={base:.0f} agreement={(outputs[best] == ref).mean():.4f} "
+          f"predict_p50_ms={p(lat_p, 50):.1f} predict_p95_ms={p(lat_p, 95):.1f} "
+          f"explain_p50_ms={p(lat_e, 50):.0f}")
+
+
+if __name__ == "__main__":
+    main()
