@@ -30,14 +30,17 @@ def similarity_heatmap(comparison: Comparison, static: bool = False) -> Figure:
     size = min(9.0, 3.0 + 0.45 * n)
     fig = Figure(figsize=(size + 1.2, size))
     ax = fig.add_subplot()
-    im = ax.imshow(sims, vmin=min(0.0, float(sims.min())), vmax=1.0, cmap="viridis")
+    # the colour scale starts just below the lowest similarity (at most 0.9): contextual vectors of
+    # one word are all fairly similar, and a 0..1 scale would paint them all the same yellow
+    vmin = min(0.9, np.floor(float(sims.min()) * 10) / 10)
+    im = ax.imshow(sims, vmin=vmin, vmax=1.0, cmap="viridis")
     ax.set_xticks(range(n), labels, rotation=90 if n > 6 else 0)
     ax.set_yticks(range(n), labels)
     if n <= 12:
         for i in range(n):
             for j in range(n):
                 ax.text(j, i, f"{sims[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                        color="black" if sims[i, j] > 0.6 else "white")
+                        color="black" if sims[i, j] > vmin + 0.6 * (1 - vmin) else "white")
     if comparison.senses is not None:
         for t, i in zip(ax.get_yticklabels(), range(n)):
             t.set_color(_sense_colour(comparison, i))
@@ -74,7 +77,7 @@ def layer_lines(comparison: Comparison) -> Figure:
     sims = comparison.layer_similarity  # (L+1, N, N)
     layers = np.arange(sims.shape[0])
     pairs = comparison.pairs()
-    fig = Figure(figsize=(7, 5))
+    fig = Figure(figsize=(8.5, 5))
     ax = fig.add_subplot()
     for i, j in pairs[:MAX_PAIRS_PLOTTED]:
         same = comparison.senses is not None and comparison.senses[i] == comparison.senses[j]
@@ -90,6 +93,6 @@ def layer_lines(comparison: Comparison) -> Figure:
     ax.set_ylabel("cosine similarity")
     shown = "" if len(pairs) <= MAX_PAIRS_PLOTTED else f" (first {MAX_PAIRS_PLOTTED} of {len(pairs)} pairs)"
     ax.set_title(f"'{comparison.word}': similarity of each pair by layer{shown}", fontsize=10)
-    ax.legend(fontsize=7, ncol=2, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: lines stay visible
     fig.tight_layout()
     return fig

@@ -10,6 +10,8 @@ from bertdemo.training_actions import TrainingActions
 from bertdemo.ui import train as train_tab
 from bertdemo.annotate import AnnotateActions
 from bertdemo.ui import annotate, predict
+from bertdemo.context import EmbeddingActions
+from bertdemo.ui import embeddings as embeddings_tab
 
 TITLE = "bertdemo: see, correct and retrain a BERT sentiment classifier"
 
@@ -41,5 +43,7 @@ def build_demo(services: Services) -> gr.Blocks:
             annotate.build(AnnotateActions(services), PredictActions(services), annotate_tab)
         with gr.Tab("Train", id="train"):
             train_tab.build(TrainingActions(services))
+        with gr.Tab("Embeddings", id="embeddings") as embeddings_ui:
+            embeddings_tab.build(EmbeddingActions(services), embeddings_ui)
         demo.load(sync, None, list(sliders), api_visibility="private")
     return demo

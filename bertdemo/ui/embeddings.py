@@ -1,0 +1,157 @@
+"""Embeddings tab: layout and wiring only; the work is in bertdemo.context (EmbeddingActions)."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from bertdemo import embedding_plots
+from bertdemo.context import (ACTIVE_MODEL, DEFAULT_PRESET, MODEL_CHOICES, PRESETS, Comparison,
+                              EmbeddingActions, Neighbours)
+from bertdemo.ui.common import guarded, warn
+
+INTRO = (
+    "A static word vector (word2vec, GloVe, or BERT's own input-embedding table) gives **one vector "
+    "per word**: *bat* the animal and *bat* the cricket bat are the same point. BERT's hidden states "
+    "are **contextual**: every layer mixes in the rest of the sentence, so the same word gets a "
+    "different vector in each sentence. Type sentences (one per line) that use a word in different "
+    "senses and see how similar its occurrences are, layer by layer, on the model the app serves."
+)
+STATIC_NOTE = (
+    "**Static input embedding**: the row of the word-embedding matrix for this token. It is the same "
+    "row in every sentence, so every similarity here is **1.0 whatever the context: that is the "
+    "point**. Layer 0 already differs slightly, because it adds position embeddings and a layer norm."
+)
+
+
+def summary_markdown(c: Comparison) -> str:
+    """What the user should read off the plots, in words."""
+    lines = [f"**{len(c.occurrences)} occurrences** of *{c.word}* in "
+             f"{len({o.sentence_index for o in c.occurrences})} sentence(s), model: {c.model_name}, "
+             f"layer {c.layer} of {c.num_layers} (0 = input embeddings)."]
+    if c.pooled:
+        lines.append(f"*{c.word}* is split into {len(c.pieces)} WordPieces ({' '.join(c.pieces)}): "
+                     "its vector is the **mean** of theirs.")
+    best = c.best_layer()
+    if best is not None:
+        same, diff = c.sense_means(best)
+        margin = c.margin(best)
+        clean = ("every occurrence is closer to all of its own sense than to any other sense"
+                 if margin > 0 else "but some occurrence is still closer to another sense")
+        lines.append(f"**Best layer for telling the senses apart: layer {best}**: same-sense pairs "
+                     f"{same:.3f} on average vs different-sense pairs {diff:.3f} ({clean}; margin "
+                     f"{margin:+.3f}). The static embedding gives 1.000 for both.")
+        if c.layer != best:
+            now = c.sense_means(c.layer)
+            lines.append(f"At the chosen layer {c.layer}: same-sense {now[0]:.3f} vs different-sense {now[1]:.3f}.")
+    if c.skipped:
+        lines.append("**Skipped lines:**\n" + "\n".join(f"- line {s.line_number}: {s.reason}: “{s.text[:80]}”"
+                                                       for s in c.skipped))
+    lines.append("Occurrences: " + "; ".join(f"**{o.label}** = occurrence {o.nth} in line {o.line_number}"
+                                               for o in c.occurrences[:20])
+                 + (" …" if len(c.occurrences) > 20 else ""))
+    return "\n\n".join(lines)
+
+
+def neighbours_markdown(n: Neighbours) -> str:
+    cv = n.corpus
+    text = (f"The {len(n.items)} stored occurrences of the word most similar to **{n.query.label}** at "
+            f"layer {n.layer}, out of {len(cv.example_ids)} occurrences in {cv.searched} stored examples.")
+    if cv.capped:
+        text += (f" **Capped:** {cv.matching} stored examples contain the text; only the first "
+                 f"{cv.searched} were read.")
+    if not n.items:
+        text += " No stored example uses this word."
+    return text
+
+
+def model_layers(actions: EmbeddingActions) -> int:
+    """Encoder layers of the configured model, read from its config (no weights loaded)."""
+    from transformers import AutoConfig
+
+    try:
+        return int(AutoConfig.from_pretrained(actions.services.settings.model_source).num_hidden_layers)
+    except (OSError, ValueError, AttributeError):
+        return 12  # compare() checks the real bound and says so
+
+
+def build(actions: EmbeddingActions, tab: gr.Tab | None = None) -> None:
+    num_layers = model_layers(actions)
+    preset0 = PRESETS[DEFAULT_PRESET]
+    gr.Markdown(INTRO)
+    with gr.Row():
+        preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label="Preset", elem_id="emb-preset", scale=1)
+        explanation = gr.Markdown(preset0.explanation, elem_id="emb-explanation")
+    with gr.Row():
+        with gr.Column(scale=3):
+            sentences = gr.Textbox(preset0.text, lines=5, label="Sentences (one per line)", elem_id="emb-sentences")
+        with gr.Column(scale=2):
+            word = gr.Textbox(preset0.word, label="Word (case-insensitive)", elem_id="emb-word")
+            layer = gr.Slider(0, num_layers, value=2, step=1, label="Layer (0 = input embeddings)",
+                              elem_id="emb-layer")
+            model = gr.Radio(list(MODEL_CHOICES), value=ACTIVE_MODEL, label="Model", elem_id="emb-model")
+            go = gr.Button("Compare", variant="primary", elem_id="emb-compare")
+    summary = gr.Markdown(elem_id="emb-summary")
+    with gr.Row():
+        heat = gr.Plot(label="Contextual similarity", elem_id="emb-heatmap")
+        with gr.Column():
+            static = gr.Plot(label="Static input-embedding similarity", elem_id="emb-static")
+            gr.Markdown(STATIC_NOTE)
+    with gr.Row():
+        pca = gr.Plot(label="PCA projection", elem_id="emb-pca")
+        lines = gr.Plot(label="Similarity by layer", elem_id="emb-lines")
+    with gr.Accordion("Corpus neighbours: the same word in the stored tweets", open=False):
+        gr.Markdown("For one occurrence, the stored examples whose occurrence of the same word is most "
+                    "similar at the chosen layer (computed on demand for the chosen model and cached per "
+                    "model version).")
+        with gr.Row():
+            occurrence = gr.Dropdown([], label="Occurrence", elem_id="emb-occurrence")
+            k = gr.Slider(1, 30, value=10, step=1, label="k")
+            find = gr.Button("Find neighbours", elem_id="emb-neighbours-button")
+        neighbours_info = gr.Markdown(elem_id="emb-neighbours-info")
+        table = gr.Dataframe(headers=["similarity", "label", "occurrence", "text"], interactive=False,
+                             wrap=True, elem_id="emb-neighbours")
+
+    # ---------------------------------------------------------------- callbacks
+    @guarded
+    def run(s: str, w: str, lay: float, m: str):
+        c = actions.compare(s, w, int(lay), m)
+        warn(c.notes)
+        if c.skipped:
+            gr.Warning(f"{len(c.skipped)} line(s) skipped: "
+                       + ", ".join(f"line {x.line_number}" for x in c.skipped[:10]))
+        choice = gr.update(choices=c.labels, value=c.labels[0])
+        return (summary_markdown(c), embedding_plots.similarity_heatmap(c),
+                embedding_plots.similarity_heatmap(c, static=True), embedding_plots.projection(c),
+                embedding_plots.layer_lines(c), choice)
+
+    def load_preset(name: str):
+        p = PRESETS.get(name)
+        if p is None:
+            return gr.update(), gr.update(), gr.update()
+        return p.text, p.word, p.explanation
+
+    @guarded
+    def find_neighbours(s: str, w: str, lay: float, m: str, occ: str, kk: float):
+        if not occ:
+            raise gr.Error("Compare first, then choose an occurrence.")
+        n = actions.neighbours(actions.compare(s, w, int(lay), m), occ, int(kk), m)
+        rows = [(round(x.similarity, 4), x.label or "", f"#{x.nth}", x.text) for x in n.items]
+        return neighbours_markdown(n), pd.DataFrame(rows, columns=["similarity", "label", "occurrence", "text"])
+
+    @guarded
+    def compare_word(sentences: str, word: str, layer: int = num_layers) -> dict:
+        """The occurrences of `word` in `sentences` (one per line) and their cosine-similarity
+        matrix at `layer`, on the active fine-tuned model."""
+        return actions.compare(sentences, word, int(layer), ACTIVE_MODEL).to_json()
+
+    inputs = [sentences, word, layer, model]
+    outputs = [summary, heat, static, pca, lines, occurrence]
+    gr.on([go.click, word.submit, layer.release, model.change], run, inputs, outputs,
+          api_visibility="private", trigger_mode="always_last")
+    preset.input(load_preset, [preset], [sentences, word, explanation], api_visibility="private").then(
+        run, inputs, outputs, api_visibility="private")
+    find.click(find_neighbours, [*inputs, occurrence, k], [neighbours_info, table], api_visibility="private")
+    if tab is not None:  # draw the default preset when the tab is first opened
+        tab.select(run, inputs, outputs, api_visibility="private")
+    gr.api(compare_word, api_name="compare_word")
