@@ -1,0 +1,205 @@
+"""The Train tab's actions, one per UI action, plain Python values in and out (no Gradio here):
+start / poll / cancel a training run, list and activate versions, and compare two versions
+(metrics side by side, the examples whose prediction changed, one text's attributions).
+
+Admin-only actions check the role server-side with `users.require_role`, so the HTTP API
+(`start_training`, `activate_version`) is protected exactly like the buttons.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, aliased
+
+from bertdemo import explain, store, users
+from bertdemo.classifier import Classifier
+from bertdemo.jobs import Services
+from bertdemo.registry import VersionInfo
+from bertdemo.text import clean_text
+from bertdemo.train import TrainConfig
+
+MODES = ("full fine-tune", "frozen encoder (train the head only)")
+STARTS = ("base encoder", "active version")
+METRIC_ROWS = ("macro_f1", "accuracy", "best_val_loss", "best_step", "train_size", "val_size", "seconds",
+               "samples_per_s", "device", "precision")
+
+
+@dataclass(frozen=True)
+class TrainingView:
+    """One poll of the runner, as the tab shows it. `history` rows: step, epoch, train_loss and,
+    at evaluation steps, val_loss and val_macro_f1."""
+
+    state: str
+    running: bool
+    step: int
+    total_steps: int
+    fraction: float
+    message: str
+    history: tuple[dict, ...] = ()
+    report: str = ""
+    confusion: list[list[int]] | None = None
+    labels: tuple[str, ...] = ()
+    version_name: str | None = None
+    run_id: int | None = None
+
+    def as_api(self) -> dict:
+        return {"state": self.state, "run_id": self.run_id, "step": self.step, "total_steps": self.total_steps,
+                "fraction": round(self.fraction, 4), "message": self.message, "version": self.version_name,
+                "report": self.report, "history": list(self.history)}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    a: str
+    b: str
+    metrics: list[list]  # rows: [metric, value under a, value under b] (+ per-class F1 rows)
+    changed: list[list]  # rows: [example id, text, current label, prediction a, prediction b]
+    n_compared: int  # examples with a stored score under both versions
+    notes: list[str] = field(default_factory=list)
+
+
+class TrainingActions:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings
+        self._models: dict[int, Classifier] = {}  # versions loaded for comparison (at most 2)
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ training
+    @staticmethod
+    def config_from_form(epochs: float, learning_rate: float, batch_size: float, max_length: float,
+                         seed: float, mode: str = MODES[0], start_from: str = STARTS[0],
+                         max_steps: float | None = None) -> TrainConfig:
+        """The form's values as a validated TrainConfig (ValueError quotes a bad value)."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if start_from not in STARTS:
+            raise ValueError(f"start from must be one of {STARTS}, got {start_from!r}")
+        return TrainConfig(epochs=float(epochs), learning_rate=float(learning_rate), batch_size=int(batch_size),
+                           max_length=int(max_length), seed=int(seed), freeze_encoder=mode == MODES[1],
+                           init_from="active" if start_from == STARTS[1] else "base",
+                           max_steps=int(max_steps) if max_steps else None)
+
+    def start(self, epochs: float, learning_rate: float, batch_size: float, max_length: float, seed: float,
+              mode: str, start_from: str, max_steps: float | None, activate: bool, username: str | None) -> str:
+        """Start a background run. With `activate` False the new version is only registered: the
+        admin compares it with the serving one and activates it below."""
+        user = users.require_role(self.services.engine, username, "admin")
+        config = self.config_from_form(epochs, learning_rate, batch_size, max_length, seed, mode, start_from,
+                                       max_steps)
+        run_id = self.services.jobs.start(config, user=user, activate=bool(activate))  # JobBusy if one runs
+        then = "it will serve as soon as it is trained" if activate else "activate it below when you are happy"
+        return f"Training run #{run_id} started; {then}."
+
+    def cancel(self, username: str | None) -> str:
+        users.require_role(self.services.engine, username, "admin")
+        if self.services.jobs.cancel():
+            return "Cancelling: the run stops at the next step; the serving model is unchanged."
+        return "No training run is in progress."
+
+    def status(self) -> TrainingView:
+        st = self.services.jobs.status()
+        confusion = None
+        if st.state == "succeeded" and st.version_name:
+            info = self._by_name(st.version_name)
+            confusion = info.metrics.get("confusion")
+        return TrainingView(state=st.state, running=st.running, step=st.step, total_steps=st.total_steps,
+                            fraction=st.fraction, message=st.message, history=st.history, report=st.report,
+                            confusion=confusion, labels=tuple(self.settings.labels), version_name=st.version_name,
+                            run_id=st.run_id)
+
+    # ------------------------------------------------------------------ versions
+    def versions(self) -> list[VersionInfo]:
+        return self.services.registry.versions()
+
+    def version_names(self) -> list[str]:
+        return [v.name for v in self.versions()]
+
+    def versions_table(self) -> list[list]:
+        """Rows: name, serving, macro-F1, accuracy, created, by, settings summary."""
+        rows = []
+        for v in self.versions():
+            c = v.train_config
+            settings = (f"{c.get('epochs')} ep, lr {c.get('learning_rate')}, bs {c.get('batch_size')}, "
+                        f"len {c.get('max_length')}" + (", frozen" if c.get("freeze_encoder") else "")
+                        + (f", from {c.get('init_from')}" if c.get("init_from") == "active" else "")) if c else ""
+            f1 = v.macro_f1
+            acc = v.metrics.get("accuracy")
+            rows.append([v.name, "yes" if v.is_active else "", None if f1 is None else round(f1, 4),
+                         None if acc is None else round(acc, 4), v.created_at.strftime("%Y-%m-%d %H:%M"),
+                         v.created_by, settings])
+        return rows
+
+    def activate(self, name: str, username: str | None) -> str:
+        users.require_role(self.services.engine, username, "admin")
+        info = self.services.jobs.activate(self._by_name(name).id)
+        return (f"Now serving **{info.name}** in every tab. The annotation queues are being re-scored "
+                "with it in the background.")
+
+    def _by_name(self, name: str | None) -> VersionInfo:
+        for v in self.versions():
+            if v.name == name:
+                return v
+        raise store.StoreError(f"no model version named {name!r}; choose one from the list")
+
+    # ------------------------------------------------------------------ before / after
+    def _model(self, info: VersionInfo) -> Classifier:
+        reg = self.services.registry
+        if reg.active_id() == info.id:
+            return reg.active()
+        with self._lock:
+            if info.id not in self._models:
+                while len(self._models) >= 2:
+                    self._models.pop(next(iter(self._models)))
+                self._models[info.id] = reg.load(info)
+            return self._models[info.id]
+
+    def _ensure_scores(self, info: VersionInfo) -> bool:
+        """Score every example with `info` unless it was already (versions never activated)."""
+        with Session(self.services.engine) as s:
+            has = s.scalar(select(store.Score.example_id).where(store.Score.version_id == info.id).limit(1))
+        if has is not None:
+            return False
+        self.services.jobs.rescore(info, self._model(info))
+        return True
+
+    def compare(self, a_name: str, b_name: str, limit: int = 200) -> Comparison:
+        a, b = self._by_name(a_name), self._by_name(b_name)
+        notes = [f"Scored the examples with {v.name} first (it had never been activated)."
+                 for v in ({a.id: a, b.id: b}.values()) if self._ensure_scores(v)]
+        rows = [[m, a.metrics.get(m), b.metrics.get(m)] for m in METRIC_ROWS]
+        for lab in self.settings.labels:
+            fa = (a.metrics.get("report_dict") or {}).get(lab, {}).get("f1-score")
+            fb = (b.metrics.get("report_dict") or {}).get(lab, {}).get("f1-score")
+            rows.append([f"F1 {lab}", fa, fb])
+        rows = [[m, _round(x), _round(y)] for m, x, y in rows]
+        sa, sb = aliased(store.Score), aliased(store.Score)
+        both = (select(store.Example.id, store.Example.text, store.Example.label, sa.predicted, sb.predicted)
+                .join(sa, (sa.example_id == store.Example.id) & (sa.version_id == a.id))
+                .join(sb, (sb.example_id == store.Example.id) & (sb.version_id == b.id)))
+        with Session(self.services.engine) as s:
+            n = len(s.execute(both).all())
+            changed = [list(r) for r in s.execute(
+                both.where(sa.predicted != sb.predicted).order_by(store.Example.id).limit(limit))]
+        if a.id == b.id:
+            notes.append("Both sides are the same version.")
+        return Comparison(a.name, b.name, rows, changed, n, notes)
+
+    def attributions(self, text: str, a_name: str, b_name: str) -> tuple[list, list, str]:
+        """Integrated Gradients of one text under each version (for gr.HighlightedText), and a
+        line with both predictions."""
+        cleaned = clean_text(text, self.settings.max_chars)
+        out, lines = [], []
+        for name in (a_name, b_name):
+            info = self._by_name(name)
+            attr = explain.integrated_gradients(self._model(info), cleaned)
+            out.append(explain.highlighted(attr, merge=True))
+            lines.append(f"**{name}**: {attr.target} ({attr.probs[attr.target]:.0%})")
+        return out[0], out[1], " · ".join(lines)
+
+
+def _round(x: object) -> object:
+    return round(x, 4) if isinstance(x, float) else x
