@@ -98,6 +98,8 @@ def test_api_requires_sign_in_and_records_the_user(auth_app):
     assert (undone["label"], undone["source"], undone["user"]) == (None, "undo", "ann")
     with pytest.raises(Exception, match="Only admins"):
         c.predict(api_name="/agreement")
+    suspicious = c.predict("suspicious", "", [], api_name="/next_item")  # cleanlab over the stored scores
+    assert suspicious is None or suspicious["label"] in LABELS
     exported = c.predict(api_name="/export_csv")
     df = pd.read_csv(exported, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     row = df[df["text"] == UNLABELED[1]].iloc[0]
@@ -170,6 +172,18 @@ def test_browser_label_with_keys_undo_switch_history_and_admin_agreement(auth_ap
     hist = page.locator("#annot-item-history")
     expect(hist).to_contain_text("undo", timeout=15_000)
     expect(hist).to_contain_text("ann")
+
+    # HTML and script in a text are shown as text, never run
+    choose_queue(page, "Text search")
+    page.locator("#annot-search input, #annot-search textarea").first.fill("bold claim")
+    page.locator("#annot-load").click()
+    expect(page.locator("#annot-text textarea")).to_have_value(UNLABELED[4], timeout=15_000)
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("#annot-text b").count() == 0
+    # attributions are off until asked for
+    expect(page.locator("#annot-attr")).to_be_hidden()
+    page.locator("#annot-show-attr input").check()
+    expect(page.locator("#annot-attr")).to_contain_text("bold", timeout=60_000)
     ctx.close()
 
     # a second person, an admin, labels the two items the first one kept and sees agreement
@@ -190,4 +204,21 @@ def test_browser_label_with_keys_undo_switch_history_and_admin_agreement(auth_ap
     expect(page.locator("#annot-kappa")).to_contain_text("over 2 items", timeout=15_000)
     expect(page.locator("#annot-kappa")).to_contain_text("1.000")
     expect(page.locator("#annot-counts")).to_contain_text("boss")
+
+    # the table: filter by annotator, pick a row, change its label there
+    page.get_by_role("tab", name="Table").click()
+    page.locator("#annot-f-user input, #annot-f-user textarea").first.fill("boss")
+    page.locator("#annot-filter").click()
+    table = page.locator("#annot-table")
+    expect(table).to_contain_text(labelled[0][:15], timeout=15_000)
+    table.get_by_text(labelled[0][:15]).first.click()
+    expect(page.locator("#annot-row-history")).to_contain_text("ann", timeout=15_000)
+    page.locator("#annot-row-label").get_by_text("positive").click()
+    page.locator("#annot-row-save").click()
+    expect(page.locator("#annot-row-history")).to_contain_text("positive", timeout=15_000)
+    page.locator("#annot-f-user input, #annot-f-user textarea").first.fill("")
+    page.locator("#annot-f-text input, #annot-f-text textarea").first.fill("bold claim")
+    page.locator("#annot-filter").click()
+    expect(table).to_contain_text("<b>bold claim</b>", timeout=15_000)  # markup shown as text
+    assert page.evaluate("window.__pwned") is None
     ctx.close()

@@ -118,10 +118,11 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         return (f"#{item.id} · current label **{item.label or 'none'}** · {pred}{who} · version {item.version}"
                 + (f"\n\n{note}" if note else ""))
 
-    def show(item: Item | None, seen_ids: list[int], stack: list, note: str = ""):
+    def show(item: Item | None, seen_ids: list[int], stack: list, note: str = "", queue_key: str = ""):
         if item is None:
-            return ("", describe(None), f"The queue is done: nothing left that you have not seen. {note}".strip(),
-                    None, seen_ids, stack, None)
+            done = (f"**{QUEUES.get(queue_key, 'This queue')}** is done: nothing left that you have not seen · "
+                    f"{len(seen_ids):,} seen this session. {note}")
+            return ("", describe(None), done.strip(), None, seen_ids, stack, None)
         cur = {"id": item.id, "version": item.version}
         prog = f"**{QUEUES.get(item.queue, 'Item')}**: {item.remaining:,} left · {len(seen_ids):,} seen this session"
         return (item.text, describe(item, note), prog, cur, seen_ids, stack, actions.history(item.id))
@@ -130,7 +131,7 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
 
     @guarded
     def load_queue(q: str, s: str, stack: list):
-        return show(actions.next_item(q, s, []), [], stack)
+        return show(actions.next_item(q, s, []), [], stack, queue_key=q)
 
     @guarded
     def label_and_next(lab: str, cur: dict | None, q: str, s: str, seen_ids: list, stack: list,
@@ -146,23 +147,24 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         seen_ids = [*seen_ids, cur["id"]]
         stack = [*stack, (saved.example_id, saved.version)][-50:]
         note = f"Saved #{saved.example_id}: {saved.previous or 'none'} → {saved.label}."
-        return show(actions.next_item(q, s, seen_ids), seen_ids, stack, note)
+        return show(actions.next_item(q, s, seen_ids), seen_ids, stack, note, q)
 
     @guarded
     def skip_item(cur: dict | None, q: str, s: str, seen_ids: list, stack: list):
         if cur:
             seen_ids = [*seen_ids, cur["id"]]
-        return show(actions.next_item(q, s, seen_ids), seen_ids, stack, "Skipped.")
+        return show(actions.next_item(q, s, seen_ids), seen_ids, stack, "Skipped.", q)
 
     @guarded
-    def undo_last(q: str, seen_ids: list, stack: list, request: gr.Request):
+    def undo_last(q: str, s: str, seen_ids: list, stack: list, request: gr.Request):
         if not stack:
             raise gr.Error("Nothing to undo in this session.")
         ex_id, version = stack[-1]
         saved = actions.undo(ex_id, _user(request), version)
         seen_ids = [i for i in seen_ids if i != ex_id]
         note = f"Undone #{ex_id}: back to {saved.label or 'none'}."
-        return show(actions.item(ex_id, q, 0), seen_ids, stack[:-1], note)
+        left = [i for i in actions.queue_ids(q, s) if i not in set(seen_ids)]
+        return show(actions.item(ex_id, q, max(len(left), 1)), seen_ids, stack[:-1], note)
 
     @guarded
     def attributions(on: bool, cur: dict | None):
@@ -180,7 +182,7 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         evs.append(btn.click(_bind(label_and_next, lab), [current, queue, search, seen, undo_stack], outputs,
                              api_visibility="private"))
     evs.append(skip.click(skip_item, [current, queue, search, seen, undo_stack], outputs, api_visibility="private"))
-    evs.append(undo.click(undo_last, [queue, seen, undo_stack], outputs, api_visibility="private"))
+    evs.append(undo.click(undo_last, [queue, search, seen, undo_stack], outputs, api_visibility="private"))
     for ev in evs:
         ev.success(attributions, [show_attr, current], [attr], api_visibility="private")
     show_attr.change(attributions, [show_attr, current], [attr], api_visibility="private")
