@@ -152,8 +152,8 @@ class Comparison:
         from sklearn.decomposition import PCA
 
         x = self.vectors[self.layer if layer is None else layer].astype(np.float64)  # (N, H)
-        n_comp = min(2, len(x))
-        xy = PCA(n_components=n_comp).fit_transform(x)
+        n_comp = min(2, len(x) - 1)  # N points span at most N-1 directions; the rest is noise
+        xy = PCA(n_components=n_comp, svd_solver="full").fit_transform(x)
         if n_comp < 2:
             xy = np.hstack([xy, np.zeros((len(x), 2 - n_comp))])
         return xy

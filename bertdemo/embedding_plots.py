@@ -44,9 +44,9 @@ def similarity_heatmap(comparison: Comparison, static: bool = False) -> Figure:
     if comparison.senses is not None:
         for t, i in zip(ax.get_yticklabels(), range(n)):
             t.set_color(_sense_colour(comparison, i))
-    title = ("static input embedding (no context)" if static
+    title = ("static embedding" if static
              else f"layer {comparison.layer}" + (" (input embeddings)" if comparison.layer == 0 else ""))
-    ax.set_title(f"'{comparison.word}': cosine similarity, {title}", fontsize=10)
+    ax.set_title(f"'{comparison.word}', {title}", fontsize=10, loc="right")  # left: Gradio's label
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     return fig
@@ -66,7 +66,7 @@ def projection(comparison: Comparison) -> Figure:
         ax.legend(fontsize=8)
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
-    ax.set_title(f"'{comparison.word}': PCA of the layer-{comparison.layer} vectors", fontsize=10)
+    ax.set_title(f"'{comparison.word}', layer {comparison.layer}", fontsize=10, loc="right")
     fig.tight_layout()
     return fig
 
@@ -92,7 +92,7 @@ def layer_lines(comparison: Comparison) -> Figure:
     ax.set_xlabel("layer (0 = input embeddings)")
     ax.set_ylabel("cosine similarity")
     shown = "" if len(pairs) <= MAX_PAIRS_PLOTTED else f" (first {MAX_PAIRS_PLOTTED} of {len(pairs)} pairs)"
-    ax.set_title(f"'{comparison.word}': similarity of each pair by layer{shown}", fontsize=10)
+    ax.set_title(f"'{comparison.word}'{shown}", fontsize=10, loc="right")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: lines stay visible
     fig.tight_layout()
     return fig

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from bertdemo import context as C
+from bertdemo import embedding_plots
 from bertdemo.classifier import Classifier
 
 LABELS = ("negative", "neutral", "positive")
@@ -99,6 +100,7 @@ def test_presets_line_up(base_clf, name):
     ("Nothing here.\nNor here.", "bat", "occurs nowhere"),
     ("\n\n", "bat", "at least one sentence"),
     ("\n".join(["A bat."] * 200), "bat", "200 sentences; the limit is 50"),
+    ("\n".join(["bat, bat and bat."] * 40), "bat", "occurs 120 times; the limit is 100"),
 ])
 def test_bad_input_has_clear_message(base_clf, sentences, word, match):
     with pytest.raises(C.ContextError, match=match):
@@ -147,3 +149,20 @@ def test_corpus_neighbours_cached_and_capped(services):
     assert actions.index.computed == 1  # the second query reused the cached vectors
     with pytest.raises(C.ContextError, match="Choose an occurrence"):
         actions.neighbours(r, "S9.9", choice=C.BASE_MODEL)
+
+
+def test_plots_show_every_occurrence_and_pair(base_clf):
+    p = C.PRESETS["bat"]
+    r = C.compare(base_clf, p.text, p.word, layer=2, senses=p.senses)
+    heat = embedding_plots.similarity_heatmap(r)
+    assert [t.get_text() for t in heat.axes[0].get_yticklabels()] == r.labels
+    assert "layer 2" in heat.axes[0].get_title(loc="right")
+    assert "static" in embedding_plots.similarity_heatmap(r, static=True).axes[0].get_title(loc="right")
+    lines = embedding_plots.layer_lines(r).axes[0]
+    pair_lines = [ln for ln in lines.get_lines() if "–" in ln.get_label()]
+    assert len(pair_lines) == 6  # 4 occurrences -> 6 pairs, each from layer 0 to 6
+    assert all(len(ln.get_xdata()) == r.num_layers + 1 for ln in pair_lines)
+    pca = embedding_plots.projection(r).axes[0]
+    assert len(pca.collections) >= 4
+    two = C.compare(base_clf, "My flight was late.\nThe flight was fine.", "flight")
+    np.testing.assert_allclose(two.projection()[:, 1], 0.0)  # 2 points: one direction, no noise axis
