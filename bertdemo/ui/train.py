@@ -18,11 +18,12 @@ from bertdemo.ui.common import guarded
 VERSION_HEADERS = ["version", "serving", "macro-F1", "accuracy", "created", "by", "settings"]
 
 
-def progress_html(fraction: float, text: str, state: str) -> str:
+def progress_html(fraction: float, text: str, state: str, run_id: int | None = None) -> str:
     pct = max(0.0, min(1.0, fraction)) * 100
+    run = f"run #{run_id} · " if run_id else ""
     return (f'<div class="train-progress" data-state="{html.escape(state)}">'
             f'<progress id="train-progress-bar" max="100" value="{pct:.1f}" style="width:100%;height:1.2em"></progress>'
-            f'<div id="train-progress-text">{html.escape(state)} · {pct:.0f}% · {html.escape(text)}</div></div>')
+            f'<div id="train-progress-text">{run}{html.escape(state)} · {pct:.0f}% · {html.escape(text)}</div></div>')
 
 
 def build(actions: TrainingActions) -> None:
@@ -107,7 +108,7 @@ def build(actions: TrainingActions) -> None:
         rows = actions.versions_table()
         serving = next((r[0] for r in rows if r[1]), None)
         key = f"{v.run_id}|{v.state}|{len(v.history)}|{len(rows)}|{serving}"
-        bar = progress_html(1.0 if v.state == "succeeded" else v.fraction, v.message or "no run yet", v.state)
+        bar = progress_html(1.0 if v.state == "succeeded" else v.fraction, v.message or "no run yet", v.state, v.run_id)
         if key == last:
             return bar, gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), last
         new_versions = last.split("|")[3:] != key.split("|")[3:]

@@ -1,0 +1,181 @@
+"""The Train tab: its actions without Gradio (admin checks, form -> config, status, versions,
+before/after), the HTTP API with gradio_client, and a real browser that trains, activates and
+sees Predict use the new version."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from conftest import TINY_TRAIN
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bertdemo import store, users
+from bertdemo.train import TrainConfig
+from bertdemo.training_actions import MODES, STARTS, TrainingActions
+
+QUICK = TrainConfig(**(TINY_TRAIN.to_dict() | {"max_steps": 2}))
+FORM = dict(epochs=1, learning_rate=1e-4, batch_size=16, max_length=32, seed=3, mode=MODES[0],
+            start_from=STARTS[0], max_steps=2)
+
+
+@pytest.fixture
+def two_versions(services):
+    """v1 serving (scored), v2 registered but never activated (no scores)."""
+    services.ensure_dataset()
+    services.jobs.run_sync(QUICK, user="t")
+    services.jobs.run_sync(TrainConfig(**(QUICK.to_dict() | {"seed": 5, "learning_rate": 3e-4})), user="t",
+                           activate=False)
+    return services
+
+
+def test_form_values_become_a_validated_config():
+    c = TrainingActions.config_from_form(3, 2e-5, 64, 128, 7, MODES[1], STARTS[1], 0)
+    assert (c.epochs, c.learning_rate, c.batch_size, c.max_length, c.seed) == (3.0, 2e-5, 64, 128, 7)
+    assert c.freeze_encoder and c.init_from == "active" and c.max_steps is None
+    assert TrainingActions.config_from_form(1, 1e-4, 16, 32, 0, MODES[0], STARTS[0], 5).max_steps == 5
+    with pytest.raises(ValueError, match="batch_size must be in"):
+        TrainingActions.config_from_form(1, 1e-4, 0, 32, 0)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        TrainingActions.config_from_form(1, 1e-4, 16, 32, 0, "lora")
+
+
+def test_only_admins_start_cancel_and_activate(services):
+    services.ensure_dataset()
+    actions = TrainingActions(services)
+    users.add_user(services.engine, "ann", "pw-ann-123", "annotator")
+    users.add_user(services.engine, "boss", "pw-boss-123", "admin")
+    for who, msg in ((None, "Sign in first"), ("ann", "Only admins may do this; 'ann' is an annotator")):
+        with pytest.raises(users.AuthError, match=msg):
+            actions.start(**FORM, activate=True, username=who)
+        with pytest.raises(users.AuthError, match=msg):
+            actions.activate("v1", who)
+        with pytest.raises(users.AuthError, match=msg):
+            actions.cancel(who)
+    assert services.jobs.status().state == "idle"  # nothing was started
+    assert "started" in actions.start(**FORM, activate=True, username="boss")
+    services.jobs.wait(120)
+    with Session(services.engine) as s:
+        assert store.latest_run(s).user == "boss"
+    assert services.registry.active().name == "v1"
+
+
+def test_status_view_after_a_run(services):
+    services.ensure_dataset()
+    actions = TrainingActions(services)
+    assert actions.status().state == "idle" and actions.status().confusion is None
+    msg = actions.start(**FORM, activate=False, username=None)  # single-user mode: everyone is admin
+    assert "activate it below" in msg
+    services.jobs.wait(120)
+    v = actions.status()
+    assert v.state == "succeeded" and v.fraction == 1.0 and v.version_name == "v1"
+    assert len(v.confusion) == 3 and sum(map(sum, v.confusion)) > 0 and "macro avg" in v.report
+    api = v.as_api()
+    assert api["state"] == "succeeded" and api["version"] == "v1" and len(api["history"]) == 2
+    assert services.registry.active_version() is None  # not activated: the admin decides
+    [row] = actions.versions_table()
+    assert row[0] == "v1" and row[1] == "" and "lr 0.0001" in row[6]
+
+
+def test_compare_two_versions(two_versions):
+    actions = TrainingActions(two_versions)
+    v1, v2 = sorted(two_versions.registry.versions(), key=lambda v: v.id)
+    c = actions.compare("v1", "v2")
+    assert any("Scored the examples with v2" in n for n in c.notes)  # v2 had never been scored
+    metrics = {r[0]: r[1:] for r in c.metrics}
+    assert metrics["macro_f1"] == [round(v1.macro_f1, 4), round(v2.macro_f1, 4)]
+    assert "F1 neutral" in metrics
+    with Session(two_versions.engine) as s:
+        a = dict(s.execute(select(store.Score.example_id, store.Score.predicted)
+                           .where(store.Score.version_id == v1.id)).all())
+        b = dict(s.execute(select(store.Score.example_id, store.Score.predicted)
+                           .where(store.Score.version_id == v2.id)).all())
+    expected = sorted(i for i in a if a[i] != b[i])
+    assert c.n_compared == len(a) == len(b) > 200
+    assert [r[0] for r in c.changed] == expected[:200] and expected  # these two versions disagree somewhere
+    assert all(r[3] == a[r[0]] and r[4] == b[r[0]] for r in c.changed)
+    with pytest.raises(store.StoreError, match="no model version named 'v9'"):
+        actions.compare("v1", "v9")
+
+
+def test_attributions_under_both_versions(two_versions):
+    actions = TrainingActions(two_versions)
+    ha, hb, line = actions.attributions("@united the crew was great, thanks!", "v1", "v2")
+    for h in (ha, hb):
+        words = [t for t, _s in h]
+        assert "crew" in words and "great" in words
+    assert ha != hb  # different weights, different attributions
+    assert re.search(r"\*\*v1\*\*: \w+ \(\d+%\) · \*\*v2\*\*: \w+ \(\d+%\)", line)
+
+
+def test_activate_rolls_back_and_rescores_in_the_background(two_versions):
+    actions = TrainingActions(two_versions)
+    assert "Now serving **v2**" in actions.activate("v2", None)
+    assert two_versions.registry.active().name == "v2"
+    assert "Now serving **v1**" in actions.activate("v1", None)
+    two_versions.jobs.wait_rescore(60)
+    assert two_versions.registry.active().name == "v1" and two_versions.jobs.last_rescore[0] == "v1"
+
+
+# ------------------------------------------------------------------ the launched app
+def _wait_state(client, run_id: int, want: str, timeout: float = 180) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st = client.predict(api_name="/training_status")
+        assert st["run_id"] == run_id, st  # start_training made this run the current one
+        if st["state"] == want:
+            return st
+        assert st["state"] == "running", st
+        time.sleep(1)
+    raise AssertionError(f"training did not reach {want}: {st}")
+
+
+def test_browser_trains_activates_and_predict_uses_it(page):
+    pg = page
+    pg.get_by_role("tab", name="Train").click()
+    # the timer fills the versions list: v1 was trained at start
+    pg.wait_for_function("document.querySelector('#versions-table')?.innerText.includes('v1')", timeout=30000)
+    pg.locator("#train-maxsteps input").fill("3")
+    pg.locator("#train-start").click()
+    pg.wait_for_function("/Training run #\\d+ started/.test(document.querySelector('#train-message')?.innerText)",
+                         timeout=30000)
+    run = re.search(r"run #(\d+)", pg.locator("#train-message").inner_text()).group(1)
+    pg.wait_for_function(f"document.querySelector('#train-progress-text')?.innerText.startsWith('run #{run} · succeeded')",
+                         timeout=180000)
+    assert "100%" in pg.locator("#train-progress-text").inner_text()
+    assert pg.locator("#train-progress-bar").get_attribute("value") == "100.0"
+    curves = pg.locator("#train-curves img, #train-curves svg").first
+    curves.wait_for(state="visible", timeout=30000)
+    pg.locator("#train-confusion img, #train-confusion svg").first.wait_for(state="visible", timeout=30000)
+    assert "macro avg" in pg.locator("#train-report textarea").input_value()
+    msg = pg.locator("#train-progress-text").inner_text()
+    new = re.search(r"Version (v\d+) saved", msg).group(1)
+    assert new != "v1"  # v1 is the version trained at start
+    pg.wait_for_function(f"document.querySelector('#versions-table')?.innerText.includes('{new}')", timeout=30000)
+    # activate the new version
+    pg.locator("#version-choice input").click()
+    pg.get_by_role("option", name=new, exact=True).click()
+    pg.locator("#version-activate").click()
+    pg.wait_for_function(f"document.querySelector('#activate-message')?.innerText.includes('Now serving {new}')",
+                         timeout=60000)
+    # Predict now uses it
+    pg.get_by_role("tab", name="Predict").click()
+    pg.locator("#predict-text textarea").fill("the flight was fine")
+    pg.locator("#predict-button").click()
+    pg.wait_for_function(f"document.querySelector('#predict-info')?.innerText.includes('Model version {new}')",
+                         timeout=60000)
+
+
+def test_http_api_trains_reports_status_and_rolls_back(app_url):
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    msg = client.predict(1, 1e-4, 16, 32, 1, MODES[0], STARTS[0], 2, True, api_name="/start_training")
+    run_id = int(re.match(r"Training run #(\d+) started", msg).group(1))
+    st = _wait_state(client, run_id, "succeeded")
+    assert st["step"] == st["total_steps"] == 2 and st["version"] and "macro avg" in st["report"]
+    assert client.predict("v1", api_name="/activate_version").startswith("Now serving **v1**")  # roll back
+    with pytest.raises(Exception, match="no model version named 'v99'"):
+        client.predict("v99", api_name="/activate_version")
