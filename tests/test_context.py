@@ -149,6 +149,8 @@ def test_corpus_neighbours_cached_and_capped(services):
     assert actions.index.computed == 1  # the second query reused the cached vectors
     with pytest.raises(C.ContextError, match="Choose an occurrence"):
         actions.neighbours(r, "S9.9", choice=C.BASE_MODEL)
+    with pytest.raises(C.ContextError, match="The model must be one of"):
+        actions.compare(SEED, "bat", 2, "gpt")
 
 
 def test_plots_show_every_occurrence_and_pair(base_clf):

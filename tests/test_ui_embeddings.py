@@ -32,6 +32,8 @@ def test_compare_word_api(client):
     np.testing.assert_allclose(np.diag(sims), 1.0, atol=1e-5)
     assert sims[0, 1] < 0.99  # one word, two contexts, two vectors
     np.testing.assert_allclose(out["static_similarity"], 1.0, atol=1e-5)
+    default = client.predict(BAT.text, "bat", api_name="/compare_word")  # layer defaults to the last
+    assert default["layer"] == default["num_layers"] == 6
 
 
 @pytest.mark.parametrize("sentences, word, message", [

@@ -87,7 +87,7 @@ def build(actions: EmbeddingActions, tab: gr.Tab | None = None) -> None:
             sentences = gr.Textbox(preset0.text, lines=5, label="Sentences (one per line)", elem_id="emb-sentences")
         with gr.Column(scale=2):
             word = gr.Textbox(preset0.word, label="Word (case-insensitive)", elem_id="emb-word")
-            layer = gr.Slider(0, num_layers, value=2, step=1, label="Layer (0 = input embeddings)",
+            layer = gr.Slider(0, num_layers, value=min(2, num_layers), step=1, label="Layer (0 = input embeddings)",
                               elem_id="emb-layer")
             model = gr.Radio(list(MODEL_CHOICES), value=ACTIVE_MODEL, label="Model", elem_id="emb-model")
             go = gr.Button("Compare", variant="primary", elem_id="emb-compare")
@@ -143,7 +143,7 @@ def build(actions: EmbeddingActions, tab: gr.Tab | None = None) -> None:
     def compare_word(sentences: str, word: str, layer: int = num_layers) -> dict:
         """The occurrences of `word` in `sentences` (one per line) and their cosine-similarity
         matrix at `layer`, on the active fine-tuned model."""
-        return actions.compare(sentences, word, int(layer), ACTIVE_MODEL).to_json()
+        return actions.compare(sentences, word, None if layer is None else int(layer), ACTIVE_MODEL).to_json()
 
     inputs = [sentences, word, layer, model]
     outputs = [summary, heat, static, pca, lines, occurrence]
