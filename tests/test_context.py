@@ -136,7 +136,7 @@ def test_corpus_neighbours_cached_and_capped(services):
         rows, total = C.stored_rows(s, "flight", limit=1000)
     assert total > 40  # the 240-tweet sample mentions flights often
     # a stored tweet among the 40 that are searched, used as the query sentence
-    stored = next(text for _, text, _ in rows[:40] if f" flight " in f" {text.lower()} ")
+    stored = next(text for _, text, _ in rows[:40] if " flight " in f" {text.lower()} ")
     r = actions.compare(f"{stored}\nMy flight was delayed again.", "flight", 4, C.BASE_MODEL)
     n = actions.neighbours(r, "S1.1", k=5, choice=C.BASE_MODEL)
     assert n.corpus.capped and n.corpus.searched == 40 and n.corpus.matching == total

@@ -79,3 +79,17 @@ def test_browser_tab_plots_and_preset_switch(page):
     page.get_by_text("Corpus neighbours").click()
     page.locator("#emb-neighbours-button").click()
     expect(page.locator("#emb-neighbours-info")).to_contain_text("stored examples", timeout=60_000)
+
+
+def test_summary_names_best_layer_pooling_and_skipped_lines(base_clf):
+    from bertdemo.context import compare
+    from bertdemo.ui.embeddings import summary_markdown
+
+    c = compare(base_clf, BAT.text, "bat", layer=5, senses=BAT.senses)
+    md = summary_markdown(c)
+    assert f"apart: layer {c.best_layer()}**" in md and "At the chosen layer 5" in md
+    md = summary_markdown(compare(base_clf, "Bats use echolocation.\nNo word here.\nDolphins use echolocation.",
+                                  "echolocation"))
+    assert "3 WordPieces (echo ##lo ##cation)" in md and "**mean**" in md
+    assert "line 2: the word 'echolocation' is not in it" in md
+    assert "Best layer" not in md  # no senses known for free text
