@@ -230,4 +230,6 @@ def test_suspicious_queue_finds_flipped_labels_out_of_sample(services, acts):
     by_text = dict(zip(ids, [r[0] for r in rows]))
     hits = {by_text[i] for i in found} & set(flipped)
     assert len(hits) >= 5 and len(found) <= 12
-    assert acts.queue_ids("suspicious") == found  # cached until a label changes
+    assert acts.queue_ids("suspicious") == found  # cached
+    acts.save_label(found[0], "neutral", None, "local")
+    assert acts.queue_ids("suspicious") == found[1:]  # a fixed row leaves the queue, no recomputation
