@@ -319,7 +319,7 @@ def scored_examples(s: Session, version_id: int | None) -> list[tuple[int, str, 
     return [(i, t, lab, p or []) for i, t, lab, p in s.execute(q)]
 
 
-def queue_ids(s: Session, queue: str, version_id: int | None, search: str = "", limit: int = 5000) -> list[int]:
+def queue_ids(s: Session, queue: str, version_id: int | None, search: str = "", limit: int = 200_000) -> list[int]:
     """Example ids of one queue, best first. Score-based queues read the stored `scores` rows of
     `version_id` (written by JobRunner.rescore), never the model."""
     if queue == "unlabeled":
