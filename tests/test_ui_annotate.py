@@ -184,6 +184,19 @@ def test_browser_label_with_keys_undo_switch_history_and_admin_agreement(auth_ap
     expect(page.locator("#annot-attr")).to_be_hidden()
     page.locator("#annot-show-attr input").check()
     expect(page.locator("#annot-attr")).to_contain_text("bold", timeout=60_000)
+
+    # someone else changes the example on screen: the save is refused, the person is told and
+    # sees the new label
+    from gradio_client import Client
+
+    boss_api = Client(auth_app, auth=BOSS, verbose=False)
+    shown = boss_api.predict("search", "bold claim", [], api_name="/next_item")
+    boss_api.predict(shown["id"], "neutral", shown["version"], api_name="/save_label")
+    page.locator("#annot-progress").click()  # focus off the checkbox, so the key reaches the page
+    page.keyboard.press("1")
+    expect(page.get_by_text(re.compile("changed by boss")).first).to_be_visible(timeout=15_000)
+    expect(info).to_contain_text("current label neutral", timeout=15_000)
+    expect(info).to_contain_text("Someone else changed this example")
     ctx.close()
 
     # a second person, an admin, labels the two items the first one kept and sees agreement
