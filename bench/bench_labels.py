@@ -135,7 +135,8 @@ def verify(data_dir: Path, acks: list) -> tuple[int, int, int]:
         stored = Counter((e, v, u) for e, v, u in s.execute(
             select(store.LabelEvent.example_id, store.LabelEvent.version, store.LabelEvent.user)
             .where(store.LabelEvent.source == "annotator")))
-        n_events = dict(s.execute(select(store.LabelEvent.example_id, func.count()).group_by(store.LabelEvent.example_id)).all())
+        n_events = dict(s.execute(select(store.LabelEvent.example_id, func.count())
+                                  .group_by(store.LabelEvent.example_id)).all())
         mismatched = sum(1 for i, v in s.execute(select(store.Example.id, store.Example.version))
                          if v != n_events.get(i, 0))
     engine.dispose()

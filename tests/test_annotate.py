@@ -81,7 +81,8 @@ def test_save_undo_history_and_conflict(services, acts):
     undone = acts.undo(item.id, "local", saved.version)
     assert (undone.previous, undone.label, undone.source, undone.version) == ("positive", "negative", "undo", 3)
     h = acts.history(item.id)
-    assert list(zip(h["from"], h["to"], h["source"])) == [("", "negative", "dataset"), ("negative", "positive", "annotator"),
+    assert list(zip(h["from"], h["to"], h["source"])) == [("", "negative", "dataset"),
+                                                          ("negative", "positive", "annotator"),
                                                           ("positive", "negative", "undo")]
     # undoing an unlabeled row's first label makes it unlabeled again (still a new row)
     s2 = acts.save_label(ids[1], "neutral", 0, "local")

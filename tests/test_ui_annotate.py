@@ -146,6 +146,7 @@ def choose_queue(page, name: str) -> None:
     page.get_by_role("option", name=name).click()
 
 
+@pytest.mark.browser
 def test_browser_label_with_keys_undo_switch_history_and_admin_agreement(auth_app, browser):
     from playwright.sync_api import expect
 

@@ -23,7 +23,8 @@ if (!window.__bertdemoAnnotateKeys) {
   document.addEventListener('keydown', (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
     const t = e.target;
-    if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable)) return;
+    const typing = t && (['INPUT', 'TEXTAREA', 'SELECT'].includes(t.tagName) || t.isContentEditable);
+    if (typing) return;
     const id = map[e.key.toLowerCase()];
     if (!id) return;
     const btn = document.getElementById(id);
@@ -67,7 +68,8 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
                                   visible=False, combine_adjacent=False, elem_id="annot-attr")
         with gr.Accordion("History of this example", open=False):
             item_history = gr.Dataframe(interactive=False, elem_id="annot-item-history")
-        keymap = {str(i): f"annot-label-{i}" for i in range(1, len(labels) + 1)} | {"s": "annot-skip", "u": "annot-undo"}
+        keymap = {str(i): f"annot-label-{i}" for i in range(1, len(labels) + 1)}
+        keymap |= {"s": "annot-skip", "u": "annot-undo"}
         gr.HTML("", js_on_load=SHORTCUTS_JS % json.dumps(keymap), elem_id="annot-keys")
 
     with gr.Tab("Table"):
@@ -267,7 +269,8 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         return item.as_api() if item else None
 
     @guarded
-    def save_label(example_id: int, label: str, version: int, request: gr.Request = None) -> dict:  # type: ignore[assignment]
+    def save_label(example_id: int, label: str, version: int,
+                   request: gr.Request = None) -> dict:  # type: ignore[assignment]
         """Set an example's label; `version` is the one next_item returned (refused if it changed)."""
         return actions.save_label(int(example_id), label, int(version), _user(request)).as_api()
 
