@@ -102,6 +102,18 @@ class TrainingActions:
 
     def status(self) -> TrainingView:
         st = self.services.jobs.status()
+        if st.state == "idle":  # nothing ran in this process: show the last recorded run, if any
+            with Session(self.services.engine) as s:
+                run = store.latest_run(s)
+                if run is not None:
+                    version = s.get(store.ModelVersion, run.version_id) if run.version_id else None
+                    return TrainingView(
+                        state=run.status, running=False, step=run.step, total_steps=run.total_steps,
+                        fraction=run.step / run.total_steps if run.total_steps else 0.0, message=run.message,
+                        history=tuple(run.history or ()), report=version.report if version else "",
+                        confusion=(version.metrics or {}).get("confusion") if version else None,
+                        labels=tuple(self.settings.labels), version_name=version.name if version else None,
+                        run_id=run.id)
         confusion = None
         if st.state == "succeeded" and st.version_name:
             info = self._by_name(st.version_name)
@@ -125,7 +137,8 @@ class TrainingActions:
             c = v.train_config
             settings = (f"{c.get('epochs')} ep, lr {c.get('learning_rate')}, bs {c.get('batch_size')}, "
                         f"len {c.get('max_length')}" + (", frozen" if c.get("freeze_encoder") else "")
-                        + (f", from {c.get('init_from')}" if c.get("init_from") == "active" else "")) if c else ""
+                        + (f", max {c['max_steps']} steps" if c.get("max_steps") else "")
+                        + (", from the active version" if c.get("init_from") == "active" else "")) if c else ""
             f1 = v.macro_f1
             acc = v.metrics.get("accuracy")
             rows.append([v.name, "yes" if v.is_active else "", None if f1 is None else round(f1, 4),

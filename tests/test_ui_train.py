@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bertdemo import store, users
+from bertdemo.jobs import Services
 from bertdemo.train import TrainConfig
 from bertdemo.training_actions import MODES, STARTS, TrainingActions
 
@@ -77,6 +78,18 @@ def test_status_view_after_a_run(services):
     assert services.registry.active_version() is None  # not activated: the admin decides
     [row] = actions.versions_table()
     assert row[0] == "v1" and row[1] == "" and "lr 0.0001" in row[6]
+
+
+def test_after_a_restart_the_tab_shows_the_last_recorded_run(two_versions, tmp_path):
+    fresh = Services.create(two_versions.settings)  # a new process on the same data
+    v = TrainingActions(fresh).status()
+    assert v.state == "succeeded" and v.version_name == "v2" and v.step == v.total_steps == 2
+    assert len(v.history) == 2 and "macro avg" in v.report and len(v.confusion) == 3
+    with Session(fresh.engine) as s, s.begin():
+        store.create_run(s, "t", QUICK.to_dict())  # left running by a process that died
+    fresh.start()
+    v = TrainingActions(Services.create(two_versions.settings)).status()
+    assert v.state == "failed" and "stopped during this run" in v.message and v.version_name is None
 
 
 def test_compare_two_versions(two_versions):

@@ -78,7 +78,8 @@ def build(actions: TrainingActions) -> None:
     cmp_notes = gr.Markdown(elem_id="compare-notes")
     metrics = gr.Dataframe(headers=["metric", "A", "B"], interactive=False, elem_id="compare-metrics")
     changed = gr.Dataframe(headers=["id", "text", "label", "A predicts", "B predicts"], interactive=False,
-                           wrap=True, max_height=320, elem_id="compare-changed")
+                           wrap=True, max_height=320, elem_id="compare-changed",
+                           column_widths=["7%", "57%", "12%", "12%", "12%"])
     with gr.Row():
         ctext = gr.Textbox(label="A text to explain under both versions", scale=3, elem_id="compare-text")
         cexplain = gr.Button("Explain under A and B", scale=1, elem_id="compare-explain")
