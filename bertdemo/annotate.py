@@ -135,6 +135,15 @@ class AnnotateActions:
         return v.id if v else None
 
     # ---------------------------------------------------------------- queues
+    def default_queue(self) -> str:
+        """'unlabeled' while anything is unlabeled; else the model's disagreements (the bundled
+        data is fully labelled, so an empty first queue would greet every new visitor)."""
+        with Session(self.engine) as s:
+            has_unlabeled = s.scalar(select(store.Example.id).where(store.Example.label.is_(None)).limit(1))
+            if has_unlabeled is not None or self._version_id(s) is None:
+                return "unlabeled"
+        return "disagree"
+
     def queue_ids(self, queue: str, search: str = "") -> list[int]:
         if queue not in QUEUES:
             raise QueueError(f"Unknown queue {queue!r}; choose one of {list(QUEUES)}.")

@@ -234,3 +234,10 @@ def test_suspicious_queue_finds_flipped_labels_out_of_sample(services, acts):
     assert acts.queue_ids("suspicious") == found  # cached
     acts.save_label(found[0], "neutral", None, "local")
     assert acts.queue_ids("suspicious") == found[1:]  # a fixed row leaves the queue, no recomputation
+
+
+def test_default_queue_is_unlabeled_until_everything_is_labelled(services, acts):
+    ids = seed(services, [("a", "negative"), ("b", None)], [[0.9, 0.05, 0.05], [0.2, 0.2, 0.6]])
+    assert acts.default_queue() == "unlabeled"
+    acts.save_label(ids[1], "neutral", 0, None)
+    assert acts.default_queue() == "disagree"

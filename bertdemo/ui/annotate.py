@@ -48,7 +48,7 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
 
     with gr.Tab("Label"):
         with gr.Row():
-            queue = gr.Dropdown([(v, k) for k, v in QUEUES.items()], value="unlabeled", label="Queue",
+            queue = gr.Dropdown([(v, k) for k, v in QUEUES.items()], value=actions.default_queue, label="Queue",
                                 elem_id="annot-queue", scale=2)
             search = gr.Textbox(label="Text search (for the 'Text search' queue)", elem_id="annot-search", scale=2)
             load = gr.Button("Load queue", elem_id="annot-load", scale=1)
