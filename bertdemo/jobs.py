@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,8 @@ from bertdemo.classifier import Classifier, autocast_dtype
 from bertdemo.config import Settings
 from bertdemo.datasets import load_bundled, stratified_split
 from bertdemo.registry import Registry, VersionInfo
-from bertdemo.train import Progress, TrainConfig, TrainingCancelled, TrainingError, check_labels, fit, gpu_task
+from bertdemo.train import (Progress, TrainConfig, TrainingCancelled, TrainingError, check_labels, fit, fit_and_save,
+                            gpu_task, zero_gpu)
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +148,13 @@ class JobRunner:
         with Session(self.engine) as s, s.begin():
             run = s.get(store.TrainingRun, run_id)
             run.status, run.message, run.finished_at = state, message, store.now()
-            run.step, run.total_steps, run.history, run.version_id = st.step, st.total_steps, list(st.history), version_id
+            run.step, run.total_steps, run.history = st.step, st.total_steps, list(st.history)
+            run.version_id = version_id
         self._set(state=state, message=message, phase="")
 
     def _execute(self, run_id: int, config: TrainConfig, user: str, activate: bool) -> None:
         labels = self.settings.labels
+        scratch = self.settings.models_dir / f".run-{run_id}"  # weights from a ZeroGPU worker
         try:
             with Session(self.engine) as s:
                 snapshot = store.labeled_examples(s)
@@ -169,27 +173,21 @@ class JobRunner:
                                         "there is none yet. Start from the base encoder instead.")
                 source, start_name = current.path, current.name
             self._set(phase="training", message=f"Loading {start_name}")
-            # a fresh copy: the serving classifier is never touched by training
-            clf = Classifier.load(source, labels, self.settings.device, self.settings.max_length,
-                                  precision=config.precision)
-            last_write = [0.0]
-
-            def on_progress(p: Progress) -> None:
-                row = {"step": p.step, "epoch": round(p.epoch, 4), "train_loss": p.train_loss}
-                if p.val_loss is not None:
-                    row |= {"val_loss": p.val_loss, "val_macro_f1": p.val_macro_f1}
-                self._set(step=p.step, total_steps=p.total_steps, history=self._status.history + (row,),
-                          message=f"Step {p.step}/{p.total_steps}, epoch {p.epoch:.2f}, "
-                                  f"loss {p.train_loss:.3f}, {p.samples_per_s:.0f} examples/s")
-                if time.time() - last_write[0] > 5 or p.step == p.total_steps:
-                    last_write[0] = time.time()
-                    log.info("run %d: %s", run_id, self._status.message)
-                    with Session(self.engine) as s, s.begin():
-                        run = s.get(store.TrainingRun, run_id)
-                        run.step, run.total_steps = p.step, p.total_steps
-
-            result = gpu_task(fit)(clf, [texts[i] for i in tr], y[tr], [texts[i] for i in va], y[va], config,
-                                   on_progress=on_progress, should_stop=self._cancel.is_set)
+            split = ([texts[i] for i in tr], y[tr], [texts[i] for i in va], y[va])
+            if zero_gpu():
+                # ZeroGPU: the GPU call runs in a worker process; it saves the weights to disk
+                self._set(message=f"Training from {start_name} on a ZeroGPU worker (no live progress)")
+                result = gpu_task(fit_and_save)(source, labels, self.settings.device, self.settings.max_length,
+                                                *split, config, str(scratch))
+                clf = Classifier.load(scratch, labels, self.settings.device, self.settings.max_length)
+                last = result.history[-1]["step"] if result.history else 0
+                self._set(step=last, total_steps=last, history=tuple(result.history))
+            else:
+                # a fresh copy: the serving classifier is never touched by training
+                clf = Classifier.load(source, labels, self.settings.device, self.settings.max_length,
+                                      precision=config.precision)
+                result = fit(clf, *split, config, on_progress=self._progress_writer(run_id),
+                             should_stop=self._cancel.is_set)
             log.info("run %d finished: macro-F1 %.4f\n%s", run_id, result.macro_f1, result.report)
             self._set(phase="saving", message="Saving the new version", report=result.report,
                       macro_f1=result.macro_f1)
@@ -211,6 +209,28 @@ class JobRunner:
         except Exception as exc:  # noqa: BLE001 - a background job must record every failure
             log.exception("run %d crashed", run_id)
             self._finish(run_id, "failed", f"Training crashed: {type(exc).__name__}: {exc}")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _progress_writer(self, run_id: int):
+        """The on_progress callback of one run: live status for the UI, the DB row every 5 s."""
+        last_write = [0.0]
+
+        def on_progress(p: Progress) -> None:
+            row = {"step": p.step, "epoch": round(p.epoch, 4), "train_loss": p.train_loss}
+            if p.val_loss is not None:
+                row |= {"val_loss": p.val_loss, "val_macro_f1": p.val_macro_f1}
+            self._set(step=p.step, total_steps=p.total_steps, history=self._status.history + (row,),
+                      message=f"Step {p.step}/{p.total_steps}, epoch {p.epoch:.2f}, "
+                              f"loss {p.train_loss:.3f}, {p.samples_per_s:.0f} examples/s")
+            if time.time() - last_write[0] > 5 or p.step == p.total_steps:
+                last_write[0] = time.time()
+                log.info("run %d: %s", run_id, self._status.message)
+                with Session(self.engine) as s, s.begin():
+                    run = s.get(store.TrainingRun, run_id)
+                    run.step, run.total_steps = p.step, p.total_steps
+
+        return on_progress
 
     def rescore(self, info: VersionInfo, clf: Classifier) -> int:
         """Score every example with `clf` and store the result for the annotation queues."""

@@ -115,6 +115,15 @@ class FitResult:
         return d
 
 
+def zero_gpu() -> bool:
+    """True when the Hugging Face `spaces` package is importable (a ZeroGPU Space)."""
+    try:
+        import spaces  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def gpu_task(fn: Callable, duration: int = 600) -> Callable:
     """Wrap `fn` with `spaces.GPU` when the Hugging Face `spaces` package is importable (ZeroGPU
     hardware attaches a GPU only for the duration of such a call); otherwise return it unchanged.
@@ -124,6 +133,19 @@ def gpu_task(fn: Callable, duration: int = 600) -> Callable:
     except ImportError:
         return fn
     return spaces.GPU(duration=duration)(fn)
+
+
+def fit_and_save(source: str, labels: Sequence[str], device: str, max_length: int, train_texts: Sequence[str],
+                 train_labels: Sequence[int], val_texts: Sequence[str], val_labels: Sequence[int],
+                 config: TrainConfig, out_dir: str) -> FitResult:
+    """A whole run as one picklable call: load `source`, fine-tune, save the best weights to
+    `out_dir`, return the metrics. ZeroGPU runs `spaces.GPU` functions in a worker process whose
+    arguments and result cross by pickling, so in-place updates and callbacks would be lost there;
+    this shape loses only the live progress and cancel."""
+    clf = Classifier.load(source, labels, device, max_length, precision=config.precision)
+    result = fit(clf, train_texts, train_labels, val_texts, val_labels, config)
+    clf.save(out_dir)
+    return result
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -318,7 +340,8 @@ def _fit(clf, train_texts, train_labels, val_texts, val_labels, config, on_progr
     val_loss, pred = _evaluate(clf, val_enc, y_val_sorted, loss_fn)
     ids = list(range(len(names)))
     report = classification_report(y_val_sorted, pred, labels=ids, target_names=list(names), digits=4, zero_division=0)
-    rdict = classification_report(y_val_sorted, pred, labels=ids, target_names=list(names), output_dict=True, zero_division=0)
+    rdict = classification_report(y_val_sorted, pred, labels=ids, target_names=list(names), output_dict=True,
+                                  zero_division=0)
     return FitResult(
         labels=tuple(names), best_step=best_step, best_val_loss=float(val_loss),
         macro_f1=float(rdict["macro avg"]["f1-score"]), accuracy=float(rdict["accuracy"]),

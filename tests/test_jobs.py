@@ -222,3 +222,38 @@ def test_corrections_move_the_new_version_towards_them(services):
     # measured: 30/30 moved, mean 0.28 -> 0.36; with unchanged labels v2 == v1 and both fail
     assert np.mean(p_new > p_old) >= 0.9, (p_old, p_new)
     assert p_new.mean() > p_old.mean() + 0.03, (p_old.mean(), p_new.mean())
+
+
+def _in_a_spawned_process(fn):
+    """What ZeroGPU's spaces.GPU does to a call, as far as this app cares: it runs in another
+    process; arguments and result cross by pickling."""
+    import concurrent.futures
+    import multiprocessing
+
+    def call(*args, **kwargs):
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as ex:
+            return ex.submit(fn, *args, **kwargs).result()
+
+    return call
+
+
+def test_zero_gpu_run_trains_in_a_worker_process_and_saves_its_weights(services, monkeypatch):
+    import sys
+    import types
+
+    fake = types.ModuleType("spaces")
+    fake.GPU = lambda duration: _in_a_spawned_process
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    services.ensure_dataset()
+    st = services.jobs.run_sync(QUICK, user="t")
+    assert st.state == "succeeded" and st.step == st.total_steps == 2 and len(st.history) == 2
+    clf = services.registry.active()
+    assert clf.name == "v1"
+    # the served weights are the worker's trained ones, not a fresh head: they match the saved version
+    fresh = services.registry.load(services.registry.active_version())
+    for (n, a), (_n, b) in zip(clf.model.state_dict().items(), fresh.model.state_dict().items()):
+        assert torch.equal(a, b), n
+    base = services.registry.base()  # the pre-trained encoder: two full fine-tune steps moved it
+    enc = "encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(clf.model.base_model.state_dict()[enc], base.model.base_model.state_dict()[enc])
+    assert not list(services.settings.models_dir.glob(".run-*"))  # the scratch folder is gone

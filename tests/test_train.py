@@ -158,6 +158,7 @@ def test_cli_trains_and_registers_a_version(tmp_path, tiny_csv, monkeypatch):
         assert store.latest_run(s).status == "succeeded"
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_training_uses_mixed_precision(data):
     gpu = Classifier.load(packaged_model_path(), LABELS, device="cuda")

@@ -145,6 +145,7 @@ def _wait_state(client, run_id: int, want: str, timeout: float = 180) -> dict:
     raise AssertionError(f"training did not reach {want}: {st}")
 
 
+@pytest.mark.browser
 def test_browser_trains_activates_and_predict_uses_it(page):
     pg = page
     pg.get_by_role("tab", name="Train").click()
@@ -155,7 +156,8 @@ def test_browser_trains_activates_and_predict_uses_it(page):
     pg.wait_for_function("/Training run #\\d+ started/.test(document.querySelector('#train-message')?.innerText)",
                          timeout=30000)
     run = re.search(r"run #(\d+)", pg.locator("#train-message").inner_text()).group(1)
-    pg.wait_for_function(f"document.querySelector('#train-progress-text')?.innerText.startsWith('run #{run} · succeeded')",
+    done = f"run #{run} · succeeded"
+    pg.wait_for_function(f"document.querySelector('#train-progress-text')?.innerText.startsWith('{done}')",
                          timeout=180000)
     assert "100%" in pg.locator("#train-progress-text").inner_text()
     assert pg.locator("#train-progress-bar").get_attribute("value") == "100.0"
