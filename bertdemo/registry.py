@@ -58,6 +58,7 @@ class Registry:
         self.settings = settings
         self.engine = engine
         self._lock = threading.Lock()
+        self._base_lock = threading.Lock()
         self._active: tuple[int, Classifier] | None = None
         self._base: Classifier | None = None
 
@@ -100,7 +101,7 @@ class Registry:
 
     def base(self) -> Classifier:
         """The base encoder (pre-trained, no fine-tuned head): for the Embeddings tab."""
-        with self._lock:
+        with self._base_lock:  # its own lock: loading it must not hold up the active model's first load
             if self._base is None:
                 self._base = Classifier.load(self.settings.model_source, self.settings.labels,
                                              self.settings.device, self.settings.max_length, name="base encoder")

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, create_engine,
+import numpy as np
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, delete,
                         event, func, select, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
@@ -296,12 +297,12 @@ def latest_run(s: Session) -> TrainingRun | None:
 
 def save_scores(s: Session, version_id: int, example_ids: Sequence[int], probs, labels: Sequence[str]) -> None:
     """Replace this version's scores for these examples."""
-    import numpy as np
-
     p = np.asarray(probs, dtype=float)
-    ent = -(p * np.log(np.clip(p, 1e-12, 1))).sum(axis=1)
-    s.query(Score).filter(Score.version_id == version_id, Score.example_id.in_(list(example_ids))).delete(
-        synchronize_session=False)
+    ent = -(p * np.log(np.clip(p, 1e-12, 1))).sum(axis=1)  # (N,) entropy in nats, for the "uncertain" queue
+    ids = [int(i) for i in example_ids]
+    for start in range(0, len(ids), 5000):  # bounded IN lists: SQLite caps bound parameters
+        s.execute(delete(Score).where(Score.version_id == version_id, Score.example_id.in_(ids[start:start + 5000]))
+                  .execution_options(synchronize_session=False))
     s.add_all([Score(example_id=int(i), version_id=version_id, probs=[round(float(x), 6) for x in row],
                      predicted=labels[int(row.argmax())], confidence=float(row.max()), entropy=float(e))
                for i, row, e in zip(example_ids, p, ent)])
