@@ -59,6 +59,16 @@ class JobStatus:
         return (time.time() - self.started) / self.step * (self.total_steps - self.step)
 
 
+@dataclass(frozen=True)
+class TrainingInputs:
+    """What one run trains on, read from the database when it starts."""
+
+    snapshot: list[tuple[int, str, str]]  # (example id, text, label) of every labelled example
+    split: tuple[list[str], np.ndarray, list[str], np.ndarray]  # train texts, label ids, val texts, label ids
+    source: str  # the start model: the base encoder's source or the active version's folder
+    start_name: str  # "the base encoder" or the active version's name, for messages
+
+
 class JobRunner:
     def __init__(self, settings: Settings, engine: Engine, registry: Registry) -> None:
         self.settings, self.engine, self.registry = settings, engine, registry
@@ -135,6 +145,29 @@ class JobRunner:
         except Exception:  # noqa: BLE001 - a background thread must log, the queues keep old scores
             log.exception("re-scoring with %s failed", info.name)
 
+    def training_inputs(self, config: TrainConfig) -> TrainingInputs:
+        """Read and check what a run trains on; writes nothing. Under `accelerate launch` every
+        process calls it, so a bad input stops them all with the same message."""
+        labels = self.settings.labels
+        with Session(self.engine) as s:
+            snapshot = store.labeled_examples(s)
+        if len(snapshot) < MIN_EXAMPLES:
+            raise TrainingError(f"Training needs at least {MIN_EXAMPLES} labelled examples; "
+                                f"the database has {len(snapshot)}. Label or import more first.")
+        y = np.array([labels.index(lab) for _i, _t, lab in snapshot])
+        check_labels(y, labels, min_per_class=2)
+        texts = [t for _i, t, _l in snapshot]
+        tr, va = stratified_split(y, config.val_fraction, config.seed)
+        source, start_name = self.settings.model_source, "the base encoder"
+        if config.init_from == "active":
+            current = self.registry.active_version()
+            if current is None:
+                raise TrainingError("'Start from the active version' needs an active version; "
+                                    "there is none yet. Start from the base encoder instead.")
+            source, start_name = current.path, current.name
+        split = ([texts[i] for i in tr], y[tr], [texts[i] for i in va], y[va])
+        return TrainingInputs(snapshot, split, source, start_name)
+
     # ------------------------------------------------------------------ internals
     def _open_run(self, config: TrainConfig, user: str) -> int:
         with Session(self.engine) as s, s.begin():
@@ -156,24 +189,9 @@ class JobRunner:
         labels = self.settings.labels
         scratch = self.settings.models_dir / f".run-{run_id}"  # weights from a ZeroGPU worker
         try:
-            with Session(self.engine) as s:
-                snapshot = store.labeled_examples(s)
-            if len(snapshot) < MIN_EXAMPLES:
-                raise TrainingError(f"Training needs at least {MIN_EXAMPLES} labelled examples; "
-                                    f"the database has {len(snapshot)}. Label or import more first.")
-            y = np.array([labels.index(lab) for _i, _t, lab in snapshot])
-            check_labels(y, labels, min_per_class=2)
-            texts = [t for _i, t, _l in snapshot]
-            tr, va = stratified_split(y, config.val_fraction, config.seed)
-            source, start_name = self.settings.model_source, "the base encoder"
-            if config.init_from == "active":
-                current = self.registry.active_version()
-                if current is None:
-                    raise TrainingError("'Start from the active version' needs an active version; "
-                                        "there is none yet. Start from the base encoder instead.")
-                source, start_name = current.path, current.name
+            inputs = self.training_inputs(config)
+            snapshot, split, source, start_name = inputs.snapshot, inputs.split, inputs.source, inputs.start_name
             self._set(phase="training", message=f"Loading {start_name}")
-            split = ([texts[i] for i in tr], y[tr], [texts[i] for i in va], y[va])
             if zero_gpu():
                 # ZeroGPU: the GPU call runs in a worker process; it saves the weights to disk
                 self._set(message=f"Training from {start_name} on a ZeroGPU worker (no live progress)")

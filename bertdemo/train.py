@@ -3,19 +3,24 @@ class-weighted cross-entropy, AdamW with linear warm-up and decay, length-groupe
 padding, evaluation during training, and the weights with the best validation loss kept.
 
 It knows nothing of the database or of versions: `bertdemo.jobs` ties it to the store and the
-registry. `python -m bertdemo.train --help` runs the same training headless.
+registry. `python -m bertdemo.train --help` runs the same training headless; under
+`accelerate launch --num_processes N` the same loop runs data-parallel (`accelerate` is imported
+only then: it is no dependency of the app).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import contextlib
+import hashlib
+import json
 import logging
 import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,6 +29,12 @@ from sklearn.utils.class_weight import compute_class_weight
 from transformers import get_linear_schedule_with_warmup
 
 from bertdemo.classifier import Classifier
+
+if TYPE_CHECKING:  # accelerate is optional; the CLI imports the others at run time (they import this module)
+    from accelerate import Accelerator, PartialState
+
+    from bertdemo.config import Settings
+    from bertdemo.jobs import Services
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +119,7 @@ class FitResult:
     samples_per_s: float = 0.0
     device: str = "cpu"
     precision: str = "fp32"
+    processes: int = 1  # data-parallel processes (accelerate launch); samples_per_s counts them all
 
     def metrics(self) -> dict:
         d = asdict(self)
@@ -160,6 +172,69 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def launch_state() -> PartialState | None:
+    """accelerate's `PartialState` when this process is one of several started by
+    `accelerate launch` (or torchrun); None for a plain single process, as in the app.
+
+    torchrun-style launchers (what `accelerate launch` uses for several GPUs, or for several CPU
+    processes with `--multi_gpu`) mark their workers; only then is `accelerate` imported."""
+    if not (torch.distributed.is_available() and torch.distributed.is_torchelastic_launched()):
+        return None
+    try:
+        from accelerate import PartialState
+        from accelerate.utils import parse_flag_from_env
+    except ImportError as exc:
+        raise TrainingError("this process was started by a distributed launcher, but data-parallel training "
+                            "needs the `accelerate` package (pip install accelerate)") from exc
+    # `--cpu`, or no CUDA at all: gloo between CPU processes. PartialState is a singleton, so the
+    # first call decides; Accelerator() later reuses it.
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+    return state if state.num_processes > 1 else None
+
+
+def _accelerator(clf: Classifier) -> Accelerator | None:
+    """An `accelerate.Accelerator` for a multi-process launch, None for a single process. Its mixed
+    precision is the training precision already chosen for `clf` (TrainConfig.precision)."""
+    state = launch_state()
+    if state is None:
+        return None
+    from accelerate import Accelerator
+
+    mixed = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(clf.amp_dtype, "no")
+    # our schedule counts optimizer steps of one process; with step_scheduler_with_optimizer
+    # accelerate would step it num_processes times per step (it assumes unsharded batch counts)
+    return Accelerator(cpu=state.device.type == "cpu", mixed_precision=mixed, step_scheduler_with_optimizer=False)
+
+
+def shard_batches(batches: list[list[int]], rank: int, world: int) -> list[list[int]]:
+    """This process's share of one epoch: every `world`-th batch from `rank` on. Every process
+    builds the same seeded order, so the shares are disjoint; the order is first cycled to a
+    multiple of `world` because DDP needs the same number of steps on every process."""
+    if world == 1:
+        return batches
+    n = math.ceil(len(batches) / world) * world
+    return [batches[i % len(batches)] for i in range(n)][rank::world]
+
+
+def _any_process(acc: Accelerator | None, flag: bool) -> bool:
+    """True when `flag` is true on any process: they must all stop at the same step."""
+    if acc is None:
+        return flag
+    return bool(acc.reduce(torch.tensor([float(flag)], device=acc.device), "sum").item())
+
+
+def _gather(items: list) -> list:
+    from accelerate.utils import gather_object
+
+    return gather_object(items)
+
+
+def _digest(*columns: Sequence) -> str:
+    """A fingerprint of texts and label ids that is the same in every process (hash() is not)."""
+    return hashlib.sha256(json.dumps([[x if isinstance(x, str) else int(x) for x in c] for c in columns])
+                          .encode()).hexdigest()
+
+
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random,
                            mega: int = 50) -> list[list[int]]:
     """Shuffle, cut into chunks of `mega` batches, sort each chunk by length, batch, shuffle the
@@ -186,17 +261,24 @@ def check_labels(labels: Sequence[int], label_names: Sequence[str], min_per_clas
         )
 
 
-def _evaluate(clf: Classifier, enc: list[dict], labels: np.ndarray, loss_fn) -> tuple[float, np.ndarray]:
+def _evaluate(clf: Classifier, enc: list[dict], labels: np.ndarray, loss_fn,
+              acc: Accelerator | None = None) -> tuple[float, np.ndarray]:
+    """Validation loss and predictions. Under accelerate each process scores every N-th batch and
+    the parts are gathered, so every process gets the same result (and keeps the same best step)."""
     model = clf.model
     model.eval()
-    total, preds = 0.0, []
+    chunks = np.array_split(labels, len(enc))
+    mine = range(len(enc)) if acc is None else range(acc.process_index, len(enc), acc.num_processes)
+    parts = []  # (batch index, summed loss, predictions)
     with torch.inference_mode(), clf._autocast():
-        for batch, y in zip(enc, np.array_split(labels, len(enc))):
-            batch = {k: v.to(clf.device) for k, v in batch.items()}
+        for i in mine:
+            batch = {k: v.to(clf.device) for k, v in enc[i].items()}
             logits = model(**batch).logits.float()
-            total += loss_fn(logits, torch.as_tensor(y, device=clf.device)).item() * len(y)
-            preds.append(logits.argmax(-1).cpu().numpy())
-    return total / len(labels), np.concatenate(preds)
+            loss = loss_fn(logits, torch.as_tensor(chunks[i], device=clf.device)).item() * len(chunks[i])
+            parts.append((i, loss, logits.argmax(-1).cpu().numpy()))
+    if acc is not None:
+        parts = sorted(_gather(parts), key=lambda part: part[0])
+    return sum(loss for _i, loss, _p in parts) / len(labels), np.concatenate([p for _i, _l, p in parts])
 
 
 def fit(clf: Classifier, train_texts: Sequence[str], train_labels: Sequence[int],
@@ -233,8 +315,18 @@ def fit(clf: Classifier, train_texts: Sequence[str], train_labels: Sequence[int]
 
 def _fit(clf, train_texts, train_labels, val_texts, val_labels, config, on_progress, should_stop, rng):
     names = clf.labels
-    device, model = clf.device, clf.model
     precision = str(clf.amp_dtype).replace("torch.", "") if clf.amp_dtype else "fp32"
+    # several processes (accelerate launch): the same loop, data-parallel; None in the app and a plain CLI
+    acc = _accelerator(clf)
+    rank, world = (acc.process_index, acc.num_processes) if acc else (0, 1)
+    is_main = rank == 0
+    if acc:
+        clf.device = acc.device  # prepare() puts the model on this process's device
+        # every process read the database itself: they must train on the same rows
+        if len(set(_gather([_digest(train_texts, train_labels, val_texts, val_labels)]))) > 1:
+            raise TrainingError("the processes read different labelled data (did the labels change while they "
+                                "started?); no version was saved. Run it again.")
+    device, model = clf.device, clf.model
 
     tok = clf.tokenizer
     train_ids = tok(list(train_texts), truncation=True, max_length=config.max_length)["input_ids"]
@@ -270,38 +362,52 @@ def _fit(clf, train_texts, train_labels, val_texts, val_labels, config, on_progr
         opt = torch.optim.AdamW(groups, lr=config.learning_rate, fused=True)
     except (RuntimeError, TypeError):
         opt = torch.optim.AdamW(groups, lr=config.learning_rate)
-    steps_per_epoch = math.ceil(len(train_texts) / config.batch_size)
+    # batch_size is per process: N processes take N batches per optimizer step
+    steps_per_epoch = math.ceil(math.ceil(len(train_texts) / config.batch_size) / world)
     total = max(1, int(round(config.epochs * steps_per_epoch)))
     if config.max_steps:
         total = min(total, config.max_steps)
     sched = get_linear_schedule_with_warmup(opt, int(config.warmup_ratio * total), total)
     eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
-    scaler = torch.amp.GradScaler("cuda") if clf.amp_dtype == torch.float16 else None
+    scaler = torch.amp.GradScaler("cuda") if clf.amp_dtype == torch.float16 and not acc else None
+    net = model  # what the forward and backward go through: the model, or its DDP wrapper
+    if acc:  # DDP: the start weights are broadcast from the main process, gradients averaged in backward
+        net, opt, sched = acc.prepare(model, opt, sched)
 
     best_loss, best_step, best_state = math.inf, 0, None
     history: list[dict] = []
     step, seen, t0, running = 0, 0, time.perf_counter(), []
-    log.info("training on %d examples (%d validation), %d steps, %s on %s",
-             len(train_texts), len(val_texts), total, precision, device)
+    if is_main:
+        log.info("training on %d examples (%d validation), %d steps, %s on %s%s",
+                 len(train_texts), len(val_texts), total, precision, device,
+                 f", data-parallel over {world} processes (world size {world})" if acc else "")
     while step < total:
-        for batch_idx in length_grouped_batches(lengths, config.batch_size, rng):
+        # the same seeded order on every process; each takes its own share of the batches
+        for batch_idx in shard_batches(length_grouped_batches(lengths, config.batch_size, rng), rank, world):
             if step >= total:
                 break
-            if should_stop and should_stop():
+            if _any_process(acc, bool(should_stop and should_stop())):
                 raise TrainingCancelled(f"training was cancelled at step {step} of {total}")
-            model.train()
+            net.train()
             batch = tok.pad({"input_ids": [train_ids[i] for i in batch_idx]}, return_tensors="pt")
             batch = {k: v.to(device) for k, v in batch.items()}
             y = torch.as_tensor(y_train[batch_idx], device=device)
-            with clf._autocast():
-                logits = model(**batch).logits.float()  # (B, C)
+            # under accelerate, prepare() already wrapped the forward in the mixed-precision autocast
+            with contextlib.nullcontext() if acc else clf._autocast():
+                logits = net(**batch).logits.float()  # (B, C)
             loss = loss_fn(logits, y)
-            if not torch.isfinite(loss):
+            # the mean over the processes: every process sees the same value and stops on the same NaN
+            step_loss = acc.reduce(loss.detach(), "mean") if acc else loss.detach()
+            if not torch.isfinite(step_loss):
                 raise TrainingError(
-                    f"the training loss became {loss.item()} at step {step + 1}; no version was saved and "
+                    f"the training loss became {step_loss.item()} at step {step + 1}; no version was saved and "
                     "the serving model is unchanged. Try a lower learning rate or precision fp32.")
             opt.zero_grad(set_to_none=True)
-            if scaler:  # fp16 (CUDA without bf16): scale the loss so small gradients survive
+            if acc:  # DDP averages the gradients over the processes; fp16 loss scaling is accelerate's
+                acc.backward(loss)
+                acc.clip_grad_norm_(params, 1.0)
+                opt.step()
+            elif scaler:  # fp16 (CUDA without bf16): scale the loss so small gradients survive
                 scaler.scale(loss).backward()
                 scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -314,11 +420,11 @@ def _fit(clf, train_texts, train_labels, val_texts, val_labels, config, on_progr
             sched.step()
             step += 1
             seen += len(batch_idx)
-            running.append(loss.item())
+            running.append(step_loss.item())
             elapsed = time.perf_counter() - t0
             row = {"step": step, "epoch": step / steps_per_epoch, "train_loss": float(np.mean(running[-20:]))}
             if step % eval_every == 0 or step == total:
-                val_loss, pred = _evaluate(clf, val_enc, y_val_sorted, loss_fn)
+                val_loss, pred = _evaluate(clf, val_enc, y_val_sorted, loss_fn, acc)
                 if not math.isfinite(val_loss):
                     raise TrainingError(
                         f"the validation loss became {val_loss} at step {step}; no version was saved and the "
@@ -327,17 +433,26 @@ def _fit(clf, train_texts, train_labels, val_texts, val_labels, config, on_progr
                 if val_loss < best_loss:  # keep the checkpoint with the best validation loss
                     best_loss, best_step = val_loss, step
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                log.info("step %d/%d epoch %.2f train_loss %.4f val_loss %.4f val_macro_f1 %.4f",
-                         step, total, row["epoch"], row["train_loss"], val_loss, row["val_macro_f1"])
+                if is_main:
+                    log.info("step %d/%d epoch %.2f train_loss %.4f val_loss %.4f val_macro_f1 %.4f",
+                             step, total, row["epoch"], row["train_loss"], val_loss, row["val_macro_f1"])
             history.append(row)
-            if on_progress:
+            if on_progress:  # examples/s estimated for all processes from this one's count
                 on_progress(Progress(step, total, row["epoch"], row["train_loss"], row.get("val_loss"),
-                                     row.get("val_macro_f1"), elapsed, seen / max(elapsed, 1e-9)))
+                                     row.get("val_macro_f1"), elapsed, seen * world / max(elapsed, 1e-9)))
     seconds = time.perf_counter() - t0
+    if acc:
+        # clf.model again, without the autocast wrapper prepare() put on its forward
+        model = clf.model = acc.unwrap_model(net, keep_fp32_wrapper=False)
+        per_process = _gather([seen])
+        seen = sum(per_process)
+        if is_main:
+            log.info("data-parallel over %d processes: %d steps each, training examples per process %s",
+                     world, step, per_process)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    val_loss, pred = _evaluate(clf, val_enc, y_val_sorted, loss_fn)
+    val_loss, pred = _evaluate(clf, val_enc, y_val_sorted, loss_fn, acc)
     ids = list(range(len(names)))
     report = classification_report(y_val_sorted, pred, labels=ids, target_names=list(names), digits=4, zero_division=0)
     rdict = classification_report(y_val_sorted, pred, labels=ids, target_names=list(names), output_dict=True,
@@ -348,7 +463,7 @@ def _fit(clf, train_texts, train_labels, val_texts, val_labels, config, on_progr
         report=report, report_dict=rdict,
         confusion=confusion_matrix(y_val_sorted, pred, labels=ids).tolist(), history=history,
         train_size=len(train_texts), val_size=len(val_texts), seconds=seconds,
-        samples_per_s=seen / max(seconds, 1e-9), device=str(device), precision=precision,
+        samples_per_s=seen / max(seconds, 1e-9), device=str(device), precision=precision, processes=world,
     )
 
 
@@ -389,8 +504,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bertdemo.config import Settings  # the CLI is the top of the stack: wire it up here
     from bertdemo.jobs import Services
 
-    services = Services.create(Settings.from_env())
-    services.ensure_dataset()
+    settings = Settings.from_env()
+    try:
+        state = launch_state()
+    except TrainingError as exc:
+        log.error("training failed: %s", exc)
+        return 1
+    if state is None:  # one process: the path the app's Train tab takes
+        services = Services.create(settings)
+        services.ensure_dataset()
+        return _train_and_register(services, config, args)
+
+    # several processes (accelerate launch): all train, only the main one writes the database and
+    # the models folder; each uses its own device (cuda:<local rank>, or the CPU)
+    settings = replace(settings, device=str(state.device))
+    try:
+        if state.is_main_process:
+            services = Services.create(settings)
+            services.ensure_dataset()
+        state.wait_for_everyone()  # the others read the examples the main process imported
+        if state.is_main_process:
+            return _train_and_register(services, config, args)
+        return _follow(settings, config, state.process_index, state.num_processes)
+    finally:
+        state.destroy_process_group()
+
+
+def _train_and_register(services: Services, config: TrainConfig, args: argparse.Namespace) -> int:
     try:
         run = services.jobs.run_sync(config, user=args.user, activate=not args.no_activate)
     except TrainingError as exc:
@@ -398,6 +538,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(run.report)
     log.info("registered version %s (macro-F1 %.4f)", run.version_name, run.macro_f1)
+    return 0
+
+
+def _follow(settings: Settings, config: TrainConfig, rank: int, world: int) -> int:
+    """A non-main process of a data-parallel launch: the same inputs and the same `fit` as the
+    main process's run, read-only; nothing is registered or saved here."""
+    from bertdemo import store
+    from bertdemo.jobs import JobRunner
+    from bertdemo.registry import Registry
+
+    engine = store.make_engine(settings.database_url)  # the main process created the tables
+    try:
+        inputs = JobRunner(settings, engine, Registry(settings, engine)).training_inputs(config)
+        clf = Classifier.load(inputs.source, settings.labels, settings.device, settings.max_length,
+                              precision=config.precision)
+        result = fit(clf, *inputs.split, config)
+    except TrainingError as exc:
+        log.error("process %d of %d: training failed: %s", rank, world, exc)
+        return 1
+    finally:
+        engine.dispose()
+    log.info("process %d of %d (world size %d) finished %d steps on %d training examples; "
+             "the main process registers the version", rank, world, world,
+             result.history[-1]["step"] if result.history else 0, result.train_size)
     return 0
 
 

@@ -1,6 +1,7 @@
-"""The fine-tuning loop on a few tiny batches: config validation, batching, progress and
-history, frozen encoder, cancel, NaN loss and out-of-memory messages, the ZeroGPU wrapper, the
-CLI, and (with a GPU only) the CUDA path."""
+"""The fine-tuning loop on a few tiny batches: config validation, batching (and its sharding for
+data-parallel runs; tests/test_distributed.py runs two processes), progress and history, frozen
+encoder, cancel, NaN loss and out-of-memory messages, the ZeroGPU wrapper, the CLI, and (with a
+GPU only) the CUDA path."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from bertdemo import store, train
 from bertdemo.classifier import Classifier
 from bertdemo.config import packaged_model_path
 from bertdemo.train import (TrainConfig, TrainingCancelled, TrainingError, check_labels, fit, gpu_task,
-                            length_grouped_batches)
+                            launch_state, length_grouped_batches, shard_batches)
 
 TWO_STEPS = TrainConfig(epochs=1, max_length=32, batch_size=16, evals_per_epoch=1, max_steps=2, precision="fp32")
 
@@ -53,6 +54,18 @@ def test_length_grouped_batches_cover_every_index_once_with_little_padding():
     assert all(len(b) <= 32 for b in batches)
     spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches])
     assert spread < 10  # random batches of 32 would spread ~50 tokens
+
+
+def test_shard_batches_gives_each_process_its_own_equal_share():
+    batches = [[i] for i in range(7)]
+    shares = [shard_batches(batches, rank, 3) for rank in range(3)]
+    assert [len(s) for s in shares] == [3, 3, 3]  # DDP needs the same number of steps everywhere
+    assert sorted(b[0] for s in shares for b in s) == sorted([*range(7), 0, 1])  # cycled to 9
+    assert shard_batches(batches, 0, 1) is batches
+
+
+def test_a_plain_process_is_not_distributed():
+    assert launch_state() is None  # the app and `python -m bertdemo.train`: no accelerate at all
 
 
 def test_check_labels_names_the_missing_class():
