@@ -90,7 +90,7 @@ def main() -> None:
     base = args.n / statistics.median(times["HF pipeline, default"])
     print(f"\n{args.n} tweets, mean {tokens:.1f} tokens; matmul peak fp32 {peak_fp32:.0f} GFLOP/s, "
           f"bf16 {peak_bf16:.0f} GFLOP/s; {flops / 1e9:.2f} GFLOP per tweet\n")
-    print(f"| path | sentences/s | vs pipeline default | argmax agreement with fp32 | share of bf16 peak |")
+    print("| path | sentences/s | vs pipeline default | argmax agreement with fp32 | share of bf16 peak |")
     print("|---|---|---|---|---|")
     rates = {}
     for name in variants:

@@ -4,11 +4,13 @@ browser tests)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -66,35 +68,34 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_url(tmp_path_factory, tiny_csv):
-    """`python app.py` in a subprocess on a fresh data dir: it imports the tiny sample and trains
-    version 1 on first start, exactly as a fresh install does with the full data."""
+@contextlib.contextmanager
+def launched_app(data_dir: Path, tiny_csv: Path, ready: Callable[[str], bool], timeout: float = 300) -> Iterator[str]:
+    """`python app.py` in a subprocess on `data_dir` (first start: imports the tiny sample and
+    trains version 1, exactly as a fresh install does with the full data); yields its URL once
+    `ready(url)` returns True, and stops it afterwards."""
     port = _free_port()
-    data_dir = tmp_path_factory.mktemp("app") / "runtime"
     env = os.environ | {
         "BERTDEMO_DATA_DIR": str(data_dir), "BERTDEMO_DATASET": str(tiny_csv), "BERTDEMO_INITIAL_EPOCHS": "1",
         "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
         "BERTDEMO_MAX_UPLOAD_MB": "1",
     }
-    log = open(data_dir.parent / "app.log", "w")
+    log_path = data_dir.parent / "app.log"
+    log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 240
-    from gradio_client import Client
-
+    deadline = time.time() + timeout
     try:
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"app.py exited with {proc.returncode}: {(data_dir.parent / 'app.log').read_text()[-3000:]}")
+                raise RuntimeError(f"app.py exited with {proc.returncode}: {log_path.read_text()[-3000:]}")
             if time.time() > deadline:
-                raise RuntimeError("app.py did not serve a model within 240 s")
+                raise RuntimeError(f"app.py was not ready within {timeout:.0f} s: {log_path.read_text()[-3000:]}")
             try:
-                client = Client(url, verbose=False)
-                client.predict("hello", api_name="/predict")  # raises until version 1 is ready
-                break
+                if ready(url):
+                    break
             except Exception:  # noqa: BLE001 - still starting or still training
-                time.sleep(2)
+                pass
+            time.sleep(2)
         yield url
     finally:
         proc.terminate()
@@ -103,6 +104,25 @@ def app_url(tmp_path_factory, tiny_csv):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def app_launcher():
+    """`launched_app`, for test modules that need the app with their own data (accounts, ...)."""
+    return launched_app
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory, tiny_csv):
+    """The app on a fresh data dir, once version 1 answers /predict."""
+    from gradio_client import Client
+
+    def ready(url: str) -> bool:
+        Client(url, verbose=False).predict("hello", api_name="/predict")  # raises until version 1 is ready
+        return True
+
+    with launched_app(tmp_path_factory.mktemp("app") / "runtime", tiny_csv, ready, timeout=240) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -3,19 +3,13 @@ gradio_client and in Debian chromium with playwright."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from sqlalchemy.orm import Session
 
 from bertdemo import store, users
-from bertdemo.config import REPO_ROOT
 from bertdemo.store import NewExample
 
 LABELS = ("negative", "neutral", "positive")
@@ -25,16 +19,8 @@ UNLABELED = ["Seat 14C was fine I guess", "Why is the lounge closed today", "Bes
              "Bag still missing after 3 days", "<script>window.__pwned = 1</script><b>bold claim</b>"]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def auth_app(tmp_path_factory, tiny_csv):
+def auth_app(tmp_path_factory, tiny_csv, app_launcher):
     """app.py with two accounts and five unlabelled examples besides the tiny labelled sample;
     yields its URL once version 1 is trained and the examples scored."""
     data_dir = tmp_path_factory.mktemp("annot-app") / "runtime"
@@ -46,40 +32,14 @@ def auth_app(tmp_path_factory, tiny_csv):
     with Session(engine) as s, s.begin():
         store.import_examples(s, [NewExample(t, t) for t in UNLABELED], "import", "test", LABELS)
     engine.dispose()
-    port = _free_port()
-    env = os.environ | {
-        "BERTDEMO_DATA_DIR": str(data_dir), "BERTDEMO_DATASET": str(tiny_csv), "BERTDEMO_INITIAL_EPOCHS": "1",
-        "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
-        "BERTDEMO_MAX_UPLOAD_MB": "1",
-    }
-    log_path = data_dir.parent / "app.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
     from gradio_client import Client
 
-    deadline = time.time() + 300
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"app.py exited with {proc.returncode}: {log_path.read_text()[-3000:]}")
-            if time.time() > deadline:
-                raise RuntimeError(f"no scored model within 300 s: {log_path.read_text()[-3000:]}")
-            try:
-                item = Client(url, auth=ANN, verbose=False).predict("uncertain", "", [], api_name="/next_item")
-                if item and item["predicted"]:
-                    break
-            except Exception:  # noqa: BLE001 - still starting, training or scoring
-                pass
-            time.sleep(2)
+    def ready(url: str) -> bool:
+        item = Client(url, auth=ANN, verbose=False).predict("uncertain", "", [], api_name="/next_item")
+        return bool(item and item["predicted"])  # trained and scored
+
+    with app_launcher(data_dir, tiny_csv, ready) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_api_requires_sign_in_and_records_the_user(auth_app):
@@ -158,27 +118,27 @@ def test_browser_label_with_keys_undo_switch_history_and_admin_agreement(auth_ap
         text = page.locator("#annot-text textarea").input_value()
         labelled.append(text)
         page.keyboard.press(key)
-        expect(progress).to_contain_text(f"{n} seen this session", timeout=15_000)
+        expect(progress).to_contain_text(f"{n} seen this session", timeout=30_000)
     expect(info).to_contain_text("→ positive")
     page.keyboard.press("u")
-    expect(info).to_contain_text("back to none", timeout=15_000)
+    expect(info).to_contain_text("back to none", timeout=30_000)
     assert page.locator("#annot-text textarea").input_value() == labelled[2]
     # the HTML/script text, if shown, stayed text
     assert page.evaluate("window.__pwned") is None
 
     choose_queue(page, "Recently changed")
-    expect(progress).to_contain_text("Recently changed", timeout=15_000)
+    expect(progress).to_contain_text("Recently changed", timeout=30_000)
     assert page.locator("#annot-text textarea").input_value() == labelled[2]  # the undo is the newest change
     page.get_by_text("History of this example").click()
     hist = page.locator("#annot-item-history")
-    expect(hist).to_contain_text("undo", timeout=15_000)
+    expect(hist).to_contain_text("undo", timeout=30_000)
     expect(hist).to_contain_text("ann")
 
     # HTML and script in a text are shown as text, never run
     choose_queue(page, "Text search")
     page.locator("#annot-search input, #annot-search textarea").first.fill("bold claim")
     page.locator("#annot-load").click()
-    expect(page.locator("#annot-text textarea")).to_have_value(UNLABELED[4], timeout=15_000)
+    expect(page.locator("#annot-text textarea")).to_have_value(UNLABELED[4], timeout=30_000)
     assert page.evaluate("window.__pwned") is None
     assert page.locator("#annot-text b").count() == 0
     # attributions are off until asked for
@@ -195,8 +155,8 @@ def test_browser_label_with_keys_undo_switch_history_and_admin_agreement(auth_ap
     boss_api.predict(shown["id"], "neutral", shown["version"], api_name="/save_label")
     page.locator("#annot-progress").click()  # focus off the checkbox, so the key reaches the page
     page.keyboard.press("1")
-    expect(page.get_by_text(re.compile("changed by boss")).first).to_be_visible(timeout=15_000)
-    expect(info).to_contain_text("current label neutral", timeout=15_000)
+    expect(page.get_by_text(re.compile("changed by boss")).first).to_be_visible(timeout=30_000)
+    expect(info).to_contain_text("current label neutral", timeout=30_000)
     expect(info).to_contain_text("Someone else changed this example")
     ctx.close()
 
@@ -205,17 +165,17 @@ def test_browser_label_with_keys_undo_switch_history_and_admin_agreement(auth_ap
     progress = page.locator("#annot-progress")
     expect(progress).to_contain_text("Unlabeled", timeout=30_000)
     choose_queue(page, "Recently changed")
-    expect(progress).to_contain_text("Recently changed", timeout=15_000)
+    expect(progress).to_contain_text("Recently changed", timeout=30_000)
     want = {labelled[0]: "1", labelled[1]: "2"}
     seen = 0
     while want:
         text = page.locator("#annot-text textarea").input_value()
         page.keyboard.press(want.pop(text, "s"))
         seen += 1
-        expect(progress).to_contain_text(re.compile(rf"\b{seen} seen this session"), timeout=15_000)
+        expect(progress).to_contain_text(re.compile(rf"\b{seen} seen this session"), timeout=30_000)
     page.get_by_role("tab", name="Agreement (admins)").click()
     page.locator("#annot-agree-refresh").click()
-    expect(page.locator("#annot-kappa")).to_contain_text("over 2 items", timeout=15_000)
+    expect(page.locator("#annot-kappa")).to_contain_text("over 2 items", timeout=30_000)
     expect(page.locator("#annot-kappa")).to_contain_text("1.000")
     expect(page.locator("#annot-counts")).to_contain_text("boss")
 
@@ -224,15 +184,15 @@ def test_browser_label_with_keys_undo_switch_history_and_admin_agreement(auth_ap
     page.locator("#annot-f-user input, #annot-f-user textarea").first.fill("boss")
     page.locator("#annot-filter").click()
     table = page.locator("#annot-table")
-    expect(table).to_contain_text(labelled[0][:15], timeout=15_000)
+    expect(table).to_contain_text(labelled[0][:15], timeout=30_000)
     table.get_by_text(labelled[0][:15]).first.click()
-    expect(page.locator("#annot-row-history")).to_contain_text("ann", timeout=15_000)
+    expect(page.locator("#annot-row-history")).to_contain_text("ann", timeout=30_000)
     page.locator("#annot-row-label").get_by_text("positive").click()
     page.locator("#annot-row-save").click()
-    expect(page.locator("#annot-row-history")).to_contain_text("positive", timeout=15_000)
+    expect(page.locator("#annot-row-history")).to_contain_text("positive", timeout=30_000)
     page.locator("#annot-f-user input, #annot-f-user textarea").first.fill("")
     page.locator("#annot-f-text input, #annot-f-text textarea").first.fill("bold claim")
     page.locator("#annot-filter").click()
-    expect(table).to_contain_text("<b>bold claim</b>", timeout=15_000)  # markup shown as text
+    expect(table).to_contain_text("<b>bold claim</b>", timeout=30_000)  # markup shown as text
     assert page.evaluate("window.__pwned") is None
     ctx.close()
