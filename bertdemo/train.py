@@ -216,6 +216,11 @@ def shard_batches(batches: list[list[int]], rank: int, world: int) -> list[list[
     return [batches[i % len(batches)] for i in range(n)][rank::world]
 
 
+def _device_setting(device: torch.device) -> str:
+    """`cuda:<local rank>`, or `cpu` (accelerate says cpu:0, which is the same device)."""
+    return "cpu" if device.type == "cpu" else str(device)
+
+
 def _any_process(acc: Accelerator | None, flag: bool) -> bool:
     """True when `flag` is true on any process: they must all stop at the same step."""
     if acc is None:
@@ -321,7 +326,7 @@ def _fit(clf, train_texts, train_labels, val_texts, val_labels, config, on_progr
     rank, world = (acc.process_index, acc.num_processes) if acc else (0, 1)
     is_main = rank == 0
     if acc:
-        clf.device = acc.device  # prepare() puts the model on this process's device
+        clf.device = torch.device(_device_setting(acc.device))  # prepare() puts the model on this process's device
         # every process read the database itself: they must train on the same rows
         if len(set(_gather([_digest(train_texts, train_labels, val_texts, val_labels)]))) > 1:
             raise TrainingError("the processes read different labelled data (did the labels change while they "
@@ -517,7 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # several processes (accelerate launch): all train, only the main one writes the database and
     # the models folder; each uses its own device (cuda:<local rank>, or the CPU)
-    settings = replace(settings, device=str(state.device))
+    settings = replace(settings, device=_device_setting(state.device))
     try:
         if state.is_main_process:
             services = Services.create(settings)
