@@ -132,6 +132,24 @@ class JobRunner:
         t.start()
         return info
 
+    def rescore_if_missing(self) -> bool:
+        """Re-score in the background when the active version has no stored scores (the process
+        died while re-scoring after an activation). True when a re-scoring was started."""
+        info = self.registry.active_version()
+        if info is None:
+            return False
+        with Session(self.engine) as s:
+            scored = s.scalar(store.select(store.Score.example_id).where(store.Score.version_id == info.id).limit(1))
+            has_examples = s.scalar(store.select(store.Example.id).limit(1))
+        if scored is not None or has_examples is None:
+            return False
+        log.info("version %s has no stored scores: re-scoring in the background", info.name)
+        clf = self.registry.active()
+        t = threading.Thread(target=self._rescore_quietly, args=(info, clf), name=f"rescore-{info.name}", daemon=True)
+        self._rescore_thread = t
+        t.start()
+        return True
+
     def wait_rescore(self, timeout: float | None = None) -> None:
         t = self._rescore_thread
         if t is not None:
@@ -177,13 +195,17 @@ class JobRunner:
         return run_id
 
     def _finish(self, run_id: int, state: str, message: str, version_id: int | None = None) -> None:
+        self._record(run_id, state, message, version_id)
+        self._set(state=state, message=message, phase="")
+
+    def _record(self, run_id: int, state: str, message: str, version_id: int | None = None) -> None:
+        """Write the run's outcome to the database (the in-memory status is left as it is)."""
         st = self._status
         with Session(self.engine) as s, s.begin():
             run = s.get(store.TrainingRun, run_id)
             run.status, run.message, run.finished_at = state, message, store.now()
             run.step, run.total_steps, run.history = st.step, st.total_steps, list(st.history)
             run.version_id = version_id
-        self._set(state=state, message=message, phase="")
 
     def _execute(self, run_id: int, config: TrainConfig, user: str, activate: bool) -> None:
         labels = self.settings.labels
@@ -213,12 +235,16 @@ class JobRunner:
             clf.name = info.name  # the Predict tab shows the serving version's name
             clf.amp_dtype = autocast_dtype(clf.device)  # serve as a freshly loaded version would
             self._set(version_name=info.name)
+            done = (f"Version {info.name} saved (macro-F1 {result.macro_f1:.4f})"
+                    + (" and now serving." if activate else "."))
             if activate:
                 self.registry.activate(info.id, clf)
+                # the run's outcome is durable now; re-scoring is follow-up work that a later
+                # start redoes if the process dies meanwhile (Services.start -> rescore_if_missing)
+                self._record(run_id, "succeeded", done, info.id)
                 self._set(phase="scoring", message=f"Re-scoring the examples with {info.name}")
                 self.rescore(info, clf)
-            self._finish(run_id, "succeeded", f"Version {info.name} saved (macro-F1 {result.macro_f1:.4f})"
-                         + (" and now serving." if activate else "."), info.id)
+            self._finish(run_id, "succeeded", done, info.id)
         except TrainingCancelled as exc:
             self._finish(run_id, "cancelled", str(exc))
         except (TrainingError, store.StoreError, ValueError) as exc:
@@ -302,3 +328,5 @@ class Services:
         if self.registry.active_version() is None and not self.jobs.status().running:
             log.info("no model version yet: training version 1 on the bundled data")
             self.jobs.start(TrainConfig(epochs=self.settings.initial_epochs), user="system")
+        else:
+            self.jobs.rescore_if_missing()

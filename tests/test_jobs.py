@@ -167,6 +167,32 @@ def test_start_marks_runs_of_a_dead_process_failed(tmp_path, tiny_csv):
     assert services.registry.active_version() is None
 
 
+def test_a_death_while_rescoring_keeps_the_run_succeeded_and_the_next_start_rescores(tmp_path, tiny_csv,
+                                                                                      monkeypatch):
+    settings = Settings(data_dir=tmp_path / "rt", dataset_path=tiny_csv, initial_epochs=1)
+    services = Services.create(settings)
+    services.ensure_dataset()
+    outcome_during_rescore = []
+
+    def dies(info, clf):  # the process is killed while re-scoring: nothing is scored
+        with Session(services.engine) as s:
+            outcome_during_rescore.append(s.get(store.TrainingRun, 1).status)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(services.jobs, "rescore", dies)
+    with pytest.raises(KeyboardInterrupt):
+        services.jobs._execute(services.jobs._open_run(QUICK, "system"), QUICK, "system", True)
+    assert outcome_during_rescore == ["succeeded"]  # durable before the re-scoring began
+
+    restarted = Services.create(settings)
+    restarted.start()  # a version is active, so no new training: its missing scores are redone
+    restarted.jobs.wait_rescore(120)
+    assert _run(restarted, 1).status == "succeeded" and restarted.jobs.status().state == "idle"
+    with Session(restarted.engine) as s:
+        assert s.scalar(select(func.count()).select_from(store.Score)) == store.count_examples(s) > 0
+    assert restarted.jobs.rescore_if_missing() is False  # nothing left to do
+
+
 def test_start_from_active_needs_an_active_version(services):
     services.ensure_dataset()
     with pytest.raises(TrainingError, match="needs an active version"):
