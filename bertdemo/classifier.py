@@ -130,6 +130,9 @@ class Classifier:
 
     def _batches(self, texts: Sequence[str], batch_size: int) -> Iterator[tuple[list[int], dict]]:
         """Length-sorted batches: similar lengths share a batch, so padding is minimal."""
+        if len(texts) <= batch_size:  # one batch: sorting changes nothing, skip the extra tokenization
+            yield list(range(len(texts))), self.encode(texts)
+            return
         lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=True,
                                                       max_length=self.max_length)["input_ids"]]
         order = sorted(range(len(texts)), key=lengths.__getitem__)
