@@ -53,3 +53,39 @@ def test_try_clean_reports_instead_of_raising():
 def test_idempotent():
     once = clean_text("@a Hello &lt;b&gt; world http://x.y")
     assert clean_text(once) == once
+
+
+@pytest.mark.parametrize("raw, cleaned", [
+    ("&amp;amp;lt;b&amp;amp;gt; bold", "<b> bold"),  # escaped three times
+    ("＆ｌｔ；3", "<3"),  # fullwidth characters that NFKC turns into an entity
+    ("&l\u200bt;3", "<3"),  # an entity split by a zero-width space
+    ("cafe\u200b\u0301", "café"),  # a zero-width space kept the accent from composing
+    ("hi @a@b there", "hi there"),  # glued mentions: the second one used to survive
+])
+def test_cleaning_repeats_until_nothing_changes(raw, cleaned):
+    assert clean_text(raw) == cleaned
+    assert clean_text(cleaned) == cleaned
+
+
+def test_only_joiners_or_variation_selectors_are_empty():
+    with pytest.raises(EmptyTextError, match="Nothing is left"):
+        clean_text("\u200d\ufe0f \u200d")
+
+
+def test_length_cap_is_checked_again_after_normalisation():
+    assert len(clean_text("\ufdfa")) == 18  # one character, 18 once NFKC-normalised
+    with pytest.raises(TextTooLongError, match="Once normalised the text is 2,160 characters long"):
+        clean_text("\ufdfa" * 120)
+
+
+def test_a_text_escaped_too_many_times_over_is_refused():
+    from bertdemo.text import MAX_PASSES, TooEncodedError
+
+    # every pass reveals one more level: an entity that decodes to a zero-width space splits the
+    # next entity, which only forms once that space is dropped
+    layered = "x &am&ZeroWidthSpace;p;lt;3"
+    assert clean_text(layered) == "x <3"
+    for _ in range(MAX_PASSES):
+        layered = layered.replace("&ZeroWidthSpace;", "&Zero&ZeroWidthSpace;WidthSpace;")
+    with pytest.raises(TooEncodedError, match="too many times over"):
+        clean_text(layered)
