@@ -317,11 +317,32 @@ class Services:
         log.info("imported %d bundled examples (%d duplicates skipped)", res.added, res.duplicates)
         return res
 
-    def start(self) -> None:
-        """App start: recover from a crash, import the data, train version 1 if there is none."""
+    def recover(self) -> None:
+        """Undo what a killed process left behind (called at start, before any training):
+        runs left 'running' are closed (failed: "the app stopped during this run"; or succeeded
+        when their version was already registered, i.e. the process died between saving the
+        version and recording the run), and partial or unregistered model folders are removed.
+        The database itself needs nothing: every write is one committed transaction (SQLite WAL)."""
         with Session(self.engine) as s, s.begin():
+            stale = s.scalars(store.select(store.TrainingRun).where(
+                store.TrainingRun.status.in_(("queued", "running")))).all()
+            for run in stale:
+                v = s.scalar(store.select(store.ModelVersion).where(store.ModelVersion.run_id == run.id))
+                if v is not None:
+                    f1 = (v.metrics or {}).get("macro_f1")
+                    run.status, run.finished_at, run.version_id = "succeeded", store.now(), v.id
+                    run.message = (f"Version {v.name} saved" + (f" (macro-F1 {f1:.4f})" if f1 is not None else "")
+                                   + (" and now serving" if v.is_active else "; not activated")
+                                   + "; the app stopped before this run was recorded.")
+                    log.warning("run %d: the app stopped after saving %s; recorded succeeded", run.id, v.name)
+            s.flush()
             if n := store.fail_stale_runs(s):
                 log.warning("marked %d interrupted training run(s) failed", n)
+        self.registry.cleanup_leftovers()
+
+    def start(self) -> None:
+        """App start: recover from a crash, import the data, train version 1 if there is none."""
+        self.recover()
         if not self.settings.bootstrap:
             return
         self.ensure_dataset()

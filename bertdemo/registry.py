@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import shutil
 import threading
 from collections.abc import Sequence
@@ -25,6 +27,32 @@ from bertdemo.config import Settings
 from bertdemo.train import FitResult, TrainConfig
 
 log = logging.getLogger(__name__)
+
+
+_VERSION = re.compile(r"v\d+")  # a version folder, as store.next_version_name names them
+_PARTIAL = re.compile(r"\.v\d+\.partial")  # a version being written (Registry.save)
+_SCRATCH = re.compile(r"\.run-\d+")  # a run's scratch folder (JobRunner: weights from a ZeroGPU worker)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file under `root`, and the folders, to disk (so a power loss after the rename
+    cannot leave a registered version with empty files; a process crash alone never could)."""
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))
 
 
 class NoModelError(RuntimeError):
@@ -112,7 +140,11 @@ class Registry:
              snapshot: Sequence[tuple[int, str, str]]) -> VersionInfo:
         """Write weights, tokenizer, metrics, settings and the label snapshot; register the version.
 
-        Files go to a temporary folder renamed into place, so a crash leaves no half version."""
+        Crash-safe: the files go to a hidden `.vN.partial` folder, are fsynced, and the folder is
+        renamed to `vN` (atomic) before the row is committed. So a registered version always has
+        complete files, and a process killed mid-save leaves only a hidden partial folder or an
+        unregistered `vN`, which the next save of that name replaces and the next app start
+        removes (cleanup_leftovers)."""
         root = self.settings.models_dir
         root.mkdir(parents=True, exist_ok=True)
         with Session(self.engine) as s, s.begin():
@@ -120,21 +152,54 @@ class Registry:
             final = root / name
             tmp = root / f".{name}.partial"
             shutil.rmtree(tmp, ignore_errors=True)
-            clf.save(tmp)
-            (tmp / "metrics.json").write_text(json.dumps(result.metrics(), indent=1))
-            (tmp / "history.json").write_text(json.dumps(result.history))
-            (tmp / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1))
-            (tmp / "classification_report.txt").write_text(result.report)
-            with open(tmp / "labels_snapshot.csv", "w", encoding="utf-8") as f:
-                f.write("example_id,label\n")
-                f.writelines(f"{i},{lab}\n" for i, _t, lab in snapshot)
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
+            try:
+                clf.save(tmp)
+                (tmp / "metrics.json").write_text(json.dumps(result.metrics(), indent=1))
+                (tmp / "history.json").write_text(json.dumps(result.history))
+                (tmp / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1))
+                (tmp / "classification_report.txt").write_text(result.report)
+                with open(tmp / "labels_snapshot.csv", "w", encoding="utf-8") as f:
+                    f.write("example_id,label\n")
+                    f.writelines(f"{i},{lab}\n" for i, _t, lab in snapshot)
+                _fsync_tree(tmp)
+                if final.exists():  # an unregistered folder of this name: a save killed after its rename
+                    shutil.rmtree(final)
+                tmp.rename(final)
+                _fsync_dir(root)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
             v = store.add_version(s, name=name, path=str(final), base_model=self.settings.model_source,
                                   created_by=user, metrics=result.metrics(), report=result.report,
                                   train_config=config.to_dict(), run_id=run_id)
             return VersionInfo.of(v)
+
+    def cleanup_leftovers(self) -> list[str]:
+        """Remove what a process killed mid-save or mid-run left in the models folder: hidden
+        `.vN.partial` and `.run-N` scratch folders, and `vN` folders that no registered version
+        has (renamed into place, killed before the row was committed). Registered versions'
+        folders and anything else are kept. Call it at start, before any training; returns the
+        names removed."""
+        root = self.settings.models_dir
+        if not root.is_dir():
+            return []
+        with Session(self.engine) as s:
+            versions = store.list_versions(s)
+        # by folder name, not full path: a data dir that was moved keeps its versions
+        registered = {v.name for v in versions} | {Path(v.path).name for v in versions}
+        removed = []
+        for p in sorted(root.iterdir()):
+            if not p.is_dir() or p.is_symlink():
+                continue
+            leftover = (_PARTIAL.fullmatch(p.name) or _SCRATCH.fullmatch(p.name)
+                        or (_VERSION.fullmatch(p.name) and p.name not in registered))
+            if leftover:
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p.name)
+        if removed:
+            log.warning("removed %d leftover model folder(s) of an interrupted save or run: %s",
+                        len(removed), ", ".join(removed))
+        return removed
 
     def activate(self, version_id: int, clf: Classifier | None = None) -> VersionInfo:
         """Make `version_id` the serving version: load it, then flip the flag and the reference."""

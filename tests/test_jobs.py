@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_TRAIN
+from conftest import LABELS, TINY_TRAIN
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
@@ -18,7 +18,7 @@ from bertdemo import jobs as jobs_mod
 from bertdemo import store
 from bertdemo.config import Settings
 from bertdemo.jobs import JobBusy, Services
-from bertdemo.train import TrainConfig, TrainingCancelled, TrainingError
+from bertdemo.train import FitResult, TrainConfig, TrainingCancelled, TrainingError
 
 QUICK = TrainConfig(**(TINY_TRAIN.to_dict() | {"max_steps": 2}))
 
@@ -165,6 +165,34 @@ def test_start_marks_runs_of_a_dead_process_failed(tmp_path, tiny_csv):
     run = _run(services, run_id)
     assert run.status == "failed" and "stopped during this run" in run.message
     assert services.registry.active_version() is None
+
+
+def test_a_death_between_saving_and_recording_keeps_the_version_and_closes_the_run(served, monkeypatch):
+    """Killed after the new version was registered but before it was activated and the run recorded:
+    the next start records the run succeeded with its version (not activated); v1 keeps serving."""
+    def killed(*_a, **_kw):
+        raise KeyboardInterrupt
+
+    result = FitResult(labels=LABELS, best_step=1, best_val_loss=1.0, macro_f1=0.5, accuracy=0.5, report="r",
+                       report_dict={}, confusion=[[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    monkeypatch.setattr(jobs_mod, "fit", lambda *_a, **_kw: result)  # the training itself is not the point
+    monkeypatch.setattr(served.registry, "activate", killed)
+    with pytest.raises(KeyboardInterrupt):
+        served.jobs._execute(served.jobs._open_run(QUICK, "t"), QUICK, "t", True)
+    monkeypatch.undo()
+    [run_id] = [r.id for r in _all_runs(served) if r.status == "running"]
+    restarted = Services.create(served.settings)
+    restarted.start()
+    run = _run(restarted, run_id)
+    assert run.status == "succeeded" and "Version v2 saved" in run.message and "not activated" in run.message
+    assert run.version_id == restarted.registry.get(run.version_id).id
+    assert restarted.registry.active_version().name == "v1" and _versions(restarted) == ["v2", "v1"]
+    assert restarted.registry.active().name == "v1"
+
+
+def _all_runs(services: Services) -> list[store.TrainingRun]:
+    with Session(services.engine) as s:
+        return list(s.scalars(select(store.TrainingRun)))
 
 
 def test_a_death_while_rescoring_keeps_the_run_succeeded_and_the_next_start_rescores(tmp_path, tiny_csv,

@@ -1,5 +1,6 @@
 """Registry: what a version holds on disk and in the database, activation as an atomic swap,
-rollback, and the errors for unknown or missing versions."""
+rollback, the errors for unknown or missing versions, and crash safety of saving (a failed save
+registers nothing and leaves no folder; a start removes what a killed save left)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from conftest import TINY_TRAIN
 from sqlalchemy.orm import Session
 
 from bertdemo import store
+from bertdemo.classifier import Classifier
+from bertdemo.jobs import Services
 from bertdemo.registry import NoModelError
-from bertdemo.train import TrainConfig
+from bertdemo.train import FitResult, TrainConfig
 
 QUICK = TrainConfig(**(TINY_TRAIN.to_dict() | {"max_steps": 2}))
 
@@ -61,3 +64,44 @@ def test_activation_swaps_atomically_and_rolls_back(services):
     with pytest.raises(store.StoreError):
         reg.activate(999)
     assert reg.active().name == "v1"  # a failed activation changes nothing
+
+
+def _result() -> FitResult:
+    return FitResult(labels=("negative", "neutral", "positive"), best_step=1, best_val_loss=1.0, macro_f1=0.5,
+                     accuracy=0.5, report="r", report_dict={}, confusion=[[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+
+
+def test_a_save_that_fails_midway_registers_nothing_and_leaves_no_folder(services, base_clf, monkeypatch):
+    reg = services.registry
+    real_save = Classifier.save
+
+    def dies_after_the_weights(self, path):
+        real_save(self, path)  # the weights are written, then the process is interrupted
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Classifier, "save", dies_after_the_weights)
+    with pytest.raises(KeyboardInterrupt):
+        reg.save(base_clf, _result(), QUICK, None, "t", [])
+    assert reg.versions() == [] and list(services.settings.models_dir.iterdir()) == []
+    monkeypatch.setattr(Classifier, "save", real_save)
+    info = reg.save(base_clf, _result(), QUICK, None, "t", [])  # the next save takes the same name
+    assert info.name == "v1" and sorted(p.name for p in services.settings.models_dir.iterdir()) == ["v1"]
+    assert Classifier.load(info.path, base_clf.labels).predict(["ok"])[0].label in base_clf.labels
+
+
+def test_start_removes_what_a_killed_save_or_run_left_and_keeps_registered_versions(settings):
+    services = Services.create(settings.with_(bootstrap=False))
+    root = services.settings.models_dir
+    with Session(services.engine) as s, s.begin():  # two registered versions (files faked)
+        for name in ("v1", "v2"):
+            store.add_version(s, name=name, path=str(root / name), base_model="b", created_by="t")
+    # a SIGKILL runs no cleanup: mid-write (.v3.partial), after the rename but before the row was
+    # committed (v3), a ZeroGPU scratch folder (.run-4); plus things that are not the app's
+    for leftover in (".v3.partial", "v3", ".run-4", "v1", "v2", "notes", "v4.bak"):
+        (root / leftover).mkdir(parents=True)
+        (root / leftover / "model.safetensors").write_bytes(b"x")
+    (root / "README.txt").write_text("mine")
+    Services.create(services.settings).start()  # the next app start
+    assert sorted(p.name for p in root.iterdir()) == ["README.txt", "notes", "v1", "v2", "v4.bak"]
+    assert [v.name for v in services.registry.versions()] == ["v2", "v1"]
+    assert services.registry.cleanup_leftovers() == []  # nothing left to do
