@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import os
@@ -17,6 +18,7 @@ from bertdemo.store import NewExample
 from bertdemo.text import try_clean
 
 MAX_ROWS = 200_000
+ZIP_MAGIC = b"PK\x03\x04"  # .xlsx, .zip, .docx, ...
 
 
 class CSVError(ValueError):
@@ -41,30 +43,51 @@ def read_csv(path: str | os.PathLike, max_bytes: int, required: str = "text") ->
     raw = path.read_bytes()
     if not raw.strip():
         raise CSVError("The file is empty: it needs a header row with a 'text' column and at least one row.")
-    if b"\x00" in raw[:4096]:
-        raise CSVError("This does not look like a CSV file (it contains binary data).")
     warnings: list[str] = []
-    try:
-        content, encoding = raw.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError as exc:
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Excel's "Unicode text"
         try:
-            content, encoding = raw.decode("cp1252"), "cp1252"
+            content, encoding = raw.decode("utf-16"), "utf-16"
         except UnicodeDecodeError:
-            raise CSVError(f"The file is not UTF-8 (undecodable byte 0x{raw[exc.start]:02x} at position "
-                           f"{exc.start}). Save it as 'CSV UTF-8' and upload it again.") from None
-        warnings.append(f"The file is not UTF-8 (byte 0x{raw[exc.start]:02x} at position {exc.start}); "
-                        "it was read as Windows-1252. Check the accented characters in the result.")
+            raise CSVError("The file starts like UTF-16 but is not valid UTF-16. Save it as 'CSV UTF-8' "
+                           "and upload it again.") from None
+        if "\x00" in content:
+            raise CSVError("This does not look like a CSV file (it contains binary data).")
+    else:
+        if raw.startswith(ZIP_MAGIC):
+            raise CSVError("This is a zip file (an Excel .xlsx workbook?), not CSV: in the spreadsheet, "
+                           "save it as 'CSV UTF-8' and upload that.")
+        if b"\x00" in raw:
+            raise CSVError("This does not look like a CSV file (it contains binary data: NUL bytes).")
+        try:
+            content, encoding = raw.decode("utf-8-sig"), "utf-8"
+        except UnicodeDecodeError as exc:
+            try:
+                content, encoding = raw.decode("cp1252"), "cp1252"
+            except UnicodeDecodeError:
+                raise CSVError(f"The file is not UTF-8 (undecodable byte 0x{raw[exc.start]:02x} at position "
+                               f"{exc.start}). Save it as 'CSV UTF-8' and upload it again.") from None
+            warnings.append(f"The file is not UTF-8 (byte 0x{raw[exc.start]:02x} at position {exc.start}); "
+                            "it was read as Windows-1252. Check the accented characters in the result.")
     try:
-        frame = pd.read_csv(io.StringIO(content), dtype=str, keep_default_na=False, na_filter=False,
-                            on_bad_lines="error", engine="python", quoting=csv.QUOTE_MINIMAL)
-    except (pd.errors.ParserError, csv.Error) as exc:
-        raise CSVError(f"The file is not valid CSV: {exc}") from None
+        # newline=None: \r\n and old-Mac \r line ends both read as \n
+        frame = pd.read_csv(io.StringIO(content, newline=None), dtype=str, keep_default_na=False,
+                            na_filter=False, on_bad_lines="error", engine="python", quoting=csv.QUOTE_MINIMAL)
     except pd.errors.EmptyDataError:
         raise CSVError("The file is empty: it needs a header row with a 'text' column.") from None
+    except (pd.errors.ParserError, csv.Error, ValueError) as exc:
+        if "field larger than field limit" in str(exc):
+            raise CSVError(f"A cell of the file is longer than {csv.field_size_limit():,} characters, far more "
+                           "than any text can be: remove or shorten it and upload the file again.") from None
+        raise CSVError(f"The file is not valid CSV: {exc}") from None
+    frame = frame.fillna("")  # a row with fewer fields than the header: the missing ones are empty
     columns = {str(c).strip().lower(): c for c in frame.columns}
     if required not in columns:
-        found = ", ".join(repr(str(c)) for c in frame.columns[:10]) or "none"
-        raise CSVError(f"The CSV needs a '{required}' column; found columns: {found}.")
+        found = ", ".join(repr(str(c)[:40]) for c in frame.columns[:10]) or "none"
+        more = f" and {len(frame.columns) - 10:,} more" if len(frame.columns) > 10 else ""
+        hint = ""
+        if len(frame.columns) == 1 and any(sep in str(frame.columns[0]) for sep in ";\t|"):
+            hint = " The columns must be separated by commas (this file seems to use another separator)."
+        raise CSVError(f"The CSV needs a '{required}' column; found columns: {found}{more}.{hint}")
     if len(frame) == 0:
         raise CSVError("The CSV has a header but no rows.")
     if len(frame) > MAX_ROWS:
@@ -106,7 +129,11 @@ def csv_safe(value: object) -> object:
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     """UTF-8 CSV (with BOM, so spreadsheets detect the encoding), formula-safe."""
     safe = frame.copy()
-    for col in safe.columns:
-        if safe[col].dtype == object or pd.api.types.is_string_dtype(safe[col]):
-            safe[col] = safe[col].map(csv_safe)
-    safe.to_csv(path, index=False, encoding="utf-8-sig")
+    for i in range(safe.shape[1]):  # by position: the escaped headers below may repeat a name
+        col = safe.iloc[:, i]
+        if col.dtype == object or pd.api.types.is_string_dtype(col):
+            safe.isetitem(i, col.map(csv_safe))
+    safe.columns = [csv_safe(c) for c in safe.columns]  # an uploaded file's headers come back too
+    # CRLF line ends (RFC 4180): the csv writer then quotes every cell holding \r or \n, which
+    # with a bare \n it does not do for \r (a lone \r would split the row in a spreadsheet)
+    safe.to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")

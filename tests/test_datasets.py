@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -73,3 +75,38 @@ def test_csv_safe_escapes_formulas(tmp_path):
     out = tmp_path / "o.csv"
     write_csv(pd.DataFrame({"text": ["=HYPERLINK(\"x\")", "ok"]}), out)
     assert pd.read_csv(out, encoding="utf-8-sig")["text"].tolist() == ["'=HYPERLINK(\"x\")", "ok"]
+
+
+def test_write_csv_escapes_headers_and_every_formula_prefix(tmp_path):
+    out = tmp_path / "o.csv"
+    cells = ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "fine", "a=b"]
+    write_csv(pd.DataFrame({"=HYPERLINK(\"http://x\")": cells, "'=HYPERLINK(\"http://x\")": cells, "n": range(8)}), out)
+    df = pd.read_csv(out, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    assert list(df.columns) == ["'=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\").1", "n"]
+    assert list(df.iloc[:, 0]) == ["'=1+1", "'+1", "'-1", "'@SUM(A1)", "'\tx", "'\rx", "fine", "a=b"]
+    assert list(df["n"]) == [str(i) for i in range(8)]  # numbers are left alone
+    write_csv(pd.DataFrame({"text": ["one\rtwo", "three\nfour", "five"]}), out)  # a lone \r stays in its cell
+    assert pd.read_csv(out, encoding="utf-8-sig")["text"].tolist() == ["one\rtwo", "three\nfour", "five"]
+
+
+def test_rows_with_missing_fields_read_as_empty_not_nan(tmp_path):
+    t = read_csv(write(tmp_path, "text,label\nonly text\n,positive\n"), MB)
+    assert t.frame.to_dict("records") == [{"text": "only text", "label": ""}, {"text": "", "label": "positive"}]
+
+
+def test_old_mac_line_ends_and_utf16(tmp_path):
+    assert list(read_csv(write(tmp_path, "text\rone\rtwo\r"), MB).frame["text"]) == ["one", "two"]
+    t = read_csv(write(tmp_path, "text,label\ncafé,positive\n".encode("utf-16")), MB)
+    assert (t.encoding, list(t.frame["text"])) == ("utf-16", ["café"])
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b"PK\x03\x04\x14\x00\x00\x00\x08\x00", "zip file (an Excel .xlsx workbook?)"),
+    (b"text\n" + b"x" * 5000 + b"\x00\n", "binary data: NUL bytes"),  # past the first 4 kB too
+    ("text;label\nhello;positive\n", "seems to use another separator"),
+    ("text\n" + "a" * 200_000 + "\n", "longer than 131,072 characters"),
+    (",".join(f"c{i}" for i in range(10_000)) + "\n" + "x," * 9_999 + "x\n", "'c9' and 9,990 more"),
+])
+def test_read_csv_explains_what_is_wrong(tmp_path, content, fragment):
+    with pytest.raises(CSVError, match=re.escape(fragment)):
+        read_csv(write(tmp_path, content), MB)
