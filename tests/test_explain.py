@@ -60,3 +60,11 @@ def test_token_table_columns(clf):
     assert list(t.columns) == ["position", "token", "id", "special", "attention_mask", "segment", "word"]
     assert t["token"].tolist() == ["[CLS]", "hi", "[SEP]", "[PAD]", "[PAD]"]
     assert t["attention_mask"].tolist() == [1, 1, 1, 0, 0]
+
+
+def test_integrated_gradients_computes_no_weight_gradients_and_restores_flags(clf):
+    flags = [p.requires_grad for p in clf.model.parameters()]
+    assert all(p.grad is None for p in clf.model.parameters())  # fit() frees the last step's gradients
+    explain.integrated_gradients(clf, "the crew was rude")
+    assert [p.requires_grad for p in clf.model.parameters()] == flags
+    assert all(p.grad is None for p in clf.model.parameters())
