@@ -145,8 +145,8 @@ class AnnotateActions:
         return "disagree"
 
     def queue_ids(self, queue: str, search: str = "") -> list[int]:
-        if queue not in QUEUES:
-            raise QueueError(f"Unknown queue {queue!r}; choose one of {list(QUEUES)}.")
+        if not isinstance(queue, str) or queue not in QUEUES:
+            raise QueueError(f"Unknown queue {_short(queue)}; choose one of {list(QUEUES)}.")
         with Session(self.engine) as s:
             vid = self._version_id(s)
             if queue in ("disagree", "uncertain", "suspicious") and vid is None:
@@ -154,7 +154,7 @@ class AnnotateActions:
                                  "use 'Unlabeled' or 'Text search' until the first model is ready.")
             if queue == "suspicious":
                 return self._suspicious_ids(s, vid)
-            return store.queue_ids(s, queue, vid, search)
+            return store.queue_ids(s, queue, vid, _search_text(search))
 
     def _suspicious_ids(self, s: Session, vid: int | None) -> list[int]:
         """Confident learning (cleanlab.find_label_issues) on out-of-sample probabilities.
@@ -182,15 +182,16 @@ class AnnotateActions:
 
     def next_item(self, queue: str, search: str = "", seen: list[int] | None = None) -> Item | None:
         """The first item of `queue` not in `seen` (the ids this session already showed), or None."""
-        seen_set = set(seen or [])
-        ids = [i for i in self.queue_ids(queue, search) if i not in seen_set]
+        seen_set = set(_id_list(seen))
+        ids = [i for i in self.queue_ids(queue, _search_text(search)) if i not in seen_set]
         if not ids:
             return None
         return self.item(ids[0], queue, len(ids))
 
     def item(self, example_id: int, queue: str = "", remaining: int = 0) -> Item:
+        example_id = example_id_of(example_id)
         with Session(self.engine) as s:
-            ex = s.get(store.Example, int(example_id))
+            ex = s.get(store.Example, example_id)
             if ex is None:
                 raise StoreError(f"No example with id {example_id}.")
             sc = store.score_of(s, ex.id, self._version_id(s))
@@ -203,37 +204,43 @@ class AnnotateActions:
     # ---------------------------------------------------------------- saving
     def save_label(self, example_id: int, label: str, version: int | None, username: str | None) -> Saved:
         """Set one label, in one transaction; ConflictError when the row changed since `version`."""
-        if label not in self.labels:
-            raise StoreError(f"Unknown label {label!r}; choose one of {list(self.labels)}.")
+        if not isinstance(label, str) or label not in self.labels:
+            raise StoreError(f"Unknown label {_short(label)}; choose one of {list(self.labels)}.")
+        example_id, version = example_id_of(example_id), _version_of(version)
         who = self.user(username)
         with Session(self.engine) as s, s.begin():
-            ev = store.set_label(s, int(example_id), label, who, "annotator", self.labels,
-                                 expected_version=None if version is None else int(version))
+            if s.get(store.Example, example_id) is None:
+                raise StoreError(f"No example with id {example_id}.")
+            ev = store.set_label(s, example_id, label, who, "annotator", self.labels, expected_version=version)
             return _saved(ev)
 
     def undo(self, example_id: int, username: str | None, version: int | None = None) -> Saved:
         """Restore the label before the row's newest change, as a new history row (source 'undo')."""
+        example_id, version = example_id_of(example_id), _version_of(version)
         who = self.user(username)
         with Session(self.engine) as s, s.begin():
-            last = store.latest_event(s, int(example_id))
+            if s.get(store.Example, example_id) is None:
+                raise StoreError(f"No example with id {example_id}.")
+            last = store.latest_event(s, example_id)
             if last is None or last.source in ("dataset", "import"):
                 raise StoreError(f"Nothing to undo on example {example_id}: it has no change since it was imported.")
-            if version is not None and last.version != int(version):
+            if version is not None and last.version != version:
                 raise store.ConflictError(
                     f"Example {example_id} was changed by {last.user} (now {last.label!r}) after your "
                     "change; reload it and decide again.")
-            ev = store.set_label(s, int(example_id), last.previous_label, who, "undo", self.labels,
+            ev = store.set_label(s, example_id, last.previous_label, who, "undo", self.labels,
                                  expected_version=last.version)
             return _saved(ev)
 
     # ---------------------------------------------------------------- history & table
     def history(self, example_id: int) -> pd.DataFrame:
+        example_id = example_id_of(example_id)
         with Session(self.engine) as s:
-            if s.get(store.Example, int(example_id)) is None:
+            if s.get(store.Example, example_id) is None:
                 raise StoreError(f"No example with id {example_id}.")
             rows = [{"when (UTC)": e.created_at.strftime("%Y-%m-%d %H:%M:%S"), "who": e.user,
                      "from": e.previous_label or "", "to": e.label or "", "source": e.source, "version": e.version}
-                    for e in store.history(s, int(example_id))]
+                    for e in store.history(s, example_id)]
         return pd.DataFrame(rows, columns=["when (UTC)", "who", "from", "to", "source", "version"])
 
     def table(self, label: str = "any", annotator: str = "", search: str = "", limit: int = 500) -> pd.DataFrame:
@@ -371,6 +378,74 @@ class AnnotateActions:
 
 
 # -------------------------------------------------------------------- helpers
+MAX_ID = 2**63 - 1  # the database's integer range
+MAX_EXCLUDE = 100_000
+MAX_SEARCH_CHARS = 500
+
+
+class InputError(StoreError):
+    """An argument that is not what the action takes (an id that is not a whole number, ...)."""
+
+
+def _short(value: object) -> str:
+    r = repr(value)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _whole(value: object, what: str) -> int:
+    """A whole number from an API argument (1, 1.0, "1"); InputError otherwise."""
+    if isinstance(value, bool) or value is None:
+        raise InputError(f"{what} must be a whole number, got {_short(value)}.")
+    try:
+        number = float(value) if not isinstance(value, int) else value
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a whole number, got {_short(value)}.") from None
+    if isinstance(number, float) and not number.is_integer():
+        raise InputError(f"{what} must be a whole number, got {_short(value)}.")
+    return int(number)
+
+
+def example_id_of(value: object) -> int:
+    """An example id as the database holds it; InputError for anything that cannot be one, and
+    StoreError("No example ...") for a whole number outside the database's range."""
+    n = _whole(value, "The example id")
+    if not 1 <= n <= MAX_ID:
+        raise StoreError(f"No example with id {n}.")
+    return n
+
+
+def _version_of(value: object) -> int | None:
+    """The version the caller saw (None: do not check)."""
+    if value is None:
+        return None
+    n = _whole(value, "The version")
+    if not 0 <= n <= MAX_ID:
+        raise InputError(f"The version must be 0 or more (the 'version' that next_item returned), got {n}.")
+    return n
+
+
+def _id_list(value: object) -> list[int]:
+    """The ids an API caller asks to skip: a list of whole numbers (None = none)."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+        raise InputError(f"exclude must be a list of example ids, got {_short(value)}.")
+    ids = list(value)
+    if len(ids) > MAX_EXCLUDE:
+        raise InputError(f"exclude lists {len(ids):,} ids; the limit is {MAX_EXCLUDE:,}.")
+    return [_whole(i, "Every id in exclude") for i in ids]
+
+
+def _search_text(value: object) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InputError(f"The search must be text, got {_short(value)}.")
+    if len(value) > MAX_SEARCH_CHARS:
+        raise InputError(f"The search is {len(value):,} characters long; the limit is {MAX_SEARCH_CHARS:,}.")
+    return value
+
+
 def _saved(ev: store.LabelEvent) -> Saved:
     return Saved(ev.id, ev.example_id, ev.previous_label, ev.label, ev.version, ev.user, ev.source)
 

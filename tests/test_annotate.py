@@ -4,6 +4,7 @@ version whose stored scores we choose, so every queue's order is known."""
 from __future__ import annotations
 
 import csv
+import re
 import threading
 
 import numpy as np
@@ -241,3 +242,56 @@ def test_default_queue_is_unlabeled_until_everything_is_labelled(services, acts)
     assert acts.default_queue() == "unlabeled"
     acts.save_label(ids[1], "neutral", 0, None)
     assert acts.default_queue() == "disagree"
+
+
+@pytest.mark.parametrize("bad_id, message", [
+    (-1, "No example with id -1"), (0, "No example with id 0"), (10**30, "No example with id 1000000000000"),
+    (2**63, "No example with id"), (None, "example id must be a whole number, got None"),
+    ("abc", "must be a whole number, got 'abc'"), (1.5, "whole number, got 1.5"), (True, "whole number"),
+    ([1], r"whole number, got \[1\]"), (float("nan"), "whole number"), (float("inf"), "whole number"),
+])
+def test_bad_example_ids_are_refused_with_a_message_and_write_nothing(services, acts, bad_id, message):
+    seed(services, [("a", "negative")])
+    with Session(services.engine) as s:
+        before = s.scalar(select(func.count()).select_from(store.LabelEvent))
+    for call in (lambda: acts.save_label(bad_id, "positive", 1, None), lambda: acts.undo(bad_id, None),
+                 lambda: acts.item(bad_id), lambda: acts.history(bad_id)):
+        with pytest.raises(StoreError, match=message):
+            call()
+    with Session(services.engine) as s:
+        assert s.scalar(select(func.count()).select_from(store.LabelEvent)) == before
+
+
+def test_undo_on_a_missing_example_says_so(services, acts):
+    seed(services, [("a", "negative")])
+    with pytest.raises(StoreError, match="No example with id 99"):
+        acts.undo(99, None)
+
+
+def test_ids_may_come_as_whole_floats_or_digit_strings(services, acts):
+    ids = seed(services, [("a", "negative")])
+    assert acts.save_label(float(ids[0]), "neutral", "1", None).version == 2
+    with pytest.raises(StoreError, match="version must be 0 or more"):
+        acts.save_label(ids[0], "neutral", -5, None)
+    with pytest.raises(StoreError, match="Unknown label None"):
+        acts.save_label(ids[0], None, 2, None)
+
+
+@pytest.mark.parametrize("queue, search, exclude, message", [
+    (5, "", [], "Unknown queue 5"), (None, "", [], "Unknown queue None"),
+    ("unlabeled", "", 5, "exclude must be a list of example ids, got 5"),
+    ("unlabeled", "", "1,2", "exclude must be a list"), ("unlabeled", "", ["x"], "Every id in exclude"),
+    ("search", ["x"], [], "The search must be text"), ("search", "x" * 501, [], "the limit is 500"),
+])
+def test_next_item_refuses_bad_arguments(services, acts, queue, search, exclude, message):
+    seed(services, [("a", None)])
+    with pytest.raises(ValueError, match=re.escape(message)):
+        acts.next_item(queue, search, exclude)
+
+
+def test_import_of_rows_with_missing_fields(services, acts, tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("text,label\nno label field here\n,positive\n")
+    done = acts.import_csv(str(path), None)
+    assert (done.added, done.skipped) == (1, 1)
+    assert acts.next_item("search", "no label field").label is None  # not an unknown label 'nan'

@@ -265,19 +265,19 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         """The next example of a queue (unlabeled, disagree, uncertain, suspicious, recent, search),
         skipping the ids in `exclude`; None when the queue is done."""
         actions.user(_user(request))
-        item = actions.next_item(queue, search, list(exclude or []))
+        item = actions.next_item(queue, search, exclude)
         return item.as_api() if item else None
 
     @guarded
     def save_label(example_id: int, label: str, version: int,
                    request: gr.Request = None) -> dict:  # type: ignore[assignment]
         """Set an example's label; `version` is the one next_item returned (refused if it changed)."""
-        return actions.save_label(int(example_id), label, int(version), _user(request)).as_api()
+        return actions.save_label(example_id, label, version, _user(request)).as_api()
 
     @guarded
     def undo_api(example_id: int, request: gr.Request = None) -> dict:  # type: ignore[assignment]
         """Restore the label before the example's newest change (a new history row)."""
-        return actions.undo(int(example_id), _user(request)).as_api()
+        return actions.undo(example_id, _user(request)).as_api()
 
     # queue=False: a save is ~1 ms of SQLite work; the queue round trips (join + event stream) would
     # cost far more than the work itself, and they need no share of the 4 model workers
