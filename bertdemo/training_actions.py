@@ -8,6 +8,7 @@ Admin-only actions check the role server-side with `users.require_role`, so the 
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 
@@ -25,6 +26,45 @@ MODES = ("full fine-tune", "frozen encoder (train the head only)")
 STARTS = ("base encoder", "active version")
 METRIC_ROWS = ("macro_f1", "accuracy", "best_val_loss", "best_step", "train_size", "val_size", "seconds",
                "samples_per_s", "device", "precision")
+
+
+# what the form accepts (TrainConfig checks its own, wider, invariants again)
+EPOCHS_RANGE = (0.01, 100.0)
+LR_RANGE = (0.0, 0.5)  # (exclusive, inclusive]
+BATCH_RANGE = (1, 1024)
+MAX_LENGTH_RANGE = (8, 512)
+SEED_RANGE = (0, 2**32 - 1)  # numpy / scikit-learn seeds
+MAX_STEPS_RANGE = (0, 10_000_000)
+
+
+class FormError(ValueError):
+    """A training option outside what the form accepts; the message names it and its range."""
+
+
+def _short(value: object) -> str:
+    r = repr(value)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+def _number(name: str, field: str, value: object, low: float, high: float, whole: bool = False,
+            low_open: bool = False) -> float:
+    """A finite number within [low, high] (or (low, high]) from a form or API value."""
+    kind = "a whole number" if whole else "a number"
+    message = (f"{field} must be in {'(' if low_open else '['}{_fmt(low)}, {_fmt(high)}] ({name}, {kind}); "
+               f"got {_short(value)}.")
+    try:
+        if isinstance(value, bool) or value is None:
+            raise TypeError
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise FormError(message) from None
+    if not math.isfinite(x) or (whole and not x.is_integer()) or not (low < x if low_open else low <= x) or x > high:
+        raise FormError(message)
+    return x
 
 
 @dataclass(frozen=True)
@@ -73,21 +113,28 @@ class TrainingActions:
     def config_from_form(epochs: float, learning_rate: float, batch_size: float, max_length: float,
                          seed: float, mode: str = MODES[0], start_from: str = STARTS[0],
                          max_steps: float | None = None) -> TrainConfig:
-        """The form's values as a validated TrainConfig (ValueError quotes a bad value)."""
+        """The form's values as a validated TrainConfig (FormError names the field and its range)."""
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+            raise FormError(f"mode must be one of {MODES}, got {_short(mode)}")
         if start_from not in STARTS:
-            raise ValueError(f"start from must be one of {STARTS}, got {start_from!r}")
-        return TrainConfig(epochs=float(epochs), learning_rate=float(learning_rate), batch_size=int(batch_size),
-                           max_length=int(max_length), seed=int(seed), freeze_encoder=mode == MODES[1],
-                           init_from="active" if start_from == STARTS[1] else "base",
-                           max_steps=int(max_steps) if max_steps else None)
+            raise FormError(f"start from must be one of {STARTS}, got {_short(start_from)}")
+        steps = 0 if max_steps is None else max_steps
+        return TrainConfig(
+            epochs=_number("Epochs", "epochs", epochs, *EPOCHS_RANGE),
+            learning_rate=_number("Learning rate", "learning_rate", learning_rate, *LR_RANGE, low_open=True),
+            batch_size=int(_number("Batch size", "batch_size", batch_size, *BATCH_RANGE, whole=True)),
+            max_length=int(_number("Max length", "max_length", max_length, *MAX_LENGTH_RANGE, whole=True)),
+            seed=int(_number("Seed", "seed", seed, *SEED_RANGE, whole=True)),
+            freeze_encoder=mode == MODES[1], init_from="active" if start_from == STARTS[1] else "base",
+            max_steps=int(_number("Max steps, 0 = no limit", "max_steps", steps, *MAX_STEPS_RANGE, whole=True)) or None)
 
     def start(self, epochs: float, learning_rate: float, batch_size: float, max_length: float, seed: float,
               mode: str, start_from: str, max_steps: float | None, activate: bool, username: str | None) -> str:
         """Start a background run. With `activate` False the new version is only registered: the
         admin compares it with the serving one and activates it below."""
         user = users.require_role(self.services.engine, username, "admin")
+        if activate not in (True, False, None):  # 1 and 0 too; a string "false" must not mean yes
+            raise FormError(f"serve when trained must be true or false, got {_short(activate)}.")
         config = self.config_from_form(epochs, learning_rate, batch_size, max_length, seed, mode, start_from,
                                        max_steps)
         run_id = self.services.jobs.start(config, user=user, activate=bool(activate))  # JobBusy if one runs
