@@ -219,6 +219,22 @@ def find_spans(tokens: Sequence[str], ids: Sequence[int], pieces: Sequence[int])
     return spans
 
 
+def layer_of(layer: object, num_layers: int) -> int:
+    """The layer to compare at: a whole number in [0, num_layers]; None = the last layer."""
+    if layer is None:
+        return num_layers
+    message = f"The layer must be a whole number between 0 (input embeddings) and {num_layers}, got {layer!r:.40}."
+    if isinstance(layer, bool):
+        raise ContextError(message)
+    try:
+        x = float(layer)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise ContextError(message) from None
+    if not x.is_integer() or not 0 <= x <= num_layers:
+        raise ContextError(message)
+    return int(x)
+
+
 def split_sentences(sentences: object) -> list[tuple[int, str]]:
     """(line number, text) of the non-blank lines; a list of strings is taken as lines."""
     if sentences is None:
@@ -248,11 +264,7 @@ def compare(clf: Classifier, sentences: object, word: object, layer: int | None 
         raise ContextError(f"You gave {len(lines)} sentences; the limit is {MAX_SENTENCES}. "
                            "Keep the ones you want to compare.")
     num_layers = clf.num_layers
-    if layer is None:
-        layer = num_layers
-    layer = int(layer)
-    if not 0 <= layer <= num_layers:
-        raise ContextError(f"The layer must be between 0 (input embeddings) and {num_layers}, got {layer}.")
+    layer = layer_of(layer, num_layers)
 
     skipped: list[Skipped] = []
     kept: list[tuple[int, str]] = []

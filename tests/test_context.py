@@ -112,6 +112,18 @@ def test_layer_out_of_range(base_clf):
         C.compare(base_clf, SEED, "bat", layer=7)
 
 
+@pytest.mark.parametrize("layer", ["abc", 2.5, float("nan"), float("inf"), 1e30, -1, True, [2]])
+def test_layer_that_is_not_a_whole_number_in_range(base_clf, layer):
+    with pytest.raises(C.ContextError, match="The layer must be a whole number between 0 .* and 6"):
+        C.compare(base_clf, SEED, "bat", layer=layer)
+
+
+def test_layer_as_text_or_float_and_none_is_the_last(base_clf):
+    assert C.compare(base_clf, SEED, "bat", layer="2").layer == 2
+    assert C.compare(base_clf, SEED, "bat", layer=3.0).layer == 3
+    assert C.compare(base_clf, SEED, "bat", layer=None).layer == 6
+
+
 def test_word_longer_than_max_length(base_clf):
     short = Classifier(base_clf.model, base_clf.tokenizer, LABELS, base_clf.device, max_length=8)
     # 6 pieces fit in 8 tokens with [CLS] and [SEP]; the long word does not

@@ -143,7 +143,7 @@ def build(actions: EmbeddingActions, tab: gr.Tab | None = None) -> None:
     def compare_word(sentences: str, word: str, layer: int = num_layers) -> dict:
         """The occurrences of `word` in `sentences` (one per line) and their cosine-similarity
         matrix at `layer`, on the active fine-tuned model."""
-        return actions.compare(sentences, word, None if layer is None else int(layer), ACTIVE_MODEL).to_json()
+        return actions.compare(sentences, word, layer, ACTIVE_MODEL).to_json()
 
     inputs = [sentences, word, layer, model]
     outputs = [summary, heat, static, pca, lines, occurrence]
