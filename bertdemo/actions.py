@@ -25,6 +25,25 @@ from bertdemo.users import AuthError
 USER_ERRORS = (TextError, CSVError, NoModelError, StoreError, JobBusy, TrainingError, AuthError, ValueError)
 
 
+class InputError(ValueError):
+    """An option of a Predict action that is not what it takes; the message is for the user."""
+
+
+def _pad_length(value: object, max_length: int) -> int | None:
+    if value is None:
+        return None
+    message = f"The padded length must be a whole number from 0 (no padding) to {max_length}, got {value!r:.40}."
+    if isinstance(value, bool):
+        raise InputError(message)
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(message) from None
+    if not x.is_integer() or not 0 <= x <= max_length:
+        raise InputError(message)
+    return int(x) or None
+
+
 @dataclass(frozen=True)
 class PredictResult:
     confidences: dict[str, float]  # gr.Label format: label -> probability
@@ -104,9 +123,11 @@ class PredictActions:
         return PredictResult(confidences=pred.probs, label=pred.label, cleaned=cleaned, version=clf.name,
                              warnings=warnings + self._token_warnings(clf, cleaned))
 
-    def tokens(self, text: str, pad_to: int | None = None) -> pd.DataFrame:
+    def tokens(self, text: str, pad_to: float | None = None) -> pd.DataFrame:
+        """The tokenization table; `pad_to` (None or 0 = no padding) pads with [PAD] to that length."""
         cleaned, _ = self._clean(text)
         clf = self.model()
+        pad_to = _pad_length(pad_to, clf.max_length)
         if pad_to:
             natural = len(clf.tokenize(cleaned).ids)
             if pad_to < natural:

@@ -44,6 +44,19 @@ def test_only_emoji_predicts_with_a_warning(actions):
     assert any("[UNK]" in w for w in r.warnings)
 
 
+@pytest.mark.parametrize("pad_to", [-5, 1e9, "abc", 2.5, float("nan"), True, [6]])
+def test_tokens_refuses_a_padded_length_that_is_not_a_whole_number_in_range(actions, pad_to):
+    from bertdemo.actions import InputError
+
+    with pytest.raises(InputError, match="padded length must be a whole number from 0 .no padding. to 128"):
+        actions.tokens("hello world", pad_to)
+
+
+def test_tokens_padded_length_none_zero_or_text(actions):
+    assert len(actions.tokens("hello world", None)) == len(actions.tokens("hello world", 0)) == 4
+    assert len(actions.tokens("hello world", "6")) == len(actions.tokens("hello world", 6.0)) == 6
+
+
 def test_tokens_table_with_padding(actions):
     t = actions.tokens("hello world", 6)
     assert t["token"].tolist() == ["[CLS]", "hello", "world", "[SEP]", "[PAD]", "[PAD]"]

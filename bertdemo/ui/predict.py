@@ -76,7 +76,7 @@ def build(actions: PredictActions) -> None:
 
     @guarded
     def tokens(t: str, pad_to: float):
-        return actions.tokens(t, int(pad_to) or None)
+        return actions.tokens(t, pad_to)
 
     @guarded
     def explain(t: str, tgt: str, merged: bool):
