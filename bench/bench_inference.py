@@ -11,7 +11,9 @@ BERTDEMO_DATA_DIR, else the packaged encoder with a fresh head.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,8 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from transformers import pipeline  # noqa: E402
 
-from bertdemo import explain  # noqa: E402
-from bertdemo.classifier import Classifier  # noqa: E402
+from bertdemo import classifier, explain  # noqa: E402
+from bertdemo.classifier import PARALLEL_MIN_TOKENS, Classifier, cpu_cores  # noqa: E402
 from bertdemo.config import BUNDLED_DATASET, Settings  # noqa: E402
 from bertdemo.datasets import load_bundled  # noqa: E402
 from bertdemo.jobs import Services  # noqa: E402
@@ -45,12 +47,23 @@ def model_flops(clf: Classifier, tokens: int) -> float:
     return 2 * params * tokens + 4 * cfg.num_hidden_layers * tokens**2 * cfg.hidden_size
 
 
+@contextlib.contextmanager
+def every_core_always():
+    """The naive setting, for comparison: every forward pass on all of torch's threads."""
+    old = classifier.PARALLEL_MIN_TOKENS
+    classifier.PARALLEL_MIN_TOKENS = 0
+    try:
+        yield
+    finally:
+        classifier.PARALLEL_MIN_TOKENS = old
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2000, help="tweets scored per variant and round")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     ap.add_argument("--model", default=None, help="model directory (default: active version, else packaged)")
-    ap.add_argument("--latency-reps", type=int, default=50, help="single predict / explain calls timed")
+    ap.add_argument("--latency-reps", type=int, default=100, help="single predict calls timed (explain: a fifth)")
     args = ap.parse_args()
 
     settings = Settings.from_env()
@@ -59,7 +72,8 @@ def main() -> None:
         info = Services.create(settings.with_(bootstrap=False)).registry.active_version()
         path = info.path if info else settings.model_source
     print(f"model: {path}\nthreads: {torch.get_num_threads()}  cores: {torch.get_num_interop_threads()}")
-    texts = [r.text for r in load_bundled(BUNDLED_DATASET, settings.max_chars)][: args.n]
+    all_texts = [r.text for r in load_bundled(BUNDLED_DATASET, settings.max_chars)]
+    texts = all_texts[: args.n]
     ours = Classifier.load(path, settings.labels)  # auto precision (bf16 where native)
     fp32 = Classifier(ours.model, ours.tokenizer, ours.labels, ours.device, precision="fp32")
     pipe = pipeline("text-classification", model=ours.model, tokenizer=ours.tokenizer, device=-1)
@@ -99,26 +113,58 @@ def main() -> None:
         agree = float((outputs[name] == ref).mean())
         print(f"| {name} | {rate:.0f} | {rate / base:.1f}x | {agree:.2%} | {rate * flops / 1e9 / peak_bf16:.1%} |")
 
-    one = texts[0]
     tweet20 = next(t for t in texts if len(ours.tokenizer(t)["input_ids"]) == 22)  # 20 tokens + [CLS]/[SEP]
-    lat_p, lat_e = [], []
-    for i in range(args.latency_reps):
-        t = time.perf_counter()
-        ours.predict([texts[i % len(texts)]])
-        lat_p.append((time.perf_counter() - t) * 1000)
-    for _ in range(max(5, args.latency_reps // 5)):
-        t = time.perf_counter()
-        explain.integrated_gradients(ours, tweet20)
-        lat_e.append((time.perf_counter() - t) * 1000)
-    del one
     p = lambda xs, q: float(np.percentile(xs, q))  # noqa: E731
+
+    def latency(fn, reps: int) -> list[float]:
+        fn(0)  # warm-up (builds the bf16 serving copy on the first call)
+        out = []
+        for i in range(reps):
+            t = time.perf_counter()
+            fn(i)
+            out.append((time.perf_counter() - t) * 1000)
+        return out
+
+    one = lambda i: ours.predict([texts[i % len(texts)]])  # noqa: E731
+    lat_p = latency(one, args.latency_reps)
+    lat_e = latency(lambda i: explain.integrated_gradients(ours, tweet20), max(5, args.latency_reps // 5))
     print(f"\npredict (one tweet): p50 {p(lat_p, 50):.1f} ms, p95 {p(lat_p, 95):.1f} ms")
     print(f"explain (IG, 50 steps, 20-token tweet): p50 {p(lat_e, 50):.0f} ms, p95 {p(lat_e, 95):.0f} ms")
+
+    # one busy process on another core (a neighbour): our thread policy vs every core for every call
+    print(f"\nwith a busy neighbour process ({cpu_cores()} cores):")
+    print("| path | predict p50 ms | predict p95 ms |\n|---|---|---|")
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+
+        def every_core(i: int) -> None:
+            with every_core_always():
+                one(i)
+
+        neighbour = {}
+        for name, fn in ((f"ours (1 thread below {PARALLEL_MIN_TOKENS} tokens)", one),
+                         (f"ours, every call on {ours.max_threads} threads", every_core),
+                         (f"HF pipeline, {torch.get_num_threads()} threads",
+                          lambda i: pipe(texts[i % len(texts)], truncation=True))):
+            xs = latency(fn, args.latency_reps * 2)
+            neighbour[name] = xs
+            print(f"| {name} | {p(xs, 50):.1f} | {p(xs, 95):.1f} |")
+    finally:
+        hog.kill()
+    busy = next(iter(neighbour.values()))
+
+    t = time.perf_counter()
+    ours.predict_proba(all_texts, batch_size=128)
+    rescore_s = time.perf_counter() - t
+    print(f"\nre-scoring all {len(all_texts):,} bundled tweets (ours, batch 128): {rescore_s:.1f} s")
+
     best = max((k for k in rates if k.startswith("ours")), key=rates.get)
     print(f"\nspeedup_vs_pipeline={rates[best] / base:.2f} ours_per_s={rates[best]:.0f} "
           f"pipeline_per_s={base:.0f} agreement={(outputs[best] == ref).mean():.4f} "
           f"predict_p50_ms={p(lat_p, 50):.1f} predict_p95_ms={p(lat_p, 95):.1f} "
-          f"explain_p50_ms={p(lat_e, 50):.0f}")
+          f"explain_p50_ms={p(lat_e, 50):.0f} neighbour_predict_p95_ms={p(busy, 95):.1f} "
+          f"rescore_all_s={rescore_s:.1f}")
 
 
 if __name__ == "__main__":
