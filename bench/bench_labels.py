@@ -18,10 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import socket
-import ssl
-import statistics
-import subprocess
+import resource
 import sys
 import tempfile
 import threading
@@ -29,75 +26,32 @@ import time
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from sqlalchemy import func, select  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import (add_accounts, client, cpu_seconds, db_url, examples, free_port, launch,  # noqa: E402
+                      percentiles, stop, verify_saves, wait_ready)
 from sqlalchemy.orm import Session  # noqa: E402
 
-from bertdemo import store, users  # noqa: E402
+from bertdemo import store  # noqa: E402
 from bertdemo.config import BUNDLED_DATASET, DEFAULT_LABELS  # noqa: E402
 from bertdemo.datasets import load_bundled  # noqa: E402
 
 log = logging.getLogger("bench_labels")
-PASSWORD = "bench-password"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def prepare(data_dir: Path, sessions: int) -> list[tuple[int, int]]:
     """Import the bundled tweets and one account per session; (id, version) of every example."""
-    engine = store.make_engine(f"sqlite:///{data_dir / 'bertdemo.sqlite3'}")
+    engine = store.make_engine(db_url(data_dir))
     store.init_db(engine)
     with Session(engine) as s, s.begin():
         store.import_examples(s, load_bundled(BUNDLED_DATASET, 2000), "dataset", "dataset", DEFAULT_LABELS)
-    for i in range(sessions):
-        users.add_user(engine, f"bench{i:02d}", PASSWORD, "annotator")
-    with Session(engine) as s:
-        rows = [tuple(r) for r in s.execute(select(store.Example.id, store.Example.version).order_by(store.Example.id))]
     engine.dispose()
-    return rows  # type: ignore[return-value]
-
-
-def launch(data_dir: Path, port: int) -> subprocess.Popen:
-    env = os.environ | {"BERTDEMO_DATA_DIR": str(data_dir), "BERTDEMO_BOOTSTRAP": "0",
-                        "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-                        "GRADIO_ANALYTICS_ENABLED": "False"}
-    out = open(data_dir / "app.log", "w")
-    return subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
-    from gradio_client import Client
-
-    deadline = time.time() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"app.py exited with {proc.returncode}")
-        try:
-            Client(url, auth=("bench00", PASSWORD), verbose=False)
-            return
-        except Exception:  # noqa: BLE001 - not up yet
-            if time.time() > deadline:
-                raise SystemExit(f"app.py did not answer within {timeout:.0f} s") from None
-            time.sleep(1)
-
-
-# One SSL context for every request: gradio_client makes a new httpx client per call, and httpx
-# builds a fresh SSLContext for each (~10-20 ms of CPU) even on plain http. Sharing one keeps the
-# load generator from eating the 2 cores the server needs; it changes nothing on the server side.
-SSL_CONTEXT = ssl.create_default_context()
+    add_accounts(data_dir, [f"bench{i:02d}" for i in range(sessions)])
+    return examples(data_dir)
 
 
 def worker(url: str, name: str, rows: list[tuple[int, int]], stop_at: float, acks: list, lat: list,
            errors: Counter, lock: threading.Lock) -> None:
-    from gradio_client import Client
-
-    client = Client(url, auth=(name, PASSWORD), verbose=False, ssl_verify=SSL_CONTEXT)  # type: ignore[arg-type]
+    session = client(url, name)
     versions = dict(rows)
     ids = [i for i, _v in rows]
     k = 0
@@ -107,7 +61,7 @@ def worker(url: str, name: str, rows: list[tuple[int, int]], stop_at: float, ack
         k += 1
         t0 = time.perf_counter()
         try:
-            saved = client.predict(ex_id, label, versions[ex_id], api_name="/save_label")
+            saved = session.predict(ex_id, label, versions[ex_id], api_name="/save_label")
         except Exception as exc:  # noqa: BLE001 - counted and reported
             with lock:
                 errors[type(exc).__name__ + ": " + str(exc)[:80]] += 1
@@ -117,33 +71,6 @@ def worker(url: str, name: str, rows: list[tuple[int, int]], stop_at: float, ack
         with lock:
             acks.append((saved["example_id"], saved["version"], saved["user"]))
             lat.append(dt)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux /proc), for the report."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
-
-def verify(data_dir: Path, acks: list) -> tuple[int, int, int]:
-    """(lost, duplicated, version mismatches) between acknowledged saves and the history."""
-    engine = store.make_engine(f"sqlite:///{data_dir / 'bertdemo.sqlite3'}")
-    with Session(engine) as s:
-        stored = Counter((e, v, u) for e, v, u in s.execute(
-            select(store.LabelEvent.example_id, store.LabelEvent.version, store.LabelEvent.user)
-            .where(store.LabelEvent.source == "annotator")))
-        n_events = dict(s.execute(select(store.LabelEvent.example_id, func.count())
-                                  .group_by(store.LabelEvent.example_id)).all())
-        mismatched = sum(1 for i, v in s.execute(select(store.Example.id, store.Example.version))
-                         if v != n_events.get(i, 0))
-    engine.dispose()
-    acked = Counter(acks)
-    lost = sum((acked - stored).values())
-    duplicated = sum((stored - acked).values()) + sum(n - 1 for n in stored.values() if n > 1)
-    return lost, duplicated, mismatched
 
 
 def main() -> int:
@@ -161,9 +88,9 @@ def main() -> int:
     rows = prepare(data_dir, args.sessions)
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    proc = launch(data_dir, port)
+    proc = launch(data_dir, port, BERTDEMO_BOOTSTRAP="0")
     try:
-        wait_ready(url, proc)
+        wait_ready(url, proc, "bench00")
         ready_cpu = cpu_seconds(proc.pid)
         log.info("app up at %s with %d examples; %d sessions for %.0f s", url, len(rows), args.sessions, args.seconds)
         acks: list = []
@@ -179,27 +106,19 @@ def main() -> int:
             t.join()
         server_cpu = cpu_seconds(proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    lost, duplicated, mismatched = verify(data_dir, acks)
-    ms = sorted(x * 1000 for x in lat)
-    p50 = statistics.median(ms) if ms else float("nan")
-    p95 = ms[int(0.95 * (len(ms) - 1))] if ms else float("nan")
+        stop(proc)
+    lost, duplicated, mismatched = verify_saves(data_dir, acks)
+    p50, p95, worst = percentiles(lat)
     print(f"sessions: {args.sessions}, seconds: {args.seconds:.0f}, acknowledged saves: {len(acks):,} "
           f"({len(acks) / args.seconds:.1f}/s), failed calls: {sum(errors.values())}")
     for msg, n in errors.most_common(5):
         print(f"  {n} x {msg}")
     print(f"lost writes: {lost}, duplicated writes: {duplicated}, rows whose version != history rows: {mismatched}")
-    import resource
-
     client_cpu = resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_SELF).ru_stime
     per_save = (server_cpu - ready_cpu) / max(len(acks), 1) * 1000
     print(f"CPU: app server {per_save:.1f} ms per acknowledged save; load-test clients {client_cpu:.1f} s "
           f"(incl. set-up); cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
-    print(f"save latency ms: p50 {p50:.1f}, p95 {p95:.1f}, max {ms[-1] if ms else float('nan'):.1f}")
+    print(f"save latency ms: p50 {p50:.1f}, p95 {p95:.1f}, max {worst:.1f}")
     if args.keep:
         print(f"data dir kept: {data_dir}")
     ok = lost == 0 and duplicated == 0 and mismatched == 0 and not errors
