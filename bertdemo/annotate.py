@@ -441,6 +441,10 @@ def _search_text(value: object) -> str:
         return ""
     if not isinstance(value, str):
         raise InputError(f"The search must be text, got {_short(value)}.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError("The search contains characters that are not text (lone UTF-16 surrogates).") from None
     if len(value) > MAX_SEARCH_CHARS:
         raise InputError(f"The search is {len(value):,} characters long; the limit is {MAX_SEARCH_CHARS:,}.")
     return value

@@ -282,6 +282,7 @@ def test_ids_may_come_as_whole_floats_or_digit_strings(services, acts):
     ("unlabeled", "", 5, "exclude must be a list of example ids, got 5"),
     ("unlabeled", "", "1,2", "exclude must be a list"), ("unlabeled", "", ["x"], "Every id in exclude"),
     ("search", ["x"], [], "The search must be text"), ("search", "x" * 501, [], "the limit is 500"),
+    ("search", "a\ud800b", [], "not text (lone UTF-16 surrogates)"),
 ])
 def test_next_item_refuses_bad_arguments(services, acts, queue, search, exclude, message):
     seed(services, [("a", None)])
