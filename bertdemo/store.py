@@ -1,9 +1,13 @@
 """SQLAlchemy 2.0 models and queries: the one place that talks to the database.
 
 Examples with their current label; every label change as a new `LabelEvent` row (who, when,
-old -> new, source); users; model versions; training runs; per-version model scores.
-Functions take a `Session`; callers own it (`with Session(engine) as s, s.begin(): ...`).
-No engine is created at import time.
+old -> new, source); users and their sign-in attempts; model versions; training runs;
+per-version model scores. Functions take a `Session`; callers own it
+(`with Session(engine) as s, s.begin(): ...`). No engine is created at import time.
+
+The schema is owned by the Alembic migrations in `bertdemo/migrations/` (`init_db` migrates to
+the newest revision): a change to a model here needs a new revision there, and
+tests/test_migrations.py fails until the two agree.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, delete,
-                        event, func, select, update)
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, create_engine,
+                        delete, event, func, select, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+from bertdemo import migrate
 
 LABEL_SOURCES = ("dataset", "annotator", "import", "undo")
 ROLES = ("annotator", "admin")
@@ -53,6 +59,19 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default="annotator")
     password_hash: Mapped[str] = mapped_column(String(256), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class LoginAttempt(Base):
+    """One sign-in attempt (bertdemo.users.check_sign_in): the name as typed, normalised, whether
+    it succeeded, and whether it was refused unchecked because the name was locked out. Rows
+    older than a day are pruned; there is no foreign key, since unknown names are counted too."""
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_name_created_at", "name", "created_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    success: Mapped[bool] = mapped_column(Boolean)
+    locked_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
 
 
 class Example(Base):
@@ -147,7 +166,9 @@ def make_engine(url: str) -> Engine:
 
 
 def init_db(engine: Engine) -> None:
-    Base.metadata.create_all(engine)
+    """Migrate the database to the newest schema (bertdemo.migrate.upgrade): creates it when
+    empty, adopts one made before migrations existed, does nothing when it is current."""
+    migrate.upgrade(engine)
 
 
 # --------------------------------------------------------------------------- examples & labels
@@ -357,9 +378,13 @@ def score_of(s: Session, example_id: int, version_id: int | None) -> Score | Non
 def change_counts(s: Session, example_ids: Sequence[int] | None = None) -> dict[int, int]:
     """Number of history rows per example."""
     q = select(LabelEvent.example_id, func.count()).group_by(LabelEvent.example_id)
-    if example_ids is not None:
-        q = q.where(LabelEvent.example_id.in_(list(example_ids)))
-    return dict(s.execute(q).all())  # type: ignore[arg-type]
+    if example_ids is None:
+        return dict(s.execute(q).all())  # type: ignore[arg-type]
+    ids = list(example_ids)
+    counts: dict[int, int] = {}
+    for start in range(0, len(ids), 5000):  # bounded IN lists: SQLite and PostgreSQL cap bound parameters
+        counts |= dict(s.execute(q.where(LabelEvent.example_id.in_(ids[start:start + 5000]))).all())
+    return counts
 
 
 def human_events(s: Session) -> list[tuple[int, int, str, str | None, str]]:

@@ -1,6 +1,11 @@
 """Shared fixtures: temporary settings and database, the packaged MiniLM BERT, a tiny labelled
 sample of the bundled tweets, a small trained version, and the launched app (for API and
-browser tests)."""
+browser tests).
+
+Storage tests take `engine` (migrated to head) or `bare_engine` (empty), parametrized over
+SQLite (a new temporary file) and PostgreSQL (a new schema per test in the database of
+BERTDEMO_DB_URL; skipped unless that is a postgresql URL, e.g.
+postgresql+psycopg://bertdemo:bertdemo@127.0.0.1:5432/bertdemo_test)."""
 
 from __future__ import annotations
 
@@ -10,12 +15,16 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
 
+from bertdemo import store
 from bertdemo.classifier import Classifier
 from bertdemo.config import BUNDLED_DATASET, REPO_ROOT, Settings, packaged_model_path
 from bertdemo.jobs import Services
@@ -44,6 +53,50 @@ def settings(tmp_path, tiny_csv) -> Settings:
 @pytest.fixture
 def services(settings) -> Services:
     return Services.create(settings)
+
+
+def postgres_url() -> str | None:
+    """BERTDEMO_DB_URL when it names a PostgreSQL database (the storage tests' second backend)."""
+    url = os.environ.get("BERTDEMO_DB_URL", "")
+    return url if url.startswith("postgresql") else None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> Iterator[str]:
+    """The URL of a clean, empty database of each backend, removed afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'db' / 't.sqlite3'}"
+        return
+    base = postgres_url()
+    if base is None:
+        pytest.skip("BERTDEMO_DB_URL is not a postgresql:// URL")
+    # a schema per test: as clean as a new database, much cheaper, and nothing is left behind
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, poolclass=sa.NullPool)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture
+def bare_engine(db_url) -> Iterator[Engine]:
+    """An engine (store.make_engine) on the empty database of `db_url`."""
+    engine = store.make_engine(db_url)
+    yield engine
+    engine.dispose()  # PostgreSQL: close pooled connections before the schema is dropped
+
+
+@pytest.fixture
+def engine(bare_engine) -> Engine:
+    """An engine on a database migrated to the newest schema (store.init_db)."""
+    store.init_db(bare_engine)
+    return bare_engine
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +131,7 @@ def launched_app(data_dir: Path, tiny_csv: Path, ready: Callable[[str], bool], t
         "BERTDEMO_DATA_DIR": str(data_dir), "BERTDEMO_DATASET": str(tiny_csv), "BERTDEMO_INITIAL_EPOCHS": "1",
         "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
         "BERTDEMO_MAX_UPLOAD_MB": "1",
+        "BERTDEMO_DB_URL": "",  # its own SQLite file, never the database the storage tests were pointed at
     }
     log_path = data_dir.parent / "app.log"
     log = open(log_path, "w")
@@ -104,6 +158,30 @@ def launched_app(data_dir: Path, tiny_csv: Path, ready: Callable[[str], bool], t
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def db_fingerprint(data_dir: Path) -> dict:
+    """What a refused request must leave unchanged in the database of an app launched on
+    `data_dir` (launched_app gives it its own SQLite file there): row counts, and digests of every
+    example's (id, label, version, text key), of the label history, the versions and the runs.
+    Read through a read-only connection, so the check itself never writes."""
+    import hashlib
+    import sqlite3
+
+    path = data_dir / "bertdemo.sqlite3"
+    assert path.exists(), f"no database at {path}"
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        out: dict = {}
+        for table, cols in (("examples", "id, label, version, text_key"),
+                            ("label_events", "id, example_id, label, user, source"),
+                            ("model_versions", "id, name, is_active"), ("training_runs", "id, status"),
+                            ("users", "id, name, role")):
+            rows = con.execute(f"SELECT {cols} FROM {table} ORDER BY id").fetchall()  # noqa: S608 - fixed names
+            out[table] = (len(rows), hashlib.sha1(repr(rows).encode()).hexdigest())
+        return out
+    finally:
+        con.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,8 @@
+"""The store against every backend: the `engine` fixture (tests/conftest.py) is a migrated
+SQLite file, and a PostgreSQL schema when BERTDEMO_DB_URL points at a PostgreSQL database."""
+
 import threading
+from datetime import datetime
 
 import pytest
 from sqlalchemy import select
@@ -10,19 +14,14 @@ from bertdemo.store import ConflictError, NewExample, StoreError
 LABELS = ("negative", "neutral", "positive")
 
 
-@pytest.fixture
-def engine(tmp_path):
-    e = store.make_engine(f"sqlite:///{tmp_path / 'db' / 't.sqlite3'}")
-    store.init_db(e)
-    return e
-
-
 def add(engine, *rows, source="import"):
     with Session(engine) as s, s.begin():
         return store.import_examples(s, rows, source, "alice", LABELS)
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(engine):
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite pragmas")
     with engine.connect() as c:
         assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -127,3 +126,58 @@ def test_interrupted_runs_are_marked_failed(engine):
     with Session(engine) as s:
         run = store.latest_run(s)
         assert run.status == "failed" and "stopped" in run.message and run.finished_at is not None
+
+
+def test_datetimes_are_naive_utc_and_json_round_trips(engine):
+    meta = {"tweet_id": "5703061", "tags": ["a", "ü"], "nested": {"n": 1.5, "none": None}}
+    add(engine, NewExample("t", "t", "neutral", external_id="x1", meta=meta))
+    with Session(engine) as s, s.begin():
+        ex = s.get(store.Example, 1)
+        run = store.create_run(s, "alice", {"epochs": 1.0, "lr": 2e-5})
+        run.history = [{"step": 1, "train_loss": 0.5}]
+    with Session(engine) as s:
+        ex = s.get(store.Example, 1)
+        assert ex.meta == meta and store.latest_run(s).history == [{"step": 1, "train_loss": 0.5}]
+        assert ex.created_at.tzinfo is None and ex.created_at == ex.updated_at  # one stamp, naive, exact
+        assert abs((store.now() - ex.created_at).total_seconds()) < 60  # UTC, whatever the server's zone
+        assert isinstance(store.history(s, 1)[0].created_at, datetime)
+
+
+def test_text_search_is_case_insensitive_and_literal(engine):
+    add(engine, NewExample("50%_off today", "50%_off today"), NewExample("500 off", "500 off"),
+        NewExample("FLIGHT delayed", "@x FLIGHT delayed"), NewExample("back\\slash", "back\\slash"))
+    with Session(engine) as s:
+        assert store.queue_ids(s, "search", None, "50%_") == [1]  # % and _ are literal, not wildcards
+        assert store.queue_ids(s, "search", None, "flight") == [3]
+        assert store.queue_ids(s, "search", None, "@X") == [3]  # raw text is searched too
+        assert store.queue_ids(s, "search", None, "k\\s") == [4]
+        assert store.queue_ids(s, "search", None, "  ") == []
+
+
+def test_scores_and_queues(engine):
+    add(engine, *(NewExample(f"t{i}", f"t{i}", LABELS[i % 3] if i < 4 else None) for i in range(6)))
+    probs = [[0.9, 0.05, 0.05], [0.2, 0.5, 0.3], [0.34, 0.33, 0.33], [0.1, 0.1, 0.8], [0.6, 0.3, 0.1],
+             [0.1, 0.8, 0.1]]
+    with Session(engine) as s, s.begin():
+        vid = store.add_version(s, name="v1", path="/v1", base_model="m").id
+        store.save_scores(s, vid, range(1, 7), probs, LABELS)
+        store.save_scores(s, vid, [1], [[0.1, 0.1, 0.8]], LABELS)  # replaced, not duplicated
+        store.set_label(s, 2, "positive", "bob", "annotator", LABELS)
+    with Session(engine) as s:
+        assert store.queue_ids(s, "unlabeled", vid) == [5, 6]
+        # labels: 1 negative (pred positive .8), 2 positive (pred neutral), 3 positive (pred negative .34),
+        # 4 negative (pred positive .8)
+        assert store.queue_ids(s, "disagree", vid) == [1, 4, 2, 3]
+        assert store.queue_ids(s, "uncertain", vid)[0] == 3
+        assert store.queue_ids(s, "recent", vid) == [2, 4, 3, 1]  # newest human change first
+        assert store.score_of(s, 1, vid).predicted == "positive"
+        assert [row[3] for row in store.scored_examples(s, vid)][0] == [0.1, 0.1, 0.8]
+        assert store.change_counts(s) == {1: 1, 2: 2, 3: 1, 4: 1}
+
+
+def test_long_id_lists_are_bounded(engine):
+    """PostgreSQL caps bound parameters at 65535 per statement (SQLite builds at 32766 by default)."""
+    add(engine, NewExample("t", "t", "neutral"))
+    ids = list(range(1, 70_001))
+    with Session(engine) as s:
+        assert store.change_counts(s, ids) == {1: 1}

@@ -1,0 +1,4 @@
+"""Alembic migration environment of bertdemo's database (see bertdemo.migrate).
+
+`env.py` and `versions/` are read by Alembic from this folder; nothing here is imported by the app.
+"""

@@ -1,0 +1,248 @@
+"""Alembic migrations (bertdemo/migrations, bertdemo.migrate) on every backend of the `engine`
+fixtures: a database from before migrations is adopted without losing rows, the models and the
+migrations cannot drift apart, and every revision downgrades and upgrades again."""
+
+from __future__ import annotations
+
+import multiprocessing
+from datetime import datetime
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import (JSON, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Table,
+                        Text, func, inspect, insert, select)
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from bertdemo import migrate, store, users
+
+LABELS = ("negative", "neutral", "positive")
+
+# A frozen copy of the schema that `store.Base.metadata.create_all` made before there were
+# migrations (bertdemo/store.py at commit 536008d): what databases deployed then contain.
+# Never change it to follow store.py: it stands for databases that exist.
+LEGACY = MetaData()
+Table("users", LEGACY,
+      Column("id", Integer, primary_key=True),
+      Column("name", String(64), nullable=False, unique=True),
+      Column("role", String(16), nullable=False),
+      Column("password_hash", String(256), nullable=False),
+      Column("created_at", DateTime, nullable=False))
+Table("examples", LEGACY,
+      Column("id", Integer, primary_key=True),
+      Column("text", Text, nullable=False),
+      Column("raw_text", Text, nullable=False),
+      Column("text_key", String(40), nullable=False, unique=True),
+      Column("external_id", String(64), index=True),
+      Column("source", String(16), nullable=False),
+      Column("meta", JSON, nullable=False),
+      Column("created_at", DateTime, nullable=False),
+      Column("label", String(32), index=True),
+      Column("version", Integer, nullable=False),
+      Column("updated_at", DateTime),
+      Column("updated_by", String(64)))
+Table("label_events", LEGACY,
+      Column("id", Integer, primary_key=True),
+      Column("example_id", Integer, ForeignKey("examples.id"), nullable=False, index=True),
+      Column("label", String(32)),
+      Column("previous_label", String(32)),
+      Column("user", String(64), nullable=False),
+      Column("source", String(16), nullable=False),
+      Column("created_at", DateTime, nullable=False, index=True),
+      Column("version", Integer, nullable=False))
+Table("model_versions", LEGACY,
+      Column("id", Integer, primary_key=True),
+      Column("name", String(32), nullable=False, unique=True),
+      Column("path", Text, nullable=False),
+      Column("base_model", Text, nullable=False),
+      Column("created_at", DateTime, nullable=False),
+      Column("created_by", String(64), nullable=False),
+      Column("metrics", JSON, nullable=False),
+      Column("report", Text, nullable=False),
+      Column("train_config", JSON, nullable=False),
+      Column("is_active", Boolean, nullable=False),
+      Column("run_id", Integer, ForeignKey("training_runs.id")))
+Table("training_runs", LEGACY,
+      Column("id", Integer, primary_key=True),
+      Column("status", String(16), nullable=False, index=True),
+      Column("user", String(64), nullable=False),
+      Column("started_at", DateTime, nullable=False),
+      Column("finished_at", DateTime),
+      Column("config", JSON, nullable=False),
+      Column("step", Integer, nullable=False),
+      Column("total_steps", Integer, nullable=False),
+      Column("message", Text, nullable=False),
+      Column("history", JSON, nullable=False),
+      Column("version_id", Integer))
+Table("scores", LEGACY,
+      Column("example_id", Integer, ForeignKey("examples.id"), primary_key=True),
+      Column("version_id", Integer, ForeignKey("model_versions.id"), primary_key=True),
+      Column("probs", JSON, nullable=False),
+      Column("predicted", String(32), nullable=False),
+      Column("confidence", Float, nullable=False),
+      Column("entropy", Float, nullable=False, index=True))
+
+T0 = datetime(2025, 3, 1, 12, 30, 5)
+
+
+def differences(engine, metadata: MetaData = store.Base.metadata) -> list:
+    """What `alembic revision --autogenerate` would write to turn the database into `metadata`."""
+    with engine.connect() as conn:
+        return compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+
+
+def revision(engine) -> str | None:
+    with engine.connect() as conn:
+        return migrate.current_revision(conn)
+
+
+def tables(engine) -> set[str]:
+    return set(inspect(engine).get_table_names())
+
+
+def fill_legacy(engine) -> dict[str, int]:
+    """Rows in every table of a pre-migration database, written with the old schema only."""
+    t = LEGACY.tables
+    with engine.begin() as c:
+        c.execute(insert(t["users"]), [{"name": "ann", "role": "admin", "password_hash": users.hash_password(
+            "password1"), "created_at": T0}])
+        c.execute(insert(t["examples"]), [
+            {"text": f"text {i}", "raw_text": f"@x text {i}", "text_key": store.text_key(f"text {i}"),
+             "external_id": str(i), "source": "dataset", "meta": {"i": i}, "created_at": T0,
+             "label": LABELS[i % 3], "version": 1, "updated_at": T0, "updated_by": "dataset"} for i in range(1, 4)])
+        c.execute(insert(t["label_events"]), [
+            {"example_id": i, "label": LABELS[i % 3], "previous_label": None, "user": "dataset", "source": "dataset",
+             "created_at": T0, "version": 1} for i in range(1, 4)])
+        c.execute(insert(t["training_runs"]), [{"status": "succeeded", "user": "system", "started_at": T0,
+                                                "finished_at": T0, "config": {"epochs": 2}, "step": 10,
+                                                "total_steps": 10, "message": "ok", "history": [{"step": 10}]}])
+        c.execute(insert(t["model_versions"]), [{"name": "v1", "path": "/models/v1", "base_model": "m",
+                                                 "created_at": T0, "created_by": "system", "metrics": {"f1": 0.8},
+                                                 "report": "", "train_config": {}, "is_active": True, "run_id": 1}])
+        c.execute(insert(t["scores"]), [{"example_id": i, "version_id": 1, "probs": [0.2, 0.3, 0.5],
+                                         "predicted": "positive", "confidence": 0.5, "entropy": 1.0}
+                                        for i in range(1, 4)])
+    return row_counts(engine)
+
+
+def row_counts(engine) -> dict[str, int]:
+    with engine.connect() as c:
+        return {name: c.scalar(select(func.count()).select_from(t)) for name, t in LEGACY.tables.items()}
+
+
+def test_revision_0001_is_the_schema_of_deployed_databases(bare_engine):
+    migrate.upgrade(bare_engine, migrate.BASELINE)
+    assert revision(bare_engine) == "0001"
+    assert differences(bare_engine, LEGACY) == []
+    assert tables(bare_engine) == set(migrate.BASELINE_TABLES) | {"alembic_version"}
+
+
+def test_a_database_from_before_migrations_is_adopted_and_keeps_every_row(bare_engine):
+    LEGACY.create_all(bare_engine)  # what the old store.init_db did
+    before = fill_legacy(bare_engine)
+    assert "alembic_version" not in tables(bare_engine)
+
+    store.init_db(bare_engine)
+
+    assert revision(bare_engine) == migrate.head_revision()
+    assert row_counts(bare_engine) == before and all(before.values())
+    assert {"login_attempts", "alembic_version"} <= tables(bare_engine)
+    assert differences(bare_engine) == []
+    # the old rows work with the new code
+    assert users.authenticate(bare_engine, "ann", "password1")
+    with Session(bare_engine) as s, s.begin():
+        ex = s.get(store.Example, 1)
+        assert (ex.meta, ex.created_at, ex.label) == ({"i": 1}, T0, "neutral")
+        store.set_label(s, 1, "negative", "ann", "annotator", LABELS, expected_version=1)
+        assert store.active_version(s).name == "v1" and store.score_of(s, 1, 1).probs == [0.2, 0.3, 0.5]
+    store.init_db(bare_engine)  # current: nothing to do
+    assert row_counts(bare_engine)["label_events"] == 4
+
+
+def test_models_and_migrations_agree(engine):
+    """Fails when a model in bertdemo/store.py changes without a migration: add a revision
+    (`python -m bertdemo.migrate revision --autogenerate -m "what changed"`) and check it."""
+    assert revision(engine) == migrate.head_revision()
+    assert differences(engine) == []
+
+
+def test_the_drift_check_sees_a_model_change_without_a_migration(engine):
+    changed = MetaData()
+    for table in store.Base.metadata.tables.values():
+        table.to_metadata(changed)
+    changed.tables["users"].append_column(Column("email", String(128)))
+    changed.tables["examples"].c.raw_text.type = String(500)
+    Index("ix_scores_predicted", changed.tables["scores"].c.predicted)
+    Table("notes", changed, Column("id", Integer, primary_key=True))
+    kinds = {d[0] if isinstance(d, tuple) else d[0][0] for d in differences(engine, changed)}
+    assert {"add_column", "modify_type", "add_index", "add_table"} <= kinds
+
+
+def test_downgrade_to_base_and_upgrade_again(engine):
+    with Session(engine) as s, s.begin():
+        store.import_examples(s, [store.NewExample("kept", "kept", "neutral")], "import", "ann", LABELS)
+    migrate.downgrade(engine, "0001")
+    assert "login_attempts" not in tables(engine) and row_counts(engine)["examples"] == 1
+    migrate.downgrade(engine, "base")
+    assert tables(engine) <= {"alembic_version"} and revision(engine) is None
+    store.init_db(engine)
+    assert revision(engine) == migrate.head_revision() and differences(engine) == []
+
+
+def _start(url: str, barrier, results) -> None:  # noqa: ANN001 - multiprocessing objects
+    engine = store.make_engine(url)
+    barrier.wait()
+    try:
+        store.init_db(engine)
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - e.g. "table users already exists" would be the bug
+        results.put(repr(exc))
+
+
+def test_processes_starting_at_once_migrate_one_after_the_other(db_url):
+    """Several app processes starting on an empty database: one migrates, the others wait for
+    its lock and then find the database current."""
+    ctx = multiprocessing.get_context("fork")  # no re-import of the test session: well under a second
+    barrier, results = ctx.Barrier(3), ctx.Queue()
+    procs = [ctx.Process(target=_start, args=(db_url, barrier, results)) for _ in range(3)]
+    [p.start() for p in procs]
+    [p.join(60) for p in procs]
+    [p.kill() for p in procs if p.is_alive()]
+    assert [results.get(timeout=1) for _ in procs] == ["ok"] * 3
+    engine = store.make_engine(db_url)
+    try:
+        assert revision(engine) == migrate.head_revision() and differences(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_a_failed_migration_changes_nothing(bare_engine):
+    LEGACY.create_all(bare_engine)
+    fill_legacy(bare_engine)
+    with bare_engine.begin() as c:  # a stray table in the way of revision 0002
+        c.exec_driver_sql("CREATE TABLE login_attempts (x INTEGER)")
+    with pytest.raises(DBAPIError, match="login_attempts"):
+        store.init_db(bare_engine)
+    # one transaction: not even the stamp of 0001 is left behind
+    assert "alembic_version" not in tables(bare_engine) and revision(bare_engine) is None
+    assert all(row_counts(bare_engine).values())
+
+
+def test_a_database_with_only_some_of_the_tables_is_refused(bare_engine):
+    LEGACY.tables["users"].create(bare_engine)
+    with pytest.raises(migrate.MigrationError, match="not made by bertdemo"):
+        store.init_db(bare_engine)
+    assert tables(bare_engine) == {"users"}  # nothing was changed
+
+
+def test_command_line(db_url, monkeypatch, capsys):
+    monkeypatch.setenv("BERTDEMO_DB_URL", db_url)
+    assert migrate.main(["upgrade", "head"]) == 0
+    assert capsys.readouterr().out.strip() == f"database at {migrate.head_revision()}"
+    assert migrate.main(["current"]) == 0
+    assert f"{migrate.head_revision()} (head)" in capsys.readouterr().out
+    assert migrate.main(["history"]) == 0
+    assert "<base> -> 0001" in capsys.readouterr().out
+    assert migrate.main(["check"]) == 0
+    assert "No new upgrade operations detected" in capsys.readouterr().out
