@@ -69,8 +69,10 @@ def read_csv(path: str | os.PathLike, max_bytes: int, required: str = "text") ->
             warnings.append(f"The file is not UTF-8 (byte 0x{raw[exc.start]:02x} at position {exc.start}); "
                             "it was read as Windows-1252. Check the accented characters in the result.")
     try:
-        # newline=None: \r\n and old-Mac \r line ends both read as \n
-        frame = pd.read_csv(io.StringIO(content, newline=None), dtype=str, keep_default_na=False,
+        # newline=None: \r\n and old-Mac \r line ends both read as \n. header=None: the header is
+        # read as the first row, so a row with more fields than it is an error (with a header,
+        # pandas would take the extra first field as the index and shift every column left)
+        frame = pd.read_csv(io.StringIO(content, newline=None), dtype=str, keep_default_na=False, header=None,
                             na_filter=False, on_bad_lines="error", engine="python", quoting=csv.QUOTE_MINIMAL)
     except pd.errors.EmptyDataError:
         raise CSVError("The file is empty: it needs a header row with a 'text' column.") from None
@@ -80,6 +82,8 @@ def read_csv(path: str | os.PathLike, max_bytes: int, required: str = "text") ->
                            "than any text can be: remove or shorten it and upload the file again.") from None
         raise CSVError(f"The file is not valid CSV: {exc}") from None
     frame = frame.fillna("")  # a row with fewer fields than the header: the missing ones are empty
+    frame, header = frame.iloc[1:].reset_index(drop=True), list(frame.iloc[0]) if len(frame) else []
+    frame.columns = _unique_names(header)
     columns = {str(c).strip().lower(): c for c in frame.columns}
     if required not in columns:
         found = ", ".join(repr(str(c)[:40]) for c in frame.columns[:10]) or "none"
@@ -93,6 +97,20 @@ def read_csv(path: str | os.PathLike, max_bytes: int, required: str = "text") ->
     if len(frame) > MAX_ROWS:
         raise CSVError(f"The CSV has {len(frame):,} rows; the limit is {MAX_ROWS:,}.")
     return CSVTable(frame=frame, text_column=columns[required], encoding=encoding, warnings=warnings)
+
+
+def _unique_names(header: list[str]) -> list[str]:
+    """Column names as pandas makes them: empty ones 'Unnamed: i', repeats 'name.1', 'name.2'."""
+    seen: dict[str, int] = {}
+    out = []
+    for i, name in enumerate(header):
+        name = str(name) or f"Unnamed: {i}"
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}.{seen[name]}"
+        seen.setdefault(name, 0)
+        out.append(name)
+    return out
 
 
 def load_bundled(path: Path, max_chars: int) -> list[NewExample]:

@@ -94,6 +94,14 @@ def test_rows_with_missing_fields_read_as_empty_not_nan(tmp_path):
     assert t.frame.to_dict("records") == [{"text": "only text", "label": ""}, {"text": "", "label": "positive"}]
 
 
+def test_a_row_with_an_extra_field_is_an_error_not_a_shifted_row(tmp_path):
+    # pandas used to read the extra first field as the index: text 'positive', label 'extra'
+    with pytest.raises(CSVError, match="Expected 2 fields in line 2, saw 3"):
+        read_csv(write(tmp_path, "text,label\nsome text,positive,extra\n"), MB)
+    t = read_csv(write(tmp_path, "text,text,,label\na,b,c,positive\n"), MB)
+    assert list(t.frame.columns) == ["text", "text.1", "Unnamed: 2", "label"] and t.frame["text"][0] == "a"
+
+
 def test_old_mac_line_ends_and_utf16(tmp_path):
     assert list(read_csv(write(tmp_path, "text\rone\rtwo\r"), MB).frame["text"]) == ["one", "two"]
     t = read_csv(write(tmp_path, "text,label\ncafé,positive\n".encode("utf-16")), MB)
