@@ -9,7 +9,7 @@ import logging
 from bertdemo.config import Settings
 from bertdemo.jobs import Services
 from bertdemo.ui import build_demo
-from bertdemo.users import gradio_auth
+from bertdemo.users import SIGNIN_NOTICE, gradio_auth
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -23,4 +23,4 @@ if __name__ == "__main__":
     # answers first with a clearer message
     # sign-in only when accounts exist (`python -m bertdemo.users add NAME`); else single-user local mode
     demo.launch(max_file_size=f"{max(100, 2 * services.settings.max_upload_mb):.0f}mb",
-                auth=gradio_auth(services.engine), auth_message="bertdemo: sign in to annotate.")
+                auth=gradio_auth(services.engine), auth_message=f"bertdemo: sign in to annotate. {SIGNIN_NOTICE}")

@@ -3,31 +3,66 @@
 With no users in the database the app runs in single-user local mode: everyone is the local
 admin. `python -m bertdemo.users add NAME --role admin` creates a user (the password is asked
 for, or read from BERTDEMO_PASSWORD for scripts).
+
+Sign-in limit (`check_sign_in`, behind Gradio's `auth=`): every attempt is recorded in
+`login_attempts`; after MAX_FAILED_SIGNINS failures for a name within SIGNIN_WINDOW that name is
+refused, without checking the password, until the oldest of those failures leaves the window.
+Names are counted whether or not an account has them. Passwords are never logged.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
 import getpass
 import hashlib
 import hmac
+import logging
+import math
 import os
 import secrets
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from bertdemo import store
 
+log = logging.getLogger(__name__)
+
 LOCAL_USER = "local"  # the user of single-user mode (no accounts configured)
 _N, _R, _P = 2**14, 8, 1  # scrypt cost: ~16 MiB, ~50 ms per check
+
+MAX_FAILED_SIGNINS = 5  # failed sign-ins for one name ...
+SIGNIN_WINDOW = timedelta(minutes=15)  # ... within this long lock that name out
+ATTEMPTS_KEPT = timedelta(days=1)  # older login_attempts rows are deleted (the table stays small)
+# Attempts for one name are checked one at a time in this process, so that a burst of parallel
+# requests cannot all pass the check before the first failure is recorded. A fixed set of locks
+# (not one per name) keeps memory bounded whatever names are tried.
+_STRIPES = tuple(threading.Lock() for _ in range(64))
+# for the sign-in page: a locked-out name gets Gradio's generic "Incorrect credentials" there
+SIGNIN_NOTICE = (f"After {MAX_FAILED_SIGNINS} failed sign-ins a name is locked for "
+                 f"{SIGNIN_WINDOW.total_seconds() / 60:.0f} minutes, even with the right password.")
 
 
 class AuthError(PermissionError):
     """Not signed in, or the role does not allow the action; the message is for the user."""
+
+
+class SignInLocked(AuthError):
+    """Too many failed sign-ins for a name: refused without checking the password."""
+
+    def __init__(self, name: str, until: datetime, at: datetime) -> None:
+        self.name, self.until = name, until
+        self.retry_after_s = max(1, math.ceil((until - at).total_seconds()))
+        minutes = math.ceil(self.retry_after_s / 60)
+        super().__init__(f"Too many failed sign-ins for {name!r}; try again in {minutes} "
+                         f"minute{'' if minutes == 1 else 's'}.")
 
 
 def hash_password(password: str) -> str:
@@ -69,14 +104,74 @@ def has_users(engine: Engine) -> bool:
         return bool(s.scalar(select(func.count()).select_from(store.User)))
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
+
+
 def authenticate(engine: Engine, name: str, password: str) -> bool:
-    """For Gradio's `auth=`: True when the name and password match."""
+    """True when the name and password match (no attempt limit: see check_sign_in)."""
     with Session(engine) as s:
         user = s.scalar(select(store.User).where(store.User.name == name))
-        if user is None:
-            verify_password(password, hash_password("x" * 8))  # same cost either way: no user probing
-            return False
-        return verify_password(password, user.password_hash)
+    if user is None:
+        verify_password(password, _dummy_hash())  # one scrypt either way: timing does not tell who exists
+        return False
+    return verify_password(password, user.password_hash)
+
+
+def attempt_key(name: str) -> str:
+    """The name an attempt is counted under: as typed, stripped and lower-cased (so 'Ann ' and
+    'ann' share one limit), cut to the column's length."""
+    return name.strip().lower()[:128]
+
+
+def locked_until(s: Session, key: str, at: datetime) -> datetime | None:
+    """When `key` may try again if it is locked out at `at`, else None. Counted: failures (not
+    refusals) within SIGNIN_WINDOW before `at` that came after the name's last success."""
+    la = store.LoginAttempt
+    since = at - SIGNIN_WINDOW
+    last_ok = s.scalar(select(func.max(la.created_at)).where(la.name == key, la.success.is_(True), la.created_at <= at))
+    if last_ok is not None and last_ok > since:
+        since = last_ok
+    failures = s.scalars(select(la.created_at)
+                         .where(la.name == key, la.success.is_(False), la.locked_out.is_(False),
+                                la.created_at > since, la.created_at <= at)
+                         .order_by(la.created_at.desc()).limit(MAX_FAILED_SIGNINS)).all()
+    if len(failures) < MAX_FAILED_SIGNINS:
+        return None
+    return failures[-1] + SIGNIN_WINDOW  # then the oldest counted failure leaves the window
+
+
+def check_sign_in(engine: Engine, name: str, password: str, at: datetime | None = None) -> bool:
+    """Gradio's sign-in check with the attempt limit: True when the name and password match,
+    False when not; SignInLocked, without checking the password, when the name has had
+    MAX_FAILED_SIGNINS failures within SIGNIN_WINDOW. Every attempt is recorded; `at` (naive
+    UTC, default now) is for tests."""
+    at = at or store.now()
+    key = attempt_key(name)
+    with _STRIPES[hash(key) % len(_STRIPES)]:
+        with Session(engine) as s, s.begin():
+            until = locked_until(s, key, at)
+            if until is not None:
+                s.add(store.LoginAttempt(name=key, success=False, locked_out=True, created_at=at))
+        if until is not None:
+            log.warning("sign-in refused for %r: locked out after %d failed attempts, until %s UTC",
+                        key, MAX_FAILED_SIGNINS, f"{until:%Y-%m-%d %H:%M:%S}")
+            raise SignInLocked(key, until, at)
+        ok = authenticate(engine, name, password)  # the slow part (scrypt), outside any transaction
+        with Session(engine) as s, s.begin():
+            s.add(store.LoginAttempt(name=key, success=ok, locked_out=False, created_at=at))
+            s.execute(delete(store.LoginAttempt).where(store.LoginAttempt.created_at < at - ATTEMPTS_KEPT))
+            s.flush()
+            until = None if ok else locked_until(s, key, at)
+    if ok:
+        log.info("signed in: %r", key)
+    elif until is not None:
+        log.warning("failed sign-in for %r; %d failures within %d minutes: locked out until %s UTC", key,
+                    MAX_FAILED_SIGNINS, SIGNIN_WINDOW.total_seconds() // 60, f"{until:%Y-%m-%d %H:%M:%S}")
+    else:
+        log.warning("failed sign-in for %r", key)
+    return ok
 
 
 def role_of(engine: Engine, name: str | None) -> str | None:
@@ -108,12 +203,27 @@ def require_role(engine: Engine, name: str | None, role: str) -> str:
     return current_user(engine, name)
 
 
-def gradio_auth(engine: Engine):
+def gradio_auth(engine: Engine) -> Callable[[str, str], Awaitable[bool]] | None:
     """The `auth=` for Gradio's launch(): a checker when accounts exist, None (single-user local
-    mode, no sign-in) otherwise. Users added later take effect after a restart."""
+    mode, no sign-in) otherwise. Users added later take effect after a restart.
+
+    The checker is a coroutine function, so Gradio awaits it and the check (scrypt, ~50 ms, and
+    the database) runs in a worker thread instead of blocking the event loop. A locked-out name
+    gets HTTP 400, as wrong credentials do, with the reason as `detail` and a Retry-After header:
+    Gradio's sign-in page only reacts to 400 (it shows "Incorrect credentials") and silently
+    ignores any other status, such as 429."""
     if not has_users(engine):
         return None
-    return lambda name, password: authenticate(engine, name, password)
+    from fastapi import HTTPException  # the web layer's exception; imported only when serving
+
+    async def auth(name: str, password: str) -> bool:
+        try:
+            return await asyncio.to_thread(check_sign_in, engine, name, password)
+        except SignInLocked as exc:
+            raise HTTPException(status_code=400, detail=str(exc),
+                                headers={"Retry-After": str(exc.retry_after_s)}) from None
+
+    return auth
 
 
 def main(argv: Sequence[str] | None = None) -> int:

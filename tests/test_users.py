@@ -1,19 +1,31 @@
-"""Accounts: password hashing, roles, single-user mode, Gradio's auth hook and the CLI."""
+"""Accounts: password hashing, roles, single-user mode, the sign-in limit, Gradio's auth hook
+and the CLI, on every backend of the `engine` fixture (tests/conftest.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
+from datetime import datetime, timedelta
+
 import pytest
-from sqlalchemy import select
+from fastapi import HTTPException
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bertdemo import store, users
 
+T0 = datetime(2026, 1, 1, 12, 0, 0)  # attempts carry injected times: no sleeping
 
-@pytest.fixture
-def engine(tmp_path):
-    e = store.make_engine(f"sqlite:///{tmp_path / 'db' / 't.sqlite3'}")
-    store.init_db(e)
-    return e
+
+def at(seconds: float = 0, minutes: float = 0) -> datetime:
+    return T0 + timedelta(seconds=seconds, minutes=minutes)
+
+
+def attempts(engine) -> list[tuple[str, bool, bool]]:
+    with Session(engine) as s:
+        return [tuple(r) for r in s.execute(select(store.LoginAttempt.name, store.LoginAttempt.success,
+                                                   store.LoginAttempt.locked_out).order_by(store.LoginAttempt.id))]
 
 
 def test_passwords_are_salted_scrypt_hashes(engine):
@@ -47,7 +59,7 @@ def test_single_user_mode_until_the_first_account(engine):
     users.add_user(engine, "ann", "password1", "annotator")
     users.add_user(engine, "boss", "password2", "admin")
     check = users.gradio_auth(engine)
-    assert check("ann", "password1") and not check("ann", "password2")
+    assert asyncio.run(check("ann", "password1")) and not asyncio.run(check("ann", "password2"))
     with pytest.raises(users.AuthError, match="Sign in"):
         users.current_user(engine, None)
     assert users.require_role(engine, "ann", "annotator") == "ann"
@@ -57,11 +69,127 @@ def test_single_user_mode_until_the_first_account(engine):
     assert users.role_of(engine, "stranger") is None
 
 
-def test_cli_adds_and_lists_users(tmp_path, monkeypatch, capsys):
+def test_cli_adds_and_lists_users(tmp_path, db_url, monkeypatch, capsys):
     monkeypatch.setenv("BERTDEMO_DATA_DIR", str(tmp_path / "rt"))
+    monkeypatch.setenv("BERTDEMO_DB_URL", db_url)
     monkeypatch.setenv("BERTDEMO_PASSWORD", "password1")
     assert users.main(["add", "boss", "--role", "admin"]) == 0
     assert users.main(["add", "boss"]) == 2
     assert "exists already" in capsys.readouterr().err
     assert users.main(["list"]) == 0
     assert capsys.readouterr().out.startswith("boss\tadmin\t")
+
+
+# --------------------------------------------------------------------------- sign-in limit
+def test_five_failures_lock_the_name_even_for_the_right_password(engine, monkeypatch):
+    users.add_user(engine, "ann", "password1")
+    for i in range(users.MAX_FAILED_SIGNINS):
+        assert users.check_sign_in(engine, "ann", f"wrong{i}", at(seconds=i)) is False
+    checked = []
+    monkeypatch.setattr(users, "verify_password", lambda *a: checked.append(a) or True)
+    with pytest.raises(users.SignInLocked, match="Too many failed sign-ins for 'ann'; try again in 15 minutes"):
+        users.check_sign_in(engine, "ann", "password1", at(seconds=10))
+    with pytest.raises(users.SignInLocked, match="try again in 1 minute\\."):
+        users.check_sign_in(engine, "ANN ", "password1", at(minutes=14, seconds=30))  # same name, any case
+    assert checked == []  # refused without running scrypt
+    assert attempts(engine) == [("ann", False, False)] * 5 + [("ann", False, True)] * 2
+
+
+def test_the_lock_ends_when_the_window_has_passed(engine):
+    users.add_user(engine, "ann", "password1")
+    for i in range(5):
+        users.check_sign_in(engine, "ann", "wrong", at(seconds=i))
+    with pytest.raises(users.SignInLocked):
+        users.check_sign_in(engine, "ann", "password1", at(minutes=10))  # refusals do not extend the lock
+    # the oldest failure leaves the window at 15:00: the 5-in-15-minutes limit admits one more try
+    assert users.check_sign_in(engine, "ann", "wrong", at(minutes=15)) is False
+    with pytest.raises(users.SignInLocked):
+        users.check_sign_in(engine, "ann", "password1", at(minutes=15, seconds=0.5))
+    assert users.check_sign_in(engine, "ann", "password1", at(minutes=15, seconds=2)) is True
+
+
+def test_unknown_names_are_limited_too(engine):
+    users.add_user(engine, "ann", "password1")
+    for i in range(5):
+        assert users.check_sign_in(engine, "  NoBody", "whatever1", at(seconds=i)) is False
+    with pytest.raises(users.SignInLocked, match="'nobody'"):
+        users.check_sign_in(engine, "nobody", "whatever1", at(seconds=6))
+    assert users.check_sign_in(engine, "ann", "password1", at(seconds=7))  # other names are not affected
+
+
+def test_failures_before_a_success_do_not_count(engine):
+    users.add_user(engine, "ann", "password1")
+    for i in range(4):
+        users.check_sign_in(engine, "ann", "wrong", at(seconds=i))
+    assert users.check_sign_in(engine, "ann", "password1", at(seconds=5))
+    for i in range(4):
+        assert users.check_sign_in(engine, "ann", "wrong", at(seconds=6 + i)) is False
+    assert users.check_sign_in(engine, "ann", "password1", at(seconds=11))
+    for i in range(5):
+        users.check_sign_in(engine, "ann", "wrong", at(seconds=12 + i))
+    with pytest.raises(users.SignInLocked):
+        users.check_sign_in(engine, "ann", "password1", at(seconds=20))
+    assert len(attempts(engine)) == 4 + 1 + 4 + 1 + 5 + 1  # the history is kept
+
+
+def test_a_burst_of_parallel_attempts_gets_five_tries(engine):
+    users.add_user(engine, "ann", "password1")
+    results, barrier = [], threading.Barrier(10)
+
+    def attempt() -> None:
+        barrier.wait()
+        try:
+            results.append(users.check_sign_in(engine, "ann", "guess", at()))
+        except users.SignInLocked:
+            results.append("locked")
+
+    threads = [threading.Thread(target=attempt) for _ in range(10)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert sorted(results, key=str) == [False] * 5 + ["locked"] * 5
+
+
+def test_old_attempts_are_pruned(engine):
+    users.check_sign_in(engine, "ann", "wrong", at())
+    users.check_sign_in(engine, "bob", "wrong", at(minutes=60 * 23))
+    users.check_sign_in(engine, "bob", "wrong", at(minutes=60 * 25))
+    assert attempts(engine) == [("bob", False, False)] * 2
+
+
+def test_the_gradio_auth_is_async_and_checks_in_a_worker_thread(engine, monkeypatch):
+    users.add_user(engine, "ann", "password1")
+    check = users.gradio_auth(engine)
+    assert asyncio.iscoroutinefunction(check)  # Gradio awaits it instead of blocking its event loop
+    threads = []
+    real = users.check_sign_in
+    monkeypatch.setattr(users, "check_sign_in", lambda *a: threads.append(threading.current_thread()) or real(*a))
+
+    async def main() -> list:
+        return await asyncio.gather(check("ann", "password1"), check("ann", "nope"), return_exceptions=True)
+
+    assert asyncio.run(main()) == [True, False]
+    assert threading.main_thread() not in threads and len(threads) == 2
+    for _ in range(4):
+        asyncio.run(check("ann", "nope"))
+    with pytest.raises(HTTPException) as refused:
+        asyncio.run(check("ann", "password1"))
+    # 400 as for wrong credentials: Gradio's sign-in page shows nothing at all for a 429
+    assert refused.value.status_code == 400 and "Too many failed sign-ins for 'ann'" in refused.value.detail
+    assert 800 < int(refused.value.headers["Retry-After"]) <= 900
+
+
+def test_passwords_never_reach_the_logs(engine, caplog):
+    caplog.set_level(logging.DEBUG)
+    users.add_user(engine, "ann", "s3cret-right")
+    users.check_sign_in(engine, "ann", "s3cret-right", at())
+    for i in range(5):
+        users.check_sign_in(engine, "ann", f"s3cret-wrong-{i}", at(seconds=1 + i))
+    with pytest.raises(users.SignInLocked):
+        users.check_sign_in(engine, "ann", "s3cret-right", at(seconds=9))
+    users.check_sign_in(engine, "ghost", "s3cret-ghost", at(seconds=10))
+    assert "s3cret" not in caplog.text
+    messages = [r.getMessage() for r in caplog.records if r.name == "bertdemo.users"]
+    assert messages[0] == "signed in: 'ann'"
+    assert messages[1:5] == ["failed sign-in for 'ann'"] * 4
+    assert "locked out until" in messages[5] and "sign-in refused for 'ann'" in messages[6]
+    assert messages[7] == "failed sign-in for 'ghost'"
