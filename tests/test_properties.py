@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 
 from bertdemo.text import KEEP_FORMAT, MENTION_RE, URL_RE, TextError, clean_text
 
-settings.register_profile("ci", max_examples=150, deadline=None, database=None, print_blob=True,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-settings.register_profile("thorough", parent=settings.get_profile("ci"), max_examples=1500)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+# this module's settings, not a global profile: other modules keep hypothesis' defaults
+PROPS = settings(max_examples=1500 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 150, deadline=None,
+                 database=None, print_blob=True,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 LABELS = ("negative", "neutral", "positive")
 
@@ -56,6 +56,7 @@ def _check_output(out: str, cap: int) -> None:
     assert unicodedata.normalize("NFKC", out) == out
 
 
+@PROPS
 @given(TEXTS, st.integers(min_value=1, max_value=400))
 @example("@a@b", 2000)  # a mention glued to another: the second used to survive
 @example("&amp;amp;lt;b&amp;amp;gt;", 2000)  # escaped three times: used to come out as &lt;b&gt;
@@ -73,6 +74,7 @@ def test_clean_text_output_is_clean_and_idempotent(raw, cap):
     assert clean_text(out, cap) == out  # idempotent
 
 
+@PROPS
 @given(st.one_of(st.none(), st.integers(), st.floats(allow_nan=True), st.binary(max_size=50),
                  st.lists(st.text(max_size=5), max_size=3)))
 def test_clean_text_takes_any_value(value):
@@ -83,6 +85,7 @@ def test_clean_text_takes_any_value(value):
     _check_output(out, 2000)
 
 
+@PROPS
 @given(st.text(min_size=1, max_size=50).filter(lambda t: t.strip()))
 def test_length_cap_is_on_the_raw_text(text):
     with pytest.raises(TextError):
@@ -140,6 +143,7 @@ def csv_files(draw) -> bytes:
     return content.encode(encoding, errors="surrogatepass" if encoding.startswith("utf") else "replace")
 
 
+@PROPS
 @given(st.binary(max_size=2000))
 def test_read_csv_takes_any_bytes(tmp_path_factory, data):
     from bertdemo.datasets import CSVError, read_csv
@@ -155,6 +159,7 @@ def test_read_csv_takes_any_bytes(tmp_path_factory, data):
     assert all(isinstance(v, str) for v in table.frame.to_numpy().ravel())
 
 
+@PROPS
 @given(csv_files())
 @example(b"text,label\nsome text,positive,extra\n")  # used to shift the columns: text 'positive'
 @example(b"label,text\npositive\n")  # a missing field used to be read as the text 'nan'
