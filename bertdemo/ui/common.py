@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import html
 import logging
+import re
 from collections.abc import Callable, Iterable
 
 import gradio as gr
@@ -13,6 +15,21 @@ from pydantic import ConfigDict, ValidationError
 from bertdemo.actions import USER_ERRORS
 
 log = logging.getLogger(__name__)
+
+
+MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$])")
+
+
+def md_text(text: object) -> str:
+    """User text for a gr.Markdown: shown literally, never as HTML, a link, emphasis or a list
+    (HTML characters become entities, Markdown punctuation is backslash-escaped)."""
+    return MD_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False))
+
+
+def plain(message: str) -> str:
+    """A message for a toast (gr.Error, gr.Warning), which Gradio renders as HTML: characters
+    that would make markup (a text echoed in a message) are shown as themselves."""
+    return html.escape(message, quote=False)
 
 
 def guarded(fn: Callable) -> Callable:
@@ -26,7 +43,7 @@ def guarded(fn: Callable) -> Callable:
         except gr.Error:
             raise
         except USER_ERRORS as exc:
-            raise gr.Error(str(exc), print_exception=False) from exc
+            raise gr.Error(plain(str(exc)), print_exception=False) from exc
         except Exception as exc:  # noqa: BLE001 - the UI must answer every request
             log.exception("unexpected error in %s", fn.__name__)
             raise gr.Error(f"Internal error ({type(exc).__name__}); the details are in the server log.") from exc
@@ -36,7 +53,7 @@ def guarded(fn: Callable) -> Callable:
 
 def warn(messages: Iterable[str]) -> None:
     for m in messages:
-        gr.Warning(m)
+        gr.Warning(plain(m))
 
 
 # ------------------------------------------------------------------------- API-safe inputs

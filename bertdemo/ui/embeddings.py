@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import html
+
 import gradio as gr
 import pandas as pd
 
 from bertdemo import embedding_plots
 from bertdemo.context import (ACTIVE_MODEL, DEFAULT_PRESET, MODEL_CHOICES, PRESETS, Comparison,
                               EmbeddingActions, Neighbours)
-from bertdemo.ui.common import guarded, warn
+from bertdemo.ui.common import guarded, md_text, warn
 
 INTRO = (
     "A static word vector (word2vec, GloVe, or BERT's own input-embedding table) gives **one vector "
@@ -26,11 +28,12 @@ STATIC_NOTE = (
 
 def summary_markdown(c: Comparison) -> str:
     """What the user should read off the plots, in words."""
-    lines = [f"**{len(c.occurrences)} occurrences** of *{c.word}* in "
+    lines = [f"**{len(c.occurrences)} occurrences** of *{md_text(c.word)}* in "
              f"{len({o.sentence_index for o in c.occurrences})} sentence(s), model: {c.model_name}, "
              f"layer {c.layer} of {c.num_layers} (0 = input embeddings)."]
     if c.pooled:
-        lines.append(f"*{c.word}* is split into {len(c.pieces)} WordPieces ({' '.join(c.pieces)}): "
+        lines.append(f"*{md_text(c.word)}* is split into {len(c.pieces)} WordPieces "
+                     f"({html.escape(' '.join(c.pieces), quote=False)}): "
                      "its vector is the **mean** of theirs.")
     best = c.best_layer()
     if best is not None:
@@ -45,8 +48,8 @@ def summary_markdown(c: Comparison) -> str:
             now = c.sense_means(c.layer)
             lines.append(f"At the chosen layer {c.layer}: same-sense {now[0]:.3f} vs different-sense {now[1]:.3f}.")
     if c.skipped:
-        lines.append("**Skipped lines:**\n" + "\n".join(f"- line {s.line_number}: {s.reason}: “{s.text[:80]}”"
-                                                       for s in c.skipped))
+        lines.append("**Skipped lines:**\n" + "\n".join(
+            f"- line {s.line_number}: {md_text(s.reason)}: “{md_text(s.text[:80])}”" for s in c.skipped))
     lines.append("Occurrences: " + "; ".join(f"**{o.label}** = occurrence {o.nth} in line {o.line_number}"
                                                for o in c.occurrences[:20])
                  + (" …" if len(c.occurrences) > 20 else ""))

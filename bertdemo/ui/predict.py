@@ -6,7 +6,7 @@ import gradio as gr
 
 from bertdemo import plots
 from bertdemo.actions import PredictActions
-from bertdemo.ui.common import File, Slider, guarded, warn
+from bertdemo.ui.common import File, Slider, guarded, md_text, warn
 
 EXAMPLES = [
     "Jim Henson was a puppeteer",
@@ -72,7 +72,7 @@ def build(actions: PredictActions) -> None:
     @guarded
     def describe(t: str) -> str:
         r = actions.predict(t)
-        return f"Model version **{r.version}** saw the cleaned text:\n\n> {r.cleaned}"
+        return f"Model version **{r.version}** saw the cleaned text:\n\n> {md_text(r.cleaned)}"
 
     @guarded
     def tokens(t: str, pad_to: float):
