@@ -420,7 +420,8 @@ def _version_of(value: object) -> int | None:
         return None
     n = _whole(value, "The version")
     if not 0 <= n <= MAX_ID:
-        raise InputError(f"The version must be 0 or more (the 'version' that next_item returned), got {n}.")
+        raise InputError(f"The version must be the 'version' that next_item returned (a whole number from 0), "
+                         f"got {n}.")
     return n
 
 

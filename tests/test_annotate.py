@@ -271,7 +271,7 @@ def test_undo_on_a_missing_example_says_so(services, acts):
 def test_ids_may_come_as_whole_floats_or_digit_strings(services, acts):
     ids = seed(services, [("a", "negative")])
     assert acts.save_label(float(ids[0]), "neutral", "1", None).version == 2
-    with pytest.raises(StoreError, match="version must be 0 or more"):
+    with pytest.raises(StoreError, match="version must be the 'version' that next_item returned"):
         acts.save_label(ids[0], "neutral", -5, None)
     with pytest.raises(StoreError, match="Unknown label None"):
         acts.save_label(ids[0], None, 2, None)

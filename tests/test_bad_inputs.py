@@ -428,25 +428,30 @@ def test_nothing_was_trained_or_activated(client, app):
     assert status["run_id"] == 1 and status["version"] == "v1" and status["state"] == "succeeded"
 
 
-def test_ui_inputs_turn_malformed_api_values_into_messages():
-    """The Slider, Number and File of bertdemo.ui.common answer what Gradio's own crash on."""
+def test_ui_inputs_turn_malformed_api_values_into_messages(tmp_path):
+    """The inputs of bertdemo.ui.common answer what Gradio's own crash on, and stay plain Gradio
+    components (no subclass, so Gradio writes no .pyi stub into the package)."""
     import gradio as gr
 
-    from bertdemo.ui.common import File, Number, Slider
+    from bertdemo.ui import common
+    from bertdemo.ui.common import api_file, api_number, api_slider
 
-    cases = [(Slider(0, 128, label="Padded length"), [None, "abc", [1], True], "Padded length: expected a number"),
-             (Number(label="Epochs", minimum=0.05), ["abc", "nan", {}], "Epochs: expected a number of at least 0.05"),
-             (Slider(4, 128, label="Batch size"), [1000], "Batch size: Value 1000 is greater than maximum value 128")]
+    cases = [(api_slider(0, 128, label="Padded length"), [None, "abc", [1], True],
+              "Padded length: expected a number"),
+             (api_number(label="Epochs", minimum=0.05), ["abc", "nan", {}],
+              "Epochs: expected a number of at least 0.05"),
+             (api_slider(4, 128, label="Batch size"), [1000], "Batch size: Value 1000 is greater than maximum value 128")]
     for comp, values, message in cases:
-        assert comp.get_block_name() == type(comp).__mro__[1].__name__.lower()  # renders as the Gradio one
+        assert type(comp) in (gr.Slider, gr.Number)
         for v in values:
             with pytest.raises(gr.Error, match=re.escape(message)):
                 comp.preprocess(v)
-    assert Number(label="Seed").preprocess(None) is None and Slider(0, 10).preprocess(3) == 3
-    f = File(file_types=[".csv"])
-    assert f.api_info() == gr.File(file_types=[".csv"]).api_info()  # gradio_client still uploads files
+    assert api_number(label="Seed").preprocess(None) is None and api_slider(0, 10).preprocess(3) == 3
+    f = api_file(file_types=[".csv"])
+    assert type(f) is gr.File and f.api_info() == gr.File(file_types=[".csv"]).api_info()  # uploads still work
     with pytest.raises(gr.Error, match=re.escape("Expected an uploaded file (with gradio_client: handle_file")):
         f.data_model.model_validate("tweets.csv", context={"validate_meta": True})
+    assert not Path(common.__file__).with_suffix(".pyi").exists()
 
 
 # ---------------------------------------------------------------------------- every endpoint

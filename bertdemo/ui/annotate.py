@@ -14,7 +14,7 @@ import gradio as gr
 from bertdemo.actions import PredictActions
 from bertdemo.annotate import QUEUES, AnnotateActions, Item
 from bertdemo.store import ConflictError
-from bertdemo.ui.common import File, guarded, warn
+from bertdemo.ui.common import api_file, guarded, warn
 
 SHORTCUTS_JS = """
 if (!window.__bertdemoAnnotateKeys) {
@@ -93,7 +93,7 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
                     "**Preview** shows what would be added and skipped (duplicates by cleaned text, unknown "
                     "labels, unusable texts); **Import** adds them (admins only). Export writes every example "
                     "with its current label, annotator and number of changes.")
-        upload = File(label="CSV to import", file_types=[".csv"], elem_id="annot-upload")
+        upload = api_file(label="CSV to import", file_types=[".csv"], elem_id="annot-upload")
         with gr.Row():
             preview_btn = gr.Button("Preview", elem_id="annot-preview")
             import_btn = gr.Button("Import", variant="primary", elem_id="annot-import")

@@ -60,20 +60,13 @@ def warn(messages: Iterable[str]) -> None:
 # Gradio checks and converts an input's value before our callback (and `guarded`) runs. A value
 # the browser never sends but an API caller can (None or text for a slider, text for a number, a
 # path string instead of handle_file(path)) fails there with a bare TypeError or pydantic error,
-# which the client sees as "The upstream Gradio app has raised an exception". These subclasses
-# render exactly like the Gradio components (is_template: the frontend uses the parent's Svelte
-# file) and turn such a value into a gr.Error naming the input and what it takes.
+# which the client sees as "The upstream Gradio app has raised an exception". The functions below
+# make the usual Gradio components and wrap that one step of the instance, so such a value gets a
+# gr.Error naming the input and what it takes. (Instances, not subclasses: Gradio writes a .pyi
+# stub next to the module of every Component subclass, at import, which fails on a read-only
+# install. These inputs are never outputs, so Gradio never rebuilds them from their class.)
 def _label(component: gr.components.Component) -> str:
     return str(getattr(component, "label", None) or type(component).__name__)
-
-
-def _checked_preprocess(component, preprocess: Callable, payload, expected: str):  # noqa: ANN001
-    try:
-        return preprocess(payload)
-    except gr.Error as exc:
-        raise gr.Error(f"{_label(component)}: {exc.message}", print_exception=False) from None
-    except Exception:  # noqa: BLE001 - whatever Gradio raised, the caller sent a wrong value
-        raise gr.Error(f"{_label(component)}: {expected}, got {_short(payload)}.", print_exception=False) from None
 
 
 def _short(value: object) -> str:
@@ -90,35 +83,44 @@ def _range(component) -> str:  # noqa: ANN001
     return f" of at most {hi:g}" if hi is not None else ""
 
 
-class Slider(gr.Slider):
-    is_template = True
+def _numeric_input(component, required: bool):  # noqa: ANN001, ANN202
+    """Wrap `component.preprocess`: a number (None too unless `required`) or a gr.Error."""
+    preprocess = component.preprocess
 
-    def preprocess(self, payload):  # noqa: ANN001, ANN201
-        if payload is None or isinstance(payload, bool) or not isinstance(payload, (int, float)):
-            raise gr.Error(f"{_label(self)}: expected a number{_range(self)}, got {_short(payload)}.",
-                           print_exception=False)
-        return _checked_preprocess(self, super().preprocess, payload, f"expected a number{_range(self)}")
+    def checked(payload):  # noqa: ANN001, ANN202
+        expected = f"expected a number{_range(component)}"
+        if (payload is None and required) or (payload is not None and (
+                isinstance(payload, bool) or not isinstance(payload, (int, float)))):
+            raise gr.Error(f"{_label(component)}: {expected}, got {_short(payload)}.", print_exception=False)
+        try:
+            return preprocess(payload)
+        except gr.Error as exc:  # Gradio's own bounds check: say which input
+            raise gr.Error(f"{_label(component)}: {exc.message}", print_exception=False) from None
+        except Exception:  # noqa: BLE001 - whatever Gradio raised, the caller sent a wrong value
+            raise gr.Error(f"{_label(component)}: {expected}, got {_short(payload)}.",
+                           print_exception=False) from None
+
+    component.preprocess = checked
+    return component
 
 
-class Number(gr.Number):
-    is_template = True
+def api_slider(*args, **kwargs) -> gr.Slider:  # noqa: ANN002, ANN003
+    """gr.Slider whose API value must be a number within its range."""
+    return _numeric_input(gr.Slider(*args, **kwargs), required=True)
 
-    def preprocess(self, payload):  # noqa: ANN001, ANN201
-        if payload is not None and (isinstance(payload, bool) or not isinstance(payload, (int, float))):
-            raise gr.Error(f"{_label(self)}: expected a number{_range(self)}, got {_short(payload)}.",
-                           print_exception=False)
-        return _checked_preprocess(self, super().preprocess, payload, f"expected a number{_range(self)}")
+
+def api_number(*args, **kwargs) -> gr.Number:  # noqa: ANN002, ANN003
+    """gr.Number whose API value must be a number (or None) within its range."""
+    return _numeric_input(gr.Number(*args, **kwargs), required=False)
 
 
 class _UploadData(FileData):
-    """FileData whose validation failure (a plain string or number instead of an uploaded file)
-    is a gr.Error saying how to send a file."""
-
-    __doc__ = FileData.__doc__
+    __doc__ = FileData.__doc__  # the API schema (view_api, gradio_client's uploads) stays FileData's
     model_config = ConfigDict(title="FileData")
 
     @classmethod
     def model_validate(cls, obj, *args, **kwargs):  # noqa: ANN001, ANN206
+        """FileData, or a gr.Error saying how to send a file (for a plain string or number)."""
         try:
             return FileData.model_validate(obj, *args, **kwargs)
         except ValidationError:
@@ -126,10 +128,9 @@ class _UploadData(FileData):
                            print_exception=False) from None
 
 
-class File(gr.File):
-    is_template = True
-
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
-        super().__init__(*args, **kwargs)
-        if self.data_model is FileData:
-            self.data_model = _UploadData
+def api_file(*args, **kwargs) -> gr.File:  # noqa: ANN002, ANN003
+    """gr.File (one file) whose API value must be an upload."""
+    component = gr.File(*args, **kwargs)
+    if component.data_model is FileData:
+        component.data_model = _UploadData
+    return component

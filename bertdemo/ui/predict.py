@@ -6,7 +6,7 @@ import gradio as gr
 
 from bertdemo import plots
 from bertdemo.actions import PredictActions
-from bertdemo.ui.common import File, Slider, guarded, md_text, warn
+from bertdemo.ui.common import api_file, api_slider, guarded, md_text, warn
 
 EXAMPLES = [
     "Jim Henson was a puppeteer",
@@ -34,7 +34,7 @@ def build(actions: PredictActions) -> None:
         gr.Markdown("How BERT sees the text: WordPiece tokens and their vocabulary ids, the special "
                     "`[CLS]` (first) and `[SEP]` (last) tokens, and the attention mask (1 = real token, "
                     "0 = `[PAD]`, ignored). Choose a padded length to see `[PAD]` positions.")
-        pad = Slider(0, 128, value=0, step=1, label="Padded length (0 = no padding)")
+        pad = api_slider(0, 128, value=0, step=1, label="Padded length (0 = no padding)")
         table = gr.Dataframe(label="Tokenization", interactive=False, elem_id="token-table", wrap=True)
     with gr.Tab("Attributions"):
         gr.Markdown("Integrated Gradients (captum, 50 steps on the embedding layer): how much each token "
@@ -57,7 +57,7 @@ def build(actions: PredictActions) -> None:
         gr.Markdown(f"Upload a CSV with a `text` column (UTF-8, up to {actions.settings.max_upload_mb:.0f} MB). "
                     "You get it back with `predicted_label`, one probability column per class and an "
                     "`error` column for rows that could not be classified.")
-        upload = File(label="CSV to classify", file_types=[".csv"], elem_id="csv-upload")
+        upload = api_file(label="CSV to classify", file_types=[".csv"], elem_id="csv-upload")
         csv_go = gr.Button("Classify CSV", elem_id="csv-button")
         result = gr.File(label="Predictions", elem_id="csv-result")
         summary = gr.Markdown()

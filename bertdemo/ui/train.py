@@ -13,7 +13,7 @@ import gradio as gr
 from bertdemo import plots
 from bertdemo.train import TrainConfig
 from bertdemo.training_actions import MODES, STARTS, TrainingActions
-from bertdemo.ui.common import Number, Slider, guarded
+from bertdemo.ui.common import api_number, api_slider, guarded
 
 VERSION_HEADERS = ["version", "serving", "macro-F1", "accuracy", "created", "by", "settings"]
 
@@ -35,16 +35,16 @@ def build(actions: TrainingActions) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             with gr.Accordion("Options", open=True):
-                epochs = Number(d.epochs, label="Epochs", minimum=0.05, step=0.5, elem_id="train-epochs")
-                lr = Number(d.learning_rate, label="Learning rate (peak, AdamW)", minimum=1e-7, maximum=0.5,
+                epochs = api_number(d.epochs, label="Epochs", minimum=0.05, step=0.5, elem_id="train-epochs")
+                lr = api_number(d.learning_rate, label="Learning rate (peak, AdamW)", minimum=1e-7, maximum=0.5,
                                elem_id="train-lr")
-                batch = Slider(4, 128, value=d.batch_size, step=4, label="Batch size", elem_id="train-batch")
-                max_len = Slider(16, 256, value=d.max_length, step=8, label="Max length (WordPieces)",
+                batch = api_slider(4, 128, value=d.batch_size, step=4, label="Batch size", elem_id="train-batch")
+                max_len = api_slider(16, 256, value=d.max_length, step=8, label="Max length (WordPieces)",
                                     elem_id="train-maxlen")
-                seed = Number(d.seed, label="Seed", precision=0, elem_id="train-seed")
+                seed = api_number(d.seed, label="Seed", precision=0, elem_id="train-seed")
                 mode = gr.Radio(list(MODES), value=MODES[0], label="What to train", elem_id="train-mode")
                 start_from = gr.Radio(list(STARTS), value=STARTS[0], label="Start from", elem_id="train-from")
-                max_steps = Number(0, label="Max steps (0 = no limit; for quick trials)", precision=0,
+                max_steps = api_number(0, label="Max steps (0 = no limit; for quick trials)", precision=0,
                                       minimum=0, elem_id="train-maxsteps")
                 serve = gr.Checkbox(False, label="Serve the new version as soon as it is trained",
                                     elem_id="train-serve")
