@@ -90,6 +90,46 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
         return None
 
 
+def _cast_linear(lin: torch.nn.Linear, dtype: torch.dtype) -> torch.nn.Linear:
+    out = torch.nn.Linear(lin.in_features, lin.out_features, bias=lin.bias is not None, device="meta")
+    out.weight = torch.nn.Parameter(lin.weight.detach().to(dtype), requires_grad=False)
+    out.bias = lin.bias  # shared; autocast casts it (a few hundred values)
+    return out
+
+
+class PackedLinear(torch.nn.Module):
+    """A bf16 Linear for CPU inference with its weight pre-packed in oneDNN's blocked layout
+    once, as torch.compile's freezing pass does (`mkldnn._reorder_linear_weight` and
+    `mkldnn._linear_pointwise`), instead of on every call. No autograd."""
+
+    def __init__(self, lin: torch.nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = lin.in_features, lin.out_features
+        # plain attributes, not parameters: the packed tensor is opaque and never saved or trained
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(lin.weight.detach().to(torch.bfloat16))
+        self.bias = None if lin.bias is None else lin.bias.detach().to(torch.bfloat16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), self.packed, self.bias, "none", [], "")
+
+    _available: bool | None = None
+
+    @classmethod
+    def available(cls) -> bool:
+        """True when this torch build packs bf16 weights and a packed layer matches F.linear."""
+        if cls._available is None:
+            try:
+                lin = torch.nn.Linear(16, 8)
+                x = torch.randn(2, 3, 16)
+                ref = torch.nn.functional.linear(x.bfloat16(), lin.weight.bfloat16(), lin.bias.bfloat16())
+                cls._available = bool(torch.allclose(PackedLinear(lin)(x).float(), ref.float(), atol=1e-2))
+            except (AttributeError, RuntimeError, NotImplementedError):
+                cls._available = False
+            if not cls._available:
+                log.info("oneDNN weight packing is not available: serving with plain bf16 weights")
+        return cls._available
+
+
 class Classifier:
     """A tokenizer and an `AutoModelForSequenceClassification`, in eval mode on one device."""
 
@@ -159,11 +199,14 @@ class Classifier:
 
     def serving_model(self) -> torch.nn.Module:
         """The module that predictions run: `self.model` in fp32, or under bf16/fp16 autocast a
-        copy whose Linear weights are stored in that dtype. Autocast casts every Linear weight on
-        every call otherwise (10.6M values for MiniLM, ~2 ms of a 5 ms single prediction); the
-        copy gives the same numbers, because autocast rounds those weights to the same dtype.
-        Every other parameter (embeddings, LayerNorm) is shared, not copied. The copy is rebuilt
-        when the weights change (training steps and state-dict loads bump parameter versions)."""
+        copy whose Linear layers hold their weights in that dtype, on the CPU pre-packed in
+        oneDNN's blocked layout (`PackedLinear`). Otherwise autocast casts every Linear weight on
+        every call and oneDNN re-packs it: for one tweet on one thread 7.9 ms per forward against
+        6.1 ms packed; a batch of 64 runs ~10% faster. The numbers are the same, since autocast
+        rounds those weights to the same dtype. Every other parameter (embeddings, LayerNorm)
+        is shared, not copied. Inference only (no gradients through packed weights). The copy
+        is rebuilt when the weights change (training steps and state-dict loads bump parameter
+        versions)."""
         if self.amp_dtype is None:
             return self.model
         key = (self.amp_dtype, self.device, sum(p._version for p in self.model.parameters()))
@@ -171,9 +214,11 @@ class Classifier:
             with torch.no_grad():
                 shared = {id(t): t for t in list(self.model.parameters()) + list(self.model.buffers())}
                 fast = copy.deepcopy(self.model, memo=shared).eval()
-                for mod in fast.modules():
-                    if isinstance(mod, torch.nn.Linear):
-                        mod.weight = torch.nn.Parameter(mod.weight.detach().to(self.amp_dtype), requires_grad=False)
+                pack = self.device.type == "cpu" and self.amp_dtype == torch.bfloat16 and PackedLinear.available()
+                for mod in list(fast.modules()):
+                    for name, child in list(mod.named_children()):
+                        if isinstance(child, torch.nn.Linear):
+                            setattr(mod, name, PackedLinear(child) if pack else _cast_linear(child, self.amp_dtype))
             self._serving = (key, fast)
         return self._serving[1]
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 from captum.attr import LayerIntegratedGradients
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bertdemo.classifier import Classifier, TokenView
 
@@ -67,12 +68,19 @@ def _input_gradients_only(model: torch.nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-def integrated_gradients(clf: Classifier, text: str, target: str | None = None, n_steps: int = 50) -> Attribution:
+def integrated_gradients(clf: Classifier, text: str, target: str | None = None, n_steps: int = 50,
+                         exact: bool = False) -> Attribution:
     """Attribute the logit of `target` (default: the predicted class) to each input token with
     captum's LayerIntegratedGradients on the embedding layer.
 
-    Runs in fp32 without autocast: the path integral sums 50 small gradient differences, and
-    bf16's 8-bit mantissa would swamp them (the convergence delta grows ~100x)."""
+    Precision: bf16 autocast where the classifier serves in bf16 (native bf16 hardware), unless
+    `exact`. Measured on 20 bundled tweets with a fine-tuned version: bf16 attributions correlate
+    with fp32 ones at r >= 0.99998 and share 98% of the top-3 tokens; the convergence delta (how
+    far the attributions miss summing to the logit gap) grows from ~1e-4 to ~1e-2 logits, still
+    tiny next to the gaps explained; it runs 1.6x faster (189 vs 304 ms for 18 tokens on 2
+    cores). `exact=True` runs fp32 for exact completeness. It runs the fp32 model under autocast
+    (gradients cannot flow through the packed serving weights), and on the CPU the attention
+    takes SDPA's math kernel: its bf16 backward is ~10x faster there than the flash kernel's."""
     t0 = time.perf_counter()
     enc = clf.tokenizer(text, truncation=True, max_length=clf.max_length, return_offsets_mapping=True,
                         return_tensors="pt")
@@ -82,14 +90,23 @@ def integrated_gradients(clf: Classifier, text: str, target: str | None = None, 
     special = torch.tensor(clf.tokenizer.get_special_tokens_mask(ids[0].tolist(), already_has_special_tokens=True),
                            device=clf.device, dtype=torch.bool)
     baseline = torch.where(special, ids[0], torch.full_like(ids[0], clf.tokenizer.pad_token_id))[None]
-    model = clf.model
+    low_precision = clf.amp_dtype is not None and not exact
 
-    def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, C)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(clf._lock)
+        model = clf.model
+        stack.enter_context(clf.threads_for(n_steps * ids.shape[1]))
+        stack.enter_context(_input_gradients_only(model))
+        if low_precision:
+            stack.enter_context(clf._autocast())
+            if clf.device.type == "cpu":
+                stack.enter_context(sdpa_kernel(SDPBackend.MATH))
 
-    with clf._lock, clf.threads_for(n_steps * ids.shape[1]), _input_gradients_only(model):
+        def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return model(input_ids=input_ids, attention_mask=attention_mask).logits.float()  # (B, C)
+
         with torch.no_grad():
-            logits = forward(ids, mask)[0].float()
+            logits = forward(ids, mask)[0]
         probs = logits.softmax(-1).cpu().numpy()
         target_idx = int(probs.argmax()) if target is None else clf.labels.index(target)
         lig = LayerIntegratedGradients(forward, model.base_model.embeddings)

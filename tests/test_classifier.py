@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bertdemo.classifier import Classifier, autocast_dtype, resolve_device
+from bertdemo.classifier import Classifier, PackedLinear, autocast_dtype, resolve_device
 from bertdemo.config import packaged_model_path
 
 SENTENCES = ["I love this airline", "the flight was late", "ok", "what time is boarding for the flight to boston?"]
@@ -97,21 +97,26 @@ def test_device_resolution():
 
 
 def test_bf16_serving_copy_gives_autocast_numbers_and_follows_weight_changes(base_clf):
-    """predict() runs a copy with bf16 Linear weights; it must equal autocast over the fp32
-    weights, share everything else, and be rebuilt when the weights change."""
+    """predict() runs a copy with bf16 (on the CPU: pre-packed) Linear weights; it must give what
+    autocast over the fp32 weights gives, share everything else, and be rebuilt when the weights
+    change."""
+    if autocast_dtype(torch.device("cpu")) is None:
+        pytest.skip("this CPU has no native bf16")
     clf = Classifier(base_clf.model, base_clf.tokenizer, base_clf.labels, base_clf.device, precision="bf16")
     enc = clf.encode(SENTENCES)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         reference = clf.model(**enc).logits.float().numpy()
-    order = np.argsort([len(clf.tokenizer(s)["input_ids"]) for s in SENTENCES], kind="stable")
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         served = clf.serving_model()(**enc).logits.float().numpy()
-    np.testing.assert_allclose(served, reference, atol=1e-6)
-    np.testing.assert_allclose(clf.logits(SENTENCES, batch_size=len(SENTENCES))[order], reference[order], atol=1e-2)
+    np.testing.assert_allclose(served, reference, atol=2e-2)  # bf16 logits: 8-bit mantissa
+    assert (served.argmax(1) == reference.argmax(1)).all()
     fast = clf.serving_model()
     assert fast is clf.serving_model()  # cached while the weights stay the same
     assert fast.base_model.embeddings.word_embeddings.weight is clf.model.base_model.embeddings.word_embeddings.weight
-    assert fast.classifier.weight.dtype == torch.bfloat16 and clf.model.classifier.weight.dtype == torch.float32
+    assert clf.model.classifier.weight.dtype == torch.float32  # the model itself is untouched
+    if PackedLinear.available():
+        assert isinstance(fast.classifier, PackedLinear)
+    else:
+        assert fast.classifier.weight.dtype == torch.bfloat16
 
     head = Classifier(copy.deepcopy(base_clf.model), base_clf.tokenizer, base_clf.labels, base_clf.device,
                       precision="bf16")
@@ -119,12 +124,13 @@ def test_bf16_serving_copy_gives_autocast_numbers_and_follows_weight_changes(bas
     with torch.no_grad():
         head.model.classifier.bias.add_(torch.tensor([5.0, 0.0, 0.0]))  # an in-place update, like an optimizer step
     after = head.logits(SENTENCES)
-    assert head.serving_model().classifier.bias is head.model.classifier.bias
     np.testing.assert_allclose(after[:, 0] - before[:, 0], 5.0, atol=0.1)
+    np.testing.assert_allclose(after[:, 1:], before[:, 1:], atol=1e-6)
     state = {k: v.clone() for k, v in head.model.state_dict().items()}
     state["classifier.weight"].zero_()
+    state["classifier.bias"].zero_()
     head.model.load_state_dict(state)  # restoring the best checkpoint copies in place too
-    assert torch.count_nonzero(head.serving_model().classifier.weight) == 0
+    np.testing.assert_allclose(head.logits(SENTENCES), 0.0)
 
 
 def test_small_inputs_run_on_one_thread_large_ones_on_every_core(base_clf):

@@ -68,3 +68,11 @@ def test_integrated_gradients_computes_no_weight_gradients_and_restores_flags(cl
     explain.integrated_gradients(clf, "the crew was rude")
     assert [p.requires_grad for p in clf.model.parameters()] == flags
     assert all(p.grad is None for p in clf.model.parameters())
+
+
+def test_bf16_attributions_match_exact_fp32_ones(clf):
+    text = "the crew was rude and the flight was late"
+    fast, exact = explain.integrated_gradients(clf, text), explain.integrated_gradients(clf, text, exact=True)
+    assert fast.target == exact.target
+    assert np.corrcoef(fast.scores, exact.scores)[0, 1] > 0.999
+    assert exact.delta < 0.01
