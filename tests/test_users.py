@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import pytest
@@ -16,6 +17,13 @@ from sqlalchemy.orm import Session
 from bertdemo import store, users
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)  # attempts carry injected times: no sleeping
+
+
+def run_async(coro):
+    """asyncio.run in a thread of its own: playwright's sync API (the session-wide browser of the
+    UI tests) keeps an event loop running in the main thread, where asyncio.run refuses to start."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def at(seconds: float = 0, minutes: float = 0) -> datetime:
@@ -59,7 +67,7 @@ def test_single_user_mode_until_the_first_account(engine):
     users.add_user(engine, "ann", "password1", "annotator")
     users.add_user(engine, "boss", "password2", "admin")
     check = users.gradio_auth(engine)
-    assert asyncio.run(check("ann", "password1")) and not asyncio.run(check("ann", "password2"))
+    assert run_async(check("ann", "password1")) and not run_async(check("ann", "password2"))
     with pytest.raises(users.AuthError, match="Sign in"):
         users.current_user(engine, None)
     assert users.require_role(engine, "ann", "annotator") == "ann"
@@ -167,12 +175,12 @@ def test_the_gradio_auth_is_async_and_checks_in_a_worker_thread(engine, monkeypa
     async def main() -> list:
         return await asyncio.gather(check("ann", "password1"), check("ann", "nope"), return_exceptions=True)
 
-    assert asyncio.run(main()) == [True, False]
+    assert run_async(main()) == [True, False]
     assert threading.main_thread() not in threads and len(threads) == 2
     for _ in range(4):
-        asyncio.run(check("ann", "nope"))
+        run_async(check("ann", "nope"))
     with pytest.raises(HTTPException) as refused:
-        asyncio.run(check("ann", "password1"))
+        run_async(check("ann", "password1"))
     # 400 as for wrong credentials: Gradio's sign-in page shows nothing at all for a 429
     assert refused.value.status_code == 400 and "Too many failed sign-ins for 'ann'" in refused.value.detail
     assert 800 < int(refused.value.headers["Retry-After"]) <= 900
