@@ -14,6 +14,7 @@ import pandas as pd
 from bertdemo import explain
 from bertdemo.classifier import Classifier
 from bertdemo.datasets import CSVError, read_csv, write_csv
+from bertdemo.inputs import number_in
 from bertdemo.jobs import JobBusy, Services
 from bertdemo.registry import NoModelError
 from bertdemo.store import StoreError
@@ -32,15 +33,10 @@ class InputError(ValueError):
 def _pad_length(value: object, max_length: int) -> int | None:
     if value is None:
         return None
-    message = f"The padded length must be a whole number from 0 (no padding) to {max_length}, got {value!r:.40}."
-    if isinstance(value, bool):
-        raise InputError(message)
-    try:
-        x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(message) from None
-    if not x.is_integer() or not 0 <= x <= max_length:
-        raise InputError(message)
+    x = number_in(value, 0, max_length, whole=True)
+    if x is None:
+        raise InputError(f"The padded length must be a whole number from 0 (no padding) to {max_length}, "
+                         f"got {value!r:.40}.")
     return int(x) or None
 
 

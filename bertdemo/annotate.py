@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from bertdemo import store, users
 from bertdemo.datasets import CSVError, read_csv, write_csv
+from bertdemo.inputs import short
 from bertdemo.jobs import Services
 from bertdemo.store import NewExample, StoreError
 from bertdemo.text import try_clean
@@ -146,7 +147,7 @@ class AnnotateActions:
 
     def queue_ids(self, queue: str, search: str = "") -> list[int]:
         if not isinstance(queue, str) or queue not in QUEUES:
-            raise QueueError(f"Unknown queue {_short(queue)}; choose one of {list(QUEUES)}.")
+            raise QueueError(f"Unknown queue {short(queue)}; choose one of {list(QUEUES)}.")
         with Session(self.engine) as s:
             vid = self._version_id(s)
             if queue in ("disagree", "uncertain", "suspicious") and vid is None:
@@ -205,7 +206,7 @@ class AnnotateActions:
     def save_label(self, example_id: int, label: str, version: int | None, username: str | None) -> Saved:
         """Set one label, in one transaction; ConflictError when the row changed since `version`."""
         if not isinstance(label, str) or label not in self.labels:
-            raise StoreError(f"Unknown label {_short(label)}; choose one of {list(self.labels)}.")
+            raise StoreError(f"Unknown label {short(label)}; choose one of {list(self.labels)}.")
         example_id, version = example_id_of(example_id), _version_of(version)
         who = self.user(username)
         with Session(self.engine) as s, s.begin():
@@ -387,21 +388,16 @@ class InputError(StoreError):
     """An argument that is not what the action takes (an id that is not a whole number, ...)."""
 
 
-def _short(value: object) -> str:
-    r = repr(value)
-    return r if len(r) <= 60 else r[:57] + "..."
-
-
 def _whole(value: object, what: str) -> int:
     """A whole number from an API argument (1, 1.0, "1"); InputError otherwise."""
     if isinstance(value, bool) or value is None:
-        raise InputError(f"{what} must be a whole number, got {_short(value)}.")
+        raise InputError(f"{what} must be a whole number, got {short(value)}.")
     try:
         number = float(value) if not isinstance(value, int) else value
     except (TypeError, ValueError):
-        raise InputError(f"{what} must be a whole number, got {_short(value)}.") from None
+        raise InputError(f"{what} must be a whole number, got {short(value)}.") from None
     if isinstance(number, float) and not number.is_integer():
-        raise InputError(f"{what} must be a whole number, got {_short(value)}.")
+        raise InputError(f"{what} must be a whole number, got {short(value)}.")
     return int(number)
 
 
@@ -430,7 +426,7 @@ def _id_list(value: object) -> list[int]:
     if value is None:
         return []
     if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
-        raise InputError(f"exclude must be a list of example ids, got {_short(value)}.")
+        raise InputError(f"exclude must be a list of example ids, got {short(value)}.")
     ids = list(value)
     if len(ids) > MAX_EXCLUDE:
         raise InputError(f"exclude lists {len(ids):,} ids; the limit is {MAX_EXCLUDE:,}.")
@@ -441,7 +437,7 @@ def _search_text(value: object) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise InputError(f"The search must be text, got {_short(value)}.")
+        raise InputError(f"The search must be text, got {short(value)}.")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

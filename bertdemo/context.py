@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from bertdemo import store
 from bertdemo.classifier import Classifier
+from bertdemo.inputs import number_in
 from bertdemo.text import TextError, clean_text
 
 if TYPE_CHECKING:
@@ -223,15 +224,10 @@ def layer_of(layer: object, num_layers: int) -> int:
     """The layer to compare at: a whole number in [0, num_layers]; None = the last layer."""
     if layer is None:
         return num_layers
-    message = f"The layer must be a whole number between 0 (input embeddings) and {num_layers}, got {layer!r:.40}."
-    if isinstance(layer, bool):
-        raise ContextError(message)
-    try:
-        x = float(layer)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        raise ContextError(message) from None
-    if not x.is_integer() or not 0 <= x <= num_layers:
-        raise ContextError(message)
+    x = number_in(layer, 0, num_layers, whole=True)
+    if x is None:
+        raise ContextError(f"The layer must be a whole number between 0 (input embeddings) and {num_layers}, "
+                           f"got {layer!r:.40}.")
     return int(x)
 
 

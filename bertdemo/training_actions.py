@@ -8,7 +8,6 @@ Admin-only actions check the role server-side with `users.require_role`, so the 
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass, field
 
@@ -17,6 +16,7 @@ from sqlalchemy.orm import Session, aliased
 
 from bertdemo import explain, store, users
 from bertdemo.classifier import Classifier
+from bertdemo.inputs import number_in, short
 from bertdemo.jobs import Services
 from bertdemo.registry import VersionInfo
 from bertdemo.text import clean_text
@@ -41,11 +41,6 @@ class FormError(ValueError):
     """A training option outside what the form accepts; the message names it and its range."""
 
 
-def _short(value: object) -> str:
-    r = repr(value)
-    return r if len(r) <= 60 else r[:57] + "..."
-
-
 def _fmt(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:g}"
 
@@ -55,14 +50,9 @@ def _number(name: str, field: str, value: object, low: float, high: float, whole
     """A finite number within [low, high] (or (low, high]) from a form or API value."""
     kind = "a whole number" if whole else "a number"
     message = (f"{field} must be in {'(' if low_open else '['}{_fmt(low)}, {_fmt(high)}] ({name}, {kind}); "
-               f"got {_short(value)}.")
-    try:
-        if isinstance(value, bool) or value is None:
-            raise TypeError
-        x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        raise FormError(message) from None
-    if not math.isfinite(x) or (whole and not x.is_integer()) or not (low < x if low_open else low <= x) or x > high:
+               f"got {short(value)}.")
+    x = number_in(value, low, high, whole=whole, low_open=low_open)
+    if x is None:
         raise FormError(message)
     return x
 
@@ -115,9 +105,9 @@ class TrainingActions:
                          max_steps: float | None = None) -> TrainConfig:
         """The form's values as a validated TrainConfig (FormError names the field and its range)."""
         if mode not in MODES:
-            raise FormError(f"mode must be one of {MODES}, got {_short(mode)}")
+            raise FormError(f"mode must be one of {MODES}, got {short(mode)}")
         if start_from not in STARTS:
-            raise FormError(f"start from must be one of {STARTS}, got {_short(start_from)}")
+            raise FormError(f"start from must be one of {STARTS}, got {short(start_from)}")
         steps = 0 if max_steps is None else max_steps
         return TrainConfig(
             epochs=_number("Epochs", "epochs", epochs, *EPOCHS_RANGE),
@@ -134,7 +124,7 @@ class TrainingActions:
         admin compares it with the serving one and activates it below."""
         user = users.require_role(self.services.engine, username, "admin")
         if activate not in (True, False, None):  # 1 and 0 too; a string "false" must not mean yes
-            raise FormError(f"serve when trained must be true or false, got {_short(activate)}.")
+            raise FormError(f"serve when trained must be true or false, got {short(activate)}.")
         config = self.config_from_form(epochs, learning_rate, batch_size, max_length, seed, mode, start_from,
                                        max_steps)
         run_id = self.services.jobs.start(config, user=user, activate=bool(activate))  # JobBusy if one runs
