@@ -219,6 +219,21 @@ def browser():
         b.close()
 
 
+def signed_in_page(browser, url: str, who: tuple[str, str]):
+    """A new browser context on the app's sign-in page, signed in as who = (name, password);
+    (context, page) once the tabs show. The caller closes the context."""
+    from playwright.sync_api import expect
+
+    ctx = browser.new_context(viewport={"width": 1300, "height": 1400})
+    page = ctx.new_page()
+    page.goto(url)
+    page.get_by_label("username").fill(who[0])
+    page.get_by_label("password").fill(who[1])
+    page.get_by_role("button", name="Login").click()
+    expect(page.get_by_role("tab", name="Predict")).to_be_visible(timeout=30_000)
+    return ctx, page
+
+
 @pytest.fixture
 def page(browser, app_url):
     ctx = browser.new_context(viewport={"width": 1300, "height": 1400})

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from conftest import db_fingerprint
+from conftest import db_fingerprint, signed_in_page
 from sqlalchemy.orm import Session
 
 from bertdemo import store, users
@@ -279,19 +279,6 @@ def test_user_text_is_escaped_for_markdown_and_toasts():
     assert plain("Unknown label '<b>x</b>'") == "Unknown label '&lt;b&gt;x&lt;/b&gt;'"
 
 
-def sign_in(browser, url: str, who: tuple[str, str]):
-    from playwright.sync_api import expect
-
-    ctx = browser.new_context(viewport={"width": 1300, "height": 1400})
-    page = ctx.new_page()
-    page.goto(url)
-    page.get_by_label("username").fill(who[0])
-    page.get_by_label("password").fill(who[1])
-    page.get_by_role("button", name="Login").click()
-    expect(page.get_by_role("tab", name="Predict")).to_be_visible(timeout=30_000)
-    return ctx, page
-
-
 def no_markup_from_the_payload(page, where: str) -> None:
     """Nothing in the elements matching `where` was made from the payload: no <img src=x>, no
     link from [click me](javascript:…), no script with its code, no bold/strong from <b>bold</b>
@@ -320,7 +307,7 @@ def test_browser_html_and_script_in_every_tab_stay_text(secure_app, browser):
     from playwright.sync_api import expect
 
     url, _ = secure_app
-    ctx, page = sign_in(browser, url, BOSS)
+    ctx, page = signed_in_page(browser, url, BOSS)
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     cleaned = clean_text(PAYLOAD)

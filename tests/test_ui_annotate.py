@@ -7,6 +7,7 @@ import re
 
 import pandas as pd
 import pytest
+from conftest import signed_in_page
 from sqlalchemy.orm import Session
 
 from bertdemo import store, users
@@ -88,15 +89,8 @@ def test_import_csv_over_the_api_is_for_admins_and_validated(auth_app, tmp_path)
 
 # ---------------------------------------------------------------------------- browser
 def sign_in(browser, url: str, who: tuple[str, str]):
-    from playwright.sync_api import expect
-
-    ctx = browser.new_context(viewport={"width": 1300, "height": 1400})
-    page = ctx.new_page()
-    page.goto(url)
-    page.get_by_label("username").fill(who[0])
-    page.get_by_label("password").fill(who[1])
-    page.get_by_role("button", name="Login").click()
-    expect(page.get_by_role("tab", name="Annotate")).to_be_visible(timeout=30_000)
+    """Signed in (conftest.signed_in_page), on the Annotate tab."""
+    ctx, page = signed_in_page(browser, url, who)
     page.get_by_role("tab", name="Annotate").click()
     return ctx, page
 
