@@ -48,6 +48,11 @@ class PredictResult:
     version: str
     warnings: list[str] = field(default_factory=list)
 
+    def as_label(self) -> dict:
+        """What gr.Label sends a client: the top label and every class, most probable first."""
+        ranked = sorted(self.confidences.items(), key=lambda kv: kv[1], reverse=True)
+        return {"label": self.label, "confidences": [{"label": k, "confidence": v} for k, v in ranked]}
+
 
 @dataclass(frozen=True)
 class ExplainResult:

@@ -20,6 +20,9 @@ def test_predict_returns_label_format(actions):
     assert sum(r.confidences.values()) == pytest.approx(1, abs=1e-5)
     assert r.label == max(r.confidences, key=r.confidences.get)
     assert r.cleaned == "the crew was wonderful" and r.version == "v1" and r.warnings == []
+    api = r.as_label()  # what the HTTP API's /predict returns: gr.Label's client format
+    assert api["label"] == r.label and [c["label"] for c in api["confidences"]][0] == r.label
+    assert [c["confidence"] for c in api["confidences"]] == sorted(r.confidences.values(), reverse=True)
 
 
 @pytest.mark.parametrize("text, error, fragment", [

@@ -70,6 +70,11 @@ def build(actions: PredictActions) -> None:
         return r.confidences
 
     @guarded
+    def predict_api(text: str) -> dict:
+        """Sentiment of one text: {"label": ..., "confidences": [{"label": ..., "confidence": ...}, ...]}."""
+        return actions.predict(text).as_label()
+
+    @guarded
     def describe(t: str) -> str:
         r = actions.predict(t)
         return f"Model version **{r.version}** saw the cleaned text:\n\n> {md_text(r.cleaned)}"
@@ -105,7 +110,7 @@ def build(actions: PredictActions) -> None:
         return gr.update(maximum=clf.num_layers), gr.update(maximum=clf.num_heads)
 
     trigger = [go.click, text.submit]
-    ev = gr.on(trigger, predict, [text], [label], api_name="predict")
+    ev = gr.on(trigger, predict, [text], [label], api_name="classify", api_visibility="private")
     ev.then(describe, [text], [info], api_visibility="private")
     ev.success(tokens, [text, pad], [table], api_name="tokenize")
     ev.success(explain, [text, target, merge], [attributions, raw], api_name="explain")
@@ -115,4 +120,9 @@ def build(actions: PredictActions) -> None:
           api_visibility="private", trigger_mode="always_last")
     gr.on([layer.release, head.release], attention, [text, layer, head], [heat], api_visibility="private")
     csv_go.click(predict_csv, [upload], [result, summary], api_name="predict_csv")
+    # The HTTP API's predict skips the queue (like the label endpoints): through the queue (join +
+    # event stream) a call cost ~22-26 ms of server CPU against ~6 ms of model time, and under
+    # 20 + 20 predict/label sessions predictions waited 1.6 s (bench/README.md, bench_load).
+    # The page's Classify stays queued: its warnings (gr.Warning) travel on the queue's stream.
+    gr.api(predict_api, api_name="predict", queue=False, concurrency_limit=None)
     return sync_sliders, (layer, head)
