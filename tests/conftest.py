@@ -219,6 +219,24 @@ def browser():
         b.close()
 
 
+def seed_data_dir(data_dir: Path, accounts: list[tuple[str, str, str]], unlabeled: list[str]) -> None:
+    """A data dir for `launched_app` with accounts (name, password, role) and unlabelled examples
+    (imported as a person would, cleaned) besides what the first start imports."""
+    from sqlalchemy.orm import Session
+
+    from bertdemo import store, users
+    from bertdemo.text import clean_text
+
+    data_dir.mkdir(parents=True)
+    engine = store.make_engine(f"sqlite:///{data_dir / 'bertdemo.sqlite3'}")
+    store.init_db(engine)
+    for name, password, role in accounts:
+        users.add_user(engine, name, password, role)
+    with Session(engine) as s, s.begin():
+        store.import_examples(s, [store.NewExample(clean_text(t), t) for t in unlabeled], "import", "test", LABELS)
+    engine.dispose()
+
+
 def signed_in_page(browser, url: str, who: tuple[str, str]):
     """A new browser context on the app's sign-in page, signed in as who = (name, password);
     (context, page) once the tabs show. The caller closes the context."""

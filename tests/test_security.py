@@ -23,11 +23,8 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from conftest import db_fingerprint, signed_in_page
-from sqlalchemy.orm import Session
+from conftest import db_fingerprint, seed_data_dir, signed_in_page
 
-from bertdemo import store, users
-from bertdemo.store import NewExample
 from bertdemo.text import clean_text
 
 LABELS = ("negative", "neutral", "positive")
@@ -58,14 +55,7 @@ def secure_app(tmp_path_factory, tiny_csv, app_launcher) -> Iterator[tuple[str, 
     script) besides the tiny labelled sample; yields (url, data dir) once version 1 is trained
     and the examples scored."""
     data_dir = tmp_path_factory.mktemp("secure-app") / "runtime"
-    data_dir.mkdir(parents=True)
-    engine = store.make_engine(f"sqlite:///{data_dir / 'bertdemo.sqlite3'}")
-    store.init_db(engine)
-    users.add_user(engine, ANN[0], ANN[1], "annotator")
-    users.add_user(engine, BOSS[0], BOSS[1], "admin")
-    with Session(engine) as s, s.begin():
-        store.import_examples(s, [NewExample(clean_text(t), t) for t in STORED], "import", "test", LABELS)
-    engine.dispose()
+    seed_data_dir(data_dir, [(*ANN, "annotator"), (*BOSS, "admin")], STORED)
     from gradio_client import Client
 
     def ready(url: str) -> bool:

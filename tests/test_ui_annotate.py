@@ -7,11 +7,8 @@ import re
 
 import pandas as pd
 import pytest
-from conftest import signed_in_page
-from sqlalchemy.orm import Session
+from conftest import seed_data_dir, signed_in_page
 
-from bertdemo import store, users
-from bertdemo.store import NewExample
 
 LABELS = ("negative", "neutral", "positive")
 ANN = ("ann", "ann-password")
@@ -25,14 +22,7 @@ def auth_app(tmp_path_factory, tiny_csv, app_launcher):
     """app.py with two accounts and five unlabelled examples besides the tiny labelled sample;
     yields its URL once version 1 is trained and the examples scored."""
     data_dir = tmp_path_factory.mktemp("annot-app") / "runtime"
-    data_dir.mkdir(parents=True)
-    engine = store.make_engine(f"sqlite:///{data_dir / 'bertdemo.sqlite3'}")
-    store.init_db(engine)
-    users.add_user(engine, ANN[0], ANN[1], "annotator")
-    users.add_user(engine, BOSS[0], BOSS[1], "admin")
-    with Session(engine) as s, s.begin():
-        store.import_examples(s, [NewExample(t, t) for t in UNLABELED], "import", "test", LABELS)
-    engine.dispose()
+    seed_data_dir(data_dir, [(*ANN, "annotator"), (*BOSS, "admin")], UNLABELED)
     from gradio_client import Client
 
     def ready(url: str) -> bool:
