@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -155,8 +156,17 @@ def batch(client: Client, data_dir: Path, calls: dict) -> dict:
     """Read-only calls, 6 at a time (the app serves 4 at once; this hides the round trips): the
     Outcome of each, and the database must be the same after all of them."""
     before = db_fingerprint(data_dir)
+    local = threading.local()
+
+    def outcome(api: str, args: tuple) -> Outcome:
+        # a Client per thread: calls in flight on one Client share its event stream, and
+        # gradio_client 2.7 can cancel one of them when another's stream closes (seen on CI)
+        if not hasattr(local, "client"):
+            local.client = Client(client.src, verbose=False)
+        return Outcome(local.client, api, args)
+
     with ThreadPoolExecutor(6) as pool:
-        futures = {key: pool.submit(Outcome, client, api, args) for key, (api, args) in calls.items()}
+        futures = {key: pool.submit(outcome, api, args) for key, (api, args) in calls.items()}
         out = {key: f.result() for key, f in futures.items()}
     assert db_fingerprint(data_dir) == before, "a read-only endpoint changed the database"
     return out
