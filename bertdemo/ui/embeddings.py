@@ -150,11 +150,11 @@ def build(actions: EmbeddingActions, tab: gr.Tab | None = None) -> None:
 
     inputs = [sentences, word, layer, model]
     outputs = [summary, heat, static, pca, lines, occurrence]
-    gr.on([go.click, word.submit, layer.release, model.change], run, inputs, outputs,
-          api_visibility="private", trigger_mode="always_last")
+    # opening the tab draws the default preset; it is one listener with Compare and the rest, so a
+    # Compare clicked while that first draw runs is drawn after it (always_last), not beneath it
+    triggers = [go.click, word.submit, layer.release, model.change] + ([tab.select] if tab is not None else [])
+    gr.on(triggers, run, inputs, outputs, api_visibility="private", trigger_mode="always_last")
     preset.input(load_preset, [preset], [sentences, word, explanation], api_visibility="private").then(
         run, inputs, outputs, api_visibility="private")
     find.click(find_neighbours, [*inputs, occurrence, k], [neighbours_info, table], api_visibility="private")
-    if tab is not None:  # draw the default preset when the tab is first opened
-        tab.select(run, inputs, outputs, api_visibility="private")
     gr.api(compare_word, api_name="compare_word")
