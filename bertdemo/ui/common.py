@@ -13,6 +13,7 @@ from gradio.data_classes import FileData
 from pydantic import ConfigDict, ValidationError
 
 from bertdemo.actions import USER_ERRORS
+from bertdemo.inputs import short
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +70,6 @@ def _label(component: gr.components.Component) -> str:
     return str(getattr(component, "label", None) or type(component).__name__)
 
 
-def _short(value: object) -> str:
-    r = repr(value)
-    return r if len(r) <= 60 else r[:57] + "..."
-
-
 def _range(component) -> str:  # noqa: ANN001
     lo, hi = getattr(component, "minimum", None), getattr(component, "maximum", None)
     if lo is not None and hi is not None:
@@ -91,13 +87,13 @@ def _numeric_input(component, required: bool):  # noqa: ANN001, ANN202
         expected = f"expected a number{_range(component)}"
         if (payload is None and required) or (payload is not None and (
                 isinstance(payload, bool) or not isinstance(payload, (int, float)))):
-            raise gr.Error(f"{_label(component)}: {expected}, got {_short(payload)}.", print_exception=False)
+            raise gr.Error(f"{_label(component)}: {expected}, got {short(payload)}.", print_exception=False)
         try:
             return preprocess(payload)
         except gr.Error as exc:  # Gradio's own bounds check: say which input
             raise gr.Error(f"{_label(component)}: {exc.message}", print_exception=False) from None
         except Exception:  # noqa: BLE001 - whatever Gradio raised, the caller sent a wrong value
-            raise gr.Error(f"{_label(component)}: {expected}, got {_short(payload)}.",
+            raise gr.Error(f"{_label(component)}: {expected}, got {short(payload)}.",
                            print_exception=False) from None
 
     component.preprocess = checked
@@ -124,7 +120,7 @@ class _UploadData(FileData):
         try:
             return FileData.model_validate(obj, *args, **kwargs)
         except ValidationError:
-            raise gr.Error(f"Expected an uploaded file (with gradio_client: handle_file(path)), got {_short(obj)}.",
+            raise gr.Error(f"Expected an uploaded file (with gradio_client: handle_file(path)), got {short(obj)}.",
                            print_exception=False) from None
 
 
