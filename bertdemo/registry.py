@@ -34,7 +34,8 @@ _PARTIAL = re.compile(r"\.v\d+\.partial")  # a version being written (Registry.s
 _SCRATCH = re.compile(r"\.run-\d+")  # a run's scratch folder (JobRunner: weights from a ZeroGPU worker)
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync(path: str | Path) -> None:
+    """Flush one file, or one folder's entries, to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -47,12 +48,8 @@ def _fsync_tree(root: Path) -> None:
     cannot leave a registered version with empty files; a process crash alone never could)."""
     for dirpath, _dirs, files in os.walk(root):
         for f in files:
-            fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(Path(dirpath))
+            _fsync(os.path.join(dirpath, f))
+        _fsync(dirpath)
 
 
 class NoModelError(RuntimeError):
@@ -165,7 +162,7 @@ class Registry:
                 if final.exists():  # an unregistered folder of this name: a save killed after its rename
                     shutil.rmtree(final)
                 tmp.rename(final)
-                _fsync_dir(root)
+                _fsync(root)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
