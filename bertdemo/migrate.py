@@ -17,9 +17,10 @@ upgraded. The command line runs any Alembic command on the database of the envir
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from alembic import command
@@ -99,37 +100,24 @@ def stamp(engine: Engine, revision: str) -> None:
         command.stamp(alembic_config(connection=conn), revision)
 
 
-class _locked_transaction:  # noqa: N801 - used like a function: `with _locked_transaction(engine) as conn`
+@contextlib.contextmanager
+def _locked_transaction(engine: Engine) -> Iterator[Connection]:
     """A connection in a transaction that holds the database's migration lock until it ends:
     PostgreSQL gets a transaction-scoped advisory lock, SQLite takes its write lock up front
-    (BEGIN IMMEDIATE; others wait up to the busy timeout). Commits on success."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def __enter__(self) -> Connection:
-        self.conn = self.engine.connect()
+    (BEGIN IMMEDIATE; others wait up to the busy timeout). Commits on success, rolls back on error."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            # pysqlite starts transactions lazily (before DML only): begin explicitly, so the DDL is
+            # transactional and a second process waits instead of failing half-way
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
         try:
-            dialect = self.conn.dialect.name
-            if dialect == "sqlite":
-                # pysqlite starts transactions lazily (before DML only): begin explicitly, so the
-                # DDL is transactional and a second process waits instead of failing half-way
-                self.conn.exec_driver_sql("BEGIN IMMEDIATE")
-            elif dialect == "postgresql":
-                self.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+            yield conn
         except BaseException:
-            self.conn.close()
+            conn.rollback()
             raise
-        return self.conn
-
-    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
-        try:
-            if exc_type is None:
-                self.conn.commit()
-            else:
-                self.conn.rollback()
-        finally:
-            self.conn.close()
+        conn.commit()
 
 
 def _adopt_pre_migration_schema(conn: Connection) -> None:
