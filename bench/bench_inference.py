@@ -24,11 +24,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from transformers import pipeline  # noqa: E402
 
-from bertdemo import classifier, explain  # noqa: E402
-from bertdemo.classifier import PARALLEL_MIN_TOKENS, Classifier, cpu_cores  # noqa: E402
 from bertdemo.config import BUNDLED_DATASET, Settings  # noqa: E402
 from bertdemo.datasets import load_bundled  # noqa: E402
-from bertdemo.jobs import Services  # noqa: E402
+from bertdemo.model import classifier, explain
+from bertdemo.model.classifier import PARALLEL_MIN_TOKENS, Classifier, cpu_cores  # noqa: E402
+from bertdemo.services import Services  # noqa: E402
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:

@@ -27,23 +27,35 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (add_accounts, client, cpu_seconds, db_url, examples, free_port, launch,  # noqa: E402
-                      percentiles, stop, verify_saves, wait_ready)
+from benchlib import (  # noqa: E402
+    add_accounts,
+    client,
+    cpu_seconds,
+    db_url,
+    examples,
+    free_port,
+    launch,
+    percentiles,
+    stop,
+    verify_saves,
+    wait_ready,
+)
 from sqlalchemy.orm import Session  # noqa: E402
 
-from bertdemo import store  # noqa: E402
 from bertdemo.config import BUNDLED_DATASET, DEFAULT_LABELS  # noqa: E402
 from bertdemo.datasets import load_bundled  # noqa: E402
+from bertdemo.db import examples as db_examples
+from bertdemo.db.engine import init_db, make_engine
 
 log = logging.getLogger("bench_labels")
 
 
 def prepare(data_dir: Path, sessions: int) -> list[tuple[int, int]]:
     """Import the bundled tweets and one account per session; (id, version) of every example."""
-    engine = store.make_engine(db_url(data_dir))
-    store.init_db(engine)
+    engine = make_engine(db_url(data_dir))
+    init_db(engine)
     with Session(engine) as s, s.begin():
-        store.import_examples(s, load_bundled(BUNDLED_DATASET, 2000), "dataset", "dataset", DEFAULT_LABELS)
+        db_examples.import_examples(s, load_bundled(BUNDLED_DATASET, 2000), "dataset", "dataset", DEFAULT_LABELS)
     engine.dispose()
     add_accounts(data_dir, [f"bench{i:02d}" for i in range(sessions)])
     return examples(data_dir)

@@ -37,14 +37,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (add_accounts, client, cpu_seconds, db_url, examples, free_port,  # noqa: E402
-                      last_event_id, launch, percentiles, stop, verify_saves, wait_ready)
+from benchlib import (  # noqa: E402
+    add_accounts,
+    client,
+    cpu_seconds,
+    db_url,
+    examples,
+    free_port,
+    last_event_id,
+    launch,
+    percentiles,
+    stop,
+    verify_saves,
+    wait_ready,
+)
 from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-from bertdemo import store  # noqa: E402
 from bertdemo.config import BUNDLED_DATASET, DEFAULT_LABELS  # noqa: E402
 from bertdemo.datasets import load_bundled  # noqa: E402
+from bertdemo.db import examples as db_examples
+from bertdemo.db import versions
+from bertdemo.db.engine import make_engine
+from bertdemo.db.models import LabelEvent, Score
 
 log = logging.getLogger("bench_load")
 
@@ -119,14 +134,14 @@ def copy_database(source_dir: Path, data_dir: Path) -> None:
 
 def serving_and_scored(data_dir: Path) -> bool:
     """An active version whose scores cover every example (the start's re-scoring is done)."""
-    engine = store.make_engine(db_url(data_dir))
+    engine = make_engine(db_url(data_dir))
     try:
         with Session(engine) as s:
-            v = store.active_version(s)
+            v = versions.active_version(s)
             if v is None:
                 return False
-            n = s.scalar(select(func.count()).select_from(store.Score).where(store.Score.version_id == v.id))
-            return n == store.count_examples(s) > 0
+            n = s.scalar(select(func.count()).select_from(Score).where(Score.version_id == v.id))
+            return n == db_examples.count_examples(s) > 0
     finally:
         engine.dispose()
 
@@ -192,10 +207,10 @@ def main() -> int:
         stop(proc)
 
     lost, duplicated, mismatched = verify_saves(data_dir, acks, first_event)
-    engine = store.make_engine(db_url(data_dir))
+    engine = make_engine(db_url(data_dir))
     with Session(engine) as s:
-        history_rows = s.scalar(select(func.count()).select_from(store.LabelEvent).where(
-            store.LabelEvent.source == "annotator", store.LabelEvent.id > first_event)) or 0
+        history_rows = s.scalar(select(func.count()).select_from(LabelEvent).where(
+            LabelEvent.source == "annotator", LabelEvent.id > first_event)) or 0
     engine.dispose()
     stats = {}
     print(f"\n{'kind':<8} {'clients':>7} {'calls':>8} {'errors':>7} {'per s':>7} {'p50 ms':>8} {'p95 ms':>8} "

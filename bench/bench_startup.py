@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import client, free_port, launch, stop, wait_ready  # noqa: E402
-
 import pandas as pd  # noqa: E402
+from benchlib import client, free_port, launch, stop, wait_ready  # noqa: E402
 
 from bertdemo.config import BUNDLED_DATASET  # noqa: E402
 

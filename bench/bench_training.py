@@ -24,10 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sklearn.metrics import f1_score  # noqa: E402
 from transformers import Trainer, TrainingArguments  # noqa: E402
 
-from bertdemo.classifier import Classifier  # noqa: E402
 from bertdemo.config import BUNDLED_DATASET, Settings  # noqa: E402
 from bertdemo.datasets import load_bundled, stratified_split  # noqa: E402
-from bertdemo.train import TrainConfig, fit  # noqa: E402
+from bertdemo.model.classifier import Classifier  # noqa: E402
+from bertdemo.training.config import TrainConfig  # noqa: E402
+from bertdemo.training.loop import fit
 
 
 class Encoded(torch.utils.data.Dataset):

@@ -22,7 +22,9 @@ if str(REPO) not in sys.path:
 from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-from bertdemo import store, users  # noqa: E402
+from bertdemo import auth
+from bertdemo.db.engine import init_db, make_engine
+from bertdemo.db.models import Example, LabelEvent
 
 PASSWORD = "bench-password"
 
@@ -44,11 +46,11 @@ def db_url(data_dir: Path) -> str:
 
 def add_accounts(data_dir: Path, names: Sequence[str], role: str = "annotator") -> None:
     """One account per name (password PASSWORD), on the database of `data_dir`; existing ones are kept."""
-    engine = store.make_engine(db_url(data_dir))
-    store.init_db(engine)
+    engine = make_engine(db_url(data_dir))
+    init_db(engine)
     for name in names:
         try:
-            users.add_user(engine, name, PASSWORD, role)
+            auth.add_user(engine, name, PASSWORD, role)
         except ValueError as exc:
             if "exists already" not in str(exc):
                 raise
@@ -118,19 +120,19 @@ def percentiles(seconds: Sequence[float]) -> tuple[float, float, float]:
 
 def examples(data_dir: Path) -> list[tuple[int, int]]:
     """(id, version) of every example, by id."""
-    engine = store.make_engine(db_url(data_dir))
+    engine = make_engine(db_url(data_dir))
     with Session(engine) as s:
-        rows = [(int(i), int(v)) for i, v in s.execute(select(store.Example.id, store.Example.version)
-                                                       .order_by(store.Example.id))]
+        rows = [(int(i), int(v)) for i, v in s.execute(select(Example.id, Example.version)
+                                                       .order_by(Example.id))]
     engine.dispose()
     return rows
 
 
 def last_event_id(data_dir: Path) -> int:
     """The newest history row's id (0 if none): verify_saves looks only at rows after it."""
-    engine = store.make_engine(db_url(data_dir))
+    engine = make_engine(db_url(data_dir))
     with Session(engine) as s:
-        n = s.scalar(select(func.max(store.LabelEvent.id))) or 0
+        n = s.scalar(select(func.max(LabelEvent.id))) or 0
     engine.dispose()
     return int(n)
 
@@ -140,14 +142,14 @@ def verify_saves(data_dir: Path, acks: Sequence[tuple[int, int, str]], after_eve
     user), and the `annotator` history rows written after `after_event_id`: lost = acknowledged
     but not stored, duplicated = stored but not acknowledged, or stored twice; a mismatch is an
     example (any) whose version is not its number of history rows."""
-    engine = store.make_engine(db_url(data_dir))
+    engine = make_engine(db_url(data_dir))
     with Session(engine) as s:
         stored = Counter((e, v, u) for e, v, u in s.execute(
-            select(store.LabelEvent.example_id, store.LabelEvent.version, store.LabelEvent.user)
-            .where(store.LabelEvent.source == "annotator", store.LabelEvent.id > after_event_id)))
-        n_events = dict(s.execute(select(store.LabelEvent.example_id, func.count())
-                                  .group_by(store.LabelEvent.example_id)).all())
-        mismatched = sum(1 for i, v in s.execute(select(store.Example.id, store.Example.version))
+            select(LabelEvent.example_id, LabelEvent.version, LabelEvent.user)
+            .where(LabelEvent.source == "annotator", LabelEvent.id > after_event_id)))
+        n_events = dict(s.execute(select(LabelEvent.example_id, func.count())
+                                  .group_by(LabelEvent.example_id)).all())
+        mismatched = sum(1 for i, v in s.execute(select(Example.id, Example.version))
                          if v != n_events.get(i, 0))
     engine.dispose()
     acked = Counter(acks)

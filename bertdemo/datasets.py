@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from bertdemo.store import NewExample
+from bertdemo.db.examples import NewExample
 from bertdemo.text import try_clean
 
 MAX_ROWS = 200_000

@@ -24,11 +24,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
-from bertdemo import store
-from bertdemo.classifier import Classifier
+from bertdemo import auth
 from bertdemo.config import BUNDLED_DATASET, REPO_ROOT, Settings, packaged_model_path
-from bertdemo.jobs import Services
-from bertdemo.train import TrainConfig
+from bertdemo.db import examples
+from bertdemo.db.engine import init_db, make_engine
+from bertdemo.model.classifier import Classifier
+from bertdemo.services import Services
+from bertdemo.training.config import TrainConfig
 
 LABELS = ("negative", "neutral", "positive")
 # a few optimizer steps: enough to move predictions, small enough for CI's 2 cores
@@ -87,7 +89,7 @@ def db_url(request, tmp_path) -> Iterator[str]:
 @pytest.fixture
 def bare_engine(db_url) -> Iterator[Engine]:
     """An engine (store.make_engine) on the empty database of `db_url`."""
-    engine = store.make_engine(db_url)
+    engine = make_engine(db_url)
     yield engine
     engine.dispose()  # PostgreSQL: close pooled connections before the schema is dropped
 
@@ -95,7 +97,7 @@ def bare_engine(db_url) -> Iterator[Engine]:
 @pytest.fixture
 def engine(bare_engine) -> Engine:
     """An engine on a database migrated to the newest schema (store.init_db)."""
-    store.init_db(bare_engine)
+    init_db(bare_engine)
     return bare_engine
 
 
@@ -224,16 +226,15 @@ def seed_data_dir(data_dir: Path, accounts: list[tuple[str, str, str]], unlabele
     (imported as a person would, cleaned) besides what the first start imports."""
     from sqlalchemy.orm import Session
 
-    from bertdemo import store, users
     from bertdemo.text import clean_text
 
     data_dir.mkdir(parents=True)
-    engine = store.make_engine(f"sqlite:///{data_dir / 'bertdemo.sqlite3'}")
-    store.init_db(engine)
+    engine = make_engine(f"sqlite:///{data_dir / 'bertdemo.sqlite3'}")
+    init_db(engine)
     for name, password, role in accounts:
-        users.add_user(engine, name, password, role)
+        auth.add_user(engine, name, password, role)
     with Session(engine) as s, s.begin():
-        store.import_examples(s, [store.NewExample(clean_text(t), t) for t in unlabeled], "import", "test", LABELS)
+        examples.import_examples(s, [examples.NewExample(clean_text(t), t) for t in unlabeled], "import", "test", LABELS)
     engine.dispose()
 
 

@@ -3,10 +3,10 @@
 import pandas as pd
 import pytest
 
-from bertdemo.actions import USER_ERRORS, PredictActions
+from bertdemo.actions.predict import USER_ERRORS, PredictActions
 from bertdemo.datasets import CSVError
-from bertdemo.registry import NoModelError
 from bertdemo.text import EmptyTextError, TextTooLongError
+from bertdemo.training.registry import NoModelError
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_only_emoji_predicts_with_a_warning(actions):
 
 @pytest.mark.parametrize("pad_to", [-5, 1e9, "abc", 2.5, float("nan"), True, [6]])
 def test_tokens_refuses_a_padded_length_that_is_not_a_whole_number_in_range(actions, pad_to):
-    from bertdemo.actions import InputError
+    from bertdemo.actions.predict import InputError
 
     with pytest.raises(InputError, match="padded length must be a whole number from 0 .no padding. to 128"):
         actions.tokens("hello world", pad_to)

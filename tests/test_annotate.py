@@ -13,12 +13,14 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bertdemo import store, users
-from bertdemo.annotate import AnnotateActions, QueueError
+from bertdemo import auth
+from bertdemo.actions.annotate import AnnotateActions, QueueError
 from bertdemo.config import Settings
 from bertdemo.datasets import CSVError
-from bertdemo.jobs import Services
-from bertdemo.store import ConflictError, NewExample, StoreError
+from bertdemo.db import examples, versions
+from bertdemo.db.examples import NewExample
+from bertdemo.db.models import ConflictError, Example, LabelEvent, StoreError
+from bertdemo.services import Services
 
 LABELS = ("negative", "neutral", "positive")
 
@@ -31,11 +33,11 @@ def services(tmp_path) -> Services:
 def seed(services, rows, probs=None):
     """Import rows (text, label|None); store `probs` as the active version's scores."""
     with Session(services.engine) as s, s.begin():
-        store.import_examples(s, [NewExample(t, t, lab) for t, lab in rows], "dataset", "dataset", LABELS)
-        ids = list(s.scalars(select(store.Example.id).order_by(store.Example.id)))
+        examples.import_examples(s, [NewExample(t, t, lab) for t, lab in rows], "dataset", "dataset", LABELS)
+        ids = list(s.scalars(select(Example.id).order_by(Example.id)))
         if probs is not None:
-            v = store.add_version(s, name="v1", path="/nowhere", base_model="x", is_active=True)
-            store.save_scores(s, v.id, ids, np.asarray(probs), LABELS)
+            v = versions.add_version(s, name="v1", path="/nowhere", base_model="x", is_active=True)
+            versions.save_scores(s, v.id, ids, np.asarray(probs), LABELS)
     return ids
 
 
@@ -117,9 +119,9 @@ def test_concurrent_saves_of_one_row_never_overwrite_silently(services, acts):
 
 def test_accounts_record_the_signed_in_user_and_agreement_is_for_admins(services, acts):
     ids = seed(services, [(f"t{i}", None) for i in range(6)])
-    users.add_user(services.engine, "ann", "password1", "annotator")
-    users.add_user(services.engine, "boss", "password2", "admin")
-    with pytest.raises(users.AuthError, match="Sign in"):
+    auth.add_user(services.engine, "ann", "password1", "annotator")
+    auth.add_user(services.engine, "boss", "password2", "admin")
+    with pytest.raises(auth.AuthError, match="Sign in"):
         acts.save_label(ids[0], "neutral", 0, None)
     a_labels = ["negative", "neutral", "positive", "negative", "neutral"]
     b_labels = ["negative", "neutral", "positive", "neutral", "neutral"]
@@ -127,7 +129,7 @@ def test_accounts_record_the_signed_in_user_and_agreement_is_for_admins(services
         acts.save_label(ids[i], la, None, "ann")
         acts.save_label(ids[i], lb, None, "boss")
     assert acts.item(ids[0]).updated_by == "boss"
-    with pytest.raises(users.AuthError, match="Only admins"):
+    with pytest.raises(auth.AuthError, match="Only admins"):
         acts.agreement("ann")
     a = acts.agreement("boss")
     from sklearn.metrics import cohen_kappa_score
@@ -169,21 +171,21 @@ def test_import_preview_then_import_and_bad_files_change_nothing(services, acts,
     assert reasons[3].startswith("unknown label: 'great'") and reasons[5].startswith("bad text")
     assert "2 rows to add, 4 to skip" in p.summary()
     with Session(services.engine) as s:
-        assert store.count_examples(s) == 1  # preview writes nothing
-    users.add_user(services.engine, "ann", "password1", "annotator")
-    with pytest.raises(users.AuthError):
+        assert examples.count_examples(s) == 1  # preview writes nothing
+    auth.add_user(services.engine, "ann", "password1", "annotator")
+    with pytest.raises(auth.AuthError):
         acts.import_csv(path, "ann")
-    users.add_user(services.engine, "boss", "password2", "admin")
+    auth.add_user(services.engine, "boss", "password2", "admin")
     done = acts.import_csv(path, "boss")
     assert (done.added, done.skipped) == (2, 4)
     with Session(services.engine) as s:
-        assert store.label_counts(s) == {"neutral": 1, "positive": 1, None: 1}
+        assert examples.label_counts(s) == {"neutral": 1, "positive": 1, None: 1}
     with pytest.raises(CSVError, match="Nothing to import"):
         acts.import_csv(path, "boss")  # now all duplicates
 
     def unchanged():
         with Session(services.engine) as s:
-            return (store.count_examples(s), s.scalar(select(func.count()).select_from(store.LabelEvent)))
+            return (examples.count_examples(s), s.scalar(select(func.count()).select_from(LabelEvent)))
 
     before = unchanged()
     bad = tmp_path / "bad.csv"
@@ -253,13 +255,13 @@ def test_default_queue_is_unlabeled_until_everything_is_labelled(services, acts)
 def test_bad_example_ids_are_refused_with_a_message_and_write_nothing(services, acts, bad_id, message):
     seed(services, [("a", "negative")])
     with Session(services.engine) as s:
-        before = s.scalar(select(func.count()).select_from(store.LabelEvent))
+        before = s.scalar(select(func.count()).select_from(LabelEvent))
     for call in (lambda: acts.save_label(bad_id, "positive", 1, None), lambda: acts.undo(bad_id, None),
                  lambda: acts.item(bad_id), lambda: acts.history(bad_id)):
         with pytest.raises(StoreError, match=message):
             call()
     with Session(services.engine) as s:
-        assert s.scalar(select(func.count()).select_from(store.LabelEvent)) == before
+        assert s.scalar(select(func.count()).select_from(LabelEvent)) == before
 
 
 def test_undo_on_a_missing_example_says_so(services, acts):

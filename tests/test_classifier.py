@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from bertdemo.classifier import Classifier, PackedLinear, autocast_dtype, resolve_device
 from bertdemo.config import packaged_model_path
+from bertdemo.model.classifier import Classifier, PackedLinear, autocast_dtype, resolve_device
 
 SENTENCES = ["I love this airline", "the flight was late", "ok", "what time is boarding for the flight to boston?"]
 

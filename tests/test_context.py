@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sqlalchemy.orm import Session
 
-from bertdemo import context as C
-from bertdemo import embedding_plots
-from bertdemo.classifier import Classifier
+from bertdemo.actions import embeddings as embedding_actions
+from bertdemo.actions import presets
+from bertdemo.db import examples
+from bertdemo.model import embeddings
+from bertdemo.model.classifier import Classifier
+from bertdemo.ui import plots
 
 LABELS = ("negative", "neutral", "positive")
 SEED = "I encountered a bat when I went to buy a cricket bat."
@@ -25,9 +29,9 @@ def test_batched_hidden_states_equal_single(base_clf):
 
 
 def test_bat_preset_senses_separate_at_best_layer(base_clf):
-    p = C.PRESETS["bat"]
+    p = presets.PRESETS["bat"]
     assert p.senses.count("animal") >= 2 and p.senses.count("cricket") >= 2
-    r = C.compare(base_clf, p.text, p.word, senses=p.senses)
+    r = embeddings.compare(base_clf, p.text, p.word, senses=p.senses)
     assert r.senses == p.senses  # the preset's occurrences line up with its senses
     best = r.best_layer()
     assert best is not None and 1 <= best <= r.num_layers
@@ -48,7 +52,7 @@ def test_bat_preset_senses_separate_at_best_layer(base_clf):
 
 
 def test_occurrences_are_whole_words_case_insensitive(base_clf):
-    r = C.compare(base_clf, f"{SEED}\nBATMAN is not a BAT.\nno match here", "Bat")
+    r = embeddings.compare(base_clf, f"{SEED}\nBATMAN is not a BAT.\nno match here", "Bat")
     assert r.labels == ["S1.1", "S1.2", "S2.1"]  # 'batman' is not 'bat'
     assert [s.line_number for s in r.skipped] == [3]
     assert "not in it" in r.skipped[0].reason
@@ -63,7 +67,7 @@ def test_occurrences_are_whole_words_case_insensitive(base_clf):
 
 def test_multi_piece_word_is_mean_pooled(base_clf):
     texts = "Bats find insects by echolocation.\nDolphins also use echolocation to hunt."
-    r = C.compare(base_clf, texts, "echolocation", layer=3)
+    r = embeddings.compare(base_clf, texts, "echolocation", layer=3)
     assert r.pooled and r.pieces == ("echo", "##lo", "##cation")
     o = r.occurrences[1]
     hs = base_clf.hidden_states(o.sentence)
@@ -71,8 +75,8 @@ def test_multi_piece_word_is_mean_pooled(base_clf):
 
 
 def test_projection_and_json(base_clf):
-    p = C.PRESETS["bank"]
-    r = C.compare(base_clf, p.text, p.word, layer=4)
+    p = presets.PRESETS["bank"]
+    r = embeddings.compare(base_clf, p.text, p.word, layer=4)
     xy = r.projection()
     assert xy.shape == (4, 2) and np.isfinite(xy).all()
     j = r.to_json()
@@ -81,14 +85,14 @@ def test_projection_and_json(base_clf):
     assert j["layer"] == 4
 
 
-@pytest.mark.parametrize("name", list(C.PRESETS))
+@pytest.mark.parametrize("name", list(presets.PRESETS))
 def test_presets_line_up(base_clf, name):
-    p = C.PRESETS[name]
+    p = presets.PRESETS[name]
     assert len(set(p.senses)) == 2 and min(p.senses.count(s) for s in set(p.senses)) >= 2
-    r = C.compare(base_clf, p.text, p.word)
+    r = embeddings.compare(base_clf, p.text, p.word)
     assert len(r.occurrences) == len(p.senses) and not r.skipped
-    assert C.preset_senses(p.text, p.word.upper()) == p.senses
-    assert C.preset_senses(p.text + "\nAnother line.", p.word) is None
+    assert presets.preset_senses(p.text, p.word.upper()) == p.senses
+    assert presets.preset_senses(p.text + "\nAnother line.", p.word) is None
 
 
 @pytest.mark.parametrize("sentences, word, match", [
@@ -103,80 +107,80 @@ def test_presets_line_up(base_clf, name):
     ("\n".join(["bat, bat and bat."] * 40), "bat", "occurs 120 times; the limit is 100"),
 ])
 def test_bad_input_has_clear_message(base_clf, sentences, word, match):
-    with pytest.raises(C.ContextError, match=match):
-        C.compare(base_clf, sentences, word)
+    with pytest.raises(embeddings.ContextError, match=match):
+        embeddings.compare(base_clf, sentences, word)
 
 
 def test_layer_out_of_range(base_clf):
-    with pytest.raises(C.ContextError, match="between 0 .* and 6"):
-        C.compare(base_clf, SEED, "bat", layer=7)
+    with pytest.raises(embeddings.ContextError, match="between 0 .* and 6"):
+        embeddings.compare(base_clf, SEED, "bat", layer=7)
 
 
 @pytest.mark.parametrize("layer", ["abc", 2.5, float("nan"), float("inf"), 1e30, -1, True, [2]])
 def test_layer_that_is_not_a_whole_number_in_range(base_clf, layer):
-    with pytest.raises(C.ContextError, match="The layer must be a whole number between 0 .* and 6"):
-        C.compare(base_clf, SEED, "bat", layer=layer)
+    with pytest.raises(embeddings.ContextError, match="The layer must be a whole number between 0 .* and 6"):
+        embeddings.compare(base_clf, SEED, "bat", layer=layer)
 
 
 def test_layer_as_text_or_float_and_none_is_the_last(base_clf):
-    assert C.compare(base_clf, SEED, "bat", layer="2").layer == 2
-    assert C.compare(base_clf, SEED, "bat", layer=3.0).layer == 3
-    assert C.compare(base_clf, SEED, "bat", layer=None).layer == 6
+    assert embeddings.compare(base_clf, SEED, "bat", layer="2").layer == 2
+    assert embeddings.compare(base_clf, SEED, "bat", layer=3.0).layer == 3
+    assert embeddings.compare(base_clf, SEED, "bat", layer=None).layer == 6
 
 
 def test_word_longer_than_max_length(base_clf):
     short = Classifier(base_clf.model, base_clf.tokenizer, LABELS, base_clf.device, max_length=8)
     # 6 pieces fit in 8 tokens with [CLS] and [SEP]; the long word does not
-    C.compare(short, "bats use echolocation.\nand echolocation", "echolocation")
-    with pytest.raises(C.ContextError, match="WordPieces long; the model reads at most 6"):
-        C.compare(short, SEED, "supercalifragilisticexpialidocious")
+    embeddings.compare(short, "bats use echolocation.\nand echolocation", "echolocation")
+    with pytest.raises(embeddings.ContextError, match="WordPieces long; the model reads at most 6"):
+        embeddings.compare(short, SEED, "supercalifragilisticexpialidocious")
 
 
 def test_single_sentence_and_unusable_lines_are_reported(base_clf):
-    r = C.compare(base_clf, SEED, "bat")
+    r = embeddings.compare(base_clf, SEED, "bat")
     assert len(r.occurrences) == 2
     assert any("Only one sentence" in n for n in r.notes)
-    r = C.compare(base_clf, f"{SEED}\n@united\nA bat slept.", "bat")
+    r = embeddings.compare(base_clf, f"{SEED}\n@united\nA bat slept.", "bat")
     assert [s.line_number for s in r.skipped] == [2]  # nothing left once the @mention is removed
     assert "Nothing is left" in r.skipped[0].reason
 
 
 def test_corpus_neighbours_cached_and_capped(services):
     services.ensure_dataset()
-    actions = C.EmbeddingActions(services, C.CorpusIndex(max_examples=40))
-    with C.Session(services.engine) as s:
-        rows, total = C.stored_rows(s, "flight", limit=1000)
+    actions = embedding_actions.EmbeddingActions(services, embedding_actions.CorpusIndex(max_examples=40))
+    with Session(services.engine) as s:
+        rows, total = examples.containing_word(s, "flight", limit=1000)
     assert total > 40  # the 240-tweet sample mentions flights often
     # a stored tweet among the 40 that are searched, used as the query sentence
     stored = next(text for _, text, _ in rows[:40] if " flight " in f" {text.lower()} ")
-    r = actions.compare(f"{stored}\nMy flight was delayed again.", "flight", 4, C.BASE_MODEL)
-    n = actions.neighbours(r, "S1.1", k=5, choice=C.BASE_MODEL)
+    r = actions.compare(f"{stored}\nMy flight was delayed again.", "flight", 4, embedding_actions.BASE_MODEL)
+    n = actions.neighbours(r, "S1.1", k=5, choice=embedding_actions.BASE_MODEL)
     assert n.corpus.capped and n.corpus.searched == 40 and n.corpus.matching == total
     sims = [x.similarity for x in n.items]
     assert len(sims) == 5 and sims == sorted(sims, reverse=True)
     assert all("flight" in x.text.lower() for x in n.items)
     assert {x.label for x in n.items} <= set(LABELS)
     assert n.items[0].text == stored and n.items[0].similarity > 0.999  # its own tweet comes first
-    actions.neighbours(r, "S2.1", k=3, choice=C.BASE_MODEL)
+    actions.neighbours(r, "S2.1", k=3, choice=embedding_actions.BASE_MODEL)
     assert actions.index.computed == 1  # the second query reused the cached vectors
-    with pytest.raises(C.ContextError, match="Choose an occurrence"):
-        actions.neighbours(r, "S9.9", choice=C.BASE_MODEL)
-    with pytest.raises(C.ContextError, match="The model must be one of"):
+    with pytest.raises(embeddings.ContextError, match="Choose an occurrence"):
+        actions.neighbours(r, "S9.9", choice=embedding_actions.BASE_MODEL)
+    with pytest.raises(embeddings.ContextError, match="The model must be one of"):
         actions.compare(SEED, "bat", 2, "gpt")
 
 
 def test_plots_show_every_occurrence_and_pair(base_clf):
-    p = C.PRESETS["bat"]
-    r = C.compare(base_clf, p.text, p.word, layer=2, senses=p.senses)
-    heat = embedding_plots.similarity_heatmap(r)
+    p = presets.PRESETS["bat"]
+    r = embeddings.compare(base_clf, p.text, p.word, layer=2, senses=p.senses)
+    heat = plots.similarity_heatmap(r)
     assert [t.get_text() for t in heat.axes[0].get_yticklabels()] == r.labels
     assert "layer 2" in heat.axes[0].get_title(loc="right")
-    assert "static" in embedding_plots.similarity_heatmap(r, static=True).axes[0].get_title(loc="right")
-    lines = embedding_plots.layer_lines(r).axes[0]
+    assert "static" in plots.similarity_heatmap(r, static=True).axes[0].get_title(loc="right")
+    lines = plots.layer_lines(r).axes[0]
     pair_lines = [ln for ln in lines.get_lines() if "–" in ln.get_label()]
     assert len(pair_lines) == 6  # 4 occurrences -> 6 pairs, each from layer 0 to 6
     assert all(len(ln.get_xdata()) == r.num_layers + 1 for ln in pair_lines)
-    pca = embedding_plots.projection(r).axes[0]
+    pca = plots.projection(r).axes[0]
     assert len(pca.collections) >= 4
-    two = C.compare(base_clf, "My flight was late.\nThe flight was fine.", "flight")
+    two = embeddings.compare(base_clf, "My flight was late.\nThe flight was fine.", "flight")
     np.testing.assert_allclose(two.projection()[:, 1], 0.0)  # 2 points: one direction, no noise axis

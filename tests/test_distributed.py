@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bertdemo import store
 from bertdemo.config import REPO_ROOT, Settings
-from bertdemo.jobs import Services
+from bertdemo.db import versions
+from bertdemo.db.models import TrainingRun
+from bertdemo.services import Services
 
 pytest.importorskip("accelerate")
 
@@ -36,7 +37,7 @@ def test_two_processes_train_one_version(tmp_path, tiny_csv):
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "--main_process_port", str(_free_port()),
-           "-m", "bertdemo.train", "--max-steps", "4", "--max-length", "32", "--batch-size", "8", "--user", "ddp"]
+           "-m", "bertdemo.cli.train", "--max-steps", "4", "--max-length", "32", "--batch-size", "8", "--user", "ddp"]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
@@ -54,6 +55,6 @@ def test_two_processes_train_one_version(tmp_path, tiny_csv):
     assert v.metrics["processes"] == 2 and v.train_config["max_steps"] == 4
     assert sorted(p.name for p in services.settings.models_dir.iterdir()) == ["v1"]
     with Session(services.engine) as s:
-        assert s.scalar(select(func.count()).select_from(store.TrainingRun)) == 1
-        run = store.latest_run(s)
+        assert s.scalar(select(func.count()).select_from(TrainingRun)) == 1
+        run = versions.latest_run(s)
         assert run.status == "succeeded" and run.total_steps == 4 and [h["step"] for h in run.history] == [1, 2, 3, 4]

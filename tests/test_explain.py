@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bertdemo import explain
+from bertdemo.model import explain
 
 
 @pytest.fixture(scope="module")

@@ -33,9 +33,9 @@ from pathlib import Path
 import pytest
 from conftest import LABELS, _free_port
 
+from bertdemo.actions.train import MODES, STARTS
+from bertdemo.auth import LOCAL_USER
 from bertdemo.config import REPO_ROOT
-from bertdemo.training_actions import MODES, STARTS
-from bertdemo.users import LOCAL_USER
 
 TEXTS = ["@united lost my bag again, worst airline", "thanks for the upgrade, the crew was great",
          "what time does the flight to Boston leave"]

@@ -14,11 +14,13 @@ from conftest import LABELS, TINY_TRAIN
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from bertdemo import jobs as jobs_mod
-from bertdemo import store
 from bertdemo.config import Settings
-from bertdemo.jobs import JobBusy, Services
-from bertdemo.train import FitResult, TrainConfig, TrainingCancelled, TrainingError
+from bertdemo.db import examples, versions
+from bertdemo.db.models import Example, Score, TrainingRun
+from bertdemo.services import Services
+from bertdemo.training import runner
+from bertdemo.training.config import FitResult, TrainConfig, TrainingCancelled, TrainingError
+from bertdemo.training.runner import JobBusy
 
 QUICK = TrainConfig(**(TINY_TRAIN.to_dict() | {"max_steps": 2}))
 
@@ -27,9 +29,9 @@ def _versions(services: Services) -> list[str]:
     return [v.name for v in services.registry.versions()]
 
 
-def _run(services: Services, run_id: int) -> store.TrainingRun:
+def _run(services: Services, run_id: int) -> TrainingRun:
     with Session(services.engine) as s:
-        return s.get(store.TrainingRun, run_id)
+        return s.get(TrainingRun, run_id)
 
 
 @pytest.fixture
@@ -62,8 +64,8 @@ def test_background_run_reports_progress_saves_and_serves_a_version(services):
     info = services.registry.active_version()
     assert run.version_id == info.id
     with Session(services.engine) as s:  # the annotation queues' scores were written
-        n_scores = s.scalar(select(func.count()).select_from(store.Score).where(store.Score.version_id == info.id))
-        assert n_scores == store.count_examples(s)
+        n_scores = s.scalar(select(func.count()).select_from(Score).where(Score.version_id == info.id))
+        assert n_scores == examples.count_examples(s)
 
 
 def test_second_start_is_refused_and_cancel_stops_the_run(services, monkeypatch):
@@ -76,7 +78,7 @@ def test_second_start_is_refused_and_cancel_stops_the_run(services, monkeypatch)
             time.sleep(0.01)
         raise TrainingCancelled("training was cancelled at step 3 of 10")
 
-    monkeypatch.setattr(jobs_mod, "fit", waits_for_cancel)
+    monkeypatch.setattr(runner, "fit", waits_for_cancel)
     run_id = services.jobs.start(QUICK, user="a")
     assert started.wait(60)
     with pytest.raises(JobBusy, match=rf"run \(#{run_id}\) is already in progress"):
@@ -104,10 +106,10 @@ def test_real_run_cancelled_mid_way_saves_nothing(services):
 
 def test_too_few_labelled_examples(settings):
     services = Services.create(settings)
-    rows = [store.NewExample(text=f"tweet number {i}", raw_text=f"tweet number {i}", label=lab)
+    rows = [examples.NewExample(text=f"tweet number {i}", raw_text=f"tweet number {i}", label=lab)
             for i, lab in enumerate(["negative", "neutral", "positive"] * 4)]
     with Session(services.engine) as s, s.begin():
-        store.import_examples(s, rows, "import", "t", settings.labels)
+        examples.import_examples(s, rows, "import", "t", settings.labels)
     with pytest.raises(TrainingError, match="at least 20 labelled examples; the database has 12"):
         services.jobs.run_sync(QUICK, user="t")
     assert services.jobs.status().state == "failed" and _versions(services) == []
@@ -116,7 +118,7 @@ def test_too_few_labelled_examples(settings):
 def test_a_class_without_examples_keeps_the_active_model(served):
     clf, before = served.registry.active(), _versions(served)
     with Session(served.engine) as s, s.begin():
-        s.execute(update(store.Example).where(store.Example.label == "neutral").values(label="negative"))
+        s.execute(update(Example).where(Example.label == "neutral").values(label="negative"))
     served.jobs.start(QUICK, user="t")
     st = served.jobs.wait(60)
     assert st.state == "failed"
@@ -149,7 +151,7 @@ def test_unexpected_crash_is_recorded_as_failed(served, monkeypatch):
     def crash(*_a, **_kw):
         raise KeyError("boom")
 
-    monkeypatch.setattr(jobs_mod, "fit", crash)
+    monkeypatch.setattr(runner, "fit", crash)
     run_id = served.jobs.start(QUICK, user="t")
     st = served.jobs.wait(60)
     assert st.state == "failed" and "KeyError" in st.message and _run(served, run_id).status == "failed"
@@ -160,7 +162,7 @@ def test_start_marks_runs_of_a_dead_process_failed(tmp_path, tiny_csv):
     settings = Settings(data_dir=tmp_path / "rt", dataset_path=tiny_csv, bootstrap=False)
     services = Services.create(settings)
     with Session(services.engine) as s, s.begin():
-        run_id = store.create_run(s, "alice", QUICK.to_dict()).id  # left "running" by a killed process
+        run_id = versions.create_run(s, "alice", QUICK.to_dict()).id  # left "running" by a killed process
     Services.create(settings).start()  # the next app start
     run = _run(services, run_id)
     assert run.status == "failed" and "stopped during this run" in run.message
@@ -175,7 +177,7 @@ def test_a_death_between_saving_and_recording_keeps_the_version_and_closes_the_r
 
     result = FitResult(labels=LABELS, best_step=1, best_val_loss=1.0, macro_f1=0.5, accuracy=0.5, report="r",
                        report_dict={}, confusion=[[1, 0, 0], [0, 1, 0], [0, 0, 1]])
-    monkeypatch.setattr(jobs_mod, "fit", lambda *_a, **_kw: result)  # the training itself is not the point
+    monkeypatch.setattr(runner, "fit", lambda *_a, **_kw: result)  # the training itself is not the point
     monkeypatch.setattr(served.registry, "activate", killed)
     with pytest.raises(KeyboardInterrupt):
         served.jobs._execute(served.jobs._open_run(QUICK, "t"), QUICK, "t", True)
@@ -190,9 +192,9 @@ def test_a_death_between_saving_and_recording_keeps_the_version_and_closes_the_r
     assert restarted.registry.active().name == "v1"
 
 
-def _all_runs(services: Services) -> list[store.TrainingRun]:
+def _all_runs(services: Services) -> list[TrainingRun]:
     with Session(services.engine) as s:
-        return list(s.scalars(select(store.TrainingRun)))
+        return list(s.scalars(select(TrainingRun)))
 
 
 def test_a_death_while_rescoring_keeps_the_run_succeeded_and_the_next_start_rescores(tmp_path, tiny_csv,
@@ -204,7 +206,7 @@ def test_a_death_while_rescoring_keeps_the_run_succeeded_and_the_next_start_resc
 
     def dies(info, clf):  # the process is killed while re-scoring: nothing is scored
         with Session(services.engine) as s:
-            outcome_during_rescore.append(s.get(store.TrainingRun, 1).status)
+            outcome_during_rescore.append(s.get(TrainingRun, 1).status)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(services.jobs, "rescore", dies)
@@ -217,7 +219,7 @@ def test_a_death_while_rescoring_keeps_the_run_succeeded_and_the_next_start_resc
     restarted.jobs.wait_rescore(120)
     assert _run(restarted, 1).status == "succeeded" and restarted.jobs.status().state == "idle"
     with Session(restarted.engine) as s:
-        assert s.scalar(select(func.count()).select_from(store.Score)) == store.count_examples(s) > 0
+        assert s.scalar(select(func.count()).select_from(Score)) == examples.count_examples(s) > 0
     assert restarted.jobs.rescore_if_missing() is False  # nothing left to do
 
 
@@ -231,7 +233,7 @@ def test_activating_an_older_version_rescores_in_the_background(served, monkeypa
     served.jobs.run_sync(QUICK, user="t")  # v2, now serving
     v1 = next(v for v in served.registry.versions() if v.name == "v1")
     with Session(served.engine) as s, s.begin():
-        s.execute(delete(store.Score).where(store.Score.version_id == v1.id))
+        s.execute(delete(Score).where(Score.version_id == v1.id))
     release, done = threading.Event(), threading.Event()
     real = served.jobs.rescore
 
@@ -249,8 +251,8 @@ def test_activating_an_older_version_rescores_in_the_background(served, monkeypa
     served.jobs.wait_rescore(60)
     assert done.is_set()
     with Session(served.engine) as s:
-        n = s.scalar(select(func.count()).select_from(store.Score).where(store.Score.version_id == v1.id))
-        assert n == store.count_examples(s)
+        n = s.scalar(select(func.count()).select_from(Score).where(Score.version_id == v1.id))
+        assert n == examples.count_examples(s)
     assert served.jobs.last_rescore == ("v1", n)
 
 
@@ -265,12 +267,12 @@ def test_corrections_move_the_new_version_towards_them(services):
     services.jobs.run_sync(config, user="t")
     old = services.registry.active()
     with Session(services.engine) as s:
-        ids = s.scalars(select(store.Example.id).where(store.Example.label == "positive")
-                        .order_by(store.Example.id).limit(30)).all()
-        texts = [s.get(store.Example, i).text for i in ids]
+        ids = s.scalars(select(Example.id).where(Example.label == "positive")
+                        .order_by(Example.id).limit(30)).all()
+        texts = [s.get(Example, i).text for i in ids]
     with Session(services.engine) as s, s.begin():
         for i in ids:
-            store.set_label(s, i, "negative", "ann", "annotator", labels)
+            examples.set_label(s, i, "negative", "ann", "annotator", labels)
     st = services.jobs.run_sync(config, user="t")
     new = services.registry.active()
     assert (old.name, new.name) == ("v1", st.version_name) == ("v1", "v2")

@@ -10,12 +10,32 @@ from datetime import datetime
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import (JSON, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Table,
-                        Text, func, inspect, insert, select)
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    inspect,
+    select,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from bertdemo import migrate, store, users
+from bertdemo import auth
+from bertdemo.cli import migrate as migrate_cli
+from bertdemo.db import examples, migrate, versions
+from bertdemo.db.engine import init_db, make_engine
+from bertdemo.db.models import Base, Example, text_key
 
 LABELS = ("negative", "neutral", "positive")
 
@@ -86,7 +106,7 @@ Table("scores", LEGACY,
 T0 = datetime(2025, 3, 1, 12, 30, 5)
 
 
-def differences(engine, metadata: MetaData = store.Base.metadata) -> list:
+def differences(engine, metadata: MetaData = Base.metadata) -> list:
     """What `alembic revision --autogenerate` would write to turn the database into `metadata`."""
     with engine.connect() as conn:
         return compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
@@ -105,10 +125,10 @@ def fill_legacy(engine) -> dict[str, int]:
     """Rows in every table of a pre-migration database, written with the old schema only."""
     t = LEGACY.tables
     with engine.begin() as c:
-        c.execute(insert(t["users"]), [{"name": "ann", "role": "admin", "password_hash": users.hash_password(
+        c.execute(insert(t["users"]), [{"name": "ann", "role": "admin", "password_hash": auth.hash_password(
             "password1"), "created_at": T0}])
         c.execute(insert(t["examples"]), [
-            {"text": f"text {i}", "raw_text": f"@x text {i}", "text_key": store.text_key(f"text {i}"),
+            {"text": f"text {i}", "raw_text": f"@x text {i}", "text_key": text_key(f"text {i}"),
              "external_id": str(i), "source": "dataset", "meta": {"i": i}, "created_at": T0,
              "label": LABELS[i % 3], "version": 1, "updated_at": T0, "updated_by": "dataset"} for i in range(1, 4)])
         c.execute(insert(t["label_events"]), [
@@ -143,20 +163,20 @@ def test_a_database_from_before_migrations_is_adopted_and_keeps_every_row(bare_e
     before = fill_legacy(bare_engine)
     assert "alembic_version" not in tables(bare_engine)
 
-    store.init_db(bare_engine)
+    init_db(bare_engine)
 
     assert revision(bare_engine) == migrate.head_revision()
     assert row_counts(bare_engine) == before and all(before.values())
     assert {"login_attempts", "alembic_version"} <= tables(bare_engine)
     assert differences(bare_engine) == []
     # the old rows work with the new code
-    assert users.authenticate(bare_engine, "ann", "password1")
+    assert auth.authenticate(bare_engine, "ann", "password1")
     with Session(bare_engine) as s, s.begin():
-        ex = s.get(store.Example, 1)
+        ex = s.get(Example, 1)
         assert (ex.meta, ex.created_at, ex.label) == ({"i": 1}, T0, "neutral")
-        store.set_label(s, 1, "negative", "ann", "annotator", LABELS, expected_version=1)
-        assert store.active_version(s).name == "v1" and store.score_of(s, 1, 1).probs == [0.2, 0.3, 0.5]
-    store.init_db(bare_engine)  # current: nothing to do
+        examples.set_label(s, 1, "negative", "ann", "annotator", LABELS, expected_version=1)
+        assert versions.active_version(s).name == "v1" and examples.score_of(s, 1, 1).probs == [0.2, 0.3, 0.5]
+    init_db(bare_engine)  # current: nothing to do
     assert row_counts(bare_engine)["label_events"] == 4
 
 
@@ -169,7 +189,7 @@ def test_models_and_migrations_agree(engine):
 
 def test_the_drift_check_sees_a_model_change_without_a_migration(engine):
     changed = MetaData()
-    for table in store.Base.metadata.tables.values():
+    for table in Base.metadata.tables.values():
         table.to_metadata(changed)
     changed.tables["users"].append_column(Column("email", String(128)))
     changed.tables["examples"].c.raw_text.type = String(500)
@@ -181,20 +201,20 @@ def test_the_drift_check_sees_a_model_change_without_a_migration(engine):
 
 def test_downgrade_to_base_and_upgrade_again(engine):
     with Session(engine) as s, s.begin():
-        store.import_examples(s, [store.NewExample("kept", "kept", "neutral")], "import", "ann", LABELS)
+        examples.import_examples(s, [examples.NewExample("kept", "kept", "neutral")], "import", "ann", LABELS)
     migrate.downgrade(engine, "0001")
     assert "login_attempts" not in tables(engine) and row_counts(engine)["examples"] == 1
     migrate.downgrade(engine, "base")
     assert tables(engine) <= {"alembic_version"} and revision(engine) is None
-    store.init_db(engine)
+    init_db(engine)
     assert revision(engine) == migrate.head_revision() and differences(engine) == []
 
 
 def _start(url: str, barrier, results) -> None:  # noqa: ANN001 - multiprocessing objects
-    engine = store.make_engine(url)
+    engine = make_engine(url)
     barrier.wait()
     try:
-        store.init_db(engine)
+        init_db(engine)
         results.put("ok")
     except Exception as exc:  # noqa: BLE001 - e.g. "table users already exists" would be the bug
         results.put(repr(exc))
@@ -210,7 +230,7 @@ def test_processes_starting_at_once_migrate_one_after_the_other(db_url):
     [p.join(60) for p in procs]
     [p.kill() for p in procs if p.is_alive()]
     assert [results.get(timeout=1) for _ in procs] == ["ok"] * 3
-    engine = store.make_engine(db_url)
+    engine = make_engine(db_url)
     try:
         assert revision(engine) == migrate.head_revision() and differences(engine) == []
     finally:
@@ -223,7 +243,7 @@ def test_a_failed_migration_changes_nothing(bare_engine):
     with bare_engine.begin() as c:  # a stray table in the way of revision 0002
         c.exec_driver_sql("CREATE TABLE login_attempts (x INTEGER)")
     with pytest.raises(DBAPIError, match="login_attempts"):
-        store.init_db(bare_engine)
+        init_db(bare_engine)
     # one transaction: not even the stamp of 0001 is left behind
     assert "alembic_version" not in tables(bare_engine) and revision(bare_engine) is None
     assert all(row_counts(bare_engine).values())
@@ -232,17 +252,17 @@ def test_a_failed_migration_changes_nothing(bare_engine):
 def test_a_database_with_only_some_of_the_tables_is_refused(bare_engine):
     LEGACY.tables["users"].create(bare_engine)
     with pytest.raises(migrate.MigrationError, match="not made by bertdemo"):
-        store.init_db(bare_engine)
+        init_db(bare_engine)
     assert tables(bare_engine) == {"users"}  # nothing was changed
 
 
 def test_command_line(db_url, monkeypatch, capsys):
     monkeypatch.setenv("BERTDEMO_DB_URL", db_url)
-    assert migrate.main(["upgrade", "head"]) == 0
+    assert migrate_cli.main(["upgrade", "head"]) == 0
     assert capsys.readouterr().out.strip() == f"database at {migrate.head_revision()}"
-    assert migrate.main(["current"]) == 0
+    assert migrate_cli.main(["current"]) == 0
     assert f"{migrate.head_revision()} (head)" in capsys.readouterr().out
-    assert migrate.main(["history"]) == 0
+    assert migrate_cli.main(["history"]) == 0
     assert "<base> -> 0001" in capsys.readouterr().out
-    assert migrate.main(["check"]) == 0
+    assert migrate_cli.main(["check"]) == 0
     assert "No new upgrade operations detected" in capsys.readouterr().out

@@ -97,9 +97,9 @@ def test_length_cap_is_on_the_raw_text(text):
 def importer(tmp_path_factory):
     """AnnotateActions on one database for the whole module (no model: import needs none), with
     a size cap small enough that the generator reaches it now and then."""
-    from bertdemo.annotate import AnnotateActions
+    from bertdemo.actions.annotate import AnnotateActions
     from bertdemo.config import Settings
-    from bertdemo.jobs import Services
+    from bertdemo.services import Services
 
     services = Services.create(Settings(data_dir=tmp_path_factory.mktemp("props") / "rt", bootstrap=False,
                                         max_upload_mb=0.02))
@@ -168,8 +168,9 @@ def test_import_preview_counts_and_idempotence(importer, data):
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
-    from bertdemo import store
     from bertdemo.datasets import CSVError, read_csv
+    from bertdemo.db import examples
+    from bertdemo.db.models import Example, LabelEvent
 
     acts, folder = importer
     path = folder / "in.csv"
@@ -189,7 +190,7 @@ def test_import_preview_counts_and_idempotence(importer, data):
     assert sorted([*preview.add["row"], *preview.skipped["row"]]) == list(range(1, rows + 1))
     assert set(preview.add["label"].dropna()) <= set(LABELS)
     with Session(acts.engine) as s:
-        before = store.count_examples(s)
+        before = examples.count_examples(s)
     if preview.add.empty:
         with pytest.raises(CSVError, match="Nothing to import"):
             acts.import_csv(str(path), None)
@@ -197,13 +198,13 @@ def test_import_preview_counts_and_idempotence(importer, data):
         done = acts.import_csv(str(path), None)
         assert done.added == len(preview.add) and done.added + done.skipped == rows
     with Session(acts.engine) as s:
-        assert store.count_examples(s) == before + len(preview.add)
-        assert set(s.scalars(select(store.Example.label).distinct())) <= {None, *LABELS}
-        assert set(s.scalars(select(store.LabelEvent.label).distinct())) <= {None, *LABELS}
+        assert examples.count_examples(s) == before + len(preview.add)
+        assert set(s.scalars(select(Example.label).distinct())) <= {None, *LABELS}
+        assert set(s.scalars(select(LabelEvent.label).distinct())) <= {None, *LABELS}
     # importing the same file again adds nothing
     again = acts.preview_import(str(path))
     assert again.add.empty and len(again.skipped) == rows
     with pytest.raises(CSVError, match="Nothing to import"):
         acts.import_csv(str(path), None)
     with Session(acts.engine) as s:
-        assert store.count_examples(s) == before + len(preview.add)
+        assert examples.count_examples(s) == before + len(preview.add)

@@ -11,11 +11,12 @@ import pytest
 from conftest import TINY_TRAIN
 from sqlalchemy.orm import Session
 
-from bertdemo import store
-from bertdemo.classifier import Classifier
-from bertdemo.jobs import Services
-from bertdemo.registry import NoModelError
-from bertdemo.train import FitResult, TrainConfig
+from bertdemo.db import examples, versions
+from bertdemo.db.models import StoreError
+from bertdemo.model.classifier import Classifier
+from bertdemo.services import Services
+from bertdemo.training.config import FitResult, TrainConfig
+from bertdemo.training.registry import NoModelError
 
 QUICK = TrainConfig(**(TINY_TRAIN.to_dict() | {"max_steps": 2}))
 
@@ -24,7 +25,7 @@ def test_no_version_yet(services):
     assert services.registry.active_version() is None and services.registry.versions() == []
     with pytest.raises(NoModelError, match="No model version is active"):
         services.registry.active()
-    with pytest.raises(store.StoreError, match="no model version with id 42"):
+    with pytest.raises(StoreError, match="no model version with id 42"):
         services.registry.get(42)
 
 
@@ -43,7 +44,7 @@ def test_a_saved_version_holds_weights_metrics_settings_and_label_snapshot(servi
     assert metrics["macro_f1"] == pytest.approx(v.macro_f1) and len(metrics["confusion"]) == 3
     snapshot = (path / "labels_snapshot.csv").read_text().splitlines()
     with Session(services.engine) as s:
-        expected = [f"{i},{lab}" for i, _t, lab in store.labeled_examples(s)]
+        expected = [f"{i},{lab}" for i, _t, lab in examples.labeled_examples(s)]
     assert snapshot[0] == "example_id,label" and snapshot[1:] == expected and len(expected) > 200
     assert services.registry.active_version() is None  # registered, not serving
 
@@ -61,7 +62,7 @@ def test_activation_swaps_atomically_and_rolls_back(services):
     assert reg.active() is not held and reg.active().name == "v1" and reg.active_id() == v1.id
     assert held.predict(["still works"])[0].label in held.labels
     assert [v.name for v in reg.versions() if v.is_active] == ["v1"]  # exactly one active row
-    with pytest.raises(store.StoreError):
+    with pytest.raises(StoreError):
         reg.activate(999)
     assert reg.active().name == "v1"  # a failed activation changes nothing
 
@@ -94,7 +95,7 @@ def test_start_removes_what_a_killed_save_or_run_left_and_keeps_registered_versi
     root = services.settings.models_dir
     with Session(services.engine) as s, s.begin():  # two registered versions (files faked)
         for name in ("v1", "v2"):
-            store.add_version(s, name=name, path=str(root / name), base_model="b", created_by="t")
+            versions.add_version(s, name=name, path=str(root / name), base_model="b", created_by="t")
     # a SIGKILL runs no cleanup: mid-write (.v3.partial), after the rename but before the row was
     # committed (v3), a ZeroGPU scratch folder (.run-4); plus things that are not the app's
     for leftover in (".v3.partial", "v3", ".run-4", "v1", "v2", "notes", "v4.bak"):

@@ -8,15 +8,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bertdemo import store
-from bertdemo.store import ConflictError, NewExample, StoreError
+from bertdemo.db import examples, versions
+from bertdemo.db.examples import NewExample
+from bertdemo.db.models import ConflictError, Example, LabelEvent, StoreError, now
 
 LABELS = ("negative", "neutral", "positive")
 
 
 def add(engine, *rows, source="import"):
     with Session(engine) as s, s.begin():
-        return store.import_examples(s, rows, source, "alice", LABELS)
+        return examples.import_examples(s, rows, source, "alice", LABELS)
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(engine):
@@ -34,9 +35,9 @@ def test_import_is_idempotent_and_skips_duplicates_by_cleaned_text(engine):
     r2 = add(engine, NewExample("other", "other"))
     assert (r2.added, r2.duplicates) == (0, 1)
     with Session(engine) as s:
-        assert store.count_examples(s) == 2
-        assert store.label_counts(s) == {"positive": 1, None: 1}
-        ev = s.scalars(select(store.LabelEvent)).one()
+        assert examples.count_examples(s) == 2
+        assert examples.label_counts(s) == {"positive": 1, None: 1}
+        ev = s.scalars(select(LabelEvent)).one()
         assert (ev.label, ev.user, ev.source, ev.previous_label) == ("positive", "alice", "import", None)
 
 
@@ -44,34 +45,34 @@ def test_unknown_label_on_import_is_refused_and_nothing_is_written(engine):
     with pytest.raises(StoreError, match="unknown label 'great'"):
         add(engine, NewExample("a", "a", "positive"), NewExample("b", "b", "great"))
     with Session(engine) as s:
-        assert store.count_examples(s) == 0  # the transaction rolled back as a whole
+        assert examples.count_examples(s) == 0  # the transaction rolled back as a whole
 
 
 def test_every_change_is_a_new_history_row(engine):
     add(engine, NewExample("t", "t", "neutral"))
     with Session(engine) as s, s.begin():
-        ex_id = s.scalars(select(store.Example.id)).one()
-        store.set_label(s, ex_id, "negative", "bob", "annotator", LABELS, expected_version=1)
+        ex_id = s.scalars(select(Example.id)).one()
+        examples.set_label(s, ex_id, "negative", "bob", "annotator", LABELS, expected_version=1)
     with Session(engine) as s, s.begin():
-        store.set_label(s, ex_id, "neutral", "carol", "undo", LABELS)
+        examples.set_label(s, ex_id, "neutral", "carol", "undo", LABELS)
     with Session(engine) as s:
-        h = store.history(s, ex_id)
+        h = examples.history(s, ex_id)
         assert [(e.previous_label, e.label, e.user, e.source, e.version) for e in h] == [
             (None, "neutral", "alice", "import", 1), ("neutral", "negative", "bob", "annotator", 2),
             ("negative", "neutral", "carol", "undo", 3)]
-        ex = s.get(store.Example, ex_id)
+        ex = s.get(Example, ex_id)
         assert (ex.label, ex.version, ex.updated_by) == ("neutral", 3, "carol")
 
 
 def test_stale_version_is_refused_and_changes_nothing(engine):
     add(engine, NewExample("t", "t", "neutral"))
     with Session(engine) as s, s.begin():
-        store.set_label(s, 1, "negative", "bob", "annotator", LABELS, expected_version=1)
+        examples.set_label(s, 1, "negative", "bob", "annotator", LABELS, expected_version=1)
     with pytest.raises(ConflictError, match="changed by bob"):
         with Session(engine) as s, s.begin():
-            store.set_label(s, 1, "positive", "carol", "annotator", LABELS, expected_version=1)
+            examples.set_label(s, 1, "positive", "carol", "annotator", LABELS, expected_version=1)
     with Session(engine) as s:
-        assert s.get(store.Example, 1).label == "negative" and len(store.history(s, 1)) == 2
+        assert s.get(Example, 1).label == "negative" and len(examples.history(s, 1)) == 2
 
 
 def test_concurrent_saves_of_one_row_never_both_win(engine):
@@ -82,7 +83,7 @@ def test_concurrent_saves_of_one_row_never_both_win(engine):
         barrier.wait()
         try:
             with Session(engine) as s, s.begin():
-                store.set_label(s, 1, LABELS[i % 3], f"user{i}", "annotator", LABELS, expected_version=1)
+                examples.set_label(s, 1, LABELS[i % 3], f"user{i}", "annotator", LABELS, expected_version=1)
             results.append("ok")
         except ConflictError:
             results.append("conflict")
@@ -94,37 +95,37 @@ def test_concurrent_saves_of_one_row_never_both_win(engine):
     [t.join() for t in threads]
     assert sorted(results) == ["conflict"] * 7 + ["ok"]
     with Session(engine) as s:
-        assert len(store.history(s, 1)) == 2 and s.get(store.Example, 1).version == 2
+        assert len(examples.history(s, 1)) == 2 and s.get(Example, 1).version == 2
 
 
 def test_bad_label_and_missing_row(engine):
     add(engine, NewExample("t", "t"))
     with Session(engine) as s:
         with pytest.raises(StoreError, match="unknown label 'meh'"):
-            store.set_label(s, 1, "meh", "bob", "annotator", LABELS)
+            examples.set_label(s, 1, "meh", "bob", "annotator", LABELS)
         with pytest.raises(StoreError, match="no example with id 99"):
-            store.set_label(s, 99, "neutral", "bob", "annotator", LABELS)
+            examples.set_label(s, 99, "neutral", "bob", "annotator", LABELS)
 
 
 def test_versions_activate_exactly_one(engine):
     with Session(engine) as s, s.begin():
-        a = store.add_version(s, name=store.next_version_name(s), path="/a", base_model="m")
-        b = store.add_version(s, name=store.next_version_name(s), path="/b", base_model="m")
+        a = versions.add_version(s, name=versions.next_version_name(s), path="/a", base_model="m")
+        b = versions.add_version(s, name=versions.next_version_name(s), path="/b", base_model="m")
         assert (a.name, b.name) == ("v1", "v2")
-        store.activate_version(s, a.id)
-        store.activate_version(s, b.id)
+        versions.activate_version(s, a.id)
+        versions.activate_version(s, b.id)
     with Session(engine) as s:
-        assert store.active_version(s).name == "v2"
-        assert [v.is_active for v in store.list_versions(s)] == [True, False]
+        assert versions.active_version(s).name == "v2"
+        assert [v.is_active for v in versions.list_versions(s)] == [True, False]
 
 
 def test_interrupted_runs_are_marked_failed(engine):
     with Session(engine) as s, s.begin():
-        store.create_run(s, "alice", {})
+        versions.create_run(s, "alice", {})
     with Session(engine) as s, s.begin():
-        assert store.fail_stale_runs(s) == 1
+        assert versions.fail_stale_runs(s) == 1
     with Session(engine) as s:
-        run = store.latest_run(s)
+        run = versions.latest_run(s)
         assert run.status == "failed" and "stopped" in run.message and run.finished_at is not None
 
 
@@ -132,26 +133,26 @@ def test_datetimes_are_naive_utc_and_json_round_trips(engine):
     meta = {"tweet_id": "5703061", "tags": ["a", "ü"], "nested": {"n": 1.5, "none": None}}
     add(engine, NewExample("t", "t", "neutral", external_id="x1", meta=meta))
     with Session(engine) as s, s.begin():
-        ex = s.get(store.Example, 1)
-        run = store.create_run(s, "alice", {"epochs": 1.0, "lr": 2e-5})
+        ex = s.get(Example, 1)
+        run = versions.create_run(s, "alice", {"epochs": 1.0, "lr": 2e-5})
         run.history = [{"step": 1, "train_loss": 0.5}]
     with Session(engine) as s:
-        ex = s.get(store.Example, 1)
-        assert ex.meta == meta and store.latest_run(s).history == [{"step": 1, "train_loss": 0.5}]
+        ex = s.get(Example, 1)
+        assert ex.meta == meta and versions.latest_run(s).history == [{"step": 1, "train_loss": 0.5}]
         assert ex.created_at.tzinfo is None and ex.created_at == ex.updated_at  # one stamp, naive, exact
-        assert abs((store.now() - ex.created_at).total_seconds()) < 60  # UTC, whatever the server's zone
-        assert isinstance(store.history(s, 1)[0].created_at, datetime)
+        assert abs((now() - ex.created_at).total_seconds()) < 60  # UTC, whatever the server's zone
+        assert isinstance(examples.history(s, 1)[0].created_at, datetime)
 
 
 def test_text_search_is_case_insensitive_and_literal(engine):
     add(engine, NewExample("50%_off today", "50%_off today"), NewExample("500 off", "500 off"),
         NewExample("FLIGHT delayed", "@x FLIGHT delayed"), NewExample("back\\slash", "back\\slash"))
     with Session(engine) as s:
-        assert store.queue_ids(s, "search", None, "50%_") == [1]  # % and _ are literal, not wildcards
-        assert store.queue_ids(s, "search", None, "flight") == [3]
-        assert store.queue_ids(s, "search", None, "@X") == [3]  # raw text is searched too
-        assert store.queue_ids(s, "search", None, "k\\s") == [4]
-        assert store.queue_ids(s, "search", None, "  ") == []
+        assert examples.queue_ids(s, "search", None, "50%_") == [1]  # % and _ are literal, not wildcards
+        assert examples.queue_ids(s, "search", None, "flight") == [3]
+        assert examples.queue_ids(s, "search", None, "@X") == [3]  # raw text is searched too
+        assert examples.queue_ids(s, "search", None, "k\\s") == [4]
+        assert examples.queue_ids(s, "search", None, "  ") == []
 
 
 def test_scores_and_queues(engine):
@@ -159,20 +160,20 @@ def test_scores_and_queues(engine):
     probs = [[0.9, 0.05, 0.05], [0.2, 0.5, 0.3], [0.34, 0.33, 0.33], [0.1, 0.1, 0.8], [0.6, 0.3, 0.1],
              [0.1, 0.8, 0.1]]
     with Session(engine) as s, s.begin():
-        vid = store.add_version(s, name="v1", path="/v1", base_model="m").id
-        store.save_scores(s, vid, range(1, 7), probs, LABELS)
-        store.save_scores(s, vid, [1], [[0.1, 0.1, 0.8]], LABELS)  # replaced, not duplicated
-        store.set_label(s, 2, "positive", "bob", "annotator", LABELS)
+        vid = versions.add_version(s, name="v1", path="/v1", base_model="m").id
+        versions.save_scores(s, vid, range(1, 7), probs, LABELS)
+        versions.save_scores(s, vid, [1], [[0.1, 0.1, 0.8]], LABELS)  # replaced, not duplicated
+        examples.set_label(s, 2, "positive", "bob", "annotator", LABELS)
     with Session(engine) as s:
-        assert store.queue_ids(s, "unlabeled", vid) == [5, 6]
+        assert examples.queue_ids(s, "unlabeled", vid) == [5, 6]
         # labels: 1 negative (pred positive .8), 2 positive (pred neutral), 3 positive (pred negative .34),
         # 4 negative (pred positive .8)
-        assert store.queue_ids(s, "disagree", vid) == [1, 4, 2, 3]
-        assert store.queue_ids(s, "uncertain", vid)[0] == 3
-        assert store.queue_ids(s, "recent", vid) == [2, 4, 3, 1]  # newest human change first
-        assert store.score_of(s, 1, vid).predicted == "positive"
-        assert [row[3] for row in store.scored_examples(s, vid)][0] == [0.1, 0.1, 0.8]
-        assert store.change_counts(s) == {1: 1, 2: 2, 3: 1, 4: 1}
+        assert examples.queue_ids(s, "disagree", vid) == [1, 4, 2, 3]
+        assert examples.queue_ids(s, "uncertain", vid)[0] == 3
+        assert examples.queue_ids(s, "recent", vid) == [2, 4, 3, 1]  # newest human change first
+        assert examples.score_of(s, 1, vid).predicted == "positive"
+        assert [row[3] for row in examples.scored_examples(s, vid)][0] == [0.1, 0.1, 0.8]
+        assert examples.change_counts(s) == {1: 1, 2: 2, 3: 1, 4: 1}
 
 
 def test_long_id_lists_are_bounded(engine):
@@ -180,4 +181,4 @@ def test_long_id_lists_are_bounded(engine):
     add(engine, NewExample("t", "t", "neutral"))
     ids = list(range(1, 70_001))
     with Session(engine) as s:
-        assert store.change_counts(s, ids) == {1: 1}
+        assert examples.change_counts(s, ids) == {1: 1}

@@ -16,11 +16,14 @@ import torch
 from conftest import LABELS, TINY_TRAIN
 from sqlalchemy.orm import Session
 
-from bertdemo import store, train
-from bertdemo.classifier import Classifier
+from bertdemo.cli import train as train_cli
 from bertdemo.config import packaged_model_path
-from bertdemo.train import (TrainConfig, TrainingCancelled, TrainingError, check_labels, fit, gpu_task,
-                            launch_state, length_grouped_batches, shard_batches)
+from bertdemo.db import versions
+from bertdemo.model.classifier import Classifier
+from bertdemo.training.accelerator import launch_state, shard_batches
+from bertdemo.training.config import TrainConfig, TrainingCancelled, TrainingError
+from bertdemo.training.loop import check_labels, fit, length_grouped_batches
+from bertdemo.training.zerogpu import gpu_task
 
 TWO_STEPS = TrainConfig(epochs=1, max_length=32, batch_size=16, evals_per_epoch=1, max_steps=2, precision="fp32")
 
@@ -141,7 +144,7 @@ def test_gpu_task_wraps_with_spaces_gpu_only_when_spaces_is_importable(monkeypat
 
 def test_cli_help_lists_the_options(capsys):
     with pytest.raises(SystemExit) as exc:
-        train.main(["--help"])
+        train_cli.main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
     for flag in ("--epochs", "--learning-rate", "--batch-size", "--max-length", "--seed", "--freeze-encoder",
@@ -151,24 +154,24 @@ def test_cli_help_lists_the_options(capsys):
 
 def test_cli_rejects_bad_values(capsys):
     with pytest.raises(SystemExit) as exc:
-        train.main(["--learning-rate", "5"])
+        train_cli.main(["--learning-rate", "5"])
     assert exc.value.code == 2 and "learning_rate must be in" in capsys.readouterr().err
 
 
 def test_cli_trains_and_registers_a_version(tmp_path, tiny_csv, monkeypatch):
     monkeypatch.setenv("BERTDEMO_DATA_DIR", str(tmp_path / "rt"))
     monkeypatch.setenv("BERTDEMO_DATASET", str(tiny_csv))
-    assert train.main(["--max-steps", "2", "--max-length", "32", "--batch-size", "16", "--no-activate",
+    assert train_cli.main(["--max-steps", "2", "--max-length", "32", "--batch-size", "16", "--no-activate",
                        "--user", "cron"]) == 0
     from bertdemo.config import Settings
-    from bertdemo.jobs import Services
+    from bertdemo.services import Services
 
     services = Services.create(Settings.from_env())
     [v] = services.registry.versions()
     assert v.name == "v1" and v.created_by == "cron" and not v.is_active
     assert v.train_config["max_steps"] == 2
     with Session(services.engine) as s:
-        assert store.latest_run(s).status == "succeeded"
+        assert versions.latest_run(s).status == "succeeded"
 
 
 @pytest.mark.gpu

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bertdemo import store
-from bertdemo.training_actions import MODES, STARTS, FormError, TrainingActions
+from bertdemo.actions.train import MODES, STARTS, FormError, TrainingActions
+from bertdemo.db.models import TrainingRun
 
 GOOD = dict(epochs=1, learning_rate=1e-4, batch_size=16, max_length=32, seed=3, mode=MODES[0], start_from=STARTS[0],
             max_steps=2)
@@ -53,5 +53,5 @@ def test_a_refused_start_writes_no_run(services):
     with pytest.raises(FormError, match="serve when trained must be true or false, got 'false'"):
         actions.start(**GOOD, activate="false", username=None)
     with Session(services.engine) as s:
-        assert s.scalar(select(func.count()).select_from(store.TrainingRun)) == 0
+        assert s.scalar(select(func.count()).select_from(TrainingRun)) == 0
     assert not services.jobs.status().running

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 from conftest import seed_data_dir, signed_in_page
 
-
 LABELS = ("negative", "neutral", "positive")
 ANN = ("ann", "ann-password")
 BOSS = ("boss", "boss-password")

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from bertdemo.context import PRESETS
+from bertdemo.actions.presets import PRESETS
 
 BAT = PRESETS["bat"]
 
@@ -82,7 +82,7 @@ def test_browser_tab_plots_and_preset_switch(page):
 
 
 def test_summary_names_best_layer_pooling_and_skipped_lines(base_clf):
-    from bertdemo.context import compare
+    from bertdemo.model.embeddings import compare
     from bertdemo.ui.embeddings import summary_markdown
 
     c = compare(base_clf, BAT.text, "bat", layer=5, senses=BAT.senses)

@@ -12,10 +12,12 @@ from conftest import TINY_TRAIN
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bertdemo import store, users
-from bertdemo.jobs import Services
-from bertdemo.train import TrainConfig
-from bertdemo.training_actions import MODES, STARTS, TrainingActions
+from bertdemo import auth
+from bertdemo.actions.train import MODES, STARTS, TrainingActions
+from bertdemo.db import versions
+from bertdemo.db.models import Score, StoreError
+from bertdemo.services import Services
+from bertdemo.training.config import TrainConfig
 
 QUICK = TrainConfig(**(TINY_TRAIN.to_dict() | {"max_steps": 2}))
 FORM = dict(epochs=1, learning_rate=1e-4, batch_size=16, max_length=32, seed=3, mode=MODES[0],
@@ -46,20 +48,20 @@ def test_form_values_become_a_validated_config():
 def test_only_admins_start_cancel_and_activate(services):
     services.ensure_dataset()
     actions = TrainingActions(services)
-    users.add_user(services.engine, "ann", "pw-ann-123", "annotator")
-    users.add_user(services.engine, "boss", "pw-boss-123", "admin")
+    auth.add_user(services.engine, "ann", "pw-ann-123", "annotator")
+    auth.add_user(services.engine, "boss", "pw-boss-123", "admin")
     for who, msg in ((None, "Sign in first"), ("ann", "Only admins may do this; 'ann' is an annotator")):
-        with pytest.raises(users.AuthError, match=msg):
+        with pytest.raises(auth.AuthError, match=msg):
             actions.start(**FORM, activate=True, username=who)
-        with pytest.raises(users.AuthError, match=msg):
+        with pytest.raises(auth.AuthError, match=msg):
             actions.activate("v1", who)
-        with pytest.raises(users.AuthError, match=msg):
+        with pytest.raises(auth.AuthError, match=msg):
             actions.cancel(who)
     assert services.jobs.status().state == "idle"  # nothing was started
     assert "started" in actions.start(**FORM, activate=True, username="boss")
     services.jobs.wait(120)
     with Session(services.engine) as s:
-        assert store.latest_run(s).user == "boss"
+        assert versions.latest_run(s).user == "boss"
     assert services.registry.active().name == "v1"
 
 
@@ -86,7 +88,7 @@ def test_after_a_restart_the_tab_shows_the_last_recorded_run(two_versions, tmp_p
     assert v.state == "succeeded" and v.version_name == "v2" and v.step == v.total_steps == 2
     assert len(v.history) == 2 and "macro avg" in v.report and len(v.confusion) == 3
     with Session(fresh.engine) as s, s.begin():
-        store.create_run(s, "t", QUICK.to_dict())  # left running by a process that died
+        versions.create_run(s, "t", QUICK.to_dict())  # left running by a process that died
     fresh.start()
     v = TrainingActions(Services.create(two_versions.settings)).status()
     assert v.state == "failed" and "stopped during this run" in v.message and v.version_name is None
@@ -101,15 +103,15 @@ def test_compare_two_versions(two_versions):
     assert metrics["macro_f1"] == [round(v1.macro_f1, 4), round(v2.macro_f1, 4)]
     assert "F1 neutral" in metrics
     with Session(two_versions.engine) as s:
-        a = dict(s.execute(select(store.Score.example_id, store.Score.predicted)
-                           .where(store.Score.version_id == v1.id)).all())
-        b = dict(s.execute(select(store.Score.example_id, store.Score.predicted)
-                           .where(store.Score.version_id == v2.id)).all())
+        a = dict(s.execute(select(Score.example_id, Score.predicted)
+                           .where(Score.version_id == v1.id)).all())
+        b = dict(s.execute(select(Score.example_id, Score.predicted)
+                           .where(Score.version_id == v2.id)).all())
     expected = sorted(i for i in a if a[i] != b[i])
     assert c.n_compared == len(a) == len(b) > 200
     assert [r[0] for r in c.changed] == expected[:200] and expected  # these two versions disagree somewhere
     assert all(r[3] == a[r[0]] and r[4] == b[r[0]] for r in c.changed)
-    with pytest.raises(store.StoreError, match="no model version named 'v9'"):
+    with pytest.raises(StoreError, match="no model version named 'v9'"):
         actions.compare("v1", "v9")
 
 

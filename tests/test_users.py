@@ -14,7 +14,10 @@ from fastapi import HTTPException
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bertdemo import store, users
+from bertdemo import auth
+from bertdemo.cli import users as users_cli
+from bertdemo.db.models import LoginAttempt, User
+from bertdemo.ui.demo import gradio_auth
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)  # attempts carry injected times: no sleeping
 
@@ -32,123 +35,123 @@ def at(seconds: float = 0, minutes: float = 0) -> datetime:
 
 def attempts(engine) -> list[tuple[str, bool, bool]]:
     with Session(engine) as s:
-        return [tuple(r) for r in s.execute(select(store.LoginAttempt.name, store.LoginAttempt.success,
-                                                   store.LoginAttempt.locked_out).order_by(store.LoginAttempt.id))]
+        return [tuple(r) for r in s.execute(select(LoginAttempt.name, LoginAttempt.success,
+                                                   LoginAttempt.locked_out).order_by(LoginAttempt.id))]
 
 
 def test_passwords_are_salted_scrypt_hashes(engine):
-    users.add_user(engine, "ann", "correct horse", "annotator")
+    auth.add_user(engine, "ann", "correct horse", "annotator")
     with Session(engine) as s:
-        stored = s.scalar(select(store.User.password_hash))
+        stored = s.scalar(select(User.password_hash))
     assert stored.startswith("scrypt$") and "correct horse" not in stored
-    assert users.hash_password("correct horse") != users.hash_password("correct horse")  # salted
-    assert users.authenticate(engine, "ann", "correct horse")
-    assert not users.authenticate(engine, "ann", "wrong horse")
-    assert not users.authenticate(engine, "nobody", "correct horse")
-    assert not users.verify_password("x", "not-a-hash")
+    assert auth.hash_password("correct horse") != auth.hash_password("correct horse")  # salted
+    assert auth.authenticate(engine, "ann", "correct horse")
+    assert not auth.authenticate(engine, "ann", "wrong horse")
+    assert not auth.authenticate(engine, "nobody", "correct horse")
+    assert not auth.verify_password("x", "not-a-hash")
 
 
 def test_bad_accounts_are_refused(engine):
     with pytest.raises(ValueError, match="at least 8"):
-        users.add_user(engine, "ann", "short")
+        auth.add_user(engine, "ann", "short")
     with pytest.raises(ValueError, match="role must be one of"):
-        users.add_user(engine, "ann", "password1", "owner")
+        auth.add_user(engine, "ann", "password1", "owner")
     with pytest.raises(ValueError, match="user names are"):
-        users.add_user(engine, "<script>", "password1")
-    users.add_user(engine, "ann", "password1")
+        auth.add_user(engine, "<script>", "password1")
+    auth.add_user(engine, "ann", "password1")
     with pytest.raises(ValueError, match="exists already"):
-        users.add_user(engine, "ann", "password2")
+        auth.add_user(engine, "ann", "password2")
 
 
 def test_single_user_mode_until_the_first_account(engine):
-    assert users.gradio_auth(engine) is None  # no sign-in page
-    assert users.current_user(engine, None) == users.LOCAL_USER
-    assert users.require_role(engine, None, "admin") == users.LOCAL_USER
-    users.add_user(engine, "ann", "password1", "annotator")
-    users.add_user(engine, "boss", "password2", "admin")
-    check = users.gradio_auth(engine)
+    assert gradio_auth(engine) is None  # no sign-in page
+    assert auth.current_user(engine, None) == auth.LOCAL_USER
+    assert auth.require_role(engine, None, "admin") == auth.LOCAL_USER
+    auth.add_user(engine, "ann", "password1", "annotator")
+    auth.add_user(engine, "boss", "password2", "admin")
+    check = gradio_auth(engine)
     assert run_async(check("ann", "password1")) and not run_async(check("ann", "password2"))
-    with pytest.raises(users.AuthError, match="Sign in"):
-        users.current_user(engine, None)
-    assert users.require_role(engine, "ann", "annotator") == "ann"
-    with pytest.raises(users.AuthError, match="Only admins"):
-        users.require_role(engine, "ann", "admin")
-    assert users.require_role(engine, "boss", "admin") == "boss"
-    assert users.role_of(engine, "stranger") is None
+    with pytest.raises(auth.AuthError, match="Sign in"):
+        auth.current_user(engine, None)
+    assert auth.require_role(engine, "ann", "annotator") == "ann"
+    with pytest.raises(auth.AuthError, match="Only admins"):
+        auth.require_role(engine, "ann", "admin")
+    assert auth.require_role(engine, "boss", "admin") == "boss"
+    assert auth.role_of(engine, "stranger") is None
 
 
 def test_cli_adds_and_lists_users(tmp_path, db_url, monkeypatch, capsys):
     monkeypatch.setenv("BERTDEMO_DATA_DIR", str(tmp_path / "rt"))
     monkeypatch.setenv("BERTDEMO_DB_URL", db_url)
     monkeypatch.setenv("BERTDEMO_PASSWORD", "password1")
-    assert users.main(["add", "boss", "--role", "admin"]) == 0
-    assert users.main(["add", "boss"]) == 2
+    assert users_cli.main(["add", "boss", "--role", "admin"]) == 0
+    assert users_cli.main(["add", "boss"]) == 2
     assert "exists already" in capsys.readouterr().err
-    assert users.main(["list"]) == 0
+    assert users_cli.main(["list"]) == 0
     assert capsys.readouterr().out.startswith("boss\tadmin\t")
 
 
 # --------------------------------------------------------------------------- sign-in limit
 def test_five_failures_lock_the_name_even_for_the_right_password(engine, monkeypatch):
-    users.add_user(engine, "ann", "password1")
-    for i in range(users.MAX_FAILED_SIGNINS):
-        assert users.check_sign_in(engine, "ann", f"wrong{i}", at(seconds=i)) is False
+    auth.add_user(engine, "ann", "password1")
+    for i in range(auth.MAX_FAILED_SIGNINS):
+        assert auth.check_sign_in(engine, "ann", f"wrong{i}", at(seconds=i)) is False
     checked = []
-    monkeypatch.setattr(users, "verify_password", lambda *a: checked.append(a) or True)
-    with pytest.raises(users.SignInLocked, match="Too many failed sign-ins for 'ann'; try again in 15 minutes"):
-        users.check_sign_in(engine, "ann", "password1", at(seconds=10))
-    with pytest.raises(users.SignInLocked, match="try again in 1 minute\\."):
-        users.check_sign_in(engine, "ANN ", "password1", at(minutes=14, seconds=30))  # same name, any case
+    monkeypatch.setattr(auth, "verify_password", lambda *a: checked.append(a) or True)
+    with pytest.raises(auth.SignInLocked, match="Too many failed sign-ins for 'ann'; try again in 15 minutes"):
+        auth.check_sign_in(engine, "ann", "password1", at(seconds=10))
+    with pytest.raises(auth.SignInLocked, match="try again in 1 minute\\."):
+        auth.check_sign_in(engine, "ANN ", "password1", at(minutes=14, seconds=30))  # same name, any case
     assert checked == []  # refused without running scrypt
     assert attempts(engine) == [("ann", False, False)] * 5 + [("ann", False, True)] * 2
 
 
 def test_the_lock_ends_when_the_window_has_passed(engine):
-    users.add_user(engine, "ann", "password1")
+    auth.add_user(engine, "ann", "password1")
     for i in range(5):
-        users.check_sign_in(engine, "ann", "wrong", at(seconds=i))
-    with pytest.raises(users.SignInLocked):
-        users.check_sign_in(engine, "ann", "password1", at(minutes=10))  # refusals do not extend the lock
+        auth.check_sign_in(engine, "ann", "wrong", at(seconds=i))
+    with pytest.raises(auth.SignInLocked):
+        auth.check_sign_in(engine, "ann", "password1", at(minutes=10))  # refusals do not extend the lock
     # the oldest failure leaves the window at 15:00: the 5-in-15-minutes limit admits one more try
-    assert users.check_sign_in(engine, "ann", "wrong", at(minutes=15)) is False
-    with pytest.raises(users.SignInLocked):
-        users.check_sign_in(engine, "ann", "password1", at(minutes=15, seconds=0.5))
-    assert users.check_sign_in(engine, "ann", "password1", at(minutes=15, seconds=2)) is True
+    assert auth.check_sign_in(engine, "ann", "wrong", at(minutes=15)) is False
+    with pytest.raises(auth.SignInLocked):
+        auth.check_sign_in(engine, "ann", "password1", at(minutes=15, seconds=0.5))
+    assert auth.check_sign_in(engine, "ann", "password1", at(minutes=15, seconds=2)) is True
 
 
 def test_unknown_names_are_limited_too(engine):
-    users.add_user(engine, "ann", "password1")
+    auth.add_user(engine, "ann", "password1")
     for i in range(5):
-        assert users.check_sign_in(engine, "  NoBody", "whatever1", at(seconds=i)) is False
-    with pytest.raises(users.SignInLocked, match="'nobody'"):
-        users.check_sign_in(engine, "nobody", "whatever1", at(seconds=6))
-    assert users.check_sign_in(engine, "ann", "password1", at(seconds=7))  # other names are not affected
+        assert auth.check_sign_in(engine, "  NoBody", "whatever1", at(seconds=i)) is False
+    with pytest.raises(auth.SignInLocked, match="'nobody'"):
+        auth.check_sign_in(engine, "nobody", "whatever1", at(seconds=6))
+    assert auth.check_sign_in(engine, "ann", "password1", at(seconds=7))  # other names are not affected
 
 
 def test_failures_before_a_success_do_not_count(engine):
-    users.add_user(engine, "ann", "password1")
+    auth.add_user(engine, "ann", "password1")
     for i in range(4):
-        users.check_sign_in(engine, "ann", "wrong", at(seconds=i))
-    assert users.check_sign_in(engine, "ann", "password1", at(seconds=5))
+        auth.check_sign_in(engine, "ann", "wrong", at(seconds=i))
+    assert auth.check_sign_in(engine, "ann", "password1", at(seconds=5))
     for i in range(4):
-        assert users.check_sign_in(engine, "ann", "wrong", at(seconds=6 + i)) is False
-    assert users.check_sign_in(engine, "ann", "password1", at(seconds=11))
+        assert auth.check_sign_in(engine, "ann", "wrong", at(seconds=6 + i)) is False
+    assert auth.check_sign_in(engine, "ann", "password1", at(seconds=11))
     for i in range(5):
-        users.check_sign_in(engine, "ann", "wrong", at(seconds=12 + i))
-    with pytest.raises(users.SignInLocked):
-        users.check_sign_in(engine, "ann", "password1", at(seconds=20))
+        auth.check_sign_in(engine, "ann", "wrong", at(seconds=12 + i))
+    with pytest.raises(auth.SignInLocked):
+        auth.check_sign_in(engine, "ann", "password1", at(seconds=20))
     assert len(attempts(engine)) == 4 + 1 + 4 + 1 + 5 + 1  # the history is kept
 
 
 def test_a_burst_of_parallel_attempts_gets_five_tries(engine):
-    users.add_user(engine, "ann", "password1")
+    auth.add_user(engine, "ann", "password1")
     results, barrier = [], threading.Barrier(10)
 
     def attempt() -> None:
         barrier.wait()
         try:
-            results.append(users.check_sign_in(engine, "ann", "guess", at()))
-        except users.SignInLocked:
+            results.append(auth.check_sign_in(engine, "ann", "guess", at()))
+        except auth.SignInLocked:
             results.append("locked")
 
     threads = [threading.Thread(target=attempt) for _ in range(10)]
@@ -158,19 +161,19 @@ def test_a_burst_of_parallel_attempts_gets_five_tries(engine):
 
 
 def test_old_attempts_are_pruned(engine):
-    users.check_sign_in(engine, "ann", "wrong", at())
-    users.check_sign_in(engine, "bob", "wrong", at(minutes=60 * 23))
-    users.check_sign_in(engine, "bob", "wrong", at(minutes=60 * 25))
+    auth.check_sign_in(engine, "ann", "wrong", at())
+    auth.check_sign_in(engine, "bob", "wrong", at(minutes=60 * 23))
+    auth.check_sign_in(engine, "bob", "wrong", at(minutes=60 * 25))
     assert attempts(engine) == [("bob", False, False)] * 2
 
 
 def test_the_gradio_auth_is_async_and_checks_in_a_worker_thread(engine, monkeypatch):
-    users.add_user(engine, "ann", "password1")
-    check = users.gradio_auth(engine)
+    auth.add_user(engine, "ann", "password1")
+    check = gradio_auth(engine)
     assert asyncio.iscoroutinefunction(check)  # Gradio awaits it instead of blocking its event loop
     threads = []
-    real = users.check_sign_in
-    monkeypatch.setattr(users, "check_sign_in", lambda *a: threads.append(threading.current_thread()) or real(*a))
+    real = auth.check_sign_in
+    monkeypatch.setattr(auth, "check_sign_in", lambda *a: threads.append(threading.current_thread()) or real(*a))
 
     async def main() -> list:
         return await asyncio.gather(check("ann", "password1"), check("ann", "nope"), return_exceptions=True)
@@ -188,15 +191,15 @@ def test_the_gradio_auth_is_async_and_checks_in_a_worker_thread(engine, monkeypa
 
 def test_passwords_never_reach_the_logs(engine, caplog):
     caplog.set_level(logging.DEBUG)
-    users.add_user(engine, "ann", "s3cret-right")
-    users.check_sign_in(engine, "ann", "s3cret-right", at())
+    auth.add_user(engine, "ann", "s3cret-right")
+    auth.check_sign_in(engine, "ann", "s3cret-right", at())
     for i in range(5):
-        users.check_sign_in(engine, "ann", f"s3cret-wrong-{i}", at(seconds=1 + i))
-    with pytest.raises(users.SignInLocked):
-        users.check_sign_in(engine, "ann", "s3cret-right", at(seconds=9))
-    users.check_sign_in(engine, "ghost", "s3cret-ghost", at(seconds=10))
+        auth.check_sign_in(engine, "ann", f"s3cret-wrong-{i}", at(seconds=1 + i))
+    with pytest.raises(auth.SignInLocked):
+        auth.check_sign_in(engine, "ann", "s3cret-right", at(seconds=9))
+    auth.check_sign_in(engine, "ghost", "s3cret-ghost", at(seconds=10))
     assert "s3cret" not in caplog.text
-    messages = [r.getMessage() for r in caplog.records if r.name == "bertdemo.users"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "bertdemo.auth"]
     assert messages[0] == "signed in: 'ann'"
     assert messages[1:5] == ["failed sign-in for 'ann'"] * 4
     assert "locked out until" in messages[5] and "sign-in refused for 'ann'" in messages[6]

@@ -11,9 +11,9 @@ import json
 
 import gradio as gr
 
-from bertdemo.actions import PredictActions
-from bertdemo.annotate import QUEUES, AnnotateActions, Item
-from bertdemo.store import ConflictError
+from bertdemo.actions.annotate import QUEUES, AnnotateActions, Item
+from bertdemo.actions.predict import PredictActions
+from bertdemo.db.models import ConflictError
 from bertdemo.ui.common import api_file, guarded, warn
 
 SHORTCUTS_JS = """

@@ -12,8 +12,8 @@ import gradio as gr
 from gradio.data_classes import FileData
 from pydantic import ConfigDict, ValidationError
 
-from bertdemo.actions import USER_ERRORS
-from bertdemo.inputs import short
+from bertdemo.actions.predict import USER_ERRORS
+from bertdemo.validate import short
 
 log = logging.getLogger(__name__)
 

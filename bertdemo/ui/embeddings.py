@@ -7,9 +7,10 @@ import html
 import gradio as gr
 import pandas as pd
 
-from bertdemo import embedding_plots
-from bertdemo.context import (ACTIVE_MODEL, DEFAULT_PRESET, MODEL_CHOICES, PRESETS, Comparison,
-                              EmbeddingActions, Neighbours)
+from bertdemo.actions.embeddings import ACTIVE_MODEL, MODEL_CHOICES, EmbeddingActions
+from bertdemo.actions.presets import DEFAULT_PRESET, PRESETS
+from bertdemo.model.embeddings import Neighbours, WordComparison
+from bertdemo.ui import plots
 from bertdemo.ui.common import guarded, md_text, warn
 
 INTRO = (
@@ -26,7 +27,7 @@ STATIC_NOTE = (
 )
 
 
-def summary_markdown(c: Comparison) -> str:
+def summary_markdown(c: WordComparison) -> str:
     """What the user should read off the plots, in words."""
     lines = [f"**{len(c.occurrences)} occurrences** of *{md_text(c.word)}* in "
              f"{len({o.sentence_index for o in c.occurrences})} sentence(s), model: {c.model_name}, "
@@ -124,9 +125,9 @@ def build(actions: EmbeddingActions, tab: gr.Tab | None = None) -> None:
             gr.Warning(f"{len(c.skipped)} line(s) skipped: "
                        + ", ".join(f"line {x.line_number}" for x in c.skipped[:10]))
         choice = gr.update(choices=c.labels, value=c.labels[0])
-        return (summary_markdown(c), embedding_plots.similarity_heatmap(c),
-                embedding_plots.similarity_heatmap(c, static=True), embedding_plots.projection(c),
-                embedding_plots.layer_lines(c), choice)
+        return (summary_markdown(c), plots.similarity_heatmap(c),
+                plots.similarity_heatmap(c, static=True), plots.projection(c),
+                plots.layer_lines(c), choice)
 
     def load_preset(name: str):
         p = PRESETS.get(name)

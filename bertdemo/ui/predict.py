@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from bertdemo import plots
-from bertdemo.actions import PredictActions
+from bertdemo.actions.predict import PredictActions
+from bertdemo.ui import plots
 from bertdemo.ui.common import api_file, api_slider, guarded, md_text, warn
 
 EXAMPLES = [

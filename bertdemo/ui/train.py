@@ -10,9 +10,9 @@ import html
 
 import gradio as gr
 
-from bertdemo import plots
-from bertdemo.train import TrainConfig
-from bertdemo.training_actions import MODES, STARTS, TrainingActions
+from bertdemo.actions.train import MODES, STARTS, TrainingActions
+from bertdemo.training.config import TrainConfig
+from bertdemo.ui import plots
 from bertdemo.ui.common import api_number, api_slider, guarded
 
 VERSION_HEADERS = ["version", "serving", "macro-F1", "accuracy", "created", "by", "settings"]

@@ -14,7 +14,7 @@ import torch
 from captum.attr import LayerIntegratedGradients
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from bertdemo.classifier import Classifier, TokenView
+from bertdemo.model.classifier import Classifier, TokenView
 
 
 @dataclass(frozen=True)

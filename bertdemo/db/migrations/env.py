@@ -12,10 +12,11 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from bertdemo import store
+from bertdemo.db.engine import make_engine
+from bertdemo.db.models import Base
 
 config = context.config
-target_metadata = store.Base.metadata
+target_metadata = Base.metadata
 
 
 def _configure(connection: Connection) -> None:
@@ -44,7 +45,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():  # a no-op inside the caller's transaction
             context.run_migrations()
         return
-    engine = store.make_engine(config.attributes.get("url") or config.get_main_option("sqlalchemy.url"))
+    engine = make_engine(config.attributes.get("url") or config.get_main_option("sqlalchemy.url"))
     try:
         with engine.connect() as conn:
             _configure(conn)

@@ -10,29 +10,22 @@ dataset. Results are small frozen dataclasses; nothing here imports gradio.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from bertdemo import store
-from bertdemo.classifier import Classifier
-from bertdemo.inputs import number_in
+from bertdemo.model.classifier import Classifier
 from bertdemo.text import TextError, clean_text
+from bertdemo.validate import number_in
 
 if TYPE_CHECKING:
-    from bertdemo.jobs import Services
-
+    pass
 MAX_SENTENCES = 50  # a heatmap of more than ~100 occurrences is unreadable, and CPUs are shared
 MAX_OCCURRENCES = 100
 MAX_WORD_CHARS = 100
 MAX_CORPUS_EXAMPLES = 300  # stored examples searched for neighbours (one batched pass each)
-CORPUS_CACHE_SIZE = 16  # (model, word) entries kept in memory
 MAX_PAIRS_PLOTTED = 15
 
 
@@ -65,7 +58,7 @@ class Skipped:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class WordComparison:
     """Every occurrence of `word` in the sentences, compared at every layer.
 
     `vectors`, `layer_similarity` are indexed [layer, occurrence]; occurrences are parallel to
@@ -250,7 +243,7 @@ def static_vectors(clf: Classifier, pieces: Sequence[int]) -> np.ndarray:
 
 # --------------------------------------------------------------------------- comparison
 def compare(clf: Classifier, sentences: object, word: object, layer: int | None = None,
-            senses: Sequence[str] | None = None, model_name: str = "") -> Comparison:
+            senses: Sequence[str] | None = None, model_name: str = "") -> WordComparison:
     """Every occurrence of `word` in `sentences` (one per line), compared at every layer."""
     cleaned_word, pieces = word_pieces(clf, word)
     lines = split_sentences(sentences)
@@ -306,7 +299,7 @@ def compare(clf: Classifier, sentences: object, word: object, layer: int | None 
 
     vectors = np.stack(vecs, axis=1).astype(np.float32)  # (L+1, N, H)
     static = np.repeat(static_vectors(clf, pieces)[None], len(occurrences), axis=0)  # (N, H)
-    return Comparison(
+    return WordComparison(
         word=cleaned_word, pieces=tuple(clf.tokenizer.convert_ids_to_tokens(pieces)),
         piece_ids=tuple(pieces), layer=layer,
         num_layers=num_layers, model_name=model_name or clf.name, occurrences=tuple(occurrences),
@@ -368,47 +361,7 @@ def corpus_vectors(clf: Classifier, rows: Iterable[tuple[int, str, str | None]],
                          searched=len(rows), matching=matching, capped=matching > len(rows))
 
 
-def stored_rows(session: Session, word: str, limit: int = MAX_CORPUS_EXAMPLES
-                ) -> tuple[list[tuple[int, str, str | None]], int]:
-    """(up to `limit` stored examples whose text contains `word`, how many contain it in all)."""
-    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    cond = store.Example.text.ilike(f"%{escaped}%", escape="\\")
-    total = session.scalar(select(func.count()).select_from(store.Example).where(cond)) or 0
-    rows = session.execute(select(store.Example.id, store.Example.text, store.Example.label)
-                           .where(cond).order_by(store.Example.id).limit(limit)).all()
-    return [tuple(r) for r in rows], int(total)
-
-
-class CorpusIndex:
-    """Corpus vectors computed on demand, cached in memory per (model key, word): the key is the
-    model version, so a new version never sees its predecessor's vectors. Shared by all users
-    (it holds no per-user state), bounded to CORPUS_CACHE_SIZE words (least recently used out)."""
-
-    def __init__(self, max_examples: int = MAX_CORPUS_EXAMPLES, size: int = CORPUS_CACHE_SIZE) -> None:
-        self.max_examples = max_examples
-        self.size = size
-        self._cache: OrderedDict[tuple[str, str], CorpusVectors] = OrderedDict()
-        self._lock = threading.Lock()
-        self.computed = 0  # how many times vectors were computed (tests check the cache with it)
-
-    def get(self, key: str, clf: Classifier, engine, word: str, pieces: Sequence[int]) -> CorpusVectors:
-        with self._lock:
-            hit = self._cache.get((key, word))
-            if hit is not None:
-                self._cache.move_to_end((key, word))
-                return hit
-        with Session(engine) as s:
-            rows, total = stored_rows(s, word, self.max_examples)
-        cv = corpus_vectors(clf, rows, pieces, total)
-        with self._lock:
-            self.computed += 1
-            self._cache[(key, word)] = cv
-            while len(self._cache) > self.size:
-                self._cache.popitem(last=False)
-        return cv
-
-
-def neighbours(comparison: Comparison, occurrence: int, corpus: CorpusVectors, k: int = 10,
+def neighbours(comparison: WordComparison, occurrence: int, corpus: CorpusVectors, k: int = 10,
                layer: int | None = None) -> Neighbours:
     """The k stored occurrences most similar (cosine at `layer`) to occurrence number `occurrence`."""
     if not 0 <= occurrence < len(comparison.occurrences):
@@ -425,129 +378,3 @@ def neighbours(comparison: Comparison, occurrence: int, corpus: CorpusVectors, k
         items = tuple(Neighbour(corpus.example_ids[i], corpus.texts[i], corpus.labels[i], corpus.nth[i],
                                 float(sims[i])) for i in order)
     return Neighbours(comparison.occurrences[occurrence], layer, items, corpus)
-
-
-# --------------------------------------------------------------------------- presets
-@dataclass(frozen=True)
-class Preset:
-    """Sentences that use `word` in two senses; `senses` names the sense of each occurrence, in
-    reading order (line by line, left to right), so the tab can find the layer that separates them."""
-
-    name: str
-    word: str
-    sentences: tuple[str, ...]
-    senses: tuple[str, ...]
-    explanation: str
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.sentences)
-
-
-PRESETS: dict[str, Preset] = {p.name: p for p in (
-    Preset("bat", "bat", (
-        "I encountered a bat when I went to buy a cricket bat.",
-        "We saw a bat flying around the barn at night.",
-        "He hit the ball hard with his new cricket bat.",
-    ), ("animal", "cricket", "animal", "cricket"),
-        "The seed's sentence uses *bat* twice: the animal, then the cricket bat. The static input "
-        "embedding is the same vector for both (similarity 1.0); in the middle layers the two animals "
-        "(S1.1, S2.1) end up closer to each other than to either cricket bat (S1.2, S3.1)."),
-    Preset("bank", "bank", (
-        "I deposited my salary at the bank this morning.",
-        "The bank approved our mortgage application.",
-        "We had a picnic on the bank of the river.",
-        "The boat drifted towards the muddy bank.",
-    ), ("money", "money", "river", "river"),
-        "Money bank versus river bank. Look at the heatmap: two bright blocks (one per sense) appear "
-        "as soon as the first layers mix in the context."),
-    Preset("bass", "bass", (
-        "He plays bass in a jazz band.",
-        "Turn up the bass on the speakers.",
-        "We caught a huge bass in the lake.",
-        "The fisherman grilled the bass for dinner.",
-    ), ("music", "music", "fish", "fish"),
-        "The instrument (and the low frequencies) versus the fish. A harder case for this small model: "
-        "watch the line plot, where the senses only pull apart in the upper layers."),
-    Preset("spring", "spring", (
-        "The flowers bloom in spring.",
-        "We are going to Japan next spring.",
-        "The mattress has a broken spring.",
-        "Compress the spring and let it go.",
-    ), ("season", "season", "coil", "coil"),
-        "The season versus the metal coil (a third sense, a water spring, is easy to add). The line "
-        "plot shows how quickly each pair moves apart with depth."),
-    Preset("crane", "crane", (
-        "A crane lifted the steel beams onto the roof.",
-        "The construction crane towered over the city.",
-        "A crane stood on one leg in the marsh.",
-        "The crane spread its wings and flew away.",
-    ), ("machine", "machine", "bird", "bird"),
-        "The machine versus the bird. Both senses are tall and lift their necks, yet the sentences "
-        "around them (steel, roof / marsh, wings) pull the vectors apart."),
-    Preset("mouse", "mouse", (
-        "Click the left mouse button twice.",
-        "My wireless mouse needs new batteries.",
-        "The cat chased a mouse into the kitchen.",
-        "A mouse nibbled the cheese in the pantry.",
-    ), ("computer", "computer", "animal", "animal"),
-        "The computer device versus the animal: a sense that did not exist a few decades ago. "
-        "Compare the layers: at layer 0 only the position differs, and no single layer separates "
-        "the senses perfectly here, which the margin in the summary shows."),
-    Preset("apple", "apple", (
-        "She ate a crisp red apple.",
-        "Peel the apple and slice it for the pie.",
-        "Apple released a new iPhone this year.",
-        "Apple shares rose after the earnings report.",
-    ), ("fruit", "fruit", "company", "company"),
-        "The fruit versus the company. The model is uncased, so the capital A of Apple is invisible to "
-        "it: only the context (iPhone, shares) tells the company apart."),
-)}
-DEFAULT_PRESET = "bat"
-
-
-def preset_senses(sentences: str, word: str) -> tuple[str, ...] | None:
-    """The senses of the preset whose text and word these are, unchanged; else None."""
-    for p in PRESETS.values():
-        if split_sentences(sentences) == split_sentences(p.text) and str(word).strip().lower() == p.word:
-            return p.senses
-    return None
-
-
-# --------------------------------------------------------------------------- adapter for the UI
-ACTIVE_MODEL = "active fine-tuned version"
-BASE_MODEL = "base encoder"
-MODEL_CHOICES = (ACTIVE_MODEL, BASE_MODEL)
-
-
-class EmbeddingActions:
-    """One method per UI action of the Embeddings tab: UI inputs in, plain values out."""
-
-    def __init__(self, services: Services, index: CorpusIndex | None = None) -> None:
-        self.services = services
-        self.index = index or CorpusIndex()
-
-    def model(self, choice: str = ACTIVE_MODEL) -> tuple[str, Classifier]:
-        """(cache key, classifier). The key names the version the classifier was loaded from, so
-        corpus vectors are never shared between versions."""
-        if choice == BASE_MODEL:
-            return "base", self.services.registry.base()
-        if choice not in (ACTIVE_MODEL, None, ""):
-            raise ContextError(f"The model must be one of {list(MODEL_CHOICES)}, got {choice!r}.")
-        clf = self.services.registry.active()
-        return f"version:{clf.name}", clf
-
-    def compare(self, sentences: object, word: object, layer: int | None = None,
-                choice: str = ACTIVE_MODEL) -> Comparison:
-        key, clf = self.model(choice)
-        senses = preset_senses(sentences, word) if isinstance(sentences, str) else None
-        name = "base encoder" if key == "base" else f"fine-tuned {clf.name}"
-        return compare(clf, sentences, word, layer, senses=senses, model_name=name)
-
-    def neighbours(self, comparison: Comparison, occurrence_label: str, k: int = 10,
-                   choice: str = ACTIVE_MODEL) -> Neighbours:
-        if occurrence_label not in comparison.labels:
-            raise ContextError(f"Choose an occurrence among {comparison.labels}, got {occurrence_label!r}.")
-        key, clf = self.model(choice)
-        corpus = self.index.get(key, clf, self.services.engine, comparison.word, comparison.piece_ids)
-        return neighbours(comparison, comparison.labels.index(occurrence_label), corpus, int(k))

@@ -20,18 +20,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
-from alembic.config import CommandLine, Config
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger(__name__)
-
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 BASELINE = "0001"  # the schema that `Base.metadata.create_all` made before there were migrations
 # the tables of BASELINE: a database with these and no alembic_version predates migrations
@@ -143,35 +142,3 @@ def _next_rev_id() -> str:
     """Revisions are numbered 0001, 0002, ... so that file names sort in order."""
     ids = [s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()]
     return f"{max((int(i) for i in ids if i.isdigit()), default=0) + 1:04d}"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from bertdemo import store
-    from bertdemo.config import Settings
-
-    cli = CommandLine(prog="python -m bertdemo.migrate")
-    options = cli.parser.parse_args(argv)
-    if not hasattr(options, "cmd"):
-        cli.parser.error("too few arguments")
-    url = Settings.from_env().database_url
-    name = options.cmd[0].__name__
-    if name == "upgrade" and not options.sql:
-        # the same path as an app start: adopts a pre-migration database, takes the lock
-        engine = store.make_engine(url)
-        try:
-            upgrade(engine, options.revision)
-        finally:
-            engine.dispose()
-        print(f"database at {head_revision() if options.revision == 'head' else options.revision}")
-        return 0
-    if name == "revision" and not getattr(options, "rev_id", None):
-        options.rev_id = _next_rev_id()
-    cfg = alembic_config(url=url)
-    cfg.cmd_opts = options
-    cli.run_cmd(cfg, options)
-    return 0
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    raise SystemExit(main())

@@ -12,32 +12,24 @@ Names are counted whether or not an account has them. Passwords are never logged
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import functools
-import getpass
 import hashlib
 import hmac
 import logging
 import math
-import os
 import secrets
-import sys
 import threading
-from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from bertdemo import store
+from bertdemo.db.models import ROLES, LoginAttempt, User, now
 
 log = logging.getLogger(__name__)
-
 LOCAL_USER = "local"  # the user of single-user mode (no accounts configured)
 _N, _R, _P = 2**14, 8, 1  # scrypt cost: ~16 MiB, ~50 ms per check
-
 MAX_FAILED_SIGNINS = 5  # failed sign-ins for one name ...
 SIGNIN_WINDOW = timedelta(minutes=15)  # ... within this long lock that name out
 ATTEMPTS_KEPT = timedelta(days=1)  # older login_attempts rows are deleted (the table stays small)
@@ -85,23 +77,23 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got.hex(), digest)
 
 
-def add_user(engine: Engine, name: str, password: str, role: str = "annotator") -> store.User:
+def add_user(engine: Engine, name: str, password: str, role: str = "annotator") -> User:
     name = name.strip()
     if not name or len(name) > 64 or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
         raise ValueError(f"user names are 1-64 letters, digits, '.', '_' or '-', got {name!r}")
-    if role not in store.ROLES:
-        raise ValueError(f"role must be one of {store.ROLES}, got {role!r}")
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     with Session(engine) as s, s.begin():
-        if s.scalar(select(store.User).where(store.User.name == name)):
+        if s.scalar(select(User).where(User.name == name)):
             raise ValueError(f"user {name!r} exists already")
-        user = store.User(name=name, role=role, password_hash=hash_password(password))
+        user = User(name=name, role=role, password_hash=hash_password(password))
         s.add(user)
     return user
 
 
 def has_users(engine: Engine) -> bool:
     with Session(engine) as s:
-        return bool(s.scalar(select(func.count()).select_from(store.User)))
+        return bool(s.scalar(select(func.count()).select_from(User)))
 
 
 @functools.cache
@@ -112,7 +104,7 @@ def _dummy_hash() -> str:
 def authenticate(engine: Engine, name: str, password: str) -> bool:
     """True when the name and password match (no attempt limit: see check_sign_in)."""
     with Session(engine) as s:
-        user = s.scalar(select(store.User).where(store.User.name == name))
+        user = s.scalar(select(User).where(User.name == name))
     if user is None:
         verify_password(password, _dummy_hash())  # one scrypt either way: timing does not tell who exists
         return False
@@ -128,7 +120,7 @@ def attempt_key(name: str) -> str:
 def locked_until(s: Session, key: str, at: datetime) -> datetime | None:
     """When `key` may try again if it is locked out at `at`, else None. Counted: failures (not
     refusals) within SIGNIN_WINDOW before `at` that came after the name's last success."""
-    la = store.LoginAttempt
+    la = LoginAttempt
     since = at - SIGNIN_WINDOW
     last_ok = s.scalar(select(func.max(la.created_at)).where(la.name == key, la.success.is_(True), la.created_at <= at))
     if last_ok is not None and last_ok > since:
@@ -147,21 +139,21 @@ def check_sign_in(engine: Engine, name: str, password: str, at: datetime | None 
     False when not; SignInLocked, without checking the password, when the name has had
     MAX_FAILED_SIGNINS failures within SIGNIN_WINDOW. Every attempt is recorded; `at` (naive
     UTC, default now) is for tests."""
-    at = at or store.now()
+    at = at or now()
     key = attempt_key(name)
     with _STRIPES[hash(key) % len(_STRIPES)]:
         with Session(engine) as s, s.begin():
             until = locked_until(s, key, at)
             if until is not None:
-                s.add(store.LoginAttempt(name=key, success=False, locked_out=True, created_at=at))
+                s.add(LoginAttempt(name=key, success=False, locked_out=True, created_at=at))
         if until is not None:
             log.warning("sign-in refused for %r: locked out after %d failed attempts, until %s UTC",
                         key, MAX_FAILED_SIGNINS, f"{until:%Y-%m-%d %H:%M:%S}")
             raise SignInLocked(key, until, at)
         ok = authenticate(engine, name, password)  # the slow part (scrypt), outside any transaction
         with Session(engine) as s, s.begin():
-            s.add(store.LoginAttempt(name=key, success=ok, locked_out=False, created_at=at))
-            s.execute(delete(store.LoginAttempt).where(store.LoginAttempt.created_at < at - ATTEMPTS_KEPT))
+            s.add(LoginAttempt(name=key, success=ok, locked_out=False, created_at=at))
+            s.execute(delete(LoginAttempt).where(LoginAttempt.created_at < at - ATTEMPTS_KEPT))
             s.flush()
             until = None if ok else locked_until(s, key, at)
     if ok:
@@ -181,7 +173,7 @@ def role_of(engine: Engine, name: str | None) -> str | None:
     if not name:
         return None
     with Session(engine) as s:
-        return s.scalar(select(store.User.role).where(store.User.name == name))
+        return s.scalar(select(User.role).where(User.name == name))
 
 
 def current_user(engine: Engine, name: str | None) -> str:
@@ -203,56 +195,3 @@ def require_role(engine: Engine, name: str | None, role: str) -> str:
     return current_user(engine, name)
 
 
-def gradio_auth(engine: Engine) -> Callable[[str, str], Awaitable[bool]] | None:
-    """The `auth=` for Gradio's launch(): a checker when accounts exist, None (single-user local
-    mode, no sign-in) otherwise. Users added later take effect after a restart.
-
-    The checker is a coroutine function, so Gradio awaits it and the check (scrypt, ~50 ms, and
-    the database) runs in a worker thread instead of blocking the event loop. A locked-out name
-    gets HTTP 400, as wrong credentials do, with the reason as `detail` and a Retry-After header:
-    Gradio's sign-in page only reacts to 400 (it shows "Incorrect credentials") and silently
-    ignores any other status, such as 429."""
-    if not has_users(engine):
-        return None
-    from fastapi import HTTPException  # the web layer's exception; imported only when serving
-
-    async def auth(name: str, password: str) -> bool:
-        try:
-            return await asyncio.to_thread(check_sign_in, engine, name, password)
-        except SignInLocked as exc:
-            raise HTTPException(status_code=400, detail=str(exc),
-                                headers={"Retry-After": str(exc.retry_after_s)}) from None
-
-    return auth
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from bertdemo.config import Settings
-
-    parser = argparse.ArgumentParser(prog="python -m bertdemo.users", description="Manage bertdemo accounts.")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    add = sub.add_parser("add", help="create a user (password asked for, or from BERTDEMO_PASSWORD)")
-    add.add_argument("name", help="login name")
-    add.add_argument("--role", choices=store.ROLES, default="annotator", help="annotator or admin")
-    sub.add_parser("list", help="list users and roles")
-    args = parser.parse_args(argv)
-    settings = Settings.from_env()
-    engine = store.make_engine(settings.database_url)
-    store.init_db(engine)
-    if args.cmd == "add":
-        password = os.environ.get("BERTDEMO_PASSWORD") or getpass.getpass(f"password for {args.name}: ")
-        try:
-            add_user(engine, args.name, password, args.role)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(f"added {args.name} ({args.role})")
-    else:
-        with Session(engine) as s:
-            for u in s.scalars(select(store.User).order_by(store.User.name)):
-                print(f"{u.name}\t{u.role}\t{u.created_at:%Y-%m-%d}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

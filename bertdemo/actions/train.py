@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
-from bertdemo import explain, store, users
-from bertdemo.classifier import Classifier
-from bertdemo.inputs import number_in, short
-from bertdemo.jobs import Services
-from bertdemo.registry import VersionInfo
+from bertdemo import auth
+from bertdemo.db import versions
+from bertdemo.db.models import Example, ModelVersion, Score, StoreError
+from bertdemo.model import explain
+from bertdemo.model.classifier import Classifier
+from bertdemo.services import Services
 from bertdemo.text import clean_text
-from bertdemo.train import TrainConfig
+from bertdemo.training.config import TrainConfig
+from bertdemo.training.registry import VersionInfo
+from bertdemo.validate import number_in, short
 
 MODES = ("full fine-tune", "frozen encoder (train the head only)")
 STARTS = ("base encoder", "active version")
@@ -82,7 +85,7 @@ class TrainingView:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class VersionComparison:
     a: str
     b: str
     metrics: list[list]  # rows: [metric, value under a, value under b] (+ per-class F1 rows)
@@ -122,7 +125,7 @@ class TrainingActions:
               mode: str, start_from: str, max_steps: float | None, activate: bool, username: str | None) -> str:
         """Start a background run. With `activate` False the new version is only registered: the
         admin compares it with the serving one and activates it below."""
-        user = users.require_role(self.services.engine, username, "admin")
+        user = auth.require_role(self.services.engine, username, "admin")
         if activate not in (True, False, None):  # 1 and 0 too; a string "false" must not mean yes
             raise FormError(f"serve when trained must be true or false, got {short(activate)}.")
         config = self.config_from_form(epochs, learning_rate, batch_size, max_length, seed, mode, start_from,
@@ -132,7 +135,7 @@ class TrainingActions:
         return f"Training run #{run_id} started; {then}."
 
     def cancel(self, username: str | None) -> str:
-        users.require_role(self.services.engine, username, "admin")
+        auth.require_role(self.services.engine, username, "admin")
         if self.services.jobs.cancel():
             return "Cancelling: the run stops at the next step; the serving model is unchanged."
         return "No training run is in progress."
@@ -141,9 +144,9 @@ class TrainingActions:
         st = self.services.jobs.status()
         if st.state == "idle":  # nothing ran in this process: show the last recorded run, if any
             with Session(self.services.engine) as s:
-                run = store.latest_run(s)
+                run = versions.latest_run(s)
                 if run is not None:
-                    version = s.get(store.ModelVersion, run.version_id) if run.version_id else None
+                    version = s.get(ModelVersion, run.version_id) if run.version_id else None
                     return TrainingView(
                         state=run.status, running=False, step=run.step, total_steps=run.total_steps,
                         fraction=run.step / run.total_steps if run.total_steps else 0.0, message=run.message,
@@ -184,7 +187,7 @@ class TrainingActions:
         return rows
 
     def activate(self, name: str, username: str | None) -> str:
-        users.require_role(self.services.engine, username, "admin")
+        auth.require_role(self.services.engine, username, "admin")
         info = self.services.jobs.activate(self._by_name(name).id)
         return (f"Now serving **{info.name}** in every tab. The annotation queues are being re-scored "
                 "with it in the background.")
@@ -193,7 +196,7 @@ class TrainingActions:
         for v in self.versions():
             if v.name == name:
                 return v
-        raise store.StoreError(f"no model version named {name!r}; choose one from the list")
+        raise StoreError(f"no model version named {name!r}; choose one from the list")
 
     # ------------------------------------------------------------------ before / after
     def _model(self, info: VersionInfo) -> Classifier:
@@ -210,13 +213,13 @@ class TrainingActions:
     def _ensure_scores(self, info: VersionInfo) -> bool:
         """Score every example with `info` unless it was already (versions never activated)."""
         with Session(self.services.engine) as s:
-            has = s.scalar(select(store.Score.example_id).where(store.Score.version_id == info.id).limit(1))
+            has = s.scalar(select(Score.example_id).where(Score.version_id == info.id).limit(1))
         if has is not None:
             return False
         self.services.jobs.rescore(info, self._model(info))
         return True
 
-    def compare(self, a_name: str, b_name: str, limit: int = 200) -> Comparison:
+    def compare(self, a_name: str, b_name: str, limit: int = 200) -> VersionComparison:
         a, b = self._by_name(a_name), self._by_name(b_name)
         notes = [f"Scored the examples with {v.name} first (it had never been activated)."
                  for v in ({a.id: a, b.id: b}.values()) if self._ensure_scores(v)]
@@ -226,17 +229,17 @@ class TrainingActions:
             fb = (b.metrics.get("report_dict") or {}).get(lab, {}).get("f1-score")
             rows.append([f"F1 {lab}", fa, fb])
         rows = [[m, _round(x), _round(y)] for m, x, y in rows]
-        sa, sb = aliased(store.Score), aliased(store.Score)
-        both = (select(store.Example.id, store.Example.text, store.Example.label, sa.predicted, sb.predicted)
-                .join(sa, (sa.example_id == store.Example.id) & (sa.version_id == a.id))
-                .join(sb, (sb.example_id == store.Example.id) & (sb.version_id == b.id)))
+        sa, sb = aliased(Score), aliased(Score)
+        both = (select(Example.id, Example.text, Example.label, sa.predicted, sb.predicted)
+                .join(sa, (sa.example_id == Example.id) & (sa.version_id == a.id))
+                .join(sb, (sb.example_id == Example.id) & (sb.version_id == b.id)))
         with Session(self.services.engine) as s:
             n = len(s.execute(both).all())
             changed = [list(r) for r in s.execute(
-                both.where(sa.predicted != sb.predicted).order_by(store.Example.id).limit(limit))]
+                both.where(sa.predicted != sb.predicted).order_by(Example.id).limit(limit))]
         if a.id == b.id:
             notes.append("Both sides are the same version.")
-        return Comparison(a.name, b.name, rows, changed, n, notes)
+        return VersionComparison(a.name, b.name, rows, changed, n, notes)
 
     def attributions(self, text: str, a_name: str, b_name: str) -> tuple[list, list, str]:
         """Integrated Gradients of one text under each version (for gr.HighlightedText), and a

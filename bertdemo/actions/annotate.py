@@ -16,17 +16,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bertdemo import store, users
+from bertdemo import auth
 from bertdemo.datasets import CSVError, read_csv, write_csv
-from bertdemo.inputs import short
-from bertdemo.jobs import Services
-from bertdemo.store import NewExample, StoreError
+from bertdemo.db import examples, versions
+from bertdemo.db.examples import NewExample
+from bertdemo.db.models import ConflictError, Example, LabelEvent, Score, StoreError, text_key
+from bertdemo.model.label_noise import find_suspicious
+from bertdemo.services import Services
 from bertdemo.text import try_clean
+from bertdemo.validate import short
 
 QUEUES = {  # key -> what the person sees in the queue selector
     "unlabeled": "Unlabeled",
@@ -36,7 +38,6 @@ QUEUES = {  # key -> what the person sees in the queue selector
     "recent": "Recently changed",
     "search": "Text search",
 }
-SUSPICIOUS_FOLDS = 5
 SUSPICIOUS_TTL_S = 600.0
 
 
@@ -129,10 +130,10 @@ class AnnotateActions:
     # ---------------------------------------------------------------- who
     def user(self, username: str | None) -> str:
         """The name recorded on a change (AuthError when accounts exist and nobody signed in)."""
-        return users.current_user(self.engine, username)
+        return auth.current_user(self.engine, username)
 
     def _version_id(self, s: Session) -> int | None:
-        v = store.active_version(s)
+        v = versions.active_version(s)
         return v.id if v else None
 
     # ---------------------------------------------------------------- queues
@@ -140,7 +141,7 @@ class AnnotateActions:
         """'unlabeled' while anything is unlabeled; else the model's disagreements (the bundled
         data is fully labelled, so an empty first queue would greet every new visitor)."""
         with Session(self.engine) as s:
-            has_unlabeled = s.scalar(select(store.Example.id).where(store.Example.label.is_(None)).limit(1))
+            has_unlabeled = s.scalar(select(Example.id).where(Example.label.is_(None)).limit(1))
             if has_unlabeled is not None or self._version_id(s) is None:
                 return "unlabeled"
         return "disagree"
@@ -155,7 +156,7 @@ class AnnotateActions:
                                  "use 'Unlabeled' or 'Text search' until the first model is ready.")
             if queue == "suspicious":
                 return self._suspicious_ids(s, vid)
-            return store.queue_ids(s, queue, vid, _search_text(search))
+            return examples.queue_ids(s, queue, vid, _search_text(search))
 
     def _suspicious_ids(self, s: Session, vid: int | None) -> list[int]:
         """Confident learning (cleanlab.find_label_issues) on out-of-sample probabilities.
@@ -170,15 +171,15 @@ class AnnotateActions:
         About a second for the 14.6k tweets. The result is kept for SUSPICIOUS_TTL_S per (active
         version, number of examples); examples a person changed since are dropped from it
         rather than triggering a recomputation on every click."""
-        key = (vid, store.count_examples(s))
+        key = (vid, examples.count_examples(s))
         with self._suspicious_lock:
             cached = self._suspicious
             if cached is None or cached[0] != key or time.monotonic() - cached[1] > SUSPICIOUS_TTL_S:
-                newest = s.scalar(select(store.func.max(store.LabelEvent.id))) or 0
-                rows = [r for r in store.scored_examples(s, vid) if r[2] is not None]
-                cached = self._suspicious = (key, time.monotonic(), newest, _find_suspicious(rows, self.labels))
+                newest = s.scalar(select(func.max(LabelEvent.id))) or 0
+                rows = [r for r in examples.scored_examples(s, vid) if r[2] is not None]
+                cached = self._suspicious = (key, time.monotonic(), newest, find_suspicious(rows, self.labels))
         _key, _at, newest, ids = cached
-        changed = set(s.scalars(select(store.LabelEvent.example_id).where(store.LabelEvent.id > newest)))
+        changed = set(s.scalars(select(LabelEvent.example_id).where(LabelEvent.id > newest)))
         return [i for i in ids if i not in changed]
 
     def next_item(self, queue: str, search: str = "", seen: list[int] | None = None) -> Item | None:
@@ -192,10 +193,10 @@ class AnnotateActions:
     def item(self, example_id: int, queue: str = "", remaining: int = 0) -> Item:
         example_id = example_id_of(example_id)
         with Session(self.engine) as s:
-            ex = s.get(store.Example, example_id)
+            ex = s.get(Example, example_id)
             if ex is None:
                 raise StoreError(f"No example with id {example_id}.")
-            sc = store.score_of(s, ex.id, self._version_id(s))
+            sc = examples.score_of(s, ex.id, self._version_id(s))
             probs = {lab: round(float(p), 4) for lab, p in zip(self.labels, sc.probs)} if sc else {}
             return Item(id=ex.id, text=ex.raw_text, cleaned=ex.text, label=ex.label, version=ex.version,
                         predicted=sc.predicted if sc else None, confidence=sc.confidence if sc else None,
@@ -210,9 +211,9 @@ class AnnotateActions:
         example_id, version = example_id_of(example_id), _version_of(version)
         who = self.user(username)
         with Session(self.engine) as s, s.begin():
-            if s.get(store.Example, example_id) is None:
+            if s.get(Example, example_id) is None:
                 raise StoreError(f"No example with id {example_id}.")
-            ev = store.set_label(s, example_id, label, who, "annotator", self.labels, expected_version=version)
+            ev = examples.set_label(s, example_id, label, who, "annotator", self.labels, expected_version=version)
             return _saved(ev)
 
     def undo(self, example_id: int, username: str | None, version: int | None = None) -> Saved:
@@ -220,16 +221,16 @@ class AnnotateActions:
         example_id, version = example_id_of(example_id), _version_of(version)
         who = self.user(username)
         with Session(self.engine) as s, s.begin():
-            if s.get(store.Example, example_id) is None:
+            if s.get(Example, example_id) is None:
                 raise StoreError(f"No example with id {example_id}.")
-            last = store.latest_event(s, example_id)
+            last = examples.latest_event(s, example_id)
             if last is None or last.source in ("dataset", "import"):
                 raise StoreError(f"Nothing to undo on example {example_id}: it has no change since it was imported.")
             if version is not None and last.version != version:
-                raise store.ConflictError(
+                raise ConflictError(
                     f"Example {example_id} was changed by {last.user} (now {last.label!r}) after your "
                     "change; reload it and decide again.")
-            ev = store.set_label(s, example_id, last.previous_label, who, "undo", self.labels,
+            ev = examples.set_label(s, example_id, last.previous_label, who, "undo", self.labels,
                                  expected_version=last.version)
             return _saved(ev)
 
@@ -237,16 +238,16 @@ class AnnotateActions:
     def history(self, example_id: int) -> pd.DataFrame:
         example_id = example_id_of(example_id)
         with Session(self.engine) as s:
-            if s.get(store.Example, example_id) is None:
+            if s.get(Example, example_id) is None:
                 raise StoreError(f"No example with id {example_id}.")
             rows = [{"when (UTC)": e.created_at.strftime("%Y-%m-%d %H:%M:%S"), "who": e.user,
                      "from": e.previous_label or "", "to": e.label or "", "source": e.source, "version": e.version}
-                    for e in store.history(s, example_id)]
+                    for e in examples.history(s, example_id)]
         return pd.DataFrame(rows, columns=["when (UTC)", "who", "from", "to", "source", "version"])
 
     def table(self, label: str = "any", annotator: str = "", search: str = "", limit: int = 500) -> pd.DataFrame:
         """Examples with label, annotator, time and model prediction, filtered; newest change first."""
-        E, S = store.Example, store.Score
+        E, S = Example, Score
         with Session(self.engine) as s:
             vid = self._version_id(s)
             q = (select(E.id, E.raw_text, E.label, E.updated_by, E.updated_at, E.version, S.predicted, S.confidence)
@@ -277,9 +278,9 @@ class AnnotateActions:
         or more people gave a label are compared pairwise."""
         from sklearn.metrics import cohen_kappa_score
 
-        users.require_role(self.engine, username, "admin")
+        auth.require_role(self.engine, username, "admin")
         with Session(self.engine) as s:
-            events = store.human_events(s)
+            events = examples.human_events(s)
         changes: dict[str, int] = {}
         items: dict[str, set[int]] = {}
         final: dict[int, dict[str, str]] = {}
@@ -326,7 +327,7 @@ class AnnotateActions:
                 skipped.append((n, raw, f"bad text: {problem}"))
             elif lab and lab not in self.labels:
                 skipped.append((n, raw, f"unknown label: {lab!r} (expected one of {', '.join(self.labels)})"))
-            elif (key := store.text_key(cleaned)) in keys_seen:
+            elif (key := text_key(cleaned)) in keys_seen:
                 skipped.append((n, raw, "duplicate: repeated in this file"))
             else:
                 keys_seen.add(key)
@@ -335,8 +336,8 @@ class AnnotateActions:
             stored: set[str] = set()
             all_keys = [k[4] for k in keyed]
             for start in range(0, len(all_keys), 500):
-                stored |= set(s.scalars(select(store.Example.text_key)
-                                        .where(store.Example.text_key.in_(all_keys[start:start + 500]))))
+                stored |= set(s.scalars(select(Example.text_key)
+                                        .where(Example.text_key.in_(all_keys[start:start + 500]))))
         for n, raw, cleaned, lab, key in keyed:
             if key in stored:
                 skipped.append((n, raw, "duplicate: already in the dataset"))
@@ -348,22 +349,22 @@ class AnnotateActions:
 
     def import_csv(self, path: str, username: str | None) -> ImportDone:
         """Add the rows preview_import accepts, as one transaction (admins only)."""
-        who = users.require_role(self.engine, username, "admin")
+        who = auth.require_role(self.engine, username, "admin")
         preview = self.preview_import(path)
         if preview.add.empty:
             raise CSVError("Nothing to import: " + preview.summary())
         rows = [NewExample(text=c, raw_text=r, label=lab if isinstance(lab, str) else None)
                 for r, c, lab in zip(preview.add["text"], preview.add["cleaned"], preview.add["label"])]
         with Session(self.engine) as s, s.begin():
-            res = store.import_examples(s, rows, "import", who, self.labels)
+            res = examples.import_examples(s, rows, "import", who, self.labels)
         return ImportDone(res.added, len(preview.skipped) + res.duplicates, preview)
 
     def export_frame(self) -> pd.DataFrame:
-        E = store.Example
+        E = Example
         with Session(self.engine) as s:
             rows = s.execute(select(E.id, E.external_id, E.raw_text, E.text, E.label, E.updated_by, E.updated_at,
                                     E.source).order_by(E.id)).all()
-            changes = store.change_counts(s)
+            changes = examples.change_counts(s)
         return pd.DataFrame(
             [(i, ext or "", raw, cleaned, lab or "", who or "", at.isoformat(sep=" ", timespec="seconds") if at else "",
               changes.get(i, 0), src) for i, ext, raw, cleaned, lab, who, at, src in rows],
@@ -447,7 +448,7 @@ def _search_text(value: object) -> str:
     return value
 
 
-def _saved(ev: store.LabelEvent) -> Saved:
+def _saved(ev: LabelEvent) -> Saved:
     return Saved(ev.id, ev.example_id, ev.previous_label, ev.label, ev.version, ev.user, ev.source)
 
 
@@ -456,30 +457,3 @@ def _kappa(fn, a: list[str], b: list[str], labels) -> float | None:  # noqa: ANN
         return None
     k = fn(a, b, labels=list(labels))
     return None if k is None or math.isnan(k) else round(float(k), 4)
-
-
-def _find_suspicious(rows: list[tuple[int, str, str | None, list]], labels: tuple[str, ...]) -> list[int]:
-    """Ids of likely mislabelled rows, most suspicious first (see AnnotateActions._suspicious_ids).
-    rows: (id, cleaned text, label, stored probs) of labelled examples."""
-    from cleanlab.filter import find_label_issues
-    from scipy.sparse import csr_matrix, hstack
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import SGDClassifier
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    y = np.array([labels.index(r[2]) for r in rows if r[2] in labels])
-    rows = [r for r in rows if r[2] in labels]
-    counts = np.bincount(y, minlength=len(labels)) if len(y) else np.zeros(len(labels), int)
-    if len(rows) < 20 or (counts < SUSPICIOUS_FOLDS).any():
-        raise QueueError(f"Confident learning needs at least {SUSPICIOUS_FOLDS} labelled examples of every "
-                         f"class; have {dict(zip(labels, counts.tolist()))}.")
-    tfidf = TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=30_000, sublinear_tf=True,
-                            dtype=np.float32).fit_transform([r[1] for r in rows])
-    stored = np.array([r[3] if len(r[3]) == len(labels) else [1 / len(labels)] * len(labels) for r in rows])
-    features = hstack([tfidf, csr_matrix(stored)]).tocsr()  # (n, vocab + classes)
-    folds = StratifiedKFold(n_splits=SUSPICIOUS_FOLDS, shuffle=True, random_state=0)
-    # logistic loss so predict_proba is a probability; SGD: ~20x faster than lbfgs here, as accurate
-    model = SGDClassifier(loss="log_loss", alpha=1e-5, max_iter=20, tol=None, random_state=0)
-    oos = cross_val_predict(model, features, y, cv=folds, method="predict_proba")  # (n, classes)
-    order = find_label_issues(y, oos, return_indices_ranked_by="self_confidence")
-    return [rows[int(i)][0] for i in order]

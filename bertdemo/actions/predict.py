@@ -11,19 +11,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from bertdemo import explain
-from bertdemo.classifier import Classifier
+from bertdemo.auth import AuthError
 from bertdemo.datasets import CSVError, read_csv, write_csv
-from bertdemo.inputs import number_in
-from bertdemo.jobs import JobBusy, Services
-from bertdemo.registry import NoModelError
-from bertdemo.store import StoreError
+from bertdemo.db.models import StoreError
+from bertdemo.errors import UserError
+from bertdemo.model import explain
+from bertdemo.model.classifier import Classifier
+from bertdemo.services import Services
 from bertdemo.text import TextError, clean_text, try_clean
-from bertdemo.train import TrainingError
-from bertdemo.users import AuthError
+from bertdemo.training.config import TrainingError
+from bertdemo.training.registry import NoModelError
+from bertdemo.training.runner import JobBusy
+from bertdemo.validate import number_in
 
 # exceptions whose message is meant for the user; the UI shows them with gr.Error
-USER_ERRORS = (TextError, CSVError, NoModelError, StoreError, JobBusy, TrainingError, AuthError, ValueError)
+USER_ERRORS = (UserError, TextError, CSVError, NoModelError, StoreError, JobBusy, TrainingError, AuthError, ValueError)
 
 
 class InputError(ValueError):

@@ -8,22 +8,24 @@ import logging
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from bertdemo import store
-from bertdemo.classifier import Classifier, autocast_dtype
 from bertdemo.config import Settings
-from bertdemo.datasets import load_bundled, stratified_split
-from bertdemo.registry import Registry, VersionInfo
-from bertdemo.train import (Progress, TrainConfig, TrainingCancelled, TrainingError, check_labels, fit, fit_and_save,
-                            gpu_task, zero_gpu)
+from bertdemo.datasets import stratified_split
+from bertdemo.db import examples, versions
+from bertdemo.db.models import Example, Score, StoreError, TrainingRun, now
+from bertdemo.model.classifier import Classifier, autocast_dtype
+from bertdemo.training.config import Progress, TrainConfig, TrainingCancelled, TrainingError
+from bertdemo.training.loop import check_labels, fit
+from bertdemo.training.registry import Registry, VersionInfo
+from bertdemo.training.zerogpu import fit_and_save, gpu_task, zero_gpu
 
 log = logging.getLogger(__name__)
-
 MIN_EXAMPLES = 20
 
 
@@ -139,8 +141,8 @@ class JobRunner:
         if info is None:
             return False
         with Session(self.engine) as s:
-            scored = s.scalar(store.select(store.Score.example_id).where(store.Score.version_id == info.id).limit(1))
-            has_examples = s.scalar(store.select(store.Example.id).limit(1))
+            scored = s.scalar(select(Score.example_id).where(Score.version_id == info.id).limit(1))
+            has_examples = s.scalar(select(Example.id).limit(1))
         if scored is not None or has_examples is None:
             return False
         log.info("version %s has no stored scores: re-scoring in the background", info.name)
@@ -168,7 +170,7 @@ class JobRunner:
         process calls it, so a bad input stops them all with the same message."""
         labels = self.settings.labels
         with Session(self.engine) as s:
-            snapshot = store.labeled_examples(s)
+            snapshot = examples.labeled_examples(s)
         if len(snapshot) < MIN_EXAMPLES:
             raise TrainingError(f"Training needs at least {MIN_EXAMPLES} labelled examples; "
                                 f"the database has {len(snapshot)}. Label or import more first.")
@@ -189,7 +191,7 @@ class JobRunner:
     # ------------------------------------------------------------------ internals
     def _open_run(self, config: TrainConfig, user: str) -> int:
         with Session(self.engine) as s, s.begin():
-            run_id = store.create_run(s, user, config.to_dict()).id
+            run_id = versions.create_run(s, user, config.to_dict()).id
         self._status = JobStatus(state="running", run_id=run_id, phase="preparing", started=time.time(),
                                  message="Preparing the data")
         return run_id
@@ -202,8 +204,8 @@ class JobRunner:
         """Write the run's outcome to the database (the in-memory status is left as it is)."""
         st = self._status
         with Session(self.engine) as s, s.begin():
-            run = s.get(store.TrainingRun, run_id)
-            run.status, run.message, run.finished_at = state, message, store.now()
+            run = s.get(TrainingRun, run_id)
+            run.status, run.message, run.finished_at = state, message, now()
             run.step, run.total_steps, run.history = st.step, st.total_steps, list(st.history)
             run.version_id = version_id
 
@@ -247,7 +249,7 @@ class JobRunner:
             self._finish(run_id, "succeeded", done, info.id)
         except TrainingCancelled as exc:
             self._finish(run_id, "cancelled", str(exc))
-        except (TrainingError, store.StoreError, ValueError) as exc:
+        except (TrainingError, StoreError, ValueError) as exc:
             log.warning("run %d failed: %s", run_id, exc)
             self._finish(run_id, "failed", str(exc))
         except Exception as exc:  # noqa: BLE001 - a background job must record every failure
@@ -271,7 +273,7 @@ class JobRunner:
                 last_write[0] = time.time()
                 log.info("run %d: %s", run_id, self._status.message)
                 with Session(self.engine) as s, s.begin():
-                    run = s.get(store.TrainingRun, run_id)
+                    run = s.get(TrainingRun, run_id)
                     run.step, run.total_steps = p.step, p.total_steps
 
         return on_progress
@@ -279,75 +281,10 @@ class JobRunner:
     def rescore(self, info: VersionInfo, clf: Classifier) -> int:
         """Score every example with `clf` and store the result for the annotation queues."""
         with Session(self.engine) as s:
-            rows = s.execute(store.select(store.Example.id, store.Example.text)).all()
+            rows = s.execute(select(Example.id, Example.text)).all()
         if not rows:
             return 0
         probs = clf.predict_proba([t for _i, t in rows], batch_size=128)
         with Session(self.engine) as s, s.begin():
-            store.save_scores(s, info.id, [i for i, _t in rows], probs, self.settings.labels)
+            versions.save_scores(s, info.id, [i for i, _t in rows], probs, self.settings.labels)
         return len(rows)
-
-
-@dataclass
-class Services:
-    """Everything the app needs, built once from Settings."""
-
-    settings: Settings
-    engine: Engine
-    registry: Registry
-    jobs: JobRunner
-    bootstrap_error: str | None = field(default=None)
-
-    @classmethod
-    def create(cls, settings: Settings) -> Services:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = store.make_engine(settings.database_url)
-        store.init_db(engine)
-        registry = Registry(settings, engine)
-        return cls(settings, engine, registry, JobRunner(settings, engine, registry))
-
-    def ensure_dataset(self) -> store.ImportResult:
-        """Import the bundled tweets once (idempotent: duplicates by cleaned text are skipped)."""
-        with Session(self.engine) as s:
-            if s.scalar(store.select(store.Example.id).where(store.Example.source == "dataset").limit(1)):
-                return store.ImportResult(0, 0)
-        rows = load_bundled(self.settings.dataset_path, self.settings.max_chars)
-        with Session(self.engine) as s, s.begin():
-            res = store.import_examples(s, rows, "dataset", "dataset", self.settings.labels)
-        log.info("imported %d bundled examples (%d duplicates skipped)", res.added, res.duplicates)
-        return res
-
-    def recover(self) -> None:
-        """Undo what a killed process left behind (called at start, before any training):
-        runs left 'running' are closed (failed: "the app stopped during this run"; or succeeded
-        when their version was already registered, i.e. the process died between saving the
-        version and recording the run), and partial or unregistered model folders are removed.
-        The database itself needs nothing: every write is one committed transaction (SQLite WAL)."""
-        with Session(self.engine) as s, s.begin():
-            stale = s.scalars(store.select(store.TrainingRun).where(
-                store.TrainingRun.status.in_(("queued", "running")))).all()
-            for run in stale:
-                v = s.scalar(store.select(store.ModelVersion).where(store.ModelVersion.run_id == run.id))
-                if v is not None:
-                    f1 = (v.metrics or {}).get("macro_f1")
-                    run.status, run.finished_at, run.version_id = "succeeded", store.now(), v.id
-                    run.message = (f"Version {v.name} saved" + (f" (macro-F1 {f1:.4f})" if f1 is not None else "")
-                                   + (" and now serving" if v.is_active else "; not activated")
-                                   + "; the app stopped before this run was recorded.")
-                    log.warning("run %d: the app stopped after saving %s; recorded succeeded", run.id, v.name)
-            s.flush()
-            if n := store.fail_stale_runs(s):
-                log.warning("marked %d interrupted training run(s) failed", n)
-        self.registry.cleanup_leftovers()
-
-    def start(self) -> None:
-        """App start: recover from a crash, import the data, train version 1 if there is none."""
-        self.recover()
-        if not self.settings.bootstrap:
-            return
-        self.ensure_dataset()
-        if self.registry.active_version() is None and not self.jobs.status().running:
-            log.info("no model version yet: training version 1 on the bundled data")
-            self.jobs.start(TrainConfig(epochs=self.settings.initial_epochs), user="system")
-        else:
-            self.jobs.rescore_if_missing()

@@ -21,10 +21,11 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from bertdemo import store
-from bertdemo.classifier import Classifier
 from bertdemo.config import Settings
-from bertdemo.train import FitResult, TrainConfig
+from bertdemo.db import versions
+from bertdemo.db.models import ModelVersion, StoreError
+from bertdemo.model.classifier import Classifier
+from bertdemo.training.config import FitResult, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class VersionInfo:
     train_config: dict
 
     @classmethod
-    def of(cls, v: store.ModelVersion) -> VersionInfo:
+    def of(cls, v: ModelVersion) -> VersionInfo:
         return cls(v.id, v.name, v.path, v.created_at, v.created_by, v.is_active, dict(v.metrics or {}),
                    v.report, dict(v.train_config or {}))
 
@@ -90,18 +91,18 @@ class Registry:
     # ---------------------------------------------------------------- reading
     def versions(self) -> list[VersionInfo]:
         with Session(self.engine) as s:
-            return [VersionInfo.of(v) for v in store.list_versions(s)]
+            return [VersionInfo.of(v) for v in versions.list_versions(s)]
 
     def get(self, version_id: int) -> VersionInfo:
         with Session(self.engine) as s:
-            v = s.get(store.ModelVersion, version_id)
+            v = s.get(ModelVersion, version_id)
             if v is None:
-                raise store.StoreError(f"no model version with id {version_id}")
+                raise StoreError(f"no model version with id {version_id}")
             return VersionInfo.of(v)
 
     def active_version(self) -> VersionInfo | None:
         with Session(self.engine) as s:
-            v = store.active_version(s)
+            v = versions.active_version(s)
             return VersionInfo.of(v) if v else None
 
     def load(self, info: VersionInfo) -> Classifier:
@@ -145,7 +146,7 @@ class Registry:
         root = self.settings.models_dir
         root.mkdir(parents=True, exist_ok=True)
         with Session(self.engine) as s, s.begin():
-            name = store.next_version_name(s)
+            name = versions.next_version_name(s)
             final = root / name
             tmp = root / f".{name}.partial"
             shutil.rmtree(tmp, ignore_errors=True)
@@ -166,7 +167,7 @@ class Registry:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            v = store.add_version(s, name=name, path=str(final), base_model=self.settings.model_source,
+            v = versions.add_version(s, name=name, path=str(final), base_model=self.settings.model_source,
                                   created_by=user, metrics=result.metrics(), report=result.report,
                                   train_config=config.to_dict(), run_id=run_id)
             return VersionInfo.of(v)
@@ -181,9 +182,9 @@ class Registry:
         if not root.is_dir():
             return []
         with Session(self.engine) as s:
-            versions = store.list_versions(s)
+            stored = versions.list_versions(s)
         # by folder name, not full path: a data dir that was moved keeps its versions
-        registered = {v.name for v in versions} | {Path(v.path).name for v in versions}
+        registered = {v.name for v in stored} | {Path(v.path).name for v in stored}
         removed = []
         for p in sorted(root.iterdir()):
             if not p.is_dir() or p.is_symlink():
@@ -204,7 +205,7 @@ class Registry:
         loaded = clf if clf is not None else self.load(info)
         with self._lock:
             with Session(self.engine) as s, s.begin():
-                info = VersionInfo.of(store.activate_version(s, version_id))
+                info = VersionInfo.of(versions.activate_version(s, version_id))
             self._active = (info.id, loaded)
         log.info("serving model version %s", info.name)
         return info

@@ -1,0 +1,1 @@
+"""Command-line entry points (python -m bertdemo COMMAND); nothing in the package imports cli/."""

@@ -1,0 +1,49 @@
+"""`bertdemo users add NAME [--role admin]` and `bertdemo users list`: manage accounts (the password
+is asked for, or read from BERTDEMO_PASSWORD for scripts)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bertdemo.auth import add_user
+from bertdemo.db.engine import init_db, make_engine
+from bertdemo.db.models import ROLES, User
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from bertdemo.config import Settings
+
+    parser = argparse.ArgumentParser(prog="bertdemo users", description="Manage bertdemo accounts.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    add = sub.add_parser("add", help="create a user (password asked for, or from BERTDEMO_PASSWORD)")
+    add.add_argument("name", help="login name")
+    add.add_argument("--role", choices=ROLES, default="annotator", help="annotator or admin")
+    sub.add_parser("list", help="list users and roles")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    if args.cmd == "add":
+        password = os.environ.get("BERTDEMO_PASSWORD") or getpass.getpass(f"password for {args.name}: ")
+        try:
+            add_user(engine, args.name, password, args.role)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"added {args.name} ({args.role})")
+    else:
+        with Session(engine) as s:
+            for u in s.scalars(select(User).order_by(User.name)):
+                print(f"{u.name}\t{u.role}\t{u.created_at:%Y-%m-%d}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

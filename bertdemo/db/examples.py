@@ -1,0 +1,187 @@
+"""Examples and their labels: import, set a label (one history row per change, optimistic
+concurrency), counts, history, the annotation queues over stored scores, search, export rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from bertdemo.db.models import LABEL_SOURCES, ConflictError, Example, LabelEvent, Score, StoreError, now, text_key
+
+
+# --------------------------------------------------------------------------- examples & labels
+@dataclass(frozen=True)
+class NewExample:
+    text: str  # cleaned
+    raw_text: str
+    label: str | None = None
+    external_id: str | None = None
+    meta: dict | None = None
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    added: int
+    duplicates: int  # already stored, or repeated in the batch (same cleaned text)
+
+
+def import_examples(s: Session, rows: Iterable[NewExample], source: str, user: str,
+                    labels: Sequence[str]) -> ImportResult:
+    """Add new examples (with a dataset/import LabelEvent where labelled); skip duplicates."""
+    if source not in LABEL_SOURCES:
+        raise StoreError(f"source must be one of {LABEL_SOURCES}, got {source!r}")
+    rows = list(rows)
+    keys = [text_key(r.text) for r in rows]
+    existing: set[str] = set()
+    for start in range(0, len(keys), 500):
+        existing |= set(s.scalars(select(Example.text_key).where(Example.text_key.in_(keys[start:start + 500]))))
+    added = 0
+    stamp = now()
+    for row, key in zip(rows, keys):
+        if key in existing:
+            continue
+        if row.label is not None and row.label not in labels:
+            raise StoreError(f"unknown label {row.label!r}; expected one of {list(labels)}")
+        existing.add(key)
+        ex = Example(text=row.text, raw_text=row.raw_text, text_key=key, external_id=row.external_id,
+                     source=source, meta=row.meta or {}, created_at=stamp)
+        if row.label is not None:
+            ex.label, ex.version, ex.updated_at, ex.updated_by = row.label, 1, stamp, user
+            ex.events.append(LabelEvent(label=row.label, previous_label=None, user=user, source=source,
+                                        created_at=stamp, version=1))
+        s.add(ex)
+        added += 1
+    s.flush()
+    return ImportResult(added=added, duplicates=len(rows) - added)
+
+
+def set_label(s: Session, example_id: int, label: str | None, user: str, source: str,
+              labels: Sequence[str], expected_version: int | None = None) -> LabelEvent:
+    """Change one example's label as one new history row. With `expected_version`, refuse
+    (ConflictError) if someone else changed the row since the caller read it."""
+    if label is not None and label not in labels:
+        raise StoreError(f"unknown label {label!r}; expected one of {list(labels)}")
+    if source not in LABEL_SOURCES:
+        raise StoreError(f"source must be one of {LABEL_SOURCES}, got {source!r}")
+    ex = s.get(Example, example_id)
+    if ex is None:
+        raise StoreError(f"no example with id {example_id}")
+    if expected_version is not None and ex.version != expected_version:
+        raise ConflictError(
+            f"example {example_id} was changed by {ex.updated_by or 'someone'} "
+            f"(now {ex.label!r}) after you loaded it; reload it and decide again")
+    stamp = now()
+    # compare-and-set in SQL, so two sessions racing past the check above cannot both win
+    res = s.execute(update(Example).where(Example.id == example_id, Example.version == ex.version)
+                    .values(label=label, version=ex.version + 1, updated_at=stamp, updated_by=user)
+                    .execution_options(synchronize_session=False))
+    if res.rowcount != 1:
+        raise ConflictError(f"example {example_id} was changed by someone else while saving; reload it")
+    ev = LabelEvent(example_id=example_id, label=label, previous_label=ex.label, user=user,
+                    source=source, created_at=stamp, version=ex.version + 1)
+    s.add(ev)
+    s.flush()
+    s.refresh(ex)
+    return ev
+
+
+def count_examples(s: Session) -> int:
+    return s.scalar(select(func.count()).select_from(Example)) or 0
+
+
+def label_counts(s: Session) -> dict[str | None, int]:
+    return dict(s.execute(select(Example.label, func.count()).group_by(Example.label)).all())
+
+
+def labeled_examples(s: Session) -> list[tuple[int, str, str]]:
+    """(id, cleaned text, current label) of every labelled example, by id."""
+    rows = s.execute(select(Example.id, Example.text, Example.label)
+                     .where(Example.label.is_not(None)).order_by(Example.id))
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def history(s: Session, example_id: int) -> list[LabelEvent]:
+    return list(s.scalars(select(LabelEvent).where(LabelEvent.example_id == example_id).order_by(LabelEvent.id)))
+
+
+# ---- annotation queries
+# Read-only queries behind the Annotate tab's queues, table, history and agreement. Each returns
+# plain rows; bertdemo.annotate turns them into what the UI shows.
+def scored_examples(s: Session, version_id: int | None) -> list[tuple[int, str, str | None, list]]:
+    """(id, cleaned text, current label, stored probs of `version_id` or []) for every example."""
+    q = (select(Example.id, Example.text, Example.label, Score.probs)
+         .outerjoin(Score, (Score.example_id == Example.id) & (Score.version_id == version_id))
+         .order_by(Example.id))
+    return [(i, t, lab, p or []) for i, t, lab, p in s.execute(q)]
+
+
+def queue_ids(s: Session, queue: str, version_id: int | None, search: str = "", limit: int = 200_000) -> list[int]:
+    """Example ids of one queue, best first. Score-based queues read the stored `scores` rows of
+    `version_id` (written by JobRunner.rescore), never the model."""
+    if queue == "unlabeled":
+        q = select(Example.id).where(Example.label.is_(None)).order_by(Example.id)
+    elif queue == "disagree":
+        q = (select(Example.id).join(Score, (Score.example_id == Example.id) & (Score.version_id == version_id))
+             .where(Example.label.is_not(None), Score.predicted != Example.label)
+             .order_by(Score.confidence.desc(), Example.id))
+    elif queue == "uncertain":
+        q = (select(Example.id).join(Score, (Score.example_id == Example.id) & (Score.version_id == version_id))
+             .order_by(Score.entropy.desc(), Example.id))
+    elif queue == "recent":
+        newest = func.max(LabelEvent.id)
+        q = (select(LabelEvent.example_id).where(LabelEvent.source != "dataset")
+             .group_by(LabelEvent.example_id).order_by(newest.desc()))
+    elif queue == "search":
+        needle = search.strip()
+        if not needle:
+            return []
+        pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        q = (select(Example.id).where(Example.raw_text.ilike(pattern, escape="\\") |
+                                      Example.text.ilike(pattern, escape="\\")).order_by(Example.id))
+    else:
+        raise StoreError(f"unknown queue {queue!r}")
+    return list(s.scalars(q.limit(limit)))
+
+
+def score_of(s: Session, example_id: int, version_id: int | None) -> Score | None:
+    if version_id is None:
+        return None
+    return s.get(Score, (example_id, version_id))
+
+
+def change_counts(s: Session, example_ids: Sequence[int] | None = None) -> dict[int, int]:
+    """Number of history rows per example."""
+    q = select(LabelEvent.example_id, func.count()).group_by(LabelEvent.example_id)
+    if example_ids is None:
+        return dict(s.execute(q).all())  # type: ignore[arg-type]
+    ids = list(example_ids)
+    counts: dict[int, int] = {}
+    for start in range(0, len(ids), 5000):  # bounded IN lists: SQLite and PostgreSQL cap bound parameters
+        counts |= dict(s.execute(q.where(LabelEvent.example_id.in_(ids[start:start + 5000]))).all())
+    return counts
+
+
+def human_events(s: Session) -> list[tuple[int, int, str, str | None, str]]:
+    """(event id, example id, user, label, source) of every change made by a person, oldest first."""
+    q = (select(LabelEvent.id, LabelEvent.example_id, LabelEvent.user, LabelEvent.label, LabelEvent.source)
+         .where(LabelEvent.source.in_(("annotator", "undo", "import"))).order_by(LabelEvent.id))
+    return [tuple(r) for r in s.execute(q)]  # type: ignore[misc]
+
+
+def latest_event(s: Session, example_id: int) -> LabelEvent | None:
+    return s.scalar(select(LabelEvent).where(LabelEvent.example_id == example_id)
+                    .order_by(LabelEvent.id.desc()).limit(1))
+
+
+def containing_word(session: Session, word: str, limit: int
+                ) -> tuple[list[tuple[int, str, str | None]], int]:
+    """(up to `limit` stored examples whose text contains `word`, how many contain it in all)."""
+    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    cond = Example.text.ilike(f"%{escaped}%", escape="\\")
+    total = session.scalar(select(func.count()).select_from(Example).where(cond)) or 0
+    rows = session.execute(select(Example.id, Example.text, Example.label)
+                           .where(cond).order_by(Example.id).limit(limit)).all()
+    return [tuple(r) for r in rows], int(total)

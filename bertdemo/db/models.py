@@ -1,0 +1,138 @@
+"""SQLAlchemy 2.0 models and queries: the one place that talks to the database.
+
+Examples with their current label; every label change as a new `LabelEvent` row (who, when,
+old -> new, source); users and their sign-in attempts; model versions; training runs;
+per-version model scores. Functions take a `Session`; callers own it
+(`with Session(engine) as s, s.begin(): ...`). No engine is created at import time.
+
+The schema is owned by the Alembic migrations in `bertdemo/migrations/` (`init_db` migrates to
+the newest revision): a change to a model here needs a new revision there, and
+tests/test_migrations.py fails until the two agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+LABEL_SOURCES = ("dataset", "annotator", "import", "undo")
+ROLES = ("annotator", "admin")
+RUN_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)  # stored as naive UTC: portable across backends
+
+
+def text_key(cleaned: str) -> str:
+    """Duplicate key: the cleaned text, case-folded."""
+    return hashlib.sha1(cleaned.casefold().encode("utf-8")).hexdigest()
+
+
+class StoreError(ValueError):
+    """A request the store refuses; the message is meant for the user."""
+
+
+class ConflictError(StoreError):
+    """The row changed since the caller read it (optimistic concurrency)."""
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict: JSON, list: JSON}
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16), default="annotator")
+    password_hash: Mapped[str] = mapped_column(String(256), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class LoginAttempt(Base):
+    """One sign-in attempt (bertdemo.users.check_sign_in): the name as typed, normalised, whether
+    it succeeded, and whether it was refused unchecked because the name was locked out. Rows
+    older than a day are pruned; there is no foreign key, since unknown names are counted too."""
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_name_created_at", "name", "created_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    success: Mapped[bool] = mapped_column(Boolean)
+    locked_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
+
+
+class Example(Base):
+    __tablename__ = "examples"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(Text)  # cleaned: what the model sees
+    raw_text: Mapped[str] = mapped_column(Text)
+    text_key: Mapped[str] = mapped_column(String(40), unique=True)
+    external_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(16))
+    meta: Mapped[dict] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    # current label, kept in step with the newest LabelEvent; version counts its changes
+    label: Mapped[str | None] = mapped_column(String(32), index=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    updated_by: Mapped[str | None] = mapped_column(String(64))
+    events: Mapped[list[LabelEvent]] = relationship(back_populates="example", order_by="LabelEvent.id")
+
+
+class LabelEvent(Base):
+    __tablename__ = "label_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    example_id: Mapped[int] = mapped_column(ForeignKey("examples.id"), index=True)
+    label: Mapped[str | None] = mapped_column(String(32))
+    previous_label: Mapped[str | None] = mapped_column(String(32))
+    user: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
+    version: Mapped[int] = mapped_column(Integer)  # the example's version after this change
+    example: Mapped[Example] = relationship(back_populates="events")
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    base_model: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    created_by: Mapped[str] = mapped_column(String(64), default="system")
+    metrics: Mapped[dict] = mapped_column(default=dict)
+    report: Mapped[str] = mapped_column(Text, default="")
+    train_config: Mapped[dict] = mapped_column(default=dict)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=False)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("training_runs.id"))
+
+
+class TrainingRun(Base):
+    __tablename__ = "training_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    user: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    config: Mapped[dict] = mapped_column(default=dict)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    total_steps: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    history: Mapped[list] = mapped_column(default=list)
+    version_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class Score(Base):
+    """The active model's output for one example, so queues need not re-run the model."""
+    __tablename__ = "scores"
+    example_id: Mapped[int] = mapped_column(ForeignKey("examples.id"), primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), primary_key=True)
+    probs: Mapped[list] = mapped_column(default=list)
+    predicted: Mapped[str] = mapped_column(String(32))
+    confidence: Mapped[float] = mapped_column(Float)
+    entropy: Mapped[float] = mapped_column(Float, index=True)

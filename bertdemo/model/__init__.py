@@ -1,0 +1,1 @@
+"""What runs the network (classifier, attributions, embeddings, label noise); knows nothing of the database."""

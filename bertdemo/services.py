@@ -1,0 +1,88 @@
+"""Services: everything the app needs, built once from Settings (engine, registry, training
+runner), and what an app start does: recover from a crash, import the bundled data, train
+version 1 when there is none."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from bertdemo.config import Settings
+from bertdemo.datasets import load_bundled
+from bertdemo.db import examples, versions
+from bertdemo.db.engine import init_db, make_engine
+from bertdemo.db.models import Example, ModelVersion, TrainingRun, now
+from bertdemo.training.config import TrainConfig
+from bertdemo.training.registry import Registry
+from bertdemo.training.runner import JobRunner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything the app needs, built once from Settings."""
+
+    settings: Settings
+    engine: Engine
+    registry: Registry
+    jobs: JobRunner
+    bootstrap_error: str | None = field(default=None)
+
+    @classmethod
+    def create(cls, settings: Settings) -> Services:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.database_url)
+        init_db(engine)
+        registry = Registry(settings, engine)
+        return cls(settings, engine, registry, JobRunner(settings, engine, registry))
+
+    def ensure_dataset(self) -> examples.ImportResult:
+        """Import the bundled tweets once (idempotent: duplicates by cleaned text are skipped)."""
+        with Session(self.engine) as s:
+            if s.scalar(select(Example.id).where(Example.source == "dataset").limit(1)):
+                return examples.ImportResult(0, 0)
+        rows = load_bundled(self.settings.dataset_path, self.settings.max_chars)
+        with Session(self.engine) as s, s.begin():
+            res = examples.import_examples(s, rows, "dataset", "dataset", self.settings.labels)
+        log.info("imported %d bundled examples (%d duplicates skipped)", res.added, res.duplicates)
+        return res
+
+    def recover(self) -> None:
+        """Undo what a killed process left behind (called at start, before any training):
+        runs left 'running' are closed (failed: "the app stopped during this run"; or succeeded
+        when their version was already registered, i.e. the process died between saving the
+        version and recording the run), and partial or unregistered model folders are removed.
+        The database itself needs nothing: every write is one committed transaction (SQLite WAL)."""
+        with Session(self.engine) as s, s.begin():
+            stale = s.scalars(select(TrainingRun).where(
+                TrainingRun.status.in_(("queued", "running")))).all()
+            for run in stale:
+                v = s.scalar(select(ModelVersion).where(ModelVersion.run_id == run.id))
+                if v is not None:
+                    f1 = (v.metrics or {}).get("macro_f1")
+                    run.status, run.finished_at, run.version_id = "succeeded", now(), v.id
+                    run.message = (f"Version {v.name} saved" + (f" (macro-F1 {f1:.4f})" if f1 is not None else "")
+                                   + (" and now serving" if v.is_active else "; not activated")
+                                   + "; the app stopped before this run was recorded.")
+                    log.warning("run %d: the app stopped after saving %s; recorded succeeded", run.id, v.name)
+            s.flush()
+            if n := versions.fail_stale_runs(s):
+                log.warning("marked %d interrupted training run(s) failed", n)
+        self.registry.cleanup_leftovers()
+
+    def start(self) -> None:
+        """App start: recover from a crash, import the data, train version 1 if there is none."""
+        self.recover()
+        if not self.settings.bootstrap:
+            return
+        self.ensure_dataset()
+        if self.registry.active_version() is None and not self.jobs.status().running:
+            log.info("no model version yet: training version 1 on the bundled data")
+            self.jobs.start(TrainConfig(epochs=self.settings.initial_epochs), user="system")
+        else:
+            self.jobs.rescore_if_missing()

@@ -1,0 +1,1 @@
+"""Fine-tuning: options and results (config), the loop, its accelerator, the background runner, the version registry."""

@@ -1,0 +1,90 @@
+"""The Gradio app: one Blocks with a tab per view. Layout and wiring only."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import gradio as gr
+from sqlalchemy.engine import Engine
+
+from bertdemo import auth
+from bertdemo.actions.annotate import AnnotateActions
+from bertdemo.actions.embeddings import EmbeddingActions
+from bertdemo.actions.predict import PredictActions
+from bertdemo.actions.train import TrainingActions
+from bertdemo.services import Services
+from bertdemo.ui import annotate, predict
+from bertdemo.ui import embeddings as embeddings_tab
+from bertdemo.ui import train as train_tab
+
+TITLE = "bertdemo: see, correct and retrain a BERT sentiment classifier"
+
+
+def status_line(services: Services) -> str:
+    st = services.jobs.status()
+    if st.running:
+        eta = st.eta_s()
+        left = f", about {eta / 60:.1f} min left" if eta else ""
+        return (f"**Training run #{st.run_id}**: {st.fraction:.0%}{left}. {st.message}")
+    info = services.registry.active_version()
+    if info is None:
+        if st.state == "failed":
+            return f"**Warning:** the last training run failed: {st.message}"
+        return "**No model version is active yet.**"
+    f1 = f", validation macro-F1 {info.macro_f1:.3f}" if info.macro_f1 is not None else ""
+    return f"Serving model **{info.name}**{f1}."
+
+
+def gradio_auth(engine: Engine) -> Callable[[str, str], Awaitable[bool]] | None:
+    """The `auth=` for Gradio's launch(): a checker when accounts exist, None (single-user local
+    mode, no sign-in) otherwise. Users added later take effect after a restart.
+
+    The checker is a coroutine function, so Gradio awaits it and the check (scrypt, ~50 ms, and
+    the database) runs in a worker thread instead of blocking the event loop. A locked-out name
+    gets HTTP 400, as wrong credentials do, with the reason as `detail` and a Retry-After header:
+    Gradio's sign-in page only reacts to 400 (it shows "Incorrect credentials") and silently
+    ignores any other status, such as 429."""
+    if not auth.has_users(engine):
+        return None
+    from fastapi import HTTPException  # the web layer's exception; imported only when serving
+
+    async def check(name: str, password: str) -> bool:
+        try:
+            return await asyncio.to_thread(auth.check_sign_in, engine, name, password)
+        except auth.SignInLocked as exc:
+            raise HTTPException(status_code=400, detail=str(exc),
+                                headers={"Retry-After": str(exc.retry_after_s)}) from None
+
+    return check
+
+
+def launch_options(services: Services) -> dict:
+    """The keyword arguments of `demo.launch()` that bertdemo sets (app.py and `bertdemo serve`)."""
+    return {
+        # Gradio refuses uploads over this itself; the app's own, smaller cap (BERTDEMO_MAX_UPLOAD_MB)
+        # answers first with a clearer message
+        "max_file_size": f"{max(100, 2 * services.settings.max_upload_mb):.0f}mb",
+        # sign-in only when accounts exist (`bertdemo users add NAME`); else single-user local mode
+        "auth": gradio_auth(services.engine),
+        "auth_message": f"bertdemo: sign in to annotate. {auth.SIGNIN_NOTICE}",
+    }
+
+
+def build_demo(services: Services) -> gr.Blocks:
+    with gr.Blocks(title="bertdemo") as demo:
+        gr.Markdown(f"# {TITLE}")
+        status = gr.Markdown(status_line(services), elem_id="status-line")
+        timer = gr.Timer(2.0)
+        timer.tick(lambda: status_line(services), None, [status], api_visibility="private", show_progress="hidden")
+        with gr.Tab("Predict", id="predict"):
+            sync, sliders = predict.build(PredictActions(services))
+        with gr.Tab("Annotate", id="annotate") as annotate_tab:
+            annotate.build(AnnotateActions(services), PredictActions(services), annotate_tab)
+        with gr.Tab("Train", id="train"):
+            train_tab.build(TrainingActions(services))
+        with gr.Tab("Embeddings", id="embeddings") as embeddings_ui:
+            embeddings_tab.build(EmbeddingActions(services), embeddings_ui)
+        demo.load(sync, None, list(sliders), api_visibility="private")
+    demo.queue(default_concurrency_limit=4)
+    return demo
