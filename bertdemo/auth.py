@@ -1,7 +1,7 @@
-"""Accounts: users with roles, scrypt password hashes, role checks.
+"""Who may do what: users with roles, scrypt password hashes, role checks, the sign-in limit.
 
 With no users in the database the app runs in single-user local mode: everyone is the local
-admin. `python -m bertdemo.users add NAME --role admin` creates a user (the password is asked
+admin. `bertdemo users add NAME --role admin` creates a user (the password is asked
 for, or read from BERTDEMO_PASSWORD for scripts).
 
 Sign-in limit (`check_sign_in`, behind Gradio's `auth=`): every attempt is recorded in
@@ -21,11 +21,12 @@ import secrets
 import threading
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from bertdemo.db.models import ROLES, LoginAttempt, User, now
+from bertdemo.db import accounts
+from bertdemo.db.models import ROLES, User, now
+from bertdemo.errors import BadInput, Forbidden
 
 log = logging.getLogger(__name__)
 LOCAL_USER = "local"  # the user of single-user mode (no accounts configured)
@@ -42,11 +43,7 @@ SIGNIN_NOTICE = (f"After {MAX_FAILED_SIGNINS} failed sign-ins a name is locked f
                  f"{SIGNIN_WINDOW.total_seconds() / 60:.0f} minutes, even with the right password.")
 
 
-class AuthError(PermissionError):
-    """Not signed in, or the role does not allow the action; the message is for the user."""
-
-
-class SignInLocked(AuthError):
+class SignInLocked(Forbidden):
     """Too many failed sign-ins for a name: refused without checking the password."""
 
     def __init__(self, name: str, until: datetime, at: datetime) -> None:
@@ -59,7 +56,7 @@ class SignInLocked(AuthError):
 
 def hash_password(password: str) -> str:
     if len(password) < 8:
-        raise ValueError("passwords must have at least 8 characters")
+        raise BadInput("passwords must have at least 8 characters")
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
     return f"scrypt${_N}${_R}${_P}${salt.hex()}${digest.hex()}"
@@ -80,20 +77,19 @@ def verify_password(password: str, stored: str) -> bool:
 def add_user(engine: Engine, name: str, password: str, role: str = "annotator") -> User:
     name = name.strip()
     if not name or len(name) > 64 or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
-        raise ValueError(f"user names are 1-64 letters, digits, '.', '_' or '-', got {name!r}")
+        raise BadInput(f"user names are 1-64 letters, digits, '.', '_' or '-', got {name!r}")
     if role not in ROLES:
-        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        raise BadInput(f"role must be one of {ROLES}, got {role!r}")
+    password_hash = hash_password(password)
     with Session(engine) as s, s.begin():
-        if s.scalar(select(User).where(User.name == name)):
-            raise ValueError(f"user {name!r} exists already")
-        user = User(name=name, role=role, password_hash=hash_password(password))
-        s.add(user)
-    return user
+        if accounts.user_named(s, name):
+            raise BadInput(f"user {name!r} exists already")
+        return accounts.add_user(s, name, role, password_hash)
 
 
 def has_users(engine: Engine) -> bool:
     with Session(engine) as s:
-        return bool(s.scalar(select(func.count()).select_from(User)))
+        return accounts.count_users(s) > 0
 
 
 @functools.cache
@@ -104,7 +100,7 @@ def _dummy_hash() -> str:
 def authenticate(engine: Engine, name: str, password: str) -> bool:
     """True when the name and password match (no attempt limit: see check_sign_in)."""
     with Session(engine) as s:
-        user = s.scalar(select(User).where(User.name == name))
+        user = accounts.user_named(s, name)
     if user is None:
         verify_password(password, _dummy_hash())  # one scrypt either way: timing does not tell who exists
         return False
@@ -120,15 +116,11 @@ def attempt_key(name: str) -> str:
 def locked_until(s: Session, key: str, at: datetime) -> datetime | None:
     """When `key` may try again if it is locked out at `at`, else None. Counted: failures (not
     refusals) within SIGNIN_WINDOW before `at` that came after the name's last success."""
-    la = LoginAttempt
     since = at - SIGNIN_WINDOW
-    last_ok = s.scalar(select(func.max(la.created_at)).where(la.name == key, la.success.is_(True), la.created_at <= at))
+    last_ok = accounts.last_success(s, key, at)
     if last_ok is not None and last_ok > since:
         since = last_ok
-    failures = s.scalars(select(la.created_at)
-                         .where(la.name == key, la.success.is_(False), la.locked_out.is_(False),
-                                la.created_at > since, la.created_at <= at)
-                         .order_by(la.created_at.desc()).limit(MAX_FAILED_SIGNINS)).all()
+    failures = accounts.recent_failures(s, key, since, at, MAX_FAILED_SIGNINS)
     if len(failures) < MAX_FAILED_SIGNINS:
         return None
     return failures[-1] + SIGNIN_WINDOW  # then the oldest counted failure leaves the window
@@ -145,16 +137,15 @@ def check_sign_in(engine: Engine, name: str, password: str, at: datetime | None 
         with Session(engine) as s, s.begin():
             until = locked_until(s, key, at)
             if until is not None:
-                s.add(LoginAttempt(name=key, success=False, locked_out=True, created_at=at))
+                accounts.record_attempt(s, key, False, at, locked_out=True)
         if until is not None:
             log.warning("sign-in refused for %r: locked out after %d failed attempts, until %s UTC",
                         key, MAX_FAILED_SIGNINS, f"{until:%Y-%m-%d %H:%M:%S}")
             raise SignInLocked(key, until, at)
         ok = authenticate(engine, name, password)  # the slow part (scrypt), outside any transaction
         with Session(engine) as s, s.begin():
-            s.add(LoginAttempt(name=key, success=ok, locked_out=False, created_at=at))
-            s.execute(delete(LoginAttempt).where(LoginAttempt.created_at < at - ATTEMPTS_KEPT))
-            s.flush()
+            accounts.record_attempt(s, key, ok, at)
+            accounts.prune_attempts(s, at - ATTEMPTS_KEPT)
             until = None if ok else locked_until(s, key, at)
     if ok:
         log.info("signed in: %r", key)
@@ -173,7 +164,7 @@ def role_of(engine: Engine, name: str | None) -> str | None:
     if not name:
         return None
     with Session(engine) as s:
-        return s.scalar(select(User.role).where(User.name == name))
+        return accounts.role_of(s, name)
 
 
 def current_user(engine: Engine, name: str | None) -> str:
@@ -181,17 +172,17 @@ def current_user(engine: Engine, name: str | None) -> str:
     if not has_users(engine):
         return name or LOCAL_USER
     if not name:
-        raise AuthError("Sign in first.")
+        raise Forbidden("Sign in first.")
     return name
 
 
 def require_role(engine: Engine, name: str | None, role: str) -> str:
-    """Return the acting user's name if they have `role` (admins have every role), else AuthError."""
+    """Return the acting user's name if they have `role` (admins have every role), else Forbidden."""
     have = role_of(engine, name)
     if have is None:
-        raise AuthError("Sign in first.")
+        raise Forbidden("Sign in first.")
     if role == "admin" and have != "admin":
-        raise AuthError(f"Only admins may do this; {name!r} is an {have}.")
+        raise Forbidden(f"Only admins may do this; {name!r} is an {have}.")
     return current_user(engine, name)
 
 

@@ -15,14 +15,15 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from bertdemo.db.examples import NewExample
+from bertdemo.errors import BadInput
 from bertdemo.text import try_clean
 
 MAX_ROWS = 200_000
 ZIP_MAGIC = b"PK\x03\x04"  # .xlsx, .zip, .docx, ...
 
 
-class CSVError(ValueError):
-    """A CSV the app cannot use; the message says why, for the user."""
+class CSVError(BadInput):
+    """A CSV the app cannot use; the message says why."""
 
 
 @dataclass(frozen=True)

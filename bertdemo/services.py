@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -15,7 +14,7 @@ from bertdemo.config import Settings
 from bertdemo.datasets import load_bundled
 from bertdemo.db import examples, versions
 from bertdemo.db.engine import init_db, make_engine
-from bertdemo.db.models import Example, ModelVersion, TrainingRun, now
+from bertdemo.db.models import now
 from bertdemo.training.config import TrainConfig
 from bertdemo.training.registry import Registry
 from bertdemo.training.runner import JobRunner
@@ -44,7 +43,7 @@ class Services:
     def ensure_dataset(self) -> examples.ImportResult:
         """Import the bundled tweets once (idempotent: duplicates by cleaned text are skipped)."""
         with Session(self.engine) as s:
-            if s.scalar(select(Example.id).where(Example.source == "dataset").limit(1)):
+            if examples.has_examples(s, source="dataset"):
                 return examples.ImportResult(0, 0)
         rows = load_bundled(self.settings.dataset_path, self.settings.max_chars)
         with Session(self.engine) as s, s.begin():
@@ -59,10 +58,8 @@ class Services:
         version and recording the run), and partial or unregistered model folders are removed.
         The database itself needs nothing: every write is one committed transaction (SQLite WAL)."""
         with Session(self.engine) as s, s.begin():
-            stale = s.scalars(select(TrainingRun).where(
-                TrainingRun.status.in_(("queued", "running")))).all()
-            for run in stale:
-                v = s.scalar(select(ModelVersion).where(ModelVersion.run_id == run.id))
+            for run in versions.unfinished_runs(s):
+                v = versions.version_of_run(s, run.id)
                 if v is not None:
                     f1 = (v.metrics or {}).get("macro_f1")
                     run.status, run.finished_at, run.version_id = "succeeded", now(), v.id

@@ -11,6 +11,8 @@ import html
 import re
 import unicodedata
 
+from bertdemo.errors import BadInput
+
 DEFAULT_MAX_CHARS = 2000
 
 MENTION_RE = re.compile(r"(?<!\w)@\w+(?:@\w+)*")  # @a@b is two glued mentions
@@ -20,8 +22,8 @@ WHITESPACE_RE = re.compile(r"\s+")
 KEEP_FORMAT = {"\u200d", "\ufe0e", "\ufe0f"}
 
 
-class TextError(ValueError):
-    """A text that cannot be classified; the message is meant for the user."""
+class TextError(BadInput):
+    """A text that cannot be classified; the message says why."""
 
 
 class EmptyTextError(TextError):

@@ -2,7 +2,7 @@
 
 Queues read the active version's stored scores (table `scores`, written by JobRunner.rescore);
 nothing here runs the model over the dataset. Every save is one transaction through
-store.set_label with the version the person saw (optimistic concurrency), recorded under the
+db.examples.set_label with the version the person saw (optimistic concurrency), recorded under the
 signed-in user. Undo writes the previous label back as a new history row (source "undo").
 """
 
@@ -17,18 +17,18 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bertdemo import auth
+from bertdemo import auth, validate
 from bertdemo.datasets import CSVError, read_csv, write_csv
 from bertdemo.db import examples, versions
 from bertdemo.db.examples import NewExample
-from bertdemo.db.models import ConflictError, Example, LabelEvent, Score, StoreError, text_key
+from bertdemo.db.models import LabelEvent, text_key
+from bertdemo.errors import BadInput, Conflict, NotReady
 from bertdemo.model.label_noise import find_suspicious
 from bertdemo.services import Services
 from bertdemo.text import try_clean
-from bertdemo.validate import short
+from bertdemo.validate import choice, id_list, row_version, search_text
 
 QUEUES = {  # key -> what the person sees in the queue selector
     "unlabeled": "Unlabeled",
@@ -39,10 +39,6 @@ QUEUES = {  # key -> what the person sees in the queue selector
     "search": "Text search",
 }
 SUSPICIOUS_TTL_S = 600.0
-
-
-class QueueError(ValueError):
-    """A queue that cannot be computed right now; the message is for the user."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +125,7 @@ class AnnotateActions:
 
     # ---------------------------------------------------------------- who
     def user(self, username: str | None) -> str:
-        """The name recorded on a change (AuthError when accounts exist and nobody signed in)."""
+        """The name recorded on a change (Forbidden when accounts exist and nobody signed in)."""
         return auth.current_user(self.engine, username)
 
     def _version_id(self, s: Session) -> int | None:
@@ -141,61 +137,48 @@ class AnnotateActions:
         """'unlabeled' while anything is unlabeled; else the model's disagreements (the bundled
         data is fully labelled, so an empty first queue would greet every new visitor)."""
         with Session(self.engine) as s:
-            has_unlabeled = s.scalar(select(Example.id).where(Example.label.is_(None)).limit(1))
-            if has_unlabeled is not None or self._version_id(s) is None:
+            if examples.has_unlabeled(s) or self._version_id(s) is None:
                 return "unlabeled"
         return "disagree"
 
     def queue_ids(self, queue: str, search: str = "") -> list[int]:
-        if not isinstance(queue, str) or queue not in QUEUES:
-            raise QueueError(f"Unknown queue {short(queue)}; choose one of {list(QUEUES)}.")
+        choice(queue, "The queue", list(QUEUES))
         with Session(self.engine) as s:
             vid = self._version_id(s)
             if queue in ("disagree", "uncertain", "suspicious") and vid is None:
-                raise QueueError("No model version is active yet, so this queue has no scores; "
+                raise NotReady("No model version is active yet, so this queue has no scores; "
                                  "use 'Unlabeled' or 'Text search' until the first model is ready.")
             if queue == "suspicious":
                 return self._suspicious_ids(s, vid)
-            return examples.queue_ids(s, queue, vid, _search_text(search))
+            return examples.queue_ids(s, queue, vid, search_text(search))
 
     def _suspicious_ids(self, s: Session, vid: int | None) -> list[int]:
-        """Confident learning (cleanlab.find_label_issues) on out-of-sample probabilities.
-
-        The stored probabilities of the active model are in-sample for most labelled rows (the
-        version was trained on them), and confident learning needs out-of-sample ones. So we fit a
-        cheap second model, a logistic-loss linear model (SGD) on TF-IDF word 1-2-grams plus the
-        stored probabilities, with 5-fold cross_val_predict: each row's probabilities come from a
-        model that never saw its label. The stored scores still carry what the fine-tuned model
-        memorised of the training labels, so this under-reports noise the BERT model absorbed.
-
-        About a second for the 14.6k tweets. The result is kept for SUSPICIOUS_TTL_S per (active
-        version, number of examples); examples a person changed since are dropped from it
-        rather than triggering a recomputation on every click."""
+        """The "suspicious labels" queue: model.label_noise.find_suspicious over the labelled rows and
+        their stored scores. It takes about a second for the bundled tweets, so the result is kept
+        for SUSPICIOUS_TTL_S per (active version, number of examples); examples a person changed
+        since are dropped from it rather than triggering a recomputation on every click."""
         key = (vid, examples.count_examples(s))
         with self._suspicious_lock:
             cached = self._suspicious
             if cached is None or cached[0] != key or time.monotonic() - cached[1] > SUSPICIOUS_TTL_S:
-                newest = s.scalar(select(func.max(LabelEvent.id))) or 0
+                newest = examples.newest_event_id(s)
                 rows = [r for r in examples.scored_examples(s, vid) if r[2] is not None]
                 cached = self._suspicious = (key, time.monotonic(), newest, find_suspicious(rows, self.labels))
         _key, _at, newest, ids = cached
-        changed = set(s.scalars(select(LabelEvent.example_id).where(LabelEvent.id > newest)))
+        changed = examples.changed_since(s, newest)
         return [i for i in ids if i not in changed]
 
     def next_item(self, queue: str, search: str = "", seen: list[int] | None = None) -> Item | None:
         """The first item of `queue` not in `seen` (the ids this session already showed), or None."""
-        seen_set = set(_id_list(seen))
-        ids = [i for i in self.queue_ids(queue, _search_text(search)) if i not in seen_set]
+        seen_set = set(id_list(seen))
+        ids = [i for i in self.queue_ids(queue, search_text(search)) if i not in seen_set]
         if not ids:
             return None
         return self.item(ids[0], queue, len(ids))
 
     def item(self, example_id: int, queue: str = "", remaining: int = 0) -> Item:
-        example_id = example_id_of(example_id)
         with Session(self.engine) as s:
-            ex = s.get(Example, example_id)
-            if ex is None:
-                raise StoreError(f"No example with id {example_id}.")
+            ex = examples.get(s, validate.example_id(example_id))
             sc = examples.score_of(s, ex.id, self._version_id(s))
             probs = {lab: round(float(p), 4) for lab, p in zip(self.labels, sc.probs)} if sc else {}
             return Item(id=ex.id, text=ex.raw_text, cleaned=ex.text, label=ex.label, version=ex.version,
@@ -205,29 +188,26 @@ class AnnotateActions:
 
     # ---------------------------------------------------------------- saving
     def save_label(self, example_id: int, label: str, version: int | None, username: str | None) -> Saved:
-        """Set one label, in one transaction; ConflictError when the row changed since `version`."""
-        if not isinstance(label, str) or label not in self.labels:
-            raise StoreError(f"Unknown label {short(label)}; choose one of {list(self.labels)}.")
-        example_id, version = example_id_of(example_id), _version_of(version)
+        """Set one label, in one transaction; Conflict when the row changed since `version`."""
+        choice(label, "The label", self.labels)
+        example_id, version = validate.example_id(example_id), row_version(version)
         who = self.user(username)
         with Session(self.engine) as s, s.begin():
-            if s.get(Example, example_id) is None:
-                raise StoreError(f"No example with id {example_id}.")
+            examples.get(s, example_id)
             ev = examples.set_label(s, example_id, label, who, "annotator", self.labels, expected_version=version)
             return _saved(ev)
 
     def undo(self, example_id: int, username: str | None, version: int | None = None) -> Saved:
         """Restore the label before the row's newest change, as a new history row (source 'undo')."""
-        example_id, version = example_id_of(example_id), _version_of(version)
+        example_id, version = validate.example_id(example_id), row_version(version)
         who = self.user(username)
         with Session(self.engine) as s, s.begin():
-            if s.get(Example, example_id) is None:
-                raise StoreError(f"No example with id {example_id}.")
+            examples.get(s, example_id)
             last = examples.latest_event(s, example_id)
             if last is None or last.source in ("dataset", "import"):
-                raise StoreError(f"Nothing to undo on example {example_id}: it has no change since it was imported.")
+                raise BadInput(f"Nothing to undo on example {example_id}: it has no change since it was imported.")
             if version is not None and last.version != version:
-                raise ConflictError(
+                raise Conflict(
                     f"Example {example_id} was changed by {last.user} (now {last.label!r}) after your "
                     "change; reload it and decide again.")
             ev = examples.set_label(s, example_id, last.previous_label, who, "undo", self.labels,
@@ -236,10 +216,9 @@ class AnnotateActions:
 
     # ---------------------------------------------------------------- history & table
     def history(self, example_id: int) -> pd.DataFrame:
-        example_id = example_id_of(example_id)
+        example_id = validate.example_id(example_id)
         with Session(self.engine) as s:
-            if s.get(Example, example_id) is None:
-                raise StoreError(f"No example with id {example_id}.")
+            examples.get(s, example_id)
             rows = [{"when (UTC)": e.created_at.strftime("%Y-%m-%d %H:%M:%S"), "who": e.user,
                      "from": e.previous_label or "", "to": e.label or "", "source": e.source, "version": e.version}
                     for e in examples.history(s, example_id)]
@@ -247,24 +226,12 @@ class AnnotateActions:
 
     def table(self, label: str = "any", annotator: str = "", search: str = "", limit: int = 500) -> pd.DataFrame:
         """Examples with label, annotator, time and model prediction, filtered; newest change first."""
-        E, S = Example, Score
+        if label not in ("any", "unlabeled", "", None):
+            choice(label, "The label filter", self.labels)
         with Session(self.engine) as s:
-            vid = self._version_id(s)
-            q = (select(E.id, E.raw_text, E.label, E.updated_by, E.updated_at, E.version, S.predicted, S.confidence)
-                 .outerjoin(S, (S.example_id == E.id) & (S.version_id == vid)))
-            if label == "unlabeled":
-                q = q.where(E.label.is_(None))
-            elif label and label != "any":
-                if label not in self.labels:
-                    raise StoreError(f"Unknown label filter {label!r}.")
-                q = q.where(E.label == label)
-            if annotator.strip():
-                q = q.where(E.updated_by == annotator.strip())
-            if search.strip():
-                pattern = "%" + search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-                q = q.where(E.raw_text.ilike(pattern, escape="\\"))
-            q = q.order_by(E.updated_at.desc().nulls_last(), E.id).limit(limit)
-            rows = s.execute(q).all()
+            rows = examples.table_rows(s, self._version_id(s), label=None if label in ("any", "") else label,
+                                       unlabeled=label == "unlabeled", annotator=annotator.strip(),
+                                       search=search.strip(), limit=limit)
         cols = ["id", "text", "label", "annotator", "changed (UTC)", "version", "model", "confidence"]
         return pd.DataFrame([(i, t, lab or "", who or "", at.strftime("%Y-%m-%d %H:%M") if at else "", v,
                               p or "", round(c, 3) if c is not None else None)
@@ -333,11 +300,7 @@ class AnnotateActions:
                 keys_seen.add(key)
                 keyed.append((n, raw, cleaned, lab or None, key))
         with Session(self.engine) as s:
-            stored: set[str] = set()
-            all_keys = [k[4] for k in keyed]
-            for start in range(0, len(all_keys), 500):
-                stored |= set(s.scalars(select(Example.text_key)
-                                        .where(Example.text_key.in_(all_keys[start:start + 500]))))
+            stored = examples.stored_keys(s, [k[4] for k in keyed])
         for n, raw, cleaned, lab, key in keyed:
             if key in stored:
                 skipped.append((n, raw, "duplicate: already in the dataset"))
@@ -360,10 +323,8 @@ class AnnotateActions:
         return ImportDone(res.added, len(preview.skipped) + res.duplicates, preview)
 
     def export_frame(self) -> pd.DataFrame:
-        E = Example
         with Session(self.engine) as s:
-            rows = s.execute(select(E.id, E.external_id, E.raw_text, E.text, E.label, E.updated_by, E.updated_at,
-                                    E.source).order_by(E.id)).all()
+            rows = examples.export_rows(s)
             changes = examples.change_counts(s)
         return pd.DataFrame(
             [(i, ext or "", raw, cleaned, lab or "", who or "", at.isoformat(sep=" ", timespec="seconds") if at else "",
@@ -377,75 +338,6 @@ class AnnotateActions:
         dest = Path(tempfile.mkdtemp(prefix="bertdemo-export-")) / "bertdemo-labels.csv"
         write_csv(self.export_frame(), dest)
         return str(dest)
-
-
-# -------------------------------------------------------------------- helpers
-MAX_ID = 2**63 - 1  # the database's integer range
-MAX_EXCLUDE = 100_000
-MAX_SEARCH_CHARS = 500
-
-
-class InputError(StoreError):
-    """An argument that is not what the action takes (an id that is not a whole number, ...)."""
-
-
-def _whole(value: object, what: str) -> int:
-    """A whole number from an API argument (1, 1.0, "1"); InputError otherwise."""
-    if isinstance(value, bool) or value is None:
-        raise InputError(f"{what} must be a whole number, got {short(value)}.")
-    try:
-        number = float(value) if not isinstance(value, int) else value
-    except (TypeError, ValueError):
-        raise InputError(f"{what} must be a whole number, got {short(value)}.") from None
-    if isinstance(number, float) and not number.is_integer():
-        raise InputError(f"{what} must be a whole number, got {short(value)}.")
-    return int(number)
-
-
-def example_id_of(value: object) -> int:
-    """An example id as the database holds it; InputError for anything that cannot be one, and
-    StoreError("No example ...") for a whole number outside the database's range."""
-    n = _whole(value, "The example id")
-    if not 1 <= n <= MAX_ID:
-        raise StoreError(f"No example with id {n}.")
-    return n
-
-
-def _version_of(value: object) -> int | None:
-    """The version the caller saw (None: do not check)."""
-    if value is None:
-        return None
-    n = _whole(value, "The version")
-    if not 0 <= n <= MAX_ID:
-        raise InputError(f"The version must be the 'version' that next_item returned (a whole number from 0), "
-                         f"got {n}.")
-    return n
-
-
-def _id_list(value: object) -> list[int]:
-    """The ids an API caller asks to skip: a list of whole numbers (None = none)."""
-    if value is None:
-        return []
-    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
-        raise InputError(f"exclude must be a list of example ids, got {short(value)}.")
-    ids = list(value)
-    if len(ids) > MAX_EXCLUDE:
-        raise InputError(f"exclude lists {len(ids):,} ids; the limit is {MAX_EXCLUDE:,}.")
-    return [_whole(i, "Every id in exclude") for i in ids]
-
-
-def _search_text(value: object) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise InputError(f"The search must be text, got {short(value)}.")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InputError("The search contains characters that are not text (lone UTF-16 surrogates).") from None
-    if len(value) > MAX_SEARCH_CHARS:
-        raise InputError(f"The search is {len(value):,} characters long; the limit is {MAX_SEARCH_CHARS:,}.")
-    return value
 
 
 def _saved(ev: LabelEvent) -> Saved:

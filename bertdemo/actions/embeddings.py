@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 
 from bertdemo.actions.presets import preset_senses
 from bertdemo.db.examples import containing_word
+from bertdemo.errors import BadInput
 from bertdemo.model.classifier import Classifier
 from bertdemo.model.embeddings import (
     MAX_CORPUS_EXAMPLES,
-    ContextError,
     CorpusVectors,
     Neighbours,
     WordComparison,
@@ -69,7 +69,7 @@ class EmbeddingActions:
         if choice == BASE_MODEL:
             return "base", self.services.registry.base()
         if choice not in (ACTIVE_MODEL, None, ""):
-            raise ContextError(f"The model must be one of {list(MODEL_CHOICES)}, got {choice!r}.")
+            raise BadInput(f"The model must be one of {list(MODEL_CHOICES)}, got {choice!r}.")
         clf = self.services.registry.active()
         return f"version:{clf.name}", clf
 
@@ -83,7 +83,7 @@ class EmbeddingActions:
     def neighbours(self, comparison: WordComparison, occurrence_label: str, k: int = 10,
                    choice: str = ACTIVE_MODEL) -> Neighbours:
         if occurrence_label not in comparison.labels:
-            raise ContextError(f"Choose an occurrence among {comparison.labels}, got {occurrence_label!r}.")
+            raise BadInput(f"Choose an occurrence among {comparison.labels}, got {occurrence_label!r}.")
         key, clf = self.model(choice)
         corpus = self.index.get(key, clf, self.services.engine, comparison.word, comparison.piece_ids)
         return neighbours(comparison, comparison.labels.index(occurrence_label), corpus, int(k))

@@ -1,5 +1,5 @@
 """Adapters for the Predict tab: one function per UI action, signatures matching the UI inputs,
-plain Python values out. Tested without Gradio; the UI only turns USER_ERRORS into gr.Error and
+plain Python values out. Tested without Gradio; the UI only turns UserErrors into gr.Error and
 `warnings` into gr.Warning."""
 
 from __future__ import annotations
@@ -11,35 +11,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from bertdemo.auth import AuthError
-from bertdemo.datasets import CSVError, read_csv, write_csv
-from bertdemo.db.models import StoreError
-from bertdemo.errors import UserError
+from bertdemo.datasets import read_csv, write_csv
+from bertdemo.errors import BadInput
 from bertdemo.model import explain
 from bertdemo.model.classifier import Classifier
 from bertdemo.services import Services
-from bertdemo.text import TextError, clean_text, try_clean
-from bertdemo.training.config import TrainingError
+from bertdemo.text import clean_text, try_clean
 from bertdemo.training.registry import NoModelError
-from bertdemo.training.runner import JobBusy
-from bertdemo.validate import number_in
-
-# exceptions whose message is meant for the user; the UI shows them with gr.Error
-USER_ERRORS = (UserError, TextError, CSVError, NoModelError, StoreError, JobBusy, TrainingError, AuthError, ValueError)
-
-
-class InputError(ValueError):
-    """An option of a Predict action that is not what it takes; the message is for the user."""
-
-
-def _pad_length(value: object, max_length: int) -> int | None:
-    if value is None:
-        return None
-    x = number_in(value, 0, max_length, whole=True)
-    if x is None:
-        raise InputError(f"The padded length must be a whole number from 0 (no padding) to {max_length}, "
-                         f"got {value!r:.40}.")
-    return int(x) or None
+from bertdemo.validate import number, short
 
 
 @dataclass(frozen=True)
@@ -130,11 +109,12 @@ class PredictActions:
         """The tokenization table; `pad_to` (None or 0 = no padding) pads with [PAD] to that length."""
         cleaned, _ = self._clean(text)
         clf = self.model()
-        pad_to = _pad_length(pad_to, clf.max_length)
+        if pad_to is not None:
+            pad_to = int(number(pad_to, "The padded length", 0, clf.max_length, whole=True, note="no padding"))
         if pad_to:
             natural = len(clf.tokenize(cleaned).ids)
             if pad_to < natural:
-                raise ValueError(f"The text has {natural} tokens; choose a padded length of at least {natural} "
+                raise BadInput(f"The text has {natural} tokens; choose a padded length of at least {natural} "
                                  "(shorter would cut the text).")
         return explain.token_table(clf.tokenize(cleaned, pad_to=pad_to or None))
 
@@ -144,13 +124,13 @@ class PredictActions:
         if target in (None, "", "predicted"):
             target = None
         elif target not in clf.labels:
-            raise ValueError(f"Unknown class {target!r}; choose one of {list(clf.labels)} or 'predicted'.")
+            raise BadInput(f"Unknown class {short(target)}; choose one of {list(clf.labels)} or 'predicted'.")
         a = explain.integrated_gradients(clf, cleaned, target)
         return ExplainResult(a, explain.highlighted(a, merge=merge_words), warnings)
 
     def attention(self, text: str, layer: int, head: int | None) -> explain.AttentionMap:
         cleaned, _ = self._clean(text)
-        return explain.attention_map(self.model(), cleaned, int(layer), int(head) if head else None)
+        return explain.attention_map(self.model(), cleaned, layer, head or None)
 
     def predict_csv(self, path: str) -> CsvResult:
         t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 start / poll / cancel a training run, list and activate versions, and compare two versions
 (metrics side by side, the examples whose prediction changed, one text's attributions).
 
-Admin-only actions check the role server-side with `users.require_role`, so the HTTP API
+Admin-only actions check the role server-side with `auth.require_role`, so the HTTP API
 (`start_training`, `activate_version`) is protected exactly like the buttons.
 """
 
@@ -11,53 +11,23 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from bertdemo import auth
 from bertdemo.db import versions
-from bertdemo.db.models import Example, ModelVersion, Score, StoreError
+from bertdemo.errors import BadInput, NotFound
 from bertdemo.model import explain
 from bertdemo.model.classifier import Classifier
 from bertdemo.services import Services
 from bertdemo.text import clean_text
 from bertdemo.training.config import TrainConfig
 from bertdemo.training.registry import VersionInfo
-from bertdemo.validate import number_in, short
+from bertdemo.validate import choice, number, short
 
 MODES = ("full fine-tune", "frozen encoder (train the head only)")
 STARTS = ("base encoder", "active version")
 METRIC_ROWS = ("macro_f1", "accuracy", "best_val_loss", "best_step", "train_size", "val_size", "seconds",
                "samples_per_s", "device", "precision")
-
-
-# what the form accepts (TrainConfig checks its own, wider, invariants again)
-EPOCHS_RANGE = (0.01, 100.0)
-LR_RANGE = (0.0, 0.5)  # (exclusive, inclusive]
-BATCH_RANGE = (1, 1024)
-MAX_LENGTH_RANGE = (8, 512)
-SEED_RANGE = (0, 2**32 - 1)  # numpy / scikit-learn seeds
-MAX_STEPS_RANGE = (0, 10_000_000)
-
-
-class FormError(ValueError):
-    """A training option outside what the form accepts; the message names it and its range."""
-
-
-def _fmt(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else f"{v:g}"
-
-
-def _number(name: str, field: str, value: object, low: float, high: float, whole: bool = False,
-            low_open: bool = False) -> float:
-    """A finite number within [low, high] (or (low, high]) from a form or API value."""
-    kind = "a whole number" if whole else "a number"
-    message = (f"{field} must be in {'(' if low_open else '['}{_fmt(low)}, {_fmt(high)}] ({name}, {kind}); "
-               f"got {short(value)}.")
-    x = number_in(value, low, high, whole=whole, low_open=low_open)
-    if x is None:
-        raise FormError(message)
-    return x
 
 
 @dataclass(frozen=True)
@@ -106,20 +76,15 @@ class TrainingActions:
     def config_from_form(epochs: float, learning_rate: float, batch_size: float, max_length: float,
                          seed: float, mode: str = MODES[0], start_from: str = STARTS[0],
                          max_steps: float | None = None) -> TrainConfig:
-        """The form's values as a validated TrainConfig (FormError names the field and its range)."""
-        if mode not in MODES:
-            raise FormError(f"mode must be one of {MODES}, got {short(mode)}")
-        if start_from not in STARTS:
-            raise FormError(f"start from must be one of {STARTS}, got {short(start_from)}")
-        steps = 0 if max_steps is None else max_steps
-        return TrainConfig(
-            epochs=_number("Epochs", "epochs", epochs, *EPOCHS_RANGE),
-            learning_rate=_number("Learning rate", "learning_rate", learning_rate, *LR_RANGE, low_open=True),
-            batch_size=int(_number("Batch size", "batch_size", batch_size, *BATCH_RANGE, whole=True)),
-            max_length=int(_number("Max length", "max_length", max_length, *MAX_LENGTH_RANGE, whole=True)),
-            seed=int(_number("Seed", "seed", seed, *SEED_RANGE, whole=True)),
-            freeze_encoder=mode == MODES[1], init_from="active" if start_from == STARTS[1] else "base",
-            max_steps=int(_number("Max steps, 0 = no limit", "max_steps", steps, *MAX_STEPS_RANGE, whole=True)) or None)
+        """The form's values as a TrainConfig, which checks them (BadInput names the option and its
+        range). The form's max steps 0 means no limit."""
+        choice(mode, "What to train", MODES)
+        choice(start_from, "Start from", STARTS)
+        steps = number(0 if max_steps is None else max_steps, "Max steps (0 = no limit)", 0,
+                       TrainConfig.limit("max_steps").high, whole=True)
+        return TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length,
+                           seed=seed, freeze_encoder=mode == MODES[1],
+                           init_from="active" if start_from == STARTS[1] else "base", max_steps=int(steps) or None)
 
     def start(self, epochs: float, learning_rate: float, batch_size: float, max_length: float, seed: float,
               mode: str, start_from: str, max_steps: float | None, activate: bool, username: str | None) -> str:
@@ -127,10 +92,10 @@ class TrainingActions:
         admin compares it with the serving one and activates it below."""
         user = auth.require_role(self.services.engine, username, "admin")
         if activate not in (True, False, None):  # 1 and 0 too; a string "false" must not mean yes
-            raise FormError(f"serve when trained must be true or false, got {short(activate)}.")
+            raise BadInput(f"serve when trained must be true or false, got {short(activate)}.")
         config = self.config_from_form(epochs, learning_rate, batch_size, max_length, seed, mode, start_from,
                                        max_steps)
-        run_id = self.services.jobs.start(config, user=user, activate=bool(activate))  # JobBusy if one runs
+        run_id = self.services.jobs.start(config, user=user, activate=bool(activate))  # Busy if one runs
         then = "it will serve as soon as it is trained" if activate else "activate it below when you are happy"
         return f"Training run #{run_id} started; {then}."
 
@@ -146,7 +111,7 @@ class TrainingActions:
             with Session(self.services.engine) as s:
                 run = versions.latest_run(s)
                 if run is not None:
-                    version = s.get(ModelVersion, run.version_id) if run.version_id else None
+                    version = versions.get_version(s, run.version_id) if run.version_id else None
                     return TrainingView(
                         state=run.status, running=False, step=run.step, total_steps=run.total_steps,
                         fraction=run.step / run.total_steps if run.total_steps else 0.0, message=run.message,
@@ -196,7 +161,7 @@ class TrainingActions:
         for v in self.versions():
             if v.name == name:
                 return v
-        raise StoreError(f"no model version named {name!r}; choose one from the list")
+        raise NotFound(f"No model version named {short(name)}; choose one from the list.")
 
     # ------------------------------------------------------------------ before / after
     def _model(self, info: VersionInfo) -> Classifier:
@@ -213,9 +178,8 @@ class TrainingActions:
     def _ensure_scores(self, info: VersionInfo) -> bool:
         """Score every example with `info` unless it was already (versions never activated)."""
         with Session(self.services.engine) as s:
-            has = s.scalar(select(Score.example_id).where(Score.version_id == info.id).limit(1))
-        if has is not None:
-            return False
+            if versions.has_scores(s, info.id):
+                return False
         self.services.jobs.rescore(info, self._model(info))
         return True
 
@@ -229,14 +193,8 @@ class TrainingActions:
             fb = (b.metrics.get("report_dict") or {}).get(lab, {}).get("f1-score")
             rows.append([f"F1 {lab}", fa, fb])
         rows = [[m, _round(x), _round(y)] for m, x, y in rows]
-        sa, sb = aliased(Score), aliased(Score)
-        both = (select(Example.id, Example.text, Example.label, sa.predicted, sb.predicted)
-                .join(sa, (sa.example_id == Example.id) & (sa.version_id == a.id))
-                .join(sb, (sb.example_id == Example.id) & (sb.version_id == b.id)))
         with Session(self.services.engine) as s:
-            n = len(s.execute(both).all())
-            changed = [list(r) for r in s.execute(
-                both.where(sa.predicted != sb.predicted).order_by(Example.id).limit(limit))]
+            n, changed = versions.changed_predictions(s, a.id, b.id, limit)
         if a.id == b.id:
             notes.append("Both sides are the same version.")
         return VersionComparison(a.name, b.name, rows, changed, n, notes)

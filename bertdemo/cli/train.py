@@ -14,31 +14,41 @@ from bertdemo.config import Settings
 from bertdemo.model.classifier import Classifier
 from bertdemo.services import Services
 from bertdemo.training.accelerator import device_setting, launch_state
-from bertdemo.training.config import TrainConfig, TrainingError
+from bertdemo.training.config import PRECISIONS, STARTS, TrainConfig, TrainingError
 from bertdemo.training.loop import fit
 
 log = logging.getLogger(__name__)
 
 
-# --------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
+
+    def bounds(name: str) -> str:  # TrainConfig owns the limits; the help shows them
+        return f" ({TrainConfig.limit(name).describe()})"
+
     p = argparse.ArgumentParser(
         prog="bertdemo train",
         description="Fine-tune the classifier on the labels in the database and register the result "
                     "as a new model version (the same path as the Train tab).")
-    p.add_argument("--epochs", type=float, default=d.epochs, help="passes over the training split")
-    p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="peak AdamW learning rate")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per optimizer step")
-    p.add_argument("--max-length", type=int, default=d.max_length, help="WordPieces per example (truncated beyond)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed for the split, shuffling and head init")
+    p.add_argument("--epochs", type=float, default=d.epochs,
+                   help="passes over the training split" + bounds("epochs"))
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate,
+                   help="peak AdamW learning rate" + bounds("learning_rate"))
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="examples per optimizer step" + bounds("batch_size"))
+    p.add_argument("--max-length", type=int, default=d.max_length,
+                   help="WordPieces per example (truncated beyond)" + bounds("max_length"))
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seed for the split, shuffling and head init" + bounds("seed"))
     p.add_argument("--freeze-encoder", action="store_true", help="train only the classification head")
-    p.add_argument("--init-from", choices=("base", "active"), default=d.init_from,
+    p.add_argument("--init-from", choices=STARTS, default=d.init_from,
                    help="base: the pre-trained encoder with a new head; active: continue from the serving version")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=d.precision,
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="auto = bf16 autocast where the hardware supports it")
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction, help="stratified validation share")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke runs)")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help="stratified validation share" + bounds("val_fraction"))
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop after this many steps (smoke runs)" + bounds("max_steps"))
     p.add_argument("--no-activate", action="store_true", help="register the version but keep serving the active one")
     p.add_argument("--user", default="cli", help="recorded as the run's owner")
     return p

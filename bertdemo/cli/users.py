@@ -9,12 +9,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bertdemo.auth import add_user
+from bertdemo.db import accounts
 from bertdemo.db.engine import init_db, make_engine
-from bertdemo.db.models import ROLES, User
+from bertdemo.db.models import ROLES
+from bertdemo.errors import BadInput
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,13 +35,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         password = os.environ.get("BERTDEMO_PASSWORD") or getpass.getpass(f"password for {args.name}: ")
         try:
             add_user(engine, args.name, password, args.role)
-        except ValueError as exc:
+        except BadInput as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(f"added {args.name} ({args.role})")
     else:
         with Session(engine) as s:
-            for u in s.scalars(select(User).order_by(User.name)):
+            for u in accounts.list_users(s):
                 print(f"{u.name}\t{u.role}\t{u.created_at:%Y-%m-%d}")
     return 0
 

@@ -4,15 +4,22 @@ patterns."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
 from bertdemo.db import migrate
 
+T = TypeVar("T")
 
-# --------------------------------------------------------------------------- engine
+# bound parameters in one IN list: SQLite caps a statement's parameters (999 on older builds),
+# PostgreSQL at 65,535
+IN_CHUNK = 500
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL, foreign keys and a busy timeout."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
@@ -32,6 +39,19 @@ def make_engine(url: str) -> Engine:
 
 
 def init_db(engine: Engine) -> None:
-    """Migrate the database to the newest schema (bertdemo.migrate.upgrade): creates it when
+    """Migrate the database to the newest schema (bertdemo.db.migrate.upgrade): creates it when
     empty, adopts one made before migrations existed, does nothing when it is current."""
     migrate.upgrade(engine)
+
+
+def chunks(values: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    """`values` in slices of at most `size`: for `column.in_(chunk)` with a bounded IN list."""
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def like_pattern(needle: str) -> str:
+    """A LIKE pattern that finds `needle` anywhere, its %, _ and \\ taken literally; use it with
+    `escape="\\"`."""
+    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from bertdemo.db.models import LABEL_SOURCES, ConflictError, Example, LabelEvent, Score, StoreError, now, text_key
+from bertdemo.db.engine import chunks, like_pattern
+from bertdemo.db.models import LABEL_SOURCES, Example, LabelEvent, Score, now, text_key
+from bertdemo.errors import BadInput, Conflict, NotFound
 
 
 # --------------------------------------------------------------------------- examples & labels
@@ -32,19 +34,17 @@ def import_examples(s: Session, rows: Iterable[NewExample], source: str, user: s
                     labels: Sequence[str]) -> ImportResult:
     """Add new examples (with a dataset/import LabelEvent where labelled); skip duplicates."""
     if source not in LABEL_SOURCES:
-        raise StoreError(f"source must be one of {LABEL_SOURCES}, got {source!r}")
+        raise BadInput(f"source must be one of {LABEL_SOURCES}, got {source!r}")
     rows = list(rows)
     keys = [text_key(r.text) for r in rows]
-    existing: set[str] = set()
-    for start in range(0, len(keys), 500):
-        existing |= set(s.scalars(select(Example.text_key).where(Example.text_key.in_(keys[start:start + 500]))))
+    existing = stored_keys(s, keys)
     added = 0
     stamp = now()
     for row, key in zip(rows, keys):
         if key in existing:
             continue
         if row.label is not None and row.label not in labels:
-            raise StoreError(f"unknown label {row.label!r}; expected one of {list(labels)}")
+            raise BadInput(f"unknown label {row.label!r}; expected one of {list(labels)}")
         existing.add(key)
         ex = Example(text=row.text, raw_text=row.raw_text, text_key=key, external_id=row.external_id,
                      source=source, meta=row.meta or {}, created_at=stamp)
@@ -61,16 +61,14 @@ def import_examples(s: Session, rows: Iterable[NewExample], source: str, user: s
 def set_label(s: Session, example_id: int, label: str | None, user: str, source: str,
               labels: Sequence[str], expected_version: int | None = None) -> LabelEvent:
     """Change one example's label as one new history row. With `expected_version`, refuse
-    (ConflictError) if someone else changed the row since the caller read it."""
+    (Conflict) if someone else changed the row since the caller read it."""
     if label is not None and label not in labels:
-        raise StoreError(f"unknown label {label!r}; expected one of {list(labels)}")
+        raise BadInput(f"Unknown label {label!r}; choose one of {list(labels)}.")
     if source not in LABEL_SOURCES:
-        raise StoreError(f"source must be one of {LABEL_SOURCES}, got {source!r}")
-    ex = s.get(Example, example_id)
-    if ex is None:
-        raise StoreError(f"no example with id {example_id}")
+        raise BadInput(f"source must be one of {LABEL_SOURCES}, got {source!r}")
+    ex = get(s, example_id)
     if expected_version is not None and ex.version != expected_version:
-        raise ConflictError(
+        raise Conflict(
             f"example {example_id} was changed by {ex.updated_by or 'someone'} "
             f"(now {ex.label!r}) after you loaded it; reload it and decide again")
     stamp = now()
@@ -79,7 +77,7 @@ def set_label(s: Session, example_id: int, label: str | None, user: str, source:
                     .values(label=label, version=ex.version + 1, updated_at=stamp, updated_by=user)
                     .execution_options(synchronize_session=False))
     if res.rowcount != 1:
-        raise ConflictError(f"example {example_id} was changed by someone else while saving; reload it")
+        raise Conflict(f"example {example_id} was changed by someone else while saving; reload it")
     ev = LabelEvent(example_id=example_id, label=label, previous_label=ex.label, user=user,
                     source=source, created_at=stamp, version=ex.version + 1)
     s.add(ev)
@@ -107,9 +105,9 @@ def history(s: Session, example_id: int) -> list[LabelEvent]:
     return list(s.scalars(select(LabelEvent).where(LabelEvent.example_id == example_id).order_by(LabelEvent.id)))
 
 
-# ---- annotation queries
+# --------------------------------------------------------------------------- annotation queries
 # Read-only queries behind the Annotate tab's queues, table, history and agreement. Each returns
-# plain rows; bertdemo.annotate turns them into what the UI shows.
+# plain rows; bertdemo.actions.annotate turns them into what the UI shows.
 def scored_examples(s: Session, version_id: int | None) -> list[tuple[int, str, str | None, list]]:
     """(id, cleaned text, current label, stored probs of `version_id` or []) for every example."""
     q = (select(Example.id, Example.text, Example.label, Score.probs)
@@ -138,11 +136,11 @@ def queue_ids(s: Session, queue: str, version_id: int | None, search: str = "", 
         needle = search.strip()
         if not needle:
             return []
-        pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = like_pattern(needle)
         q = (select(Example.id).where(Example.raw_text.ilike(pattern, escape="\\") |
                                       Example.text.ilike(pattern, escape="\\")).order_by(Example.id))
     else:
-        raise StoreError(f"unknown queue {queue!r}")
+        raise BadInput(f"unknown queue {queue!r}")
     return list(s.scalars(q.limit(limit)))
 
 
@@ -157,10 +155,9 @@ def change_counts(s: Session, example_ids: Sequence[int] | None = None) -> dict[
     q = select(LabelEvent.example_id, func.count()).group_by(LabelEvent.example_id)
     if example_ids is None:
         return dict(s.execute(q).all())  # type: ignore[arg-type]
-    ids = list(example_ids)
     counts: dict[int, int] = {}
-    for start in range(0, len(ids), 5000):  # bounded IN lists: SQLite and PostgreSQL cap bound parameters
-        counts |= dict(s.execute(q.where(LabelEvent.example_id.in_(ids[start:start + 5000]))).all())
+    for chunk in chunks(list(example_ids)):
+        counts |= dict(s.execute(q.where(LabelEvent.example_id.in_(chunk))).all())
     return counts
 
 
@@ -176,12 +173,78 @@ def latest_event(s: Session, example_id: int) -> LabelEvent | None:
                     .order_by(LabelEvent.id.desc()).limit(1))
 
 
-def containing_word(session: Session, word: str, limit: int
-                ) -> tuple[list[tuple[int, str, str | None]], int]:
+def containing_word(session: Session, word: str, limit: int) -> tuple[list[tuple[int, str, str | None]], int]:
     """(up to `limit` stored examples whose text contains `word`, how many contain it in all)."""
-    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    cond = Example.text.ilike(f"%{escaped}%", escape="\\")
+    cond = Example.text.ilike(like_pattern(word), escape="\\")
     total = session.scalar(select(func.count()).select_from(Example).where(cond)) or 0
     rows = session.execute(select(Example.id, Example.text, Example.label)
                            .where(cond).order_by(Example.id).limit(limit)).all()
     return [tuple(r) for r in rows], int(total)
+
+
+def get(s: Session, example_id: int) -> Example:
+    """The example, or NotFound."""
+    ex = s.get(Example, example_id)
+    if ex is None:
+        raise NotFound(f"No example with id {example_id}.")
+    return ex
+
+
+def stored_keys(s: Session, keys: Sequence[str]) -> set[str]:
+    """The duplicate keys (text_key) among `keys` that an example already has."""
+    found: set[str] = set()
+    for chunk in chunks(list(keys)):
+        found |= set(s.scalars(select(Example.text_key).where(Example.text_key.in_(chunk))))
+    return found
+
+
+def has_unlabeled(s: Session) -> bool:
+    return s.scalar(select(Example.id).where(Example.label.is_(None)).limit(1)) is not None
+
+
+def has_examples(s: Session, source: str | None = None) -> bool:
+    """True when any example is stored (of `source`, when given)."""
+    q = select(Example.id)
+    if source is not None:
+        q = q.where(Example.source == source)
+    return s.scalar(q.limit(1)) is not None
+
+
+def all_texts(s: Session) -> list[tuple[int, str]]:
+    """(id, cleaned text) of every example: what re-scoring runs the model on."""
+    return [tuple(r) for r in s.execute(select(Example.id, Example.text))]  # type: ignore[misc]
+
+
+def newest_event_id(s: Session) -> int:
+    return s.scalar(select(func.max(LabelEvent.id))) or 0
+
+
+def changed_since(s: Session, event_id: int) -> set[int]:
+    """Ids of the examples with a history row newer than `event_id`."""
+    return set(s.scalars(select(LabelEvent.example_id).where(LabelEvent.id > event_id)))
+
+
+def table_rows(s: Session, version_id: int | None, label: str | None = None, unlabeled: bool = False,
+               annotator: str = "", search: str = "", limit: int = 500) -> list[tuple]:
+    """(id, raw text, label, updated_by, updated_at, version, predicted, confidence) of the
+    examples that match, newest change first; the prediction is `version_id`'s stored score."""
+    q = (select(Example.id, Example.raw_text, Example.label, Example.updated_by, Example.updated_at,
+                Example.version, Score.predicted, Score.confidence)
+         .outerjoin(Score, (Score.example_id == Example.id) & (Score.version_id == version_id)))
+    if unlabeled:
+        q = q.where(Example.label.is_(None))
+    elif label:
+        q = q.where(Example.label == label)
+    if annotator:
+        q = q.where(Example.updated_by == annotator)
+    if search:
+        q = q.where(Example.raw_text.ilike(like_pattern(search), escape="\\"))
+    return [tuple(r) for r in s.execute(q.order_by(Example.updated_at.desc().nulls_last(), Example.id).limit(limit))]
+
+
+def export_rows(s: Session) -> list[tuple]:
+    """(id, external id, raw text, cleaned text, label, updated_by, updated_at, source) of every
+    example, by id."""
+    E = Example
+    q = select(E.id, E.external_id, E.raw_text, E.text, E.label, E.updated_by, E.updated_at, E.source).order_by(E.id)
+    return [tuple(r) for r in s.execute(q)]

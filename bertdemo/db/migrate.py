@@ -1,18 +1,10 @@
-"""Database migrations: Alembic, with the environment inside the package (bertdemo/migrations).
+"""Database migrations: Alembic, with the environment inside the package (bertdemo/db/migrations).
 
-`store.init_db(engine)` calls `upgrade(engine)` at every start, so an app start always runs on
+`db.engine.init_db(engine)` calls `upgrade(engine)` at every start, so an app start always runs on
 the newest schema. Databases made before migrations existed (by `Base.metadata.create_all`:
 the tables of revision 0001 and no `alembic_version` table) are stamped 0001 first, then
-upgraded. The command line runs any Alembic command on the database of the environment
-(BERTDEMO_DB_URL, or the SQLite file in BERTDEMO_DATA_DIR):
-
-    python -m bertdemo.migrate upgrade head        # what every start does
-    python -m bertdemo.migrate current             # the revision the database is at
-    python -m bertdemo.migrate history             # every revision
-    python -m bertdemo.migrate downgrade 0001      # back to a revision (base = drop everything)
-    python -m bertdemo.migrate check               # do the models match the migrations?
-    python -m bertdemo.migrate revision --autogenerate -m "add x"   # next numbered revision
-    python -m bertdemo.migrate upgrade head --sql  # print the SQL instead of running it
+upgraded, under a lock so that two processes starting at once migrate one after the other.
+`python -m bertdemo migrate ...` (cli/migrate.py) runs any Alembic command through this module.
 """
 
 from __future__ import annotations

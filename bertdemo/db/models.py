@@ -1,13 +1,12 @@
-"""SQLAlchemy 2.0 models and queries: the one place that talks to the database.
+"""The tables, as SQLAlchemy 2.0 models: examples with their current label; every label change as
+a new `LabelEvent` row (who, when, old -> new, source); users and their sign-in attempts; model
+versions; training runs; per-version model scores.
 
-Examples with their current label; every label change as a new `LabelEvent` row (who, when,
-old -> new, source); users and their sign-in attempts; model versions; training runs;
-per-version model scores. Functions take a `Session`; callers own it
-(`with Session(engine) as s, s.begin(): ...`). No engine is created at import time.
-
-The schema is owned by the Alembic migrations in `bertdemo/migrations/` (`init_db` migrates to
-the newest revision): a change to a model here needs a new revision there, and
-tests/test_migrations.py fails until the two agree.
+The queries live beside this module (examples, versions, accounts); they take a `Session` that
+the caller owns (`with Session(engine) as s, s.begin(): ...`). No engine is created at import.
+The schema is owned by the Alembic migrations in `bertdemo/db/migrations/` (`init_db` migrates
+to the newest revision): a change to a model here needs a new revision there, and
+tests/unit/db/test_migrations.py fails until the two agree.
 """
 
 from __future__ import annotations
@@ -30,14 +29,6 @@ def now() -> datetime:
 def text_key(cleaned: str) -> str:
     """Duplicate key: the cleaned text, case-folded."""
     return hashlib.sha1(cleaned.casefold().encode("utf-8")).hexdigest()
-
-
-class StoreError(ValueError):
-    """A request the store refuses; the message is meant for the user."""
-
-
-class ConflictError(StoreError):
-    """The row changed since the caller read it (optimistic concurrency)."""
 
 
 class Base(DeclarativeBase):

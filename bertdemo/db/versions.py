@@ -7,9 +7,11 @@ from collections.abc import Sequence
 
 import numpy as np
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from bertdemo.db.models import ModelVersion, Score, StoreError, TrainingRun, now
+from bertdemo.db.engine import chunks
+from bertdemo.db.models import Example, ModelVersion, Score, TrainingRun, now
+from bertdemo.errors import NotFound
 
 
 # --------------------------------------------------------------------------- versions & runs
@@ -30,9 +32,7 @@ def active_version(s: Session) -> ModelVersion | None:
 
 
 def activate_version(s: Session, version_id: int) -> ModelVersion:
-    v = s.get(ModelVersion, version_id)
-    if v is None:
-        raise StoreError(f"no model version with id {version_id}")
+    v = get_version(s, version_id)
     s.execute(update(ModelVersion).values(is_active=False))
     s.execute(update(ModelVersion).where(ModelVersion.id == version_id).values(is_active=True))
     s.flush()
@@ -67,10 +67,51 @@ def save_scores(s: Session, version_id: int, example_ids: Sequence[int], probs, 
     p = np.asarray(probs, dtype=float)
     ent = -(p * np.log(np.clip(p, 1e-12, 1))).sum(axis=1)  # (N,) entropy in nats, for the "uncertain" queue
     ids = [int(i) for i in example_ids]
-    for start in range(0, len(ids), 5000):  # bounded IN lists: SQLite caps bound parameters
-        s.execute(delete(Score).where(Score.version_id == version_id, Score.example_id.in_(ids[start:start + 5000]))
+    for chunk in chunks(ids):
+        s.execute(delete(Score).where(Score.version_id == version_id, Score.example_id.in_(chunk))
                   .execution_options(synchronize_session=False))
     s.add_all([Score(example_id=int(i), version_id=version_id, probs=[round(float(x), 6) for x in row],
                      predicted=labels[int(row.argmax())], confidence=float(row.max()), entropy=float(e))
                for i, row, e in zip(example_ids, p, ent)])
     s.flush()
+
+
+def get_version(s: Session, version_id: int) -> ModelVersion:
+    """The version, or NotFound."""
+    v = s.get(ModelVersion, version_id)
+    if v is None:
+        raise NotFound(f"No model version with id {version_id}.")
+    return v
+
+
+def version_of_run(s: Session, run_id: int) -> ModelVersion | None:
+    return s.scalar(select(ModelVersion).where(ModelVersion.run_id == run_id))
+
+
+def get_run(s: Session, run_id: int) -> TrainingRun:
+    run = s.get(TrainingRun, run_id)
+    if run is None:
+        raise NotFound(f"No training run with id {run_id}.")
+    return run
+
+
+def unfinished_runs(s: Session) -> list[TrainingRun]:
+    """Runs still marked queued or running (at start: left so by a process that died)."""
+    return list(s.scalars(select(TrainingRun).where(TrainingRun.status.in_(("queued", "running")))))
+
+
+def has_scores(s: Session, version_id: int) -> bool:
+    """True when `version_id` has stored scores (it was activated, or compared, and re-scored)."""
+    return s.scalar(select(Score.example_id).where(Score.version_id == version_id).limit(1)) is not None
+
+
+def changed_predictions(s: Session, a_id: int, b_id: int, limit: int) -> tuple[int, list[list]]:
+    """(examples scored by both versions, [id, text, label, prediction of a, prediction of b] of the
+    first `limit` whose predictions differ, by id)."""
+    sa, sb = aliased(Score), aliased(Score)
+    both = (select(Example.id, Example.text, Example.label, sa.predicted, sb.predicted)
+            .join(sa, (sa.example_id == Example.id) & (sa.version_id == a_id))
+            .join(sb, (sb.example_id == Example.id) & (sb.version_id == b_id)))
+    n = s.scalar(select(func.count()).select_from(both.subquery())) or 0
+    changed = [list(r) for r in s.execute(both.where(sa.predicted != sb.predicted).order_by(Example.id).limit(limit))]
+    return n, changed

@@ -21,13 +21,15 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from bertdemo.errors import BadInput
+
 log = logging.getLogger(__name__)
 
 # CPU forward passes over fewer tokens than this run on one thread. OpenMP threads meet at a
 # barrier after every op: when another process keeps the second core busy, a 2-thread forward of
-# one tweet waits for a scheduler time slice at each barrier (HF pipeline p95 216 ms measured
-# here, vs 12 ms on one thread). Big batches (re-scoring, CSV, Integrated Gradients' 50 steps)
-# have enough work per op to gain from every core.
+# one tweet waits for a scheduler time slice at each barrier, and its p95 grows more than tenfold
+# (bench/README.md). Big batches (re-scoring, CSV, Integrated Gradients' 50 steps) have enough
+# work per op to gain from every core.
 PARALLEL_MIN_TOKENS = 512
 
 
@@ -201,12 +203,11 @@ class Classifier:
         """The module that predictions run: `self.model` in fp32, or under bf16/fp16 autocast a
         copy whose Linear layers hold their weights in that dtype, on the CPU pre-packed in
         oneDNN's blocked layout (`PackedLinear`). Otherwise autocast casts every Linear weight on
-        every call and oneDNN re-packs it: for one tweet on one thread 7.9 ms per forward against
-        6.1 ms packed; a batch of 64 runs ~10% faster. The numbers are the same, since autocast
-        rounds those weights to the same dtype. Every other parameter (embeddings, LayerNorm)
-        is shared, not copied. Inference only (no gradients through packed weights). The copy
-        is rebuilt when the weights change (training steps and state-dict loads bump parameter
-        versions)."""
+        every call and oneDNN re-packs it, a quarter of a one-tweet forward (bench/README.md).
+        The numbers are the same, since autocast rounds those weights to the same dtype. Every
+        other parameter (embeddings, LayerNorm) is shared, not copied. Inference only (no
+        gradients through packed weights). The copy is rebuilt when the weights change (training
+        steps and state-dict loads bump parameter versions)."""
         if self.amp_dtype is None:
             return self.model
         key = (self.amp_dtype, self.device, sum(p._version for p in self.model.parameters()))
@@ -269,7 +270,7 @@ class Classifier:
     def tokenize(self, text: str, pad_to: int | None = None) -> TokenView:
         """The tokenization of one text: WordPieces, ids, specials, mask (and [PAD] if pad_to)."""
         if pad_to is not None and not 2 <= pad_to <= 512:
-            raise ValueError(f"padded length must be between 2 and 512, got {pad_to}")
+            raise BadInput(f"The padded length must be a whole number from 2 to 512, got {pad_to}.")
         enc = self.tokenizer(text, truncation=True, max_length=pad_to or self.max_length,
                              padding="max_length" if pad_to else False,
                              return_special_tokens_mask=True, return_token_type_ids=True)

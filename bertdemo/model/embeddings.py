@@ -12,25 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bertdemo.errors import BadInput
 from bertdemo.model.classifier import Classifier
 from bertdemo.text import TextError, clean_text
-from bertdemo.validate import number_in
+from bertdemo.validate import number
 
-if TYPE_CHECKING:
-    pass
 MAX_SENTENCES = 50  # a heatmap of more than ~100 occurrences is unreadable, and CPUs are shared
 MAX_OCCURRENCES = 100
 MAX_WORD_CHARS = 100
 MAX_CORPUS_EXAMPLES = 300  # stored examples searched for neighbours (one batched pass each)
-MAX_PAIRS_PLOTTED = 15
-
-
-class ContextError(ValueError):
-    """Input the Embeddings tab cannot use; the message is meant for the user."""
 
 
 @dataclass(frozen=True)
@@ -179,20 +172,20 @@ def word_pieces(clf: Classifier, word: object) -> tuple[str, list[int]]:
     """Validate the target word and return (cleaned lower-case word, its WordPiece ids)."""
     raw = "" if word is None else str(word)
     if not raw.strip():
-        raise ContextError("The word is empty: type the word to compare (for example: bat).")
+        raise BadInput("The word is empty: type the word to compare (for example: bat).")
     if len(raw.strip()) > MAX_WORD_CHARS:
-        raise ContextError(f"The word is {len(raw.strip()):,} characters long; the limit is {MAX_WORD_CHARS}.")
+        raise BadInput(f"The word is {len(raw.strip()):,} characters long; the limit is {MAX_WORD_CHARS}.")
     try:
         cleaned = clean_text(raw)
     except TextError as exc:
-        raise ContextError(f"The word cannot be used: {exc}") from exc
+        raise BadInput(f"The word cannot be used: {exc}") from exc
     if any(ch.isspace() for ch in cleaned):
-        raise ContextError(f"Type one word, not a phrase: got {cleaned!r}.")
+        raise BadInput(f"Type one word, not a phrase: got {cleaned!r}.")
     ids = clf.tokenizer(cleaned, add_special_tokens=False)["input_ids"]
     if not ids:
-        raise ContextError(f"The word {cleaned!r} gives no WordPieces.")
+        raise BadInput(f"The word {cleaned!r} gives no WordPieces.")
     if len(ids) > clf.max_length - 2:
-        raise ContextError(
+        raise BadInput(
             f"The word is {len(ids)} WordPieces long; the model reads at most {clf.max_length - 2} "
             "per sentence (max length minus [CLS] and [SEP]).")
     return cleaned.lower(), ids
@@ -217,11 +210,7 @@ def layer_of(layer: object, num_layers: int) -> int:
     """The layer to compare at: a whole number in [0, num_layers]; None = the last layer."""
     if layer is None:
         return num_layers
-    x = number_in(layer, 0, num_layers, whole=True)
-    if x is None:
-        raise ContextError(f"The layer must be a whole number between 0 (input embeddings) and {num_layers}, "
-                           f"got {layer!r:.40}.")
-    return int(x)
+    return int(number(layer, "The layer", 0, num_layers, whole=True, note="input embeddings"))
 
 
 def split_sentences(sentences: object) -> list[tuple[int, str]]:
@@ -248,9 +237,9 @@ def compare(clf: Classifier, sentences: object, word: object, layer: int | None 
     cleaned_word, pieces = word_pieces(clf, word)
     lines = split_sentences(sentences)
     if not lines:
-        raise ContextError("Type at least one sentence (one per line) that uses the word.")
+        raise BadInput("Type at least one sentence (one per line) that uses the word.")
     if len(lines) > MAX_SENTENCES:
-        raise ContextError(f"You gave {len(lines)} sentences; the limit is {MAX_SENTENCES}. "
+        raise BadInput(f"You gave {len(lines)} sentences; the limit is {MAX_SENTENCES}. "
                            "Keep the ones you want to compare.")
     num_layers = clf.num_layers
     layer = layer_of(layer, num_layers)
@@ -284,11 +273,11 @@ def compare(clf: Classifier, sentences: object, word: object, layer: int | None 
             vecs.append(hs.states[:, a:b].mean(axis=1))  # (L+1, k, H) -> (L+1, H)
     skipped.sort(key=lambda s: s.line_number)
     if len(occurrences) > MAX_OCCURRENCES:
-        raise ContextError(f"The word occurs {len(occurrences)} times; the limit is {MAX_OCCURRENCES}. "
+        raise BadInput(f"The word occurs {len(occurrences)} times; the limit is {MAX_OCCURRENCES}. "
                            "Use fewer sentences.")
     if len(occurrences) < 2:
         found = "once" if occurrences else "nowhere"
-        raise ContextError(
+        raise BadInput(
             f"The word {cleaned_word!r} occurs {found} in the sentences; at least two occurrences are "
             "needed to compare (two sentences that use it, or one that uses it twice)."
             + (f" Skipped lines: {', '.join(str(s.line_number) for s in skipped)}." if skipped else ""))
@@ -365,9 +354,9 @@ def neighbours(comparison: WordComparison, occurrence: int, corpus: CorpusVector
                layer: int | None = None) -> Neighbours:
     """The k stored occurrences most similar (cosine at `layer`) to occurrence number `occurrence`."""
     if not 0 <= occurrence < len(comparison.occurrences):
-        raise ContextError(f"Choose one of the {len(comparison.occurrences)} occurrences.")
+        raise BadInput(f"Choose one of the {len(comparison.occurrences)} occurrences.")
     if k < 1:
-        raise ContextError(f"k must be at least 1, got {k}.")
+        raise BadInput(f"k must be at least 1, got {k}.")
     layer = comparison.layer if layer is None else layer
     q = comparison.vectors[layer, occurrence]  # (H,)
     items: tuple[Neighbour, ...] = ()

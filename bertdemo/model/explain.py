@@ -15,6 +15,7 @@ from captum.attr import LayerIntegratedGradients
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bertdemo.model.classifier import Classifier, TokenView
+from bertdemo.validate import number
 
 
 @dataclass(frozen=True)
@@ -74,13 +75,13 @@ def integrated_gradients(clf: Classifier, text: str, target: str | None = None, 
     captum's LayerIntegratedGradients on the embedding layer.
 
     Precision: bf16 autocast where the classifier serves in bf16 (native bf16 hardware), unless
-    `exact`. Measured on 20 bundled tweets with a fine-tuned version: bf16 attributions correlate
-    with fp32 ones at r >= 0.99998 and share 98% of the top-3 tokens; the convergence delta (how
-    far the attributions miss summing to the logit gap) grows from ~1e-4 to ~1e-2 logits, still
-    tiny next to the gaps explained; it runs 1.6x faster (189 vs 304 ms for 18 tokens on 2
-    cores). `exact=True` runs fp32 for exact completeness. It runs the fp32 model under autocast
-    (gradients cannot flow through the packed serving weights), and on the CPU the attention
-    takes SDPA's math kernel: its bf16 backward is ~10x faster there than the flash kernel's."""
+    `exact`: the attributions match fp32 ones almost exactly (correlation, top tokens) while the
+    convergence delta (how far they miss summing to the logit gap) grows but stays tiny next to
+    the gaps explained, and it runs faster; `exact=True` runs fp32 for exact completeness
+    (figures: bench/README.md, "Figures behind design choices"). It runs the fp32 model under
+    autocast (gradients cannot flow through the packed serving weights), and on the CPU the
+    attention takes SDPA's math kernel, whose bf16 backward is much faster there than the flash
+    kernel's."""
     t0 = time.perf_counter()
     enc = clf.tokenizer(text, truncation=True, max_length=clf.max_length, return_offsets_mapping=True,
                         return_tensors="pt")
@@ -161,10 +162,9 @@ def highlighted(a: Attribution, merge: bool = False, show_special: bool = False)
 
 def attention_map(clf: Classifier, text: str, layer: int, head: int | None = None) -> AttentionMap:
     """Attention of one layer (1-based) and head (1-based, None = mean over heads)."""
-    if not 1 <= layer <= clf.num_layers:
-        raise ValueError(f"layer must be between 1 and {clf.num_layers}, got {layer}")
-    if head is not None and not 1 <= head <= clf.num_heads:
-        raise ValueError(f"head must be between 1 and {clf.num_heads}, got {head}")
+    layer = int(number(layer, "The layer", 1, clf.num_layers, whole=True))
+    if head is not None:
+        head = int(number(head, "The head", 1, clf.num_heads, whole=True))
     view, maps = clf.attentions(text)  # (L, H, T, T)
     m = maps[layer - 1]
     weights = m.mean(0) if head is None else m[head - 1]

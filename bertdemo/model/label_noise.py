@@ -11,8 +11,16 @@ SUSPICIOUS_FOLDS = 5
 
 
 def find_suspicious(rows: list[tuple[int, str, str | None, list]], labels: tuple[str, ...]) -> list[int]:
-    """Ids of likely mislabelled rows, most suspicious first (see AnnotateActions._suspicious_ids).
-    rows: (id, cleaned text, label, stored probs) of labelled examples."""
+    """Ids of likely mislabelled rows, most suspicious first: confident learning
+    (cleanlab.find_label_issues) on out-of-sample probabilities. rows: (id, cleaned text, label,
+    stored probs of the active version) of labelled examples.
+
+    The stored probabilities are in-sample for most labelled rows (the version was trained on
+    them), and confident learning needs out-of-sample ones. So a cheap second model, a
+    logistic-loss linear model (SGD) on TF-IDF word 1-2-grams plus the stored probabilities, is
+    fitted with 5-fold cross_val_predict: each row's probabilities come from a model that never
+    saw its label. The stored scores still carry what the fine-tuned model memorised of the
+    training labels, so this under-reports noise the BERT model absorbed."""
     from cleanlab.filter import find_label_issues
     from scipy.sparse import csr_matrix, hstack
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -30,7 +38,7 @@ def find_suspicious(rows: list[tuple[int, str, str | None, list]], labels: tuple
     stored = np.array([r[3] if len(r[3]) == len(labels) else [1 / len(labels)] * len(labels) for r in rows])
     features = hstack([tfidf, csr_matrix(stored)]).tocsr()  # (n, vocab + classes)
     folds = StratifiedKFold(n_splits=SUSPICIOUS_FOLDS, shuffle=True, random_state=0)
-    # logistic loss so predict_proba is a probability; SGD: ~20x faster than lbfgs here, as accurate
+    # logistic loss so predict_proba is a probability; SGD: much faster than lbfgs here, as accurate
     model = SGDClassifier(loss="log_loss", alpha=1e-5, max_iter=20, tol=None, random_state=0)
     oos = cross_val_predict(model, features, y, cv=folds, method="predict_proba")  # (n, classes)
     order = find_label_issues(y, oos, return_indices_ranked_by="self_confidence")

@@ -4,11 +4,15 @@ imports nothing of theirs (the registry reads TrainConfig without pulling in the
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+
+from bertdemo.errors import UserError
+from bertdemo.validate import choice, number, range_text
 
 
-class TrainingError(RuntimeError):
-    """Training could not run or could not finish; the message is meant for the user."""
+class TrainingError(UserError):
+    """Training could not run or could not finish (too few labels, out of memory, a NaN loss); the
+    message says why and what to try."""
 
 
 class TrainingCancelled(TrainingError):
@@ -16,39 +20,68 @@ class TrainingCancelled(TrainingError):
 
 
 @dataclass(frozen=True)
+class Limit:
+    """The values a numeric option takes: [low, high] ((low, high] with low_open), whole or not."""
+
+    low: float
+    high: float
+    whole: bool = False
+    low_open: bool = False
+    label: str = ""  # the form's name for it (the CLI uses --flag-names)
+
+    def describe(self) -> str:
+        return range_text(self.low, self.high, whole=self.whole, low_open=self.low_open)
+
+
+def _opt(default: object, low: float, high: float, label: str, *, whole: bool = False, low_open: bool = False):  # noqa: ANN202
+    return field(default=default, metadata={"limit": Limit(low, high, whole, low_open, label)})
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+STARTS = ("base", "active")  # base: the pre-trained encoder + a new head | active: the serving version
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    epochs: float = 2.0
-    learning_rate: float = 8e-5  # MiniLM-size encoders like a larger rate than BERT-base's 2e-5
-    batch_size: int = 32
-    max_length: int = 64  # tweets are short: 99.9% of the bundled ones fit in 64 WordPieces
-    warmup_ratio: float = 0.06
-    weight_decay: float = 0.01
-    seed: int = 42
+    """Options of one fine-tuning run, validated once here: the Train tab and the CLI read their
+    defaults and bounds from it (`TrainConfig.limit("epochs")`) and pass values through it, so
+    a value is refused in one place with one message (BadInput naming the option and its range).
+    Numbers may come as text ("2"); they are stored as int or float."""
+
+    epochs: float = _opt(2.0, 0.01, 100.0, "Epochs")
+    learning_rate: float = _opt(8e-5, 0.0, 0.5, "Learning rate", low_open=True)  # MiniLM-size encoders like
+    # a larger rate than BERT-base's 2e-5
+    batch_size: int = _opt(32, 1, 1024, "Batch size", whole=True)
+    max_length: int = _opt(64, 8, 512, "Max length", whole=True)  # tweets are short: 99.9% of the bundled
+    # ones fit in 64 WordPieces
+    warmup_ratio: float = _opt(0.06, 0.0, 0.99, "Warm-up ratio")
+    weight_decay: float = _opt(0.01, 0.0, 1.0, "Weight decay")
+    seed: int = _opt(42, 0, 2**32 - 1, "Seed", whole=True)  # numpy / scikit-learn seeds
     freeze_encoder: bool = False  # True: train only the classification head (the seed's variant)
     class_weighted: bool = True  # compute_class_weight("balanced") on the training labels
-    evals_per_epoch: int = 4
+    evals_per_epoch: int = _opt(4, 1, 1000, "Evaluations per epoch", whole=True)
     precision: str = "auto"  # auto | fp32 | bf16
-    val_fraction: float = 0.1
-    max_steps: int | None = None  # stop after this many optimizer steps (tests, smoke runs)
-    init_from: str = "base"  # base: the pre-trained encoder + a new head | active: the serving version
+    val_fraction: float = _opt(0.1, 0.01, 0.49, "Validation fraction")
+    max_steps: int | None = _opt(None, 1, 10_000_000, "Max steps", whole=True)  # stop after this many optimizer
+    # steps (tests, smoke runs); None = no limit
+    init_from: str = "base"  # see STARTS
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.epochs > 0, "epochs must be positive"),
-            (0 < self.learning_rate < 1, "learning_rate must be in (0, 1)"),
-            (1 <= self.batch_size <= 1024, "batch_size must be in [1, 1024]"),
-            (8 <= self.max_length <= 512, "max_length must be in [8, 512]"),
-            (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
-            (self.evals_per_epoch >= 1, "evals_per_epoch must be >= 1"),
-            (self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
-            (0 < self.val_fraction < 0.5, "val_fraction must be in (0, 0.5)"),
-            (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1"),
-            (self.init_from in ("base", "active"), "init_from must be base or active"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(f"{msg}, got {self!r}")
+        for f in fields(self):
+            limit: Limit | None = f.metadata.get("limit")
+            value = getattr(self, f.name)
+            if limit is None or (value is None and f.default is None):
+                continue
+            x = number(value, f"{limit.label} ({f.name})", limit.low, limit.high, whole=limit.whole,
+                       low_open=limit.low_open)
+            object.__setattr__(self, f.name, int(x) if limit.whole else x)
+        choice(self.precision, "precision", PRECISIONS)
+        choice(self.init_from, "init_from", STARTS)
+
+    @staticmethod
+    def limit(name: str) -> Limit:
+        """The bounds of a numeric option, for the UI's inputs and the CLI's help."""
+        return {f.name: f.metadata["limit"] for f in fields(TrainConfig) if "limit" in f.metadata}[name]
 
     def to_dict(self) -> dict:
         return asdict(self)

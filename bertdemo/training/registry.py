@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 
 from bertdemo.config import Settings
 from bertdemo.db import versions
-from bertdemo.db.models import ModelVersion, StoreError
+from bertdemo.db.models import ModelVersion
+from bertdemo.errors import NotReady
 from bertdemo.model.classifier import Classifier
 from bertdemo.training.config import FitResult, TrainConfig
 
@@ -53,7 +54,7 @@ def _fsync_tree(root: Path) -> None:
         _fsync(dirpath)
 
 
-class NoModelError(RuntimeError):
+class NoModelError(NotReady):
     """No version is active yet (the first model is still being trained)."""
 
 
@@ -95,10 +96,7 @@ class Registry:
 
     def get(self, version_id: int) -> VersionInfo:
         with Session(self.engine) as s:
-            v = s.get(ModelVersion, version_id)
-            if v is None:
-                raise StoreError(f"no model version with id {version_id}")
-            return VersionInfo.of(v)
+            return VersionInfo.of(versions.get_version(s, version_id))
 
     def active_version(self) -> VersionInfo | None:
         with Session(self.engine) as s:

@@ -1,5 +1,5 @@
-"""Background work: the service container, the first-start bootstrap, and the training runner
-(one training at a time, live progress, cancel, crash recovery, re-scoring after activation).
+"""The training runner: one background run at a time, live progress, cancel, the run's row in the
+database, and re-scoring the examples with a version once it serves (for the annotation queues).
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import time
 from dataclasses import dataclass, replace
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from bertdemo.config import Settings
 from bertdemo.datasets import stratified_split
 from bertdemo.db import examples, versions
-from bertdemo.db.models import Example, Score, StoreError, TrainingRun, now
+from bertdemo.db.models import now
+from bertdemo.errors import Busy, UserError
 from bertdemo.model.classifier import Classifier, autocast_dtype
 from bertdemo.training.config import Progress, TrainConfig, TrainingCancelled, TrainingError
 from bertdemo.training.loop import check_labels, fit
@@ -27,10 +27,6 @@ from bertdemo.training.zerogpu import fit_and_save, gpu_task, zero_gpu
 
 log = logging.getLogger(__name__)
 MIN_EXAMPLES = 20
-
-
-class JobBusy(RuntimeError):
-    """A training run is already in progress."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +87,7 @@ class JobRunner:
         """Start a run in a background thread; refuse while one is running."""
         with self._lock:
             if self._status.running:
-                raise JobBusy(f"A training run (#{self._status.run_id}) is already in progress; "
+                raise Busy(f"A training run (#{self._status.run_id}) is already in progress; "
                               "wait for it or cancel it first.")
             run_id = self._open_run(config, user)
             self._cancel.clear()
@@ -104,7 +100,7 @@ class JobRunner:
         """Same as start(), in the calling thread (CLI); raises TrainingError on failure."""
         with self._lock:
             if self._status.running:
-                raise JobBusy("A training run is already in progress.")
+                raise Busy("A training run is already in progress.")
             run_id = self._open_run(config, user)
         self._execute(run_id, config, user, activate)
         if self._status.state != "succeeded":
@@ -127,11 +123,7 @@ class JobRunner:
         """Serve `version_id` (any version: a newer one, or a rollback) and re-score the examples
         with it in a background thread, so the request returns as soon as the swap is done."""
         info = self.registry.activate(version_id)
-        clf = self.registry.active()
-        t = threading.Thread(target=self._rescore_quietly, args=(info, clf), name=f"rescore-{info.name}",
-                             daemon=True)
-        self._rescore_thread = t
-        t.start()
+        self._rescore_in_background(info, self.registry.active())
         return info
 
     def rescore_if_missing(self) -> bool:
@@ -141,16 +133,16 @@ class JobRunner:
         if info is None:
             return False
         with Session(self.engine) as s:
-            scored = s.scalar(select(Score.example_id).where(Score.version_id == info.id).limit(1))
-            has_examples = s.scalar(select(Example.id).limit(1))
-        if scored is not None or has_examples is None:
-            return False
+            if versions.has_scores(s, info.id) or not examples.has_examples(s):
+                return False
         log.info("version %s has no stored scores: re-scoring in the background", info.name)
-        clf = self.registry.active()
+        self._rescore_in_background(info, self.registry.active())
+        return True
+
+    def _rescore_in_background(self, info: VersionInfo, clf: Classifier) -> None:
         t = threading.Thread(target=self._rescore_quietly, args=(info, clf), name=f"rescore-{info.name}", daemon=True)
         self._rescore_thread = t
         t.start()
-        return True
 
     def wait_rescore(self, timeout: float | None = None) -> None:
         t = self._rescore_thread
@@ -204,7 +196,7 @@ class JobRunner:
         """Write the run's outcome to the database (the in-memory status is left as it is)."""
         st = self._status
         with Session(self.engine) as s, s.begin():
-            run = s.get(TrainingRun, run_id)
+            run = versions.get_run(s, run_id)
             run.status, run.message, run.finished_at = state, message, now()
             run.step, run.total_steps, run.history = st.step, st.total_steps, list(st.history)
             run.version_id = version_id
@@ -249,7 +241,7 @@ class JobRunner:
             self._finish(run_id, "succeeded", done, info.id)
         except TrainingCancelled as exc:
             self._finish(run_id, "cancelled", str(exc))
-        except (TrainingError, StoreError, ValueError) as exc:
+        except UserError as exc:  # too few labels, a bad option, ...: the message says what to do
             log.warning("run %d failed: %s", run_id, exc)
             self._finish(run_id, "failed", str(exc))
         except Exception as exc:  # noqa: BLE001 - a background job must record every failure
@@ -273,7 +265,7 @@ class JobRunner:
                 last_write[0] = time.time()
                 log.info("run %d: %s", run_id, self._status.message)
                 with Session(self.engine) as s, s.begin():
-                    run = s.get(TrainingRun, run_id)
+                    run = versions.get_run(s, run_id)
                     run.step, run.total_steps = p.step, p.total_steps
 
         return on_progress
@@ -281,7 +273,7 @@ class JobRunner:
     def rescore(self, info: VersionInfo, clf: Classifier) -> int:
         """Score every example with `clf` and store the result for the annotation queues."""
         with Session(self.engine) as s:
-            rows = s.execute(select(Example.id, Example.text)).all()
+            rows = examples.all_texts(s)
         if not rows:
             return 0
         probs = clf.predict_proba([t for _i, t in rows], batch_size=128)

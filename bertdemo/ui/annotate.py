@@ -1,4 +1,4 @@
-"""Annotate tab: layout and wiring only; the work is in bertdemo.annotate.AnnotateActions.
+"""Annotate tab: layout and wiring only; the work is in bertdemo.actions.annotate.AnnotateActions.
 
 Per-session state (the item on screen, the ids seen in this queue, this person's undo stack)
 lives in gr.State; everything else in the database. Example texts are shown in Textbox and
@@ -13,8 +13,8 @@ import gradio as gr
 
 from bertdemo.actions.annotate import QUEUES, AnnotateActions, Item
 from bertdemo.actions.predict import PredictActions
-from bertdemo.db.models import ConflictError
-from bertdemo.ui.common import api_file, guarded, warn
+from bertdemo.errors import BadInput, Conflict
+from bertdemo.ui.common import api_file, guarded, uploaded, warn
 
 SHORTCUTS_JS = """
 if (!window.__bertdemoAnnotateKeys) {
@@ -139,10 +139,10 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
     def label_and_next(lab: str, cur: dict | None, q: str, s: str, seen_ids: list, stack: list,
                        request: gr.Request):
         if not cur:
-            raise gr.Error("No example on screen: load a queue first.")
+            raise BadInput("No example on screen: load a queue first.")
         try:
             saved = actions.save_label(cur["id"], lab, cur["version"], _user(request))
-        except ConflictError as exc:
+        except Conflict as exc:
             gr.Warning(str(exc))
             item = actions.item(cur["id"], q)
             return show(item, seen_ids, stack, "Someone else changed this example: decide again.")
@@ -160,7 +160,7 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
     @guarded
     def undo_last(q: str, s: str, seen_ids: list, stack: list, request: gr.Request):
         if not stack:
-            raise gr.Error("Nothing to undo in this session.")
+            raise BadInput("Nothing to undo in this session.")
         ex_id, version = stack[-1]
         saved = actions.undo(ex_id, _user(request), version)
         seen_ids = [i for i in seen_ids if i != ex_id]
@@ -207,10 +207,10 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
     @guarded
     def save_row(ex_id, version, lab, who, needle, f_lab, request: gr.Request):
         if ex_id is None or not lab:
-            raise gr.Error("Select a row and a label first.")
+            raise BadInput("Select a row and a label first.")
         try:
             saved = actions.save_label(int(ex_id), lab, int(version), _user(request))
-        except ConflictError as exc:
+        except Conflict as exc:
             gr.Warning(str(exc))
             item = actions.item(int(ex_id))
             return item.version, actions.history(item.id), actions.table(f_lab, who or "", needle or "")
@@ -226,18 +226,14 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
     # ---------------------------------------------------------------- import / export / admin
     @guarded
     def preview(path: str | None):
-        if not path:
-            raise gr.Error("Choose a CSV file first.")
-        p = actions.preview_import(path)
+        p = actions.preview_import(uploaded(path))
         warn(p.warnings)
         return p.summary(), p.add[["row", "text", "label"]], p.skipped
 
     @guarded
     def import_csv(path: str | None, request: gr.Request) -> str:
         """Import a CSV (text, optional label); returns a summary. Admins only."""
-        if not path:
-            raise gr.Error("Choose a CSV file first.")
-        done = actions.import_csv(path, _user(request))
+        done = actions.import_csv(uploaded(path), _user(request))
         warn(done.preview.warnings)
         return done.summary()
 

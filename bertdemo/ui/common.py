@@ -1,4 +1,5 @@
-"""Glue shared by the tabs: library errors -> gr.Error, warnings -> gr.Warning."""
+"""Glue shared by the tabs: UserError -> gr.Error (guarded), warnings -> gr.Warning, user text shown
+literally, and API inputs that answer a malformed value with a message."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 from pydantic import ConfigDict, ValidationError
 
-from bertdemo.actions.predict import USER_ERRORS
+from bertdemo.errors import BadInput, UserError
 from bertdemo.validate import short
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,9 @@ def plain(message: str) -> str:
 
 
 def guarded(fn: Callable) -> Callable:
-    """Turn the library's user-facing exceptions into a clear gr.Error; anything else is logged
-    and reported as an internal error (never a silent crash)."""
+    """The one place that turns errors into gr.Error: a UserError shows its message; anything else
+    is a bug, logged with its traceback and shown as an internal error (never as if it were the
+    person's mistake, never a silent crash)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -43,13 +45,20 @@ def guarded(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except USER_ERRORS as exc:
+        except UserError as exc:
             raise gr.Error(plain(str(exc)), print_exception=False) from exc
         except Exception as exc:  # noqa: BLE001 - the UI must answer every request
             log.exception("unexpected error in %s", fn.__name__)
             raise gr.Error(f"Internal error ({type(exc).__name__}); the details are in the server log.") from exc
 
     return wrapper
+
+
+def uploaded(path: str | None) -> str:
+    """The path of the file the person chose, or a gr.Error asking for one."""
+    if not path:
+        raise BadInput("Choose a CSV file first.")
+    return path
 
 
 def warn(messages: Iterable[str]) -> None:

@@ -1,4 +1,4 @@
-"""Embeddings tab: layout and wiring only; the work is in bertdemo.context (EmbeddingActions)."""
+"""Embeddings tab: layout and wiring only; the work is in bertdemo.actions.embeddings (EmbeddingActions)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pandas as pd
 
 from bertdemo.actions.embeddings import ACTIVE_MODEL, MODEL_CHOICES, EmbeddingActions
 from bertdemo.actions.presets import DEFAULT_PRESET, PRESETS
+from bertdemo.errors import BadInput
 from bertdemo.model.embeddings import Neighbours, WordComparison
 from bertdemo.ui import plots
 from bertdemo.ui.common import guarded, md_text, warn
@@ -138,7 +139,7 @@ def build(actions: EmbeddingActions, tab: gr.Tab | None = None) -> None:
     @guarded
     def find_neighbours(s: str, w: str, lay: float, m: str, occ: str, kk: float):
         if not occ:
-            raise gr.Error("Compare first, then choose an occurrence.")
+            raise BadInput("Compare first, then choose an occurrence.")
         n = actions.neighbours(actions.compare(s, w, int(lay), m), occ, int(kk), m)
         rows = [(round(x.similarity, 4), x.label or "", f"#{x.nth}", x.text) for x in n.items]
         return neighbours_markdown(n), pd.DataFrame(rows, columns=["similarity", "label", "occurrence", "text"])

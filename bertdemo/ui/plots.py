@@ -1,24 +1,26 @@
-"""Matplotlib figures for the UI (no Gradio here): attention heatmaps, training curves,
-confusion matrices."""
+"""Matplotlib figures for the UI: attention heatmaps, training curves, confusion matrices, and the
+Embeddings tab's similarity heatmap, projection and per-layer lines.
+
+Figures are made with `matplotlib.figure.Figure` directly, not pyplot: no global figure registry,
+so concurrent requests cannot draw on each other's figures and nothing needs closing."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from bertdemo.model.embeddings import MAX_PAIRS_PLOTTED, WordComparison
+from bertdemo.model.embeddings import WordComparison
 
-matplotlib.use("Agg")  # headless: figures are rendered by Gradio, never shown in a window
-import matplotlib.pyplot as plt  # noqa: E402
+MAX_PAIRS_PLOTTED = 15  # lines in the per-layer plot; more are unreadable
 
 
 def attention_heatmap(tokens: Sequence[str], weights: np.ndarray, title: str) -> Figure:
     n = len(tokens)
     size = min(12, 2.5 + 0.32 * n)
-    fig, ax = plt.subplots(figsize=(size, size * 0.9), dpi=90)
+    fig = Figure(figsize=(size, size * 0.9), dpi=90)
+    ax = fig.add_subplot()
     im = ax.imshow(weights, cmap="viridis", vmin=0, vmax=float(weights.max()) or 1)
     ax.set_xticks(range(n), tokens, rotation=90, fontsize=8)
     ax.set_yticks(range(n), tokens, fontsize=8)
@@ -27,12 +29,12 @@ def attention_heatmap(tokens: Sequence[str], weights: np.ndarray, title: str) ->
     ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    plt.close(fig)
     return fig
 
 
 def training_curves(history: Sequence[dict]) -> Figure:
-    fig, ax = plt.subplots(figsize=(7, 3.4), dpi=90)
+    fig = Figure(figsize=(7, 3.4), dpi=90)
+    ax = fig.add_subplot()
     if history:
         steps = [h["step"] for h in history]
         ax.plot(steps, [h["train_loss"] for h in history], label="training loss (mean of last 20 steps)")
@@ -49,13 +51,13 @@ def training_curves(history: Sequence[dict]) -> Figure:
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     fig.tight_layout()
-    plt.close(fig)
     return fig
 
 
 def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> Figure:
     m = np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(4.2, 3.8), dpi=90)
+    fig = Figure(figsize=(4.2, 3.8), dpi=90)
+    ax = fig.add_subplot()
     ax.imshow(m, cmap="Blues")
     for i in range(m.shape[0]):
         for j in range(m.shape[1]):
@@ -66,7 +68,6 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> 
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     fig.tight_layout()
-    plt.close(fig)
     return fig
 
 

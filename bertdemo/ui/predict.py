@@ -1,4 +1,4 @@
-"""Predict tab: layout and wiring only; the work is in bertdemo.actions.PredictActions."""
+"""Predict tab: layout and wiring only; the work is in bertdemo.actions.predict.PredictActions."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import gradio as gr
 
 from bertdemo.actions.predict import PredictActions
 from bertdemo.ui import plots
-from bertdemo.ui.common import api_file, api_slider, guarded, md_text, warn
+from bertdemo.ui.common import api_file, api_slider, guarded, md_text, uploaded, warn
 
 EXAMPLES = [
     "Jim Henson was a puppeteer",
@@ -96,9 +96,7 @@ def build(actions: PredictActions) -> None:
 
     @guarded
     def predict_csv(path: str | None):
-        if not path:
-            raise gr.Error("Choose a CSV file first.")
-        r = actions.predict_csv(path)
+        r = actions.predict_csv(uploaded(path))
         warn(r.warnings)
         return r.path, r.summary()
 
@@ -121,8 +119,8 @@ def build(actions: PredictActions) -> None:
     gr.on([layer.release, head.release], attention, [text, layer, head], [heat], api_visibility="private")
     csv_go.click(predict_csv, [upload], [result, summary], api_name="predict_csv")
     # The HTTP API's predict skips the queue (like the label endpoints): through the queue (join +
-    # event stream) a call cost ~22-26 ms of server CPU against ~6 ms of model time, and under
-    # 20 + 20 predict/label sessions predictions waited 1.6 s (bench/README.md, bench_load).
+    # event stream) a call cost several times its model time in server CPU, and under mixed load
+    # predictions waited seconds (bench/README.md, bench_load).
     # The page's Classify stays queued: its warnings (gr.Warning) travel on the queue's stream.
     gr.api(predict_api, api_name="predict", queue=False, concurrency_limit=None)
     return sync_sliders, (layer, head)

@@ -1,4 +1,4 @@
-"""Train tab: layout and wiring only; the work is in bertdemo.training_actions.TrainingActions.
+"""Train tab: layout and wiring only; the work is in bertdemo.actions.train.TrainingActions.
 
 A gr.Timer polls the runner every second; plots are re-drawn only when something changed
 (a new history row, a new state, a new version), so idle pages cost one cheap status read.
@@ -11,6 +11,7 @@ import html
 import gradio as gr
 
 from bertdemo.actions.train import MODES, STARTS, TrainingActions
+from bertdemo.errors import BadInput
 from bertdemo.training.config import TrainConfig
 from bertdemo.ui import plots
 from bertdemo.ui.common import api_number, api_slider, guarded
@@ -27,7 +28,7 @@ def progress_html(fraction: float, text: str, state: str, run_id: int | None = N
 
 
 def build(actions: TrainingActions) -> None:
-    d = TrainConfig()
+    d, lim = TrainConfig(), TrainConfig.limit  # defaults and bounds: TrainConfig owns them
     names = actions.version_names()  # the timer keeps these lists current
     gr.Markdown("Fine-tune the classifier on the labels in the database (your corrections included), "
                 "watch it learn, compare it with the serving version, and switch every tab to it or back. "
@@ -35,17 +36,20 @@ def build(actions: TrainingActions) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             with gr.Accordion("Options", open=True):
-                epochs = api_number(d.epochs, label="Epochs", minimum=0.05, step=0.5, elem_id="train-epochs")
-                lr = api_number(d.learning_rate, label="Learning rate (peak, AdamW)", minimum=1e-7, maximum=0.5,
-                               elem_id="train-lr")
+                epochs = api_number(d.epochs, label="Epochs", minimum=lim("epochs").low, maximum=lim("epochs").high,
+                                    step=0.5, elem_id="train-epochs")
+                lr = api_number(d.learning_rate, label="Learning rate (peak, AdamW)", minimum=1e-7,
+                                maximum=lim("learning_rate").high, elem_id="train-lr")
+                # the sliders cover the useful part of the range; the API takes all of it
                 batch = api_slider(4, 128, value=d.batch_size, step=4, label="Batch size", elem_id="train-batch")
                 max_len = api_slider(16, 256, value=d.max_length, step=8, label="Max length (WordPieces)",
-                                    elem_id="train-maxlen")
-                seed = api_number(d.seed, label="Seed", precision=0, elem_id="train-seed")
+                                     elem_id="train-maxlen")
+                seed = api_number(d.seed, label="Seed", precision=0, minimum=lim("seed").low, maximum=lim("seed").high,
+                                  elem_id="train-seed")
                 mode = gr.Radio(list(MODES), value=MODES[0], label="What to train", elem_id="train-mode")
                 start_from = gr.Radio(list(STARTS), value=STARTS[0], label="Start from", elem_id="train-from")
                 max_steps = api_number(0, label="Max steps (0 = no limit; for quick trials)", precision=0,
-                                      minimum=0, elem_id="train-maxsteps")
+                                       minimum=0, maximum=lim("max_steps").high, elem_id="train-maxsteps")
                 serve = gr.Checkbox(False, label="Serve the new version as soon as it is trained",
                                     elem_id="train-serve")
             with gr.Row():
@@ -135,7 +139,7 @@ def build(actions: TrainingActions) -> None:
     @guarded
     def run_explain(t: str, a: str, b: str):
         if not (t or "").strip():
-            raise gr.Error("Type a text to explain, or click a row of the changed examples.")
+            raise BadInput("Type a text to explain, or click a row of the changed examples.")
         return actions.attributions(t, a, b)
 
     def pick_changed(evt: gr.SelectData, rows):

@@ -1,4 +1,4 @@
-"""Alembic migration environment of bertdemo's database (see bertdemo.migrate).
+"""Alembic migration environment of bertdemo's database (see bertdemo.db.migrate).
 
 `env.py` and `versions/` are read by Alembic from this folder; nothing here is imported by the app.
 """

@@ -1,10 +1,10 @@
-"""Alembic environment: run by Alembic for every command, from bertdemo.migrate.
+"""Alembic environment: run by Alembic for every command, from bertdemo.db.migrate.
 
-No alembic.ini: bertdemo.migrate builds the Config. It passes either an open connection
-(`config.attributes["connection"]`, used by `store.init_db` so that the whole migration runs in
-the caller's transaction and under its lock) or a database URL (`config.attributes["url"]`, the
-command line). The models' metadata is the autogenerate target, so `python -m bertdemo.migrate
-check` and `revision --autogenerate` compare the database with bertdemo/store.py.
+No alembic.ini: bertdemo.db.migrate builds the Config. It passes either an open connection
+(`config.attributes["connection"]`, used by `db.engine.init_db` so that the whole migration runs
+in the caller's transaction and under its lock) or a database URL (`config.attributes["url"]`, the
+command line). The models' metadata is the autogenerate target, so `python -m bertdemo migrate
+check` and `revision --autogenerate` compare the database with bertdemo/db/models.py.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Writes the bad-input corpus next to this file: small CSV files that are wrong in one way
-each, and manifest.json saying what the app must answer for each (`tests/test_bad_inputs.py`
+each, and manifest.json saying what the app must answer for each (`tests/api/test_bad_inputs.py`
 reads it). Run `python tests/data/bad_inputs/make_corpus.py` after changing a case; the files
 are committed, so the tests never depend on this script.
 

@@ -10,17 +10,17 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import LABELS, TINY_TRAIN
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from bertdemo.config import Settings
 from bertdemo.db import examples, versions
 from bertdemo.db.models import Example, Score, TrainingRun
+from bertdemo.errors import Busy
 from bertdemo.services import Services
 from bertdemo.training import runner
 from bertdemo.training.config import FitResult, TrainConfig, TrainingCancelled, TrainingError
-from bertdemo.training.runner import JobBusy
+from tests.support import LABELS, TINY_TRAIN
 
 QUICK = TrainConfig(**(TINY_TRAIN.to_dict() | {"max_steps": 2}))
 
@@ -81,9 +81,9 @@ def test_second_start_is_refused_and_cancel_stops_the_run(services, monkeypatch)
     monkeypatch.setattr(runner, "fit", waits_for_cancel)
     run_id = services.jobs.start(QUICK, user="a")
     assert started.wait(60)
-    with pytest.raises(JobBusy, match=rf"run \(#{run_id}\) is already in progress"):
+    with pytest.raises(Busy, match=rf"run \(#{run_id}\) is already in progress"):
         services.jobs.start(QUICK, user="b")
-    with pytest.raises(JobBusy):
+    with pytest.raises(Busy):
         services.jobs.run_sync(QUICK, user="b")
     assert services.jobs.cancel() is True
     st = services.jobs.wait(30)

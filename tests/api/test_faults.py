@@ -31,11 +31,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LABELS, _free_port
 
 from bertdemo.actions.train import MODES, STARTS
 from bertdemo.auth import LOCAL_USER
 from bertdemo.config import REPO_ROOT
+from tests.support import LABELS, free_port
 
 TEXTS = ["@united lost my bag again, worst airline", "thanks for the upgrade, the crew was great",
          "what time does the flight to Boston leave"]
@@ -60,7 +60,7 @@ class App:
 
     def start(self, timeout: float = 240) -> None:
         """Start and wait until /predict answers (on a first start: once version 1 is trained)."""
-        port = _free_port()
+        port = free_port()
         env = os.environ | {
             "BERTDEMO_DATA_DIR": str(self.data_dir), "BERTDEMO_DATASET": str(self.tiny_csv),
             "BERTDEMO_INITIAL_EPOCHS": "0.3", "BERTDEMO_DB_URL": "", "GRADIO_SERVER_NAME": "127.0.0.1",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 
@@ -18,14 +17,9 @@ from bertdemo.config import REPO_ROOT, Settings
 from bertdemo.db import versions
 from bertdemo.db.models import TrainingRun
 from bertdemo.services import Services
+from tests.support import free_port
 
 pytest.importorskip("accelerate")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_two_processes_train_one_version(tmp_path, tiny_csv):
@@ -36,7 +30,7 @@ def test_two_processes_train_one_version(tmp_path, tiny_csv):
     # the CPU (`--cpu --num_processes 2` alone would start one process: multi-CPU there means mpirun)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(_free_port()),
+           "--main_process_port", str(free_port()),
            "-m", "bertdemo.cli.train", "--max-steps", "4", "--max-length", "32", "--batch-size", "8", "--user", "ddp"]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
     log = proc.stdout + proc.stderr

@@ -8,15 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TINY_TRAIN
 from sqlalchemy.orm import Session
 
 from bertdemo.db import examples, versions
-from bertdemo.db.models import StoreError
+from bertdemo.errors import NotFound
 from bertdemo.model.classifier import Classifier
 from bertdemo.services import Services
 from bertdemo.training.config import FitResult, TrainConfig
 from bertdemo.training.registry import NoModelError
+from tests.support import TINY_TRAIN
 
 QUICK = TrainConfig(**(TINY_TRAIN.to_dict() | {"max_steps": 2}))
 
@@ -25,7 +25,7 @@ def test_no_version_yet(services):
     assert services.registry.active_version() is None and services.registry.versions() == []
     with pytest.raises(NoModelError, match="No model version is active"):
         services.registry.active()
-    with pytest.raises(StoreError, match="no model version with id 42"):
+    with pytest.raises(NotFound, match="No model version with id 42"):
         services.registry.get(42)
 
 
@@ -62,7 +62,7 @@ def test_activation_swaps_atomically_and_rolls_back(services):
     assert reg.active() is not held and reg.active().name == "v1" and reg.active_id() == v1.id
     assert held.predict(["still works"])[0].label in held.labels
     assert [v.name for v in reg.versions() if v.is_active] == ["v1"]  # exactly one active row
-    with pytest.raises(StoreError):
+    with pytest.raises(NotFound):
         reg.activate(999)
     assert reg.active().name == "v1"  # a failed activation changes nothing
 

@@ -1,7 +1,7 @@
 """The fine-tuning loop on a few tiny batches: config validation, batching (and its sharding for
-data-parallel runs; tests/test_distributed.py runs two processes), progress and history, frozen
-encoder, cancel, NaN loss and out-of-memory messages, the ZeroGPU wrapper, the CLI, and (with a
-GPU only) the CUDA path."""
+data-parallel runs; tests/unit/training/test_distributed.py runs two processes), progress and
+history, frozen encoder, cancel, NaN loss and out-of-memory messages, the ZeroGPU wrapper, the
+CLI, and (with a GPU only) the CUDA path."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import LABELS, TINY_TRAIN
 from sqlalchemy.orm import Session
 
 from bertdemo.cli import train as train_cli
@@ -24,6 +23,7 @@ from bertdemo.training.accelerator import launch_state, shard_batches
 from bertdemo.training.config import TrainConfig, TrainingCancelled, TrainingError
 from bertdemo.training.loop import check_labels, fit, length_grouped_batches
 from bertdemo.training.zerogpu import gpu_task
+from tests.support import LABELS, TINY_TRAIN
 
 TWO_STEPS = TrainConfig(epochs=1, max_length=32, batch_size=16, evals_per_epoch=1, max_steps=2, precision="fp32")
 
@@ -42,9 +42,9 @@ def clf() -> Classifier:
 
 
 def test_config_rejects_bad_values_quoting_them():
-    with pytest.raises(ValueError, match="learning_rate must be in"):
+    with pytest.raises(ValueError, match=r"Learning rate \(learning_rate\) must be a number above 0 and up to 0.5, got 3.0"):
         TrainConfig(learning_rate=3.0)
-    with pytest.raises(ValueError, match="init_from must be base or active"):
+    with pytest.raises(ValueError, match=r"init_from must be one of \['base', 'active'\], got 'latest'"):
         TrainConfig(init_from="latest")
     assert TrainConfig().to_dict()["init_from"] == "base"
 
@@ -68,7 +68,7 @@ def test_shard_batches_gives_each_process_its_own_equal_share():
 
 
 def test_a_plain_process_is_not_distributed():
-    assert launch_state() is None  # the app and `python -m bertdemo.train`: no accelerate at all
+    assert launch_state() is None  # the app and `bertdemo train`: no accelerate at all
 
 
 def test_check_labels_names_the_missing_class():
@@ -155,7 +155,7 @@ def test_cli_help_lists_the_options(capsys):
 def test_cli_rejects_bad_values(capsys):
     with pytest.raises(SystemExit) as exc:
         train_cli.main(["--learning-rate", "5"])
-    assert exc.value.code == 2 and "learning_rate must be in" in capsys.readouterr().err
+    assert exc.value.code == 2 and "Learning rate (learning_rate) must be a number above 0 and up to 0.5, got 5.0" in capsys.readouterr().err
 
 
 def test_cli_trains_and_registers_a_version(tmp_path, tiny_csv, monkeypatch):

@@ -3,8 +3,9 @@
 import pandas as pd
 import pytest
 
-from bertdemo.actions.predict import USER_ERRORS, PredictActions
+from bertdemo.actions.predict import PredictActions
 from bertdemo.datasets import CSVError
+from bertdemo.errors import BadInput, UserError
 from bertdemo.text import EmptyTextError, TextTooLongError
 from bertdemo.training.registry import NoModelError
 
@@ -34,7 +35,7 @@ def test_predict_returns_label_format(actions):
 def test_bad_text_gets_a_user_error(actions, text, error, fragment):
     with pytest.raises(error, match=fragment):
         actions.predict(text)
-    assert issubclass(error, USER_ERRORS)
+    assert issubclass(error, UserError)
 
 
 def test_control_characters_are_cleaned_not_fatal(actions):
@@ -49,9 +50,8 @@ def test_only_emoji_predicts_with_a_warning(actions):
 
 @pytest.mark.parametrize("pad_to", [-5, 1e9, "abc", 2.5, float("nan"), True, [6]])
 def test_tokens_refuses_a_padded_length_that_is_not_a_whole_number_in_range(actions, pad_to):
-    from bertdemo.actions.predict import InputError
 
-    with pytest.raises(InputError, match="padded length must be a whole number from 0 .no padding. to 128"):
+    with pytest.raises(BadInput, match="padded length must be a whole number from 0 .no padding. to 128"):
         actions.tokens("hello world", pad_to)
 
 

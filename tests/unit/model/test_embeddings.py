@@ -1,15 +1,15 @@
-"""Contextual embeddings (bertdemo.context) on the packaged MiniLM BERT: occurrences, pooling,
-per-layer similarity, the bat preset's sense separation, bad input, corpus neighbours."""
+"""Contextual embeddings (bertdemo.model.embeddings) on the packaged MiniLM BERT: occurrences,
+pooling, per-layer similarity, the bat preset's sense separation, bad input, and the plots drawn
+from them (bertdemo.ui.plots). Corpus neighbours (bertdemo.actions.embeddings) are in
+tests/unit/actions/test_embeddings.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from sqlalchemy.orm import Session
 
-from bertdemo.actions import embeddings as embedding_actions
 from bertdemo.actions import presets
-from bertdemo.db import examples
+from bertdemo.errors import BadInput
 from bertdemo.model import embeddings
 from bertdemo.model.classifier import Classifier
 from bertdemo.ui import plots
@@ -107,18 +107,18 @@ def test_presets_line_up(base_clf, name):
     ("\n".join(["bat, bat and bat."] * 40), "bat", "occurs 120 times; the limit is 100"),
 ])
 def test_bad_input_has_clear_message(base_clf, sentences, word, match):
-    with pytest.raises(embeddings.ContextError, match=match):
+    with pytest.raises(BadInput, match=match):
         embeddings.compare(base_clf, sentences, word)
 
 
 def test_layer_out_of_range(base_clf):
-    with pytest.raises(embeddings.ContextError, match="between 0 .* and 6"):
+    with pytest.raises(BadInput, match="from 0 .* to 6"):
         embeddings.compare(base_clf, SEED, "bat", layer=7)
 
 
 @pytest.mark.parametrize("layer", ["abc", 2.5, float("nan"), float("inf"), 1e30, -1, True, [2]])
 def test_layer_that_is_not_a_whole_number_in_range(base_clf, layer):
-    with pytest.raises(embeddings.ContextError, match="The layer must be a whole number between 0 .* and 6"):
+    with pytest.raises(BadInput, match=r"The layer must be a whole number from 0 \(input embeddings\) to 6"):
         embeddings.compare(base_clf, SEED, "bat", layer=layer)
 
 
@@ -132,7 +132,7 @@ def test_word_longer_than_max_length(base_clf):
     short = Classifier(base_clf.model, base_clf.tokenizer, LABELS, base_clf.device, max_length=8)
     # 6 pieces fit in 8 tokens with [CLS] and [SEP]; the long word does not
     embeddings.compare(short, "bats use echolocation.\nand echolocation", "echolocation")
-    with pytest.raises(embeddings.ContextError, match="WordPieces long; the model reads at most 6"):
+    with pytest.raises(BadInput, match="WordPieces long; the model reads at most 6"):
         embeddings.compare(short, SEED, "supercalifragilisticexpialidocious")
 
 
@@ -143,30 +143,6 @@ def test_single_sentence_and_unusable_lines_are_reported(base_clf):
     r = embeddings.compare(base_clf, f"{SEED}\n@united\nA bat slept.", "bat")
     assert [s.line_number for s in r.skipped] == [2]  # nothing left once the @mention is removed
     assert "Nothing is left" in r.skipped[0].reason
-
-
-def test_corpus_neighbours_cached_and_capped(services):
-    services.ensure_dataset()
-    actions = embedding_actions.EmbeddingActions(services, embedding_actions.CorpusIndex(max_examples=40))
-    with Session(services.engine) as s:
-        rows, total = examples.containing_word(s, "flight", limit=1000)
-    assert total > 40  # the 240-tweet sample mentions flights often
-    # a stored tweet among the 40 that are searched, used as the query sentence
-    stored = next(text for _, text, _ in rows[:40] if " flight " in f" {text.lower()} ")
-    r = actions.compare(f"{stored}\nMy flight was delayed again.", "flight", 4, embedding_actions.BASE_MODEL)
-    n = actions.neighbours(r, "S1.1", k=5, choice=embedding_actions.BASE_MODEL)
-    assert n.corpus.capped and n.corpus.searched == 40 and n.corpus.matching == total
-    sims = [x.similarity for x in n.items]
-    assert len(sims) == 5 and sims == sorted(sims, reverse=True)
-    assert all("flight" in x.text.lower() for x in n.items)
-    assert {x.label for x in n.items} <= set(LABELS)
-    assert n.items[0].text == stored and n.items[0].similarity > 0.999  # its own tweet comes first
-    actions.neighbours(r, "S2.1", k=3, choice=embedding_actions.BASE_MODEL)
-    assert actions.index.computed == 1  # the second query reused the cached vectors
-    with pytest.raises(embeddings.ContextError, match="Choose an occurrence"):
-        actions.neighbours(r, "S9.9", choice=embedding_actions.BASE_MODEL)
-    with pytest.raises(embeddings.ContextError, match="The model must be one of"):
-        actions.compare(SEED, "bat", 2, "gpt")
 
 
 def test_plots_show_every_occurrence_and_pair(base_clf):

@@ -1,5 +1,7 @@
-"""The store against every backend: the `engine` fixture (tests/conftest.py) is a migrated
-SQLite file, and a PostgreSQL schema when BERTDEMO_DB_URL points at a PostgreSQL database."""
+"""Examples, label history, scores and queues (bertdemo.db.examples) against every backend: the
+`engine` fixture (tests/conftest.py) is a migrated SQLite file, and a PostgreSQL schema when
+BERTDEMO_DB_URL points at a PostgreSQL database. Versions and runs alone (bertdemo.db.versions) are
+in test_versions.py, the engine itself (bertdemo.db.engine) in test_engine.py."""
 
 import threading
 from datetime import datetime
@@ -10,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from bertdemo.db import examples, versions
 from bertdemo.db.examples import NewExample
-from bertdemo.db.models import ConflictError, Example, LabelEvent, StoreError, now
+from bertdemo.db.models import Example, LabelEvent, now
+from bertdemo.errors import BadInput, Conflict, NotFound
 
 LABELS = ("negative", "neutral", "positive")
 
@@ -18,14 +21,6 @@ LABELS = ("negative", "neutral", "positive")
 def add(engine, *rows, source="import"):
     with Session(engine) as s, s.begin():
         return examples.import_examples(s, rows, source, "alice", LABELS)
-
-
-def test_sqlite_runs_in_wal_mode_with_foreign_keys(engine):
-    if engine.dialect.name != "sqlite":
-        pytest.skip("SQLite pragmas")
-    with engine.connect() as c:
-        assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
 def test_import_is_idempotent_and_skips_duplicates_by_cleaned_text(engine):
@@ -42,7 +37,7 @@ def test_import_is_idempotent_and_skips_duplicates_by_cleaned_text(engine):
 
 
 def test_unknown_label_on_import_is_refused_and_nothing_is_written(engine):
-    with pytest.raises(StoreError, match="unknown label 'great'"):
+    with pytest.raises(BadInput, match="unknown label 'great'"):
         add(engine, NewExample("a", "a", "positive"), NewExample("b", "b", "great"))
     with Session(engine) as s:
         assert examples.count_examples(s) == 0  # the transaction rolled back as a whole
@@ -68,7 +63,7 @@ def test_stale_version_is_refused_and_changes_nothing(engine):
     add(engine, NewExample("t", "t", "neutral"))
     with Session(engine) as s, s.begin():
         examples.set_label(s, 1, "negative", "bob", "annotator", LABELS, expected_version=1)
-    with pytest.raises(ConflictError, match="changed by bob"):
+    with pytest.raises(Conflict, match="changed by bob"):
         with Session(engine) as s, s.begin():
             examples.set_label(s, 1, "positive", "carol", "annotator", LABELS, expected_version=1)
     with Session(engine) as s:
@@ -85,7 +80,7 @@ def test_concurrent_saves_of_one_row_never_both_win(engine):
             with Session(engine) as s, s.begin():
                 examples.set_label(s, 1, LABELS[i % 3], f"user{i}", "annotator", LABELS, expected_version=1)
             results.append("ok")
-        except ConflictError:
+        except Conflict:
             results.append("conflict")
         except Exception as exc:  # noqa: BLE001 - e.g. "database is locked" would be a bug here
             results.append(repr(exc))
@@ -101,32 +96,10 @@ def test_concurrent_saves_of_one_row_never_both_win(engine):
 def test_bad_label_and_missing_row(engine):
     add(engine, NewExample("t", "t"))
     with Session(engine) as s:
-        with pytest.raises(StoreError, match="unknown label 'meh'"):
+        with pytest.raises(BadInput, match="Unknown label 'meh'"):
             examples.set_label(s, 1, "meh", "bob", "annotator", LABELS)
-        with pytest.raises(StoreError, match="no example with id 99"):
+        with pytest.raises(NotFound, match="No example with id 99"):
             examples.set_label(s, 99, "neutral", "bob", "annotator", LABELS)
-
-
-def test_versions_activate_exactly_one(engine):
-    with Session(engine) as s, s.begin():
-        a = versions.add_version(s, name=versions.next_version_name(s), path="/a", base_model="m")
-        b = versions.add_version(s, name=versions.next_version_name(s), path="/b", base_model="m")
-        assert (a.name, b.name) == ("v1", "v2")
-        versions.activate_version(s, a.id)
-        versions.activate_version(s, b.id)
-    with Session(engine) as s:
-        assert versions.active_version(s).name == "v2"
-        assert [v.is_active for v in versions.list_versions(s)] == [True, False]
-
-
-def test_interrupted_runs_are_marked_failed(engine):
-    with Session(engine) as s, s.begin():
-        versions.create_run(s, "alice", {})
-    with Session(engine) as s, s.begin():
-        assert versions.fail_stale_runs(s) == 1
-    with Session(engine) as s:
-        run = versions.latest_run(s)
-        assert run.status == "failed" and "stopped" in run.message and run.finished_at is not None
 
 
 def test_datetimes_are_naive_utc_and_json_round_trips(engine):

@@ -14,12 +14,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bertdemo import auth
-from bertdemo.actions.annotate import AnnotateActions, QueueError
+from bertdemo.actions.annotate import AnnotateActions
 from bertdemo.config import Settings
 from bertdemo.datasets import CSVError
 from bertdemo.db import examples, versions
 from bertdemo.db.examples import NewExample
-from bertdemo.db.models import ConflictError, Example, LabelEvent, StoreError
+from bertdemo.db.models import Example, LabelEvent
+from bertdemo.errors import BadInput, Conflict, Forbidden, NotFound, NotReady, UserError
 from bertdemo.services import Services
 
 LABELS = ("negative", "neutral", "positive")
@@ -61,13 +62,13 @@ def test_queues_use_stored_scores_in_the_documented_order(services, acts):
     assert item.confidence == pytest.approx(0.8)
     assert acts.next_item("disagree", seen=[ids[3]]).id == ids[1]
     assert acts.next_item("disagree", seen=[ids[3], ids[1]]) is None
-    with pytest.raises(QueueError, match="Unknown queue"):
+    with pytest.raises(BadInput, match="The queue must be one of"):
         acts.queue_ids("bogus")
 
 
 def test_score_queues_explain_when_no_model_is_active(services, acts):
     seed(services, [("a", None)])
-    with pytest.raises(QueueError, match="No model version is active"):
+    with pytest.raises(NotReady, match="No model version is active"):
         acts.next_item("uncertain")
     assert acts.next_item("unlabeled").predicted is None
 
@@ -78,7 +79,7 @@ def test_save_undo_history_and_conflict(services, acts):
     saved = acts.save_label(item.id, "positive", item.version, "local")
     assert (saved.previous, saved.label, saved.version, saved.source) == ("negative", "positive", 2, "annotator")
     # a second person who loaded version 1 is refused and told who changed it
-    with pytest.raises(ConflictError, match="changed by local"):
+    with pytest.raises(Conflict, match="changed by local"):
         acts.save_label(item.id, "neutral", item.version, "local")
     assert acts.queue_ids("recent") == [ids[0]]
     undone = acts.undo(item.id, "local", saved.version)
@@ -91,9 +92,9 @@ def test_save_undo_history_and_conflict(services, acts):
     s2 = acts.save_label(ids[1], "neutral", 0, "local")
     acts.undo(ids[1], "local", s2.version)
     assert acts.item(ids[1]).label is None and len(acts.history(ids[1])) == 2
-    with pytest.raises(StoreError, match="Nothing to undo"):
+    with pytest.raises(BadInput, match="Nothing to undo"):
         acts.undo(seed(services, [("c", "neutral")])[-1], "local")
-    with pytest.raises(StoreError, match="Unknown label"):
+    with pytest.raises(BadInput, match="The label must be one of"):
         acts.save_label(ids[0], "great", None, "local")
 
 
@@ -105,7 +106,7 @@ def test_concurrent_saves_of_one_row_never_overwrite_silently(services, acts):
         try:
             acts.save_label(ids[0], lab, 1, "local")
             results.append("ok")
-        except ConflictError:
+        except Conflict:
             results.append("conflict")
 
     threads = [threading.Thread(target=save, args=(lab,)) for lab in ("neutral", "positive", "neutral", "positive")]
@@ -121,7 +122,7 @@ def test_accounts_record_the_signed_in_user_and_agreement_is_for_admins(services
     ids = seed(services, [(f"t{i}", None) for i in range(6)])
     auth.add_user(services.engine, "ann", "password1", "annotator")
     auth.add_user(services.engine, "boss", "password2", "admin")
-    with pytest.raises(auth.AuthError, match="Sign in"):
+    with pytest.raises(Forbidden, match="Sign in"):
         acts.save_label(ids[0], "neutral", 0, None)
     a_labels = ["negative", "neutral", "positive", "negative", "neutral"]
     b_labels = ["negative", "neutral", "positive", "neutral", "neutral"]
@@ -129,7 +130,7 @@ def test_accounts_record_the_signed_in_user_and_agreement_is_for_admins(services
         acts.save_label(ids[i], la, None, "ann")
         acts.save_label(ids[i], lb, None, "boss")
     assert acts.item(ids[0]).updated_by == "boss"
-    with pytest.raises(auth.AuthError, match="Only admins"):
+    with pytest.raises(Forbidden, match="Only admins"):
         acts.agreement("ann")
     a = acts.agreement("boss")
     from sklearn.metrics import cohen_kappa_score
@@ -173,7 +174,7 @@ def test_import_preview_then_import_and_bad_files_change_nothing(services, acts,
     with Session(services.engine) as s:
         assert examples.count_examples(s) == 1  # preview writes nothing
     auth.add_user(services.engine, "ann", "password1", "annotator")
-    with pytest.raises(auth.AuthError):
+    with pytest.raises(Forbidden):
         acts.import_csv(path, "ann")
     auth.add_user(services.engine, "boss", "password2", "admin")
     done = acts.import_csv(path, "boss")
@@ -258,7 +259,7 @@ def test_bad_example_ids_are_refused_with_a_message_and_write_nothing(services, 
         before = s.scalar(select(func.count()).select_from(LabelEvent))
     for call in (lambda: acts.save_label(bad_id, "positive", 1, None), lambda: acts.undo(bad_id, None),
                  lambda: acts.item(bad_id), lambda: acts.history(bad_id)):
-        with pytest.raises(StoreError, match=message):
+        with pytest.raises(UserError, match=message):  # NotFound or BadInput
             call()
     with Session(services.engine) as s:
         assert s.scalar(select(func.count()).select_from(LabelEvent)) == before
@@ -266,21 +267,21 @@ def test_bad_example_ids_are_refused_with_a_message_and_write_nothing(services, 
 
 def test_undo_on_a_missing_example_says_so(services, acts):
     seed(services, [("a", "negative")])
-    with pytest.raises(StoreError, match="No example with id 99"):
+    with pytest.raises(NotFound, match="No example with id 99"):
         acts.undo(99, None)
 
 
 def test_ids_may_come_as_whole_floats_or_digit_strings(services, acts):
     ids = seed(services, [("a", "negative")])
     assert acts.save_label(float(ids[0]), "neutral", "1", None).version == 2
-    with pytest.raises(StoreError, match="version must be the 'version' that next_item returned"):
+    with pytest.raises(BadInput, match="version must be the 'version' that next_item returned"):
         acts.save_label(ids[0], "neutral", -5, None)
-    with pytest.raises(StoreError, match="Unknown label None"):
+    with pytest.raises(BadInput, match="The label must be one of .*, got None"):
         acts.save_label(ids[0], None, 2, None)
 
 
 @pytest.mark.parametrize("queue, search, exclude, message", [
-    (5, "", [], "Unknown queue 5"), (None, "", [], "Unknown queue None"),
+    (5, "", [], "The queue must be one of ['unlabeled', "), (None, "", [], ", got None"),
     ("unlabeled", "", 5, "exclude must be a list of example ids, got 5"),
     ("unlabeled", "", "1,2", "exclude must be a list"), ("unlabeled", "", ["x"], "Every id in exclude"),
     ("search", ["x"], [], "The search must be text"), ("search", "x" * 501, [], "the limit is 500"),

@@ -23,14 +23,14 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from conftest import db_fingerprint, seed_data_dir, signed_in_page
 
 from bertdemo.text import clean_text
+from tests.support import db_fingerprint, seed_data_dir, signed_in_page
 
 LABELS = ("negative", "neutral", "positive")
 ANN = ("ann", "ann-password")
 BOSS = ("boss", "boss-password")
-CORPUS = Path(__file__).parent / "data" / "bad_inputs"
+CORPUS = Path(__file__).parents[1] / "data" / "bad_inputs"  # tests/data/bad_inputs
 XSS_IMG = '<img src=x onerror="window.__xss=1">'
 XSS_SCRIPT = "<script>window.__xss=2</script>"
 XSS_LINK = "[click me](javascript:window.__xss=3)"

@@ -7,7 +7,8 @@ import re
 
 import pandas as pd
 import pytest
-from conftest import seed_data_dir, signed_in_page
+
+from tests.support import seed_data_dir, signed_in_page
 
 LABELS = ("negative", "neutral", "positive")
 ANN = ("ann", "ann-password")
@@ -78,7 +79,7 @@ def test_import_csv_over_the_api_is_for_admins_and_validated(auth_app, tmp_path)
 
 # ---------------------------------------------------------------------------- browser
 def sign_in(browser, url: str, who: tuple[str, str]):
-    """Signed in (conftest.signed_in_page), on the Annotate tab."""
+    """Signed in (tests.support.signed_in_page), on the Annotate tab."""
     ctx, page = signed_in_page(browser, url, who)
     page.get_by_role("tab", name="Annotate").click()
     return ctx, page

@@ -56,7 +56,7 @@ def test_tokenize_shows_specials_mask_and_padding(base_clf):
 
 def test_tokenize_marks_truncation(base_clf):
     assert base_clf.tokenize("word " * 300).truncated
-    with pytest.raises(ValueError, match="between 2 and 512"):
+    with pytest.raises(ValueError, match="The padded length must be a whole number from 2 to 512, got 1000"):
         base_clf.tokenize("x", pad_to=1000)
 
 

@@ -1,4 +1,4 @@
-"""Alembic migrations (bertdemo/migrations, bertdemo.migrate) on every backend of the `engine`
+"""Alembic migrations (bertdemo/db/migrations, bertdemo.db.migrate) on every backend of the `engine`
 fixtures: a database from before migrations is adopted without losing rows, the models and the
 migrations cannot drift apart, and every revision downgrades and upgrades again."""
 
@@ -41,7 +41,7 @@ LABELS = ("negative", "neutral", "positive")
 
 # A frozen copy of the schema that `store.Base.metadata.create_all` made before there were
 # migrations (bertdemo/store.py at commit 536008d): what databases deployed then contain.
-# Never change it to follow store.py: it stands for databases that exist.
+# Never change it to follow bertdemo/db/models.py: it stands for databases that exist.
 LEGACY = MetaData()
 Table("users", LEGACY,
       Column("id", Integer, primary_key=True),
@@ -181,8 +181,8 @@ def test_a_database_from_before_migrations_is_adopted_and_keeps_every_row(bare_e
 
 
 def test_models_and_migrations_agree(engine):
-    """Fails when a model in bertdemo/store.py changes without a migration: add a revision
-    (`python -m bertdemo.migrate revision --autogenerate -m "what changed"`) and check it."""
+    """Fails when a model in bertdemo/db/models.py changes without a migration: add a revision
+    (`bertdemo migrate revision --autogenerate -m "what changed"`) and check it."""
     assert revision(engine) == migrate.head_revision()
     assert differences(engine) == []
 

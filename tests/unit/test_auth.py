@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from bertdemo import auth
 from bertdemo.cli import users as users_cli
 from bertdemo.db.models import LoginAttempt, User
+from bertdemo.errors import Forbidden
 from bertdemo.ui.demo import gradio_auth
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)  # attempts carry injected times: no sleeping
@@ -71,10 +72,10 @@ def test_single_user_mode_until_the_first_account(engine):
     auth.add_user(engine, "boss", "password2", "admin")
     check = gradio_auth(engine)
     assert run_async(check("ann", "password1")) and not run_async(check("ann", "password2"))
-    with pytest.raises(auth.AuthError, match="Sign in"):
+    with pytest.raises(Forbidden, match="Sign in"):
         auth.current_user(engine, None)
     assert auth.require_role(engine, "ann", "annotator") == "ann"
-    with pytest.raises(auth.AuthError, match="Only admins"):
+    with pytest.raises(Forbidden, match="Only admins"):
         auth.require_role(engine, "ann", "admin")
     assert auth.require_role(engine, "boss", "admin") == "boss"
     assert auth.role_of(engine, "stranger") is None

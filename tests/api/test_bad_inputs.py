@@ -21,11 +21,12 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from conftest import db_fingerprint
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-DATA = Path(__file__).parent / "data"
+from tests.support import db_fingerprint
+
+DATA = Path(__file__).parents[1] / "data"  # tests/data
 CORPUS = DATA / "bad_inputs"
 MANIFEST = json.loads((CORPUS / "manifest.json").read_text())
 BAD_TEXTS = json.loads((DATA / "bad_texts.json").read_text())
@@ -347,10 +348,11 @@ ARGUMENT_CASES = [
     ("/agreement", [], None),  # single-user mode: the local user is an admin
     ("/default_queue", [], None),
     ("/training_status", [], None),
-    ("/next_item", ["bogus", "", []], "Unknown queue 'bogus'"),
-    ("/next_item", [None, "", []], "Unknown queue None"),
-    ("/next_item", [5, "", []], "Unknown queue 5"),
-    ("/next_item", ["suspicious\x00", "", []], "Unknown queue"),
+    ("/next_item", ["bogus", "", []], "The queue must be one of ['unlabeled', 'disagree', 'uncertain', "
+                                      "'suspicious', 'recent', 'search'], got 'bogus'"),
+    ("/next_item", [None, "", []], "The queue must be one of"),
+    ("/next_item", [5, "", []], "], got 5."),
+    ("/next_item", ["suspicious\x00", "", []], "The queue must be one of"),
     ("/next_item", ["unlabeled", "", "1,2"], "exclude must be a list"),
     ("/next_item", ["unlabeled", "", 7], "exclude must be a list"),
     ("/next_item", ["unlabeled", "", ["x"]], "Every id in exclude"),
@@ -365,10 +367,10 @@ ARGUMENT_CASES = [
     ("/save_label", [None, "positive", 1], "must be a whole number, got None"),
     ("/save_label", ["abc", "positive", 1], "must be a whole number, got 'abc'"),
     ("/save_label", [1.5, "positive", 1], "must be a whole number, got 1.5"),
-    ("/save_label", [1, "angry", 1], "Unknown label 'angry'"),
-    ("/save_label", [1, "POSITIVE", 1], "Unknown label 'POSITIVE'"),
-    ("/save_label", [1, "", 1], "Unknown label ''"),
-    ("/save_label", [1, None, 1], "Unknown label None"),
+    ("/save_label", [1, "angry", 1], "The label must be one of ['negative', 'neutral', 'positive'], got 'angry'."),
+    ("/save_label", [1, "POSITIVE", 1], "The label must be one of"),
+    ("/save_label", [1, "", 1], "], got ''."),
+    ("/save_label", [1, None, 1], "], got None."),
     ("/save_label", [1, "positive", -5], "The version must be"),
     ("/save_label", [1, "positive", "x"], "The version must be a whole number"),
     ("/save_label", [1, "positive", 10**6], "after you loaded it"),  # a version it never had: stale
@@ -378,30 +380,33 @@ ARGUMENT_CASES = [
     ("/undo", ["1; DROP TABLE examples"], "must be a whole number"),
     ("/undo", [1], "Nothing to undo on example 1"),
     ("/start_training", [None] * 9, "expected a number"),
-    ("/start_training", train_args(0, 1e30), "epochs must be in [0.01, 100]"),  # used to start a run
+    ("/start_training", train_args(0, 1e30), "Epochs: Value 1e+30 is greater than maximum value 100"),  # used to
+    # start a run; the form's bounds are TrainConfig's
     ("/start_training", train_args(0, "abc"), "Epochs: expected a number"),
     ("/start_training", train_args(1, "nan"), "Learning rate"),
     ("/start_training", train_args(1, 0.9), "greater than maximum value 0.5"),
     ("/start_training", train_args(1, 0), "less than minimum value 1e-07"),
     ("/start_training", train_args(2, 1000), "greater than maximum value 128"),
     ("/start_training", train_args(3, 4), "less than minimum value 16"),
-    ("/start_training", train_args(4, 1e30), "seed must be in [0, 4294967295]"),  # used to start a run
-    ("/start_training", train_args(4, -1), "seed must be in"),
+    ("/start_training", train_args(4, 1e30), "Seed: Value 1e+30 is greater than maximum value 4294967295"),  # used
+    # to start a run that failed in the split
+    ("/start_training", train_args(4, -1), "Seed: Value -1 is less than minimum value 0"),
     ("/start_training", train_args(5, "lora"), "not in the list of choices"),
     ("/start_training", train_args(6, "the moon"), "not in the list of choices"),
     ("/start_training", train_args(7, -3), "less than minimum value 0"),
     ("/start_training", train_args(8, "false"), "serve when trained must be true or false"),
-    ("/activate_version", ["v99"], "no model version named 'v99'"),
-    ("/activate_version", ["v0"], "no model version named 'v0'"),
-    ("/activate_version", [""], "no model version named ''"),
-    ("/activate_version", [None], "no model version named None"),
-    ("/activate_version", [5], "no model version named 5"),
-    ("/activate_version", [["v1"]], "no model version named"),
-    ("/activate_version", ["V1"], "no model version named 'V1'"),
-    ("/activate_version", [" v1"], "no model version named ' v1'"),
-    ("/activate_version", ["../v1"], "no model version named '../v1'"),
-    ("/activate_version", ["v1'; DROP TABLE model_versions;--"], "no model version named"),
-    ("/compare_word", ["A bat.\nA bat.", "bat", 99], "The layer must be a whole number between 0"),
+    ("/activate_version", ["v99"], "No model version named 'v99'"),
+    ("/activate_version", ["v0"], "No model version named 'v0'"),
+    ("/activate_version", [""], "No model version named ''"),
+    ("/activate_version", [None], "No model version named None"),
+    ("/activate_version", [5], "No model version named 5"),
+    ("/activate_version", [["v1"]], "No model version named"),
+    ("/activate_version", ["V1"], "No model version named 'V1'"),
+    ("/activate_version", [" v1"], "No model version named ' v1'"),
+    ("/activate_version", ["../v1"], "No model version named '../v1'"),
+    ("/activate_version", ["v1'; DROP TABLE model_versions;--"], "No model version named"),
+    ("/compare_word", ["A bat.\nA bat.", "bat", 99], "The layer must be a whole number from 0 (input embeddings) "
+                                                     "to 6, got 99."),
     ("/compare_word", ["A bat.\nA bat.", "bat", -1], "The layer must be"),
     ("/compare_word", ["A bat.\nA bat.", "bat", "abc"], "The layer must be"),
     ("/compare_word", ["A bat.\nA bat.", "bat", 1.5], "The layer must be"),
@@ -472,7 +477,7 @@ def test_every_endpoint_has_bad_input_cases(client):
     listed = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert listed, "view_api lists no endpoints"
     missing = listed - covered
-    assert not missing, f"endpoints without bad-input cases in tests/test_bad_inputs.py: {sorted(missing)}"
+    assert not missing, f"endpoints without bad-input cases in tests/api/test_bad_inputs.py: {sorted(missing)}"
     assert listed >= {"/predict", "/tokenize", "/explain", "/predict_csv", "/next_item", "/save_label", "/undo",
                       "/import_csv", "/export_csv", "/agreement", "/compare_word", "/start_training",
                       "/training_status", "/activate_version"}

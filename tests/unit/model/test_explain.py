@@ -49,9 +49,9 @@ def test_attention_map_mean_and_head(clf):
     assert mean.weights.shape == head.weights.shape == (5, 5)
     np.testing.assert_allclose(mean.weights.sum(1), 1, atol=1e-5)
     assert not np.allclose(mean.weights, head.weights)
-    with pytest.raises(ValueError, match="layer must be between 1 and 6, got 7"):
+    with pytest.raises(ValueError, match="The layer must be a whole number from 1 to 6, got 7"):
         explain.attention_map(clf, "x", layer=7)
-    with pytest.raises(ValueError, match="head must be between 1 and 12, got 13"):
+    with pytest.raises(ValueError, match="The head must be a whole number from 1 to 12, got 13"):
         explain.attention_map(clf, "x", layer=1, head=13)
 
 

@@ -1,0 +1,39 @@
+"""The Embeddings tab's actions (bertdemo.actions.embeddings) on the packaged MiniLM BERT: corpus
+neighbours, cached and capped. The embeddings themselves are tested in
+tests/unit/model/test_embeddings.py."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.orm import Session
+
+from bertdemo.actions import embeddings as embedding_actions
+from bertdemo.db import examples
+from bertdemo.errors import BadInput
+
+LABELS = ("negative", "neutral", "positive")
+SEED = "I encountered a bat when I went to buy a cricket bat."
+
+
+def test_corpus_neighbours_cached_and_capped(services):
+    services.ensure_dataset()
+    actions = embedding_actions.EmbeddingActions(services, embedding_actions.CorpusIndex(max_examples=40))
+    with Session(services.engine) as s:
+        rows, total = examples.containing_word(s, "flight", limit=1000)
+    assert total > 40  # the 240-tweet sample mentions flights often
+    # a stored tweet among the 40 that are searched, used as the query sentence
+    stored = next(text for _, text, _ in rows[:40] if " flight " in f" {text.lower()} ")
+    r = actions.compare(f"{stored}\nMy flight was delayed again.", "flight", 4, embedding_actions.BASE_MODEL)
+    n = actions.neighbours(r, "S1.1", k=5, choice=embedding_actions.BASE_MODEL)
+    assert n.corpus.capped and n.corpus.searched == 40 and n.corpus.matching == total
+    sims = [x.similarity for x in n.items]
+    assert len(sims) == 5 and sims == sorted(sims, reverse=True)
+    assert all("flight" in x.text.lower() for x in n.items)
+    assert {x.label for x in n.items} <= set(LABELS)
+    assert n.items[0].text == stored and n.items[0].similarity > 0.999  # its own tweet comes first
+    actions.neighbours(r, "S2.1", k=3, choice=embedding_actions.BASE_MODEL)
+    assert actions.index.computed == 1  # the second query reused the cached vectors
+    with pytest.raises(BadInput, match="Choose an occurrence"):
+        actions.neighbours(r, "S9.9", choice=embedding_actions.BASE_MODEL)
+    with pytest.raises(BadInput, match="The model must be one of"):
+        actions.compare(SEED, "bat", 2, "gpt")
