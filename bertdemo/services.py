@@ -73,13 +73,15 @@ class Services:
         self.registry.cleanup_leftovers()
 
     def start(self) -> None:
-        """App start: recover from a crash, import the data, train version 1 if there is none."""
+        """App start: recover from a crash, load the serving version (or the newest one that loads,
+        registry.ensure_servable), import the data, train version 1 if there is no version at all."""
         self.recover()
+        self.registry.ensure_servable()
         if not self.settings.bootstrap:
             return
         self.ensure_dataset()
-        if self.registry.active_version() is None and not self.jobs.status().running:
+        if not self.registry.versions() and not self.jobs.status().running:
             log.info("no model version yet: training version 1 on the bundled data")
             self.jobs.start(TrainConfig(epochs=self.settings.initial_epochs), user="system")
-        else:
+        elif self.registry.active_version() is not None:
             self.jobs.rescore_if_missing()

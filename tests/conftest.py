@@ -11,6 +11,7 @@ postgresql+psycopg://bertdemo:bertdemo@127.0.0.1:5432/bertdemo_test)."""
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from bertdemo.config import BUNDLED_DATASET, Settings, packaged_model_path
 from bertdemo.db.engine import init_db, make_engine
 from bertdemo.model.classifier import Classifier
 from bertdemo.services import Services
+from bertdemo.training.config import TrainConfig
 from tests.support import LABELS, TINY_TRAIN, launched_app, postgres_url
 
 
@@ -99,6 +101,19 @@ def trained_services(tmp_path_factory, tiny_csv) -> Services:
     services.ensure_dataset()
     services.jobs.run_sync(TINY_TRAIN, user="test")
     return services
+
+
+@pytest.fixture(scope="session")
+def two_versions(tmp_path_factory, trained_services):
+    """A data directory with v1 and v2 (v2 active): a copy of the trained one plus a short run
+    (read-only: tests copy it before they change it)."""
+    data = tmp_path_factory.mktemp("two") / "runtime"
+    shutil.copytree(trained_services.settings.data_dir, data)
+    services = Services.create(trained_services.settings.with_(data_dir=data))
+    services.jobs.run_sync(TrainConfig(**(TINY_TRAIN.to_dict() | {"max_steps": 2})), user="test")
+    assert services.registry.active_version().name == "v2"
+    services.engine.dispose()
+    return data
 
 
 @pytest.fixture(scope="session")

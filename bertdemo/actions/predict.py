@@ -81,7 +81,8 @@ class PredictActions:
                 left = f", about {eta / 60:.0f} min left" if eta else ""
                 raise NoModelError(f"The first model is still being trained ({st.fraction:.0%}{left}). "
                                    "Predictions start as soon as it is ready.") from None
-            raise NoModelError("No model version is active. An admin can train one in the Train tab.") from None
+            raise NoModelError(self.services.registry.problem  # none of the versions could be loaded at start
+                               or "No model version is active. An admin can train one in the Train tab.") from None
 
     def _clean(self, text: str) -> tuple[str, list[str]]:
         return clean_text(text, self.settings.max_chars), []

@@ -152,8 +152,11 @@ class TrainingActions:
         return rows
 
     def activate(self, name: str, username: str | None) -> str:
-        auth.require_role(self.services.engine, username, "admin")
-        info = self.services.jobs.activate(self._by_name(name).id)
+        who = auth.require_role(self.services.engine, username, "admin")
+        target = self._by_name(name)
+        serving = self.services.registry.active_version()
+        kind = "rollback" if serving is not None and target.id < serving.id else "activation"
+        info = self.services.jobs.activate(target.id, user=who, reason=f"{kind} in the Train tab")
         return (f"Now serving **{info.name}** in every tab. The annotation queues are being re-scored "
                 "with it in the background.")
 

@@ -4,6 +4,7 @@
     bertdemo train --help       fine-tune and register a version headless (the Train tab's path)
     bertdemo users add NAME     manage accounts
     bertdemo migrate current    run Alembic commands on the configured database
+    bertdemo backup create DIR  back up the database and model versions (also verify, restore)
 
 Each command is also a module of its own (`python -m bertdemo.cli.train`), which is what
 `accelerate launch -m bertdemo.cli.train` needs.
@@ -20,6 +21,7 @@ COMMANDS = {
     "train": ("bertdemo.cli.train", "fine-tune on the labels in the database and register a new version"),
     "users": ("bertdemo.cli.users", "add and list accounts"),
     "migrate": ("bertdemo.cli.migrate", "Alembic commands on the configured database (upgrade, current, ...)"),
+    "backup": ("bertdemo.cli.backup", "back up the data directory while the app runs; verify; restore"),
 }
 
 

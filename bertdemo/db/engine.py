@@ -4,11 +4,12 @@ patterns."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Engine
 
 from bertdemo.db import migrate
@@ -55,3 +56,42 @@ def like_pattern(needle: str) -> str:
     `escape="\\"`."""
     escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL; None for another database (or an in-memory one)."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database)
+
+
+def sqlite_backup(url: str, dest: Path) -> None:
+    """A consistent copy of a live SQLite database in one self-contained file, with SQLite's online
+    backup API: writers go on while it copies (WAL), and the copy is one point in time."""
+    source = sqlite_path(url)
+    if source is None:
+        raise ValueError(f"not a SQLite file URL: {url!r}")
+    src = sqlite3.connect(source, timeout=30)
+    dst = sqlite3.connect(dest)
+    try:
+        src.backup(dst)  # all pages in one step: a snapshot, not pages from different moments
+        dst.execute("PRAGMA journal_mode=DELETE")  # no -wal file beside the copy: one file holds it all
+    finally:
+        dst.close()
+        src.close()
+
+
+def read_only_engine(path: Path) -> Engine:
+    """An engine that only reads a SQLite file and leaves it as it is (make_engine would switch it to
+    WAL, which adds -wal and -shm files beside a backup's copy)."""
+    return create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+
+
+def sqlite_integrity(path: Path) -> str:
+    """SQLite's integrity check of a database file: "ok", or what is wrong."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return "; ".join(r[0] for r in con.execute("PRAGMA integrity_check").fetchall())
+    finally:
+        con.close()

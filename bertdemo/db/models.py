@@ -92,6 +92,9 @@ class ModelVersion(Base):
     __tablename__ = "model_versions"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(32), unique=True)
+    # the version's folder: relative to the data directory ("models/v3") for the versions the
+    # registry writes, so a moved or restored data directory serves at once; absolute for a
+    # folder outside it (an imported model)
     path: Mapped[str] = mapped_column(Text)
     base_model: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
@@ -101,6 +104,19 @@ class ModelVersion(Base):
     train_config: Mapped[dict] = mapped_column(default=dict)
     is_active: Mapped[bool] = mapped_column(Boolean, default=False)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("training_runs.id"))
+
+
+class Activation(Base):
+    """One change of the serving version: who or what made it, and why (an admin's activation or
+    rollback, a new version served when trained, a fallback at start when the active version's
+    files could not be loaded)."""
+    __tablename__ = "activations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    previous_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    user: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
 
 
 class TrainingRun(Base):

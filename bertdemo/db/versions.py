@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from bertdemo.db.engine import chunks
-from bertdemo.db.models import Example, ModelVersion, Score, TrainingRun, now
+from bertdemo.db.models import Activation, Example, ModelVersion, Score, TrainingRun, now
 from bertdemo.errors import NotFound
 
 
@@ -31,13 +31,27 @@ def active_version(s: Session) -> ModelVersion | None:
     return s.scalar(select(ModelVersion).where(ModelVersion.is_active.is_(True)))
 
 
-def activate_version(s: Session, version_id: int) -> ModelVersion:
+def activate_version(s: Session, version_id: int, user: str = "system", reason: str = "") -> ModelVersion:
+    """Make `version_id` the one active version, recorded as an Activation (who, why, which before)."""
     v = get_version(s, version_id)
+    previous = active_version(s)
+    s.add(Activation(version_id=version_id, previous_version_id=previous.id if previous else None, user=user,
+                     reason=reason, created_at=now()))
     s.execute(update(ModelVersion).values(is_active=False))
     s.execute(update(ModelVersion).where(ModelVersion.id == version_id).values(is_active=True))
     s.flush()
     s.refresh(v)
     return v
+
+
+def set_path(s: Session, name: str, path: str) -> None:
+    """Point version `name` at another folder (a restore moves imported models into the data directory)."""
+    s.execute(update(ModelVersion).where(ModelVersion.name == name).values(path=path))
+
+
+def deactivate_all(s: Session) -> None:
+    """No version active (at start, when none of them can be loaded)."""
+    s.execute(update(ModelVersion).values(is_active=False))
 
 
 def list_versions(s: Session) -> list[ModelVersion]:
@@ -115,3 +129,8 @@ def changed_predictions(s: Session, a_id: int, b_id: int, limit: int) -> tuple[i
     n = s.scalar(select(func.count()).select_from(both.subquery())) or 0
     changed = [list(r) for r in s.execute(both.where(sa.predicted != sb.predicted).order_by(Example.id).limit(limit))]
     return n, changed
+
+
+def activations(s: Session, limit: int = 20) -> list[Activation]:
+    """The newest changes of the serving version first."""
+    return list(s.scalars(select(Activation).order_by(Activation.id.desc()).limit(limit)))

@@ -36,7 +36,7 @@ _PARTIAL = re.compile(r"\.v\d+\.partial")  # a version being written (Registry.s
 _SCRATCH = re.compile(r"\.run-\d+")  # a run's scratch folder (JobRunner: weights from a ZeroGPU worker)
 
 
-def _fsync(path: str | Path) -> None:
+def fsync(path: str | Path) -> None:
     """Flush one file, or one folder's entries, to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -45,17 +45,27 @@ def _fsync(path: str | Path) -> None:
         os.close(fd)
 
 
-def _fsync_tree(root: Path) -> None:
+def fsync_tree(root: Path) -> None:
     """Flush every file under `root`, and the folders, to disk (so a power loss after the rename
     cannot leave a registered version with empty files; a process crash alone never could)."""
     for dirpath, _dirs, files in os.walk(root):
         for f in files:
-            _fsync(os.path.join(dirpath, f))
-        _fsync(dirpath)
+            fsync(os.path.join(dirpath, f))
+        fsync(dirpath)
 
 
 class NoModelError(NotReady):
-    """No version is active yet (the first model is still being trained)."""
+    """No version is active yet (the first model is still being trained), or none can be loaded."""
+
+
+class BrokenVersion(NotReady):
+    """A version whose folder cannot be loaded (missing, moved, corrupted); the message says which
+    and why."""
+
+
+# what a loadable version folder holds besides its weights (model.safetensors or pytorch_model.bin)
+REQUIRED_FILES = ("config.json",)
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,12 @@ class VersionInfo:
         return self.metrics.get("macro_f1")
 
 
+def version_folder(data_dir: Path, stored: str) -> Path:
+    """A version's folder from its stored path: relative to the data directory unless absolute."""
+    path = Path(stored)
+    return path if path.is_absolute() else data_dir / path
+
+
 class Registry:
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
@@ -88,6 +104,7 @@ class Registry:
         self._base_lock = threading.Lock()
         self._active: tuple[int, Classifier] | None = None
         self._base: Classifier | None = None
+        self.problem: str | None = None  # what the page says when the active version could not be loaded
 
     # ---------------------------------------------------------------- reading
     def versions(self) -> list[VersionInfo]:
@@ -103,9 +120,26 @@ class Registry:
             v = versions.active_version(s)
             return VersionInfo.of(v) if v else None
 
+    def folder(self, info: VersionInfo) -> Path:
+        """The version's folder: its stored path, relative to the data directory unless absolute."""
+        return version_folder(self.settings.data_dir, info.path)
+
     def load(self, info: VersionInfo) -> Classifier:
-        return Classifier.load(info.path, self.settings.labels, self.settings.device,
-                               self.settings.max_length, name=info.name)
+        """Load a version, or BrokenVersion saying why it cannot be (never a hub look-up of a
+        folder that is not there)."""
+        folder = self.folder(info)
+        missing = [f for f in REQUIRED_FILES if not (folder / f).is_file()]
+        if not folder.is_dir():
+            raise BrokenVersion(f"Model version {info.name} cannot be loaded: its folder {folder} does not exist.")
+        if missing or not any((folder / f).is_file() for f in WEIGHT_FILES):
+            raise BrokenVersion(f"Model version {info.name} cannot be loaded: its folder {folder} has no "
+                                f"{', '.join(missing) or 'weights file'}.")
+        try:
+            return Classifier.load(folder, self.settings.labels, self.settings.device, self.settings.max_length,
+                                   name=info.name)
+        except Exception as exc:  # noqa: BLE001 - any failure to read the files means the same to a person
+            raise BrokenVersion(f"Model version {info.name} cannot be loaded from {folder}: "
+                                f"{type(exc).__name__}: {str(exc)[:300]}") from exc
 
     def active(self) -> Classifier:
         """The serving classifier; loads the active version on first use."""
@@ -116,9 +150,46 @@ class Registry:
             if self._active is None:
                 info = self.active_version()
                 if info is None:
-                    raise NoModelError("No model version is active yet.")
+                    raise NoModelError(self.problem or "No model version is active yet.")
                 self._active = (info.id, self.load(info))
             return self._active[1]
+
+    def ensure_servable(self) -> str | None:
+        """At start: load the active version. When it cannot be loaded, serve the newest version
+        that loads (recorded as an activation with the reason), or, when none does, leave nothing
+        active. Returns what the page should say (also kept in `self.problem`); None when the
+        active version loads, or when there is none yet."""
+        info = self.active_version()
+        if info is None:
+            return None
+        try:
+            with self._lock:
+                self._active = (info.id, self.load(info))
+            self.problem = None
+            return None
+        except BrokenVersion as exc:
+            log.error("%s", exc)
+            reasons = [str(exc)]
+        for other in self.versions():  # newest first
+            if other.id == info.id:
+                continue
+            try:
+                clf = self.load(other)
+            except BrokenVersion as exc:
+                log.error("%s", exc)
+                reasons.append(str(exc))
+                continue
+            self.activate(other.id, clf, user="system", reason=f"at start: {reasons[0]}")
+            self.problem = (f"{reasons[0]} Serving {other.name} instead, the newest version that loads; an admin "
+                            "can train a new version or activate another in the Train tab.")
+            log.warning("%s", self.problem)
+            return self.problem
+        with Session(self.engine) as s, s.begin():
+            versions.deactivate_all(s)
+        self.problem = ("No model version can be served: " + " ".join(reasons)
+                        + " An admin can train a new version in the Train tab.")
+        log.error("%s", self.problem)
+        return self.problem
 
     def active_id(self) -> int | None:
         return self._active[0] if self._active else None
@@ -157,17 +228,18 @@ class Registry:
                 with open(tmp / "labels_snapshot.csv", "w", encoding="utf-8") as f:
                     f.write("example_id,label\n")
                     f.writelines(f"{i},{lab}\n" for i, _t, lab in snapshot)
-                _fsync_tree(tmp)
+                fsync_tree(tmp)
                 if final.exists():  # an unregistered folder of this name: a save killed after its rename
                     shutil.rmtree(final)
                 tmp.rename(final)
-                _fsync(root)
+                fsync(root)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            v = versions.add_version(s, name=name, path=str(final), base_model=self.settings.model_source,
-                                  created_by=user, metrics=result.metrics(), report=result.report,
-                                  train_config=config.to_dict(), run_id=run_id)
+            # relative to the data directory: a moved or restored data directory serves at once
+            v = versions.add_version(s, name=name, path=final.relative_to(self.settings.data_dir).as_posix(),
+                                     base_model=self.settings.model_source, created_by=user, metrics=result.metrics(),
+                                     report=result.report, train_config=config.to_dict(), run_id=run_id)
             return VersionInfo.of(v)
 
     def cleanup_leftovers(self) -> list[str]:
@@ -197,16 +269,19 @@ class Registry:
                         len(removed), ", ".join(removed))
         return removed
 
-    def activate(self, version_id: int, clf: Classifier | None = None) -> VersionInfo:
-        """Make `version_id` the serving version: load it, then flip the flag and the reference."""
+    def activate(self, version_id: int, clf: Classifier | None = None, user: str = "system",
+                 reason: str = "") -> VersionInfo:
+        """Make `version_id` the serving version: load it, then flip the flag and the reference
+        (recorded as an activation: who, why)."""
         info = self.get(version_id)
         loaded = clf if clf is not None else self.load(info)
         with self._lock:
             with Session(self.engine) as s, s.begin():
-                info = VersionInfo.of(versions.activate_version(s, version_id))
+                info = VersionInfo.of(versions.activate_version(s, version_id, user, reason))
             self._active = (info.id, loaded)
+            self.problem = None
         log.info("serving model version %s", info.name)
         return info
 
     def delete_files(self, info: VersionInfo) -> None:
-        shutil.rmtree(Path(info.path), ignore_errors=True)
+        shutil.rmtree(self.folder(info), ignore_errors=True)

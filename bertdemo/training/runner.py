@@ -119,10 +119,10 @@ class JobRunner:
             t.join(timeout)
         return self._status
 
-    def activate(self, version_id: int) -> VersionInfo:
+    def activate(self, version_id: int, user: str = "system", reason: str = "") -> VersionInfo:
         """Serve `version_id` (any version: a newer one, or a rollback) and re-score the examples
         with it in a background thread, so the request returns as soon as the swap is done."""
-        info = self.registry.activate(version_id)
+        info = self.registry.activate(version_id, user=user, reason=reason)
         self._rescore_in_background(info, self.registry.active())
         return info
 
@@ -176,7 +176,7 @@ class JobRunner:
             if current is None:
                 raise TrainingError("'Start from the active version' needs an active version; "
                                     "there is none yet. Start from the base encoder instead.")
-            source, start_name = current.path, current.name
+            source, start_name = str(self.registry.folder(current)), current.name
         split = ([texts[i] for i in tr], y[tr], [texts[i] for i in va], y[va])
         return TrainingInputs(snapshot, split, source, start_name)
 
@@ -232,7 +232,7 @@ class JobRunner:
             done = (f"Version {info.name} saved (macro-F1 {result.macro_f1:.4f})"
                     + (" and now serving." if activate else "."))
             if activate:
-                self.registry.activate(info.id, clf)
+                self.registry.activate(info.id, clf, user=user, reason=f"served when trained (run #{run_id})")
                 # the run's outcome is durable now; re-scoring is follow-up work that a later
                 # start redoes if the process dies meanwhile (Services.start -> rescore_if_missing)
                 self._record(run_id, "succeeded", done, info.id)

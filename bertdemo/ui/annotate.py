@@ -40,7 +40,7 @@ def _user(request: gr.Request | None) -> str | None:
     return getattr(request, "username", None) if request is not None else None
 
 
-def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None = None) -> None:
+def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None = None) -> gr.Dropdown:
     labels = list(actions.labels)
     current = gr.State(None)  # {"id", "version"} of the item on screen
     seen = gr.State([])  # ids shown in this queue during this session
@@ -48,7 +48,8 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
 
     with gr.Tab("Label"):
         with gr.Row():
-            queue = gr.Dropdown([(v, k) for k, v in QUEUES.items()], value=actions.default_queue, label="Queue",
+            # the page's first load sets the default (ui/demo.py): a callable value would be a public endpoint
+            queue = gr.Dropdown([(v, k) for k, v in QUEUES.items()], value="unlabeled", label="Queue",
                                 elem_id="annot-queue", scale=2)
             search = gr.Textbox(label="Text search (for the 'Text search' queue)", elem_id="annot-search", scale=2)
             load = gr.Button("Load queue", elem_id="annot-load", scale=1)
@@ -231,18 +232,22 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         return p.summary(), p.add[["row", "text", "label"]], p.skipped
 
     @guarded
-    def import_csv(path: str | None, request: gr.Request) -> str:
-        """Import a CSV (text, optional label); returns a summary. Admins only."""
-        done = actions.import_csv(uploaded(path), _user(request))
+    def import_csv(csv_file: str | None, request: gr.Request) -> str:
+        """Import a CSV (a text column, an optional label column); duplicates, unknown labels and
+        unusable texts are skipped; returns a summary. Admins only."""
+        done = actions.import_csv(uploaded(csv_file), _user(request))
         warn(done.preview.warnings)
         return done.summary()
 
     @guarded
     def export_csv(request: gr.Request) -> str:
+        """Every example with its current label, annotator, time and number of changes, as CSV."""
         return actions.export_csv(_user(request))
 
     @guarded
     def agreement(request: gr.Request):
+        """Cohen's kappa over items labelled by two or more people, changes per annotator, and kappa
+        per pair of annotators (admins only)."""
         a = actions.agreement(_user(request))
         k = (f"Cohen's kappa over {a.shared_items:,} items labelled by two or more people: **{a.kappa:.3f}**"
              if a.kappa is not None else
@@ -281,6 +286,7 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
     gr.api(next_item, api_name="next_item", queue=False, concurrency_limit=None)
     gr.api(save_label, api_name="save_label", queue=False, concurrency_limit=None)
     gr.api(undo_api, api_name="undo", queue=False, concurrency_limit=None)
+    return queue
 
 
 def _bind(fn, label: str):

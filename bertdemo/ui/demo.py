@@ -17,6 +17,7 @@ from bertdemo.services import Services
 from bertdemo.ui import annotate, predict
 from bertdemo.ui import embeddings as embeddings_tab
 from bertdemo.ui import train as train_tab
+from bertdemo.ui.common import md_text
 
 TITLE = "bertdemo: see, correct and retrain a BERT sentiment classifier"
 
@@ -28,12 +29,14 @@ def status_line(services: Services) -> str:
         left = f", about {eta / 60:.1f} min left" if eta else ""
         return (f"**Training run #{st.run_id}**: {st.fraction:.0%}{left}. {st.message}")
     info = services.registry.active_version()
+    problem = services.registry.problem  # the active version's files could not be loaded at start
+    warning = f" **Warning:** {md_text(problem)}" if problem else ""
     if info is None:
         if st.state == "failed":
             return f"**Warning:** the last training run failed: {st.message}"
-        return "**No model version is active yet.**"
+        return warning.strip() or "**No model version is active yet.**"
     f1 = f", validation macro-F1 {info.macro_f1:.3f}" if info.macro_f1 is not None else ""
-    return f"Serving model **{info.name}**{f1}."
+    return f"Serving model **{info.name}**{f1}.{warning}"
 
 
 def gradio_auth(engine: Engine) -> Callable[[str, str], Awaitable[bool]] | None:
@@ -80,11 +83,13 @@ def build_demo(services: Services) -> gr.Blocks:
         with gr.Tab("Predict", id="predict"):
             sync, sliders = predict.build(PredictActions(services))
         with gr.Tab("Annotate", id="annotate") as annotate_tab:
-            annotate.build(AnnotateActions(services), PredictActions(services), annotate_tab)
+            annotate_actions = AnnotateActions(services)
+            queue = annotate.build(annotate_actions, PredictActions(services), annotate_tab)
         with gr.Tab("Train", id="train"):
             train_tab.build(TrainingActions(services))
         with gr.Tab("Embeddings", id="embeddings") as embeddings_ui:
             embeddings_tab.build(EmbeddingActions(services), embeddings_ui)
         demo.load(sync, None, list(sliders), api_visibility="private")
+        demo.load(annotate_actions.default_queue, None, [queue], api_visibility="private")
     demo.queue(default_concurrency_limit=4)
     return demo

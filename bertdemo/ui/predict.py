@@ -80,12 +80,16 @@ def build(actions: PredictActions) -> None:
         return f"Model version **{r.version}** saw the cleaned text:\n\n> {md_text(r.cleaned)}"
 
     @guarded
-    def tokens(t: str, pad_to: float):
-        return actions.tokens(t, pad_to)
+    def tokens(text: str, padded_length: float):
+        """The WordPiece tokenization of a text: one row per position (token, id, special, attention
+        mask, segment, word); `padded_length` > 0 pads with [PAD] to that length (mask 0)."""
+        return actions.tokens(text, padded_length)
 
     @guarded
-    def explain(t: str, tgt: str, merged: bool):
-        r = actions.explain(t, tgt, merged)
+    def explain(text: str, target_class: str, merge_wordpieces: bool):
+        """Integrated Gradients of a text for `target_class` ("predicted" or a label): how much each
+        token pushed the model towards it; with `merge_wordpieces`, per word instead of per piece."""
+        r = actions.explain(text, target_class, merge_wordpieces)
         return r.highlighted, r.as_api()
 
     @guarded
@@ -95,8 +99,10 @@ def build(actions: PredictActions) -> None:
         return plots.attention_heatmap(m.tokens, m.weights, title)
 
     @guarded
-    def predict_csv(path: str | None):
-        r = actions.predict_csv(uploaded(path))
+    def predict_csv(csv_file: str | None):
+        """Classify every row of an uploaded CSV with a `text` column; returns the CSV with
+        predicted_label, p_<label> and error columns, and a summary."""
+        r = actions.predict_csv(uploaded(csv_file))
         warn(r.warnings)
         return r.path, r.summary()
 

@@ -97,16 +97,23 @@ def build(actions: TrainingActions) -> None:
 
     # ---------------------------------------------------------------- callbacks
     @guarded
-    def start_training(ep, rate, bs, ml, sd, md, sf, ms, act, request: gr.Request):
-        return actions.start(ep, rate, bs, ml, sd, md, sf, ms, act, request.username if request else None)
+    def start_training(epochs: float, learning_rate: float, batch_size: float, max_length: float, seed: float,
+                       mode: str, start_from: str, max_steps: float, serve_when_trained: bool,
+                       request: gr.Request):
+        """Start a fine-tuning run on the labelled examples (admins only); returns at once with the run
+        number. Poll /training_status for progress. With serve_when_trained the new version serves
+        every tab as soon as it is trained; else activate it with /activate_version."""
+        return actions.start(epochs, learning_rate, batch_size, max_length, seed, mode, start_from, max_steps,
+                             serve_when_trained, request.username if request else None)
 
     @guarded
     def cancel_training(request: gr.Request):
         return actions.cancel(request.username if request else None)
 
     @guarded
-    def activate_version(name: str, request: gr.Request):
-        return actions.activate(name, request.username if request else None)
+    def activate_version(version_name: str, request: gr.Request):
+        """Serve `version_name` (e.g. "v2") in every tab: a newer version or a rollback (admins only)."""
+        return actions.activate(version_name, request.username if request else None)
 
     def poll(last: str):
         v = actions.status()

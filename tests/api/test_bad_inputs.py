@@ -346,7 +346,6 @@ ARGUMENT_CASES = [
     ("/import_csv", [{"path": "x.csv"}], "Expected an uploaded file"),
     ("/export_csv", [], None),
     ("/agreement", [], None),  # single-user mode: the local user is an admin
-    ("/default_queue", [], None),
     ("/training_status", [], None),
     ("/next_item", ["bogus", "", []], "The queue must be one of ['unlabeled', 'disagree', 'uncertain', "
                                       "'suspicious', 'recent', 'search'], got 'bogus'"),

@@ -41,7 +41,7 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 ANY, ADMIN = "any signed-in user", "admin"
 ENDPOINT_ROLES = {  # who may call each endpoint; with no accounts (single-user mode) everyone is admin
     "/predict": ANY, "/tokenize": ANY, "/explain": ANY, "/predict_csv": ANY, "/compare_word": ANY,
-    "/next_item": ANY, "/save_label": ANY, "/undo": ANY, "/export_csv": ANY, "/default_queue": ANY,
+    "/next_item": ANY, "/save_label": ANY, "/undo": ANY, "/export_csv": ANY,
     "/training_status": ANY,
     "/import_csv": ADMIN, "/agreement": ADMIN, "/start_training": ADMIN, "/activate_version": ADMIN,
 }
@@ -116,7 +116,7 @@ def valid_args(api: str, client) -> tuple:  # noqa: ANN001
         "/predict": ("lovely crew",), "/tokenize": ("lovely crew", 0), "/explain": ("lovely crew", "predicted", True),
         "/predict_csv": (handle_file(str(CORPUS / "formulas.csv")),),
         "/compare_word": ("A bat flew by.\nHe swung the bat.", "bat", 2), "/next_item": ("unlabeled", "", []),
-        "/export_csv": (), "/default_queue": (), "/training_status": (), "/agreement": (),
+        "/export_csv": (), "/training_status": (), "/agreement": (),
         "/import_csv": (handle_file(str(CORPUS / "sql_injection.csv")),), "/start_training": TRAIN,
         "/activate_version": ("v1",),
     }[api]

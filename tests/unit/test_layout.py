@@ -25,11 +25,12 @@ MAY_IMPORT = {
     "bertdemo.auth": {"bertdemo.db"},
     "bertdemo.training": {"bertdemo.db", "bertdemo.model", "bertdemo.datasets"},
     "bertdemo.services": {"bertdemo.db", "bertdemo.training", "bertdemo.datasets"},
+    "bertdemo.backup": {"bertdemo.db", "bertdemo.training"},
     "bertdemo.actions": {"bertdemo.db", "bertdemo.model", "bertdemo.training", "bertdemo.services",
                          "bertdemo.datasets", "bertdemo.auth"},
     "bertdemo.ui": {"bertdemo.actions", "bertdemo.services", "bertdemo.auth", "bertdemo.model", "bertdemo.training"},
     "bertdemo.cli": {"bertdemo.db", "bertdemo.training", "bertdemo.services", "bertdemo.model", "bertdemo.auth",
-                     "bertdemo.ui", "bertdemo.cli", "bertdemo.datasets"},
+                     "bertdemo.ui", "bertdemo.cli", "bertdemo.datasets", "bertdemo.backup"},
     "bertdemo.__main__": {"bertdemo.cli"},
 }
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
 )
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -266,3 +267,25 @@ def test_command_line(db_url, monkeypatch, capsys):
     assert "<base> -> 0001" in capsys.readouterr().out
     assert migrate_cli.main(["check"]) == 0
     assert "No new upgrade operations detected" in capsys.readouterr().out
+
+
+def test_0003_makes_the_registrys_absolute_version_paths_relative(bare_engine):
+    """Rows written by the registry before 0003 held absolute folders (<data dir>/models/<name>):
+    they become "models/<name>", so a moved data directory serves; a folder elsewhere (an imported
+    model) keeps its absolute path. The activations table starts empty."""
+    migrate.upgrade(bare_engine, "0002")
+    rows = [("v1", "/srv/old/runtime/models/v1"), ("v2", "/home/x/data dir/models/v2"),
+            ("v3", "/opt/imported/my-bert"), ("v4", "models/v4"), ("v5", "C:\\bertdemo\\runtime\\models\\v5")]
+    with bare_engine.begin() as conn:
+        for name, path in rows:
+            conn.execute(text("INSERT INTO model_versions (name, path, base_model, created_at, created_by, metrics, "
+                              "report, train_config, is_active) VALUES (:n, :p, 'base', :t, 'test', '{}', '', "
+                              "'{}', false)"), {"n": name, "p": path, "t": datetime(2026, 11, 30)})
+    migrate.upgrade(bare_engine)
+    with bare_engine.connect() as conn:
+        got = dict(conn.execute(text("SELECT name, path FROM model_versions")).all())
+        assert conn.execute(text("SELECT count(*) FROM activations")).scalar() == 0
+    assert got == {"v1": "models/v1", "v2": "models/v2", "v3": "/opt/imported/my-bert", "v4": "models/v4",
+                   "v5": "models/v5"}
+    migrate.downgrade(bare_engine, "0002")  # drops activations, keeps the rows
+    assert "activations" not in inspect(bare_engine).get_table_names()

@@ -5,7 +5,6 @@ registers nothing and leaves no folder; a start removes what a killed save left)
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
@@ -15,7 +14,7 @@ from bertdemo.errors import NotFound
 from bertdemo.model.classifier import Classifier
 from bertdemo.services import Services
 from bertdemo.training.config import FitResult, TrainConfig
-from bertdemo.training.registry import NoModelError
+from bertdemo.training.registry import BrokenVersion, NoModelError
 from tests.support import TINY_TRAIN
 
 QUICK = TrainConfig(**(TINY_TRAIN.to_dict() | {"max_steps": 2}))
@@ -34,7 +33,8 @@ def test_a_saved_version_holds_weights_metrics_settings_and_label_snapshot(servi
     services.jobs.run_sync(QUICK, user="alice", activate=False)
     [v] = services.registry.versions()
     assert (v.name, v.created_by, v.is_active) == ("v1", "alice", False)
-    path = Path(v.path)
+    assert v.path == "models/v1"  # relative to the data directory: a moved data directory still serves
+    path = services.registry.folder(v)
     assert path.parent == services.settings.models_dir and not list(path.parent.glob(".*partial"))
     for f in ("config.json", "model.safetensors", "tokenizer.json", "metrics.json", "history.json",
               "train_config.json", "classification_report.txt", "labels_snapshot.csv"):
@@ -87,7 +87,7 @@ def test_a_save_that_fails_midway_registers_nothing_and_leaves_no_folder(service
     monkeypatch.setattr(Classifier, "save", real_save)
     info = reg.save(base_clf, _result(), QUICK, None, "t", [])  # the next save takes the same name
     assert info.name == "v1" and sorted(p.name for p in services.settings.models_dir.iterdir()) == ["v1"]
-    assert Classifier.load(info.path, base_clf.labels).predict(["ok"])[0].label in base_clf.labels
+    assert Classifier.load(reg.folder(info), base_clf.labels).predict(["ok"])[0].label in base_clf.labels
 
 
 def test_start_removes_what_a_killed_save_or_run_left_and_keeps_registered_versions(settings):
@@ -106,3 +106,58 @@ def test_start_removes_what_a_killed_save_or_run_left_and_keeps_registered_versi
     assert sorted(p.name for p in root.iterdir()) == ["README.txt", "notes", "v1", "v2", "v4.bak"]
     assert [v.name for v in services.registry.versions()] == ["v2", "v1"]
     assert services.registry.cleanup_leftovers() == []  # nothing left to do
+
+
+def _copy(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_a_corrupted_active_version_falls_back_to_the_newest_that_loads(two_versions, tmp_path, trained_services):
+    from bertdemo.db import versions as db_versions
+    from bertdemo.ui.demo import status_line
+
+    data = _copy(two_versions, tmp_path / "runtime")
+    (data / "models" / "v2" / "model.safetensors").write_bytes(b"\0" * 100)  # a disk that lost the file's content
+    services = Services.create(trained_services.settings.with_(data_dir=data))
+    services.start()
+    assert services.registry.active_version().name == "v1"
+    assert services.registry.active().name == "v1"  # what every tab serves
+    problem = services.registry.problem
+    assert problem.startswith("Model version v2 cannot be loaded from") and "Serving v1 instead" in problem
+    assert "Serving model **v1**" in status_line(services) and "Warning:" in status_line(services)
+    with Session(services.engine) as s:
+        last = db_versions.activations(s, 1)[0]
+        assert (last.user, last.reason.startswith("at start: Model version v2 cannot be loaded")) == ("system", True)
+    services.engine.dispose()
+
+
+def test_no_loadable_version_says_so_instead_of_an_internal_error(two_versions, tmp_path, trained_services):
+    import shutil
+
+    from bertdemo.actions.predict import PredictActions
+
+    data = _copy(two_versions, tmp_path / "runtime")
+    shutil.rmtree(data / "models" / "v1")
+    (data / "models" / "v2" / "config.json").unlink()
+    services = Services.create(trained_services.settings.with_(data_dir=data))
+    services.start()  # versions exist: no automatic retraining
+    assert services.registry.active_version() is None and not services.jobs.status().running
+    msg = services.registry.problem
+    assert msg.startswith("No model version can be served:") and "its folder" in msg and "has no config.json" in msg
+    with pytest.raises(NoModelError, match="No model version can be served"):
+        PredictActions(services).predict("hello")
+    services.engine.dispose()
+
+
+def test_a_folder_removed_while_serving_gives_a_message(two_versions, tmp_path, trained_services):
+    import shutil
+
+    data = _copy(two_versions, tmp_path / "runtime")
+    services = Services.create(trained_services.settings.with_(data_dir=data))
+    shutil.rmtree(data / "models" / "v1")
+    with pytest.raises(BrokenVersion, match=r"Model version v1 cannot be loaded: its folder .*models/v1 does not exist"):
+        services.registry.activate(services.registry.versions()[-1].id)
+    services.engine.dispose()
