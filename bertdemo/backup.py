@@ -100,7 +100,8 @@ def create(settings: Settings, dest: str | Path) -> BackupReport:
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise BadInput(f"{dest} exists and is not an empty folder; choose a new folder for the backup.")
     if settings.data_dir == dest or settings.data_dir in dest.parents:
-        raise BadInput(f"The backup folder {dest} is inside the data directory {settings.data_dir}; choose one outside.")
+        raise BadInput(f"The backup folder {dest} is inside the data directory {settings.data_dir}; "
+                       "choose one outside.")
     tmp = dest.with_name(f".{dest.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

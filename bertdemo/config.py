@@ -41,6 +41,7 @@ class Settings:
     device: str = "auto"  # auto = CUDA when present, else CPU
     max_upload_mb: float = 20.0  # batch-prediction and import CSV size cap
     initial_epochs: float = 2.0  # the first-start fine-tune that makes version 1
+    lease_minutes: float = 5.0  # how long an example handed to a person stays theirs without a save
     bootstrap: bool = True  # import the bundled data and train version 1 on first start
     dataset_path: Path = BUNDLED_DATASET
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -58,6 +59,8 @@ class Settings:
             raise ValueError(f"max_upload_mb must be positive, got {self.max_upload_mb!r}")
         if self.initial_epochs <= 0:
             raise ValueError(f"initial_epochs must be positive, got {self.initial_epochs!r}")
+        if not 0 < self.lease_minutes <= 24 * 60:
+            raise ValueError(f"lease_minutes must be in (0, 1440], got {self.lease_minutes!r}")
 
     @property
     def model_source(self) -> str:
@@ -105,6 +108,8 @@ class Settings:
             kw["max_upload_mb"] = num("BERTDEMO_MAX_UPLOAD_MB", float)
         if env.get("BERTDEMO_INITIAL_EPOCHS"):
             kw["initial_epochs"] = num("BERTDEMO_INITIAL_EPOCHS", float)
+        if env.get("BERTDEMO_LEASE_MINUTES"):
+            kw["lease_minutes"] = num("BERTDEMO_LEASE_MINUTES", float)
         if env.get("BERTDEMO_BOOTSTRAP"):
             kw["bootstrap"] = env["BERTDEMO_BOOTSTRAP"].strip().lower() not in ("0", "false", "no", "off")
         if env.get("BERTDEMO_DATASET"):

@@ -81,7 +81,8 @@ def launched_app(data_dir: Path, tiny_csv: Path, ready: Callable[[str], bool], t
 def db_fingerprint(data_dir: Path) -> dict:
     """What a refused request must leave unchanged in the database of an app launched on
     `data_dir` (launched_app gives it its own SQLite file there): row counts, and digests of every
-    example's (id, label, version, text key), of the label history, the versions and the runs.
+    example's (id, label, version, text key), of the label history, the versions, the runs, the leases
+    and the admin settings.
     Read through a read-only connection, so the check itself never writes."""
     import hashlib
     import sqlite3
@@ -94,8 +95,9 @@ def db_fingerprint(data_dir: Path) -> dict:
         for table, cols in (("examples", "id, label, version, text_key"),
                             ("label_events", "id, example_id, label, user, source"),
                             ("model_versions", "id, name, is_active"), ("training_runs", "id, status"),
-                            ("users", "id, name, role")):
-            rows = con.execute(f"SELECT {cols} FROM {table} ORDER BY id").fetchall()  # noqa: S608 - fixed names
+                            ("users", "id, name, role"), ("leases", "example_id, slot, user, done"),
+                            ("app_settings", "key, value")):
+            rows = con.execute(f"SELECT {cols} FROM {table} ORDER BY {cols}").fetchall()  # noqa: S608 - fixed names
             out[table] = (len(rows), hashlib.sha1(repr(rows).encode()).hexdigest())
         return out
     finally:

@@ -20,6 +20,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from bertdemo import auth, validate
+from bertdemo.actions.distribution import REVIEW_QUEUES, WorkDistribution
 from bertdemo.datasets import CSVError, read_csv, write_csv
 from bertdemo.db import examples, versions
 from bertdemo.db.examples import NewExample
@@ -55,14 +56,15 @@ class Item:
     updated_by: str | None
     updated_at: datetime | None
     queue: str
-    remaining: int  # items of the queue not yet seen in this session, this one included
+    remaining: int  # items of the queue this person may still be handed (not seen this session), this one included
+    team_remaining: int = 0  # items of the queue not yet labelled by as many people as annotations per item
 
     def as_api(self) -> dict:
         return {"id": self.id, "text": self.text, "label": self.label, "version": self.version,
                 "predicted": self.predicted, "confidence": self.confidence, "probs": self.probs,
                 "updated_by": self.updated_by,
                 "updated_at": self.updated_at.isoformat() if self.updated_at else None,
-                "queue": self.queue, "remaining": self.remaining}
+                "queue": self.queue, "remaining": self.remaining, "team_remaining": self.team_remaining}
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ class AnnotateActions:
         # derived data that any request may recompute, not per-user state
         self._suspicious: tuple[tuple, float, int, list[int]] | None = None
         self._suspicious_lock = threading.Lock()
+        self.work = WorkDistribution(services)
 
     # ---------------------------------------------------------------- who
     def user(self, username: str | None) -> str:
@@ -150,7 +153,10 @@ class AnnotateActions:
                                  "use 'Unlabeled' or 'Text search' until the first model is ready.")
             if queue == "suspicious":
                 return self._suspicious_ids(s, vid)
-            return examples.queue_ids(s, queue, vid, search_text(search))
+            ids = examples.queue_ids(s, queue, vid, search_text(search))
+        if queue == "unlabeled":  # with 2+ annotations per item, labelled but unfinished items too
+            ids = self.work.unfinished() + ids
+        return ids
 
     def _suspicious_ids(self, s: Session, vid: int | None) -> list[int]:
         """The "suspicious labels" queue: model.label_noise.find_suspicious over the labelled rows and
@@ -168,15 +174,27 @@ class AnnotateActions:
         changed = examples.changed_since(s, newest)
         return [i for i in ids if i not in changed]
 
-    def next_item(self, queue: str, search: str = "", seen: list[int] | None = None) -> Item | None:
-        """The first item of `queue` not in `seen` (the ids this session already showed), or None."""
+    def next_item(self, queue: str, search: str = "", seen: list[int] | None = None,
+                  username: str | None = None) -> Item | None:
+        """The first item of `queue` not in `seen` (the ids this session already showed) that nobody
+        else is working on and this person has not labelled (a lease: WorkDistribution), or None."""
+        who = self.user(username)
         seen_set = set(id_list(seen))
         ids = [i for i in self.queue_ids(queue, search_text(search)) if i not in seen_set]
-        if not ids:
+        handout = self.work.hand_out(who, ids, review=queue in REVIEW_QUEUES)
+        if handout.example_id is None:
             return None
-        return self.item(ids[0], queue, len(ids))
+        return self.item(handout.example_id, queue, handout.left_for_you, handout.left_for_team)
 
-    def item(self, example_id: int, queue: str = "", remaining: int = 0) -> Item:
+    def skip(self, example_id: int, username: str | None) -> bool:
+        """Give an item back without labelling it: someone else may be handed it at once."""
+        return self.work.skip(validate.example_id(example_id), self.user(username))
+
+    def set_annotations_per_item(self, value: object, username: str | None) -> int:
+        """How many different people label each item before it leaves the queues (admins only)."""
+        return self.work.set_overlap(value, auth.require_role(self.engine, username, "admin"))
+
+    def item(self, example_id: int, queue: str = "", remaining: int = 0, team_remaining: int = 0) -> Item:
         with Session(self.engine) as s:
             ex = examples.get(s, validate.example_id(example_id))
             sc = examples.score_of(s, ex.id, self._version_id(s))
@@ -184,18 +202,31 @@ class AnnotateActions:
             return Item(id=ex.id, text=ex.raw_text, cleaned=ex.text, label=ex.label, version=ex.version,
                         predicted=sc.predicted if sc else None, confidence=sc.confidence if sc else None,
                         probs=probs, updated_by=ex.updated_by, updated_at=ex.updated_at, queue=queue,
-                        remaining=remaining)
+                        remaining=remaining, team_remaining=team_remaining)
 
     # ---------------------------------------------------------------- saving
     def save_label(self, example_id: int, label: str, version: int | None, username: str | None) -> Saved:
-        """Set one label, in one transaction; Conflict when the row changed since `version`."""
+        """Set one label, in one transaction; Conflict when the row changed since `version`. With 2 or
+        more annotations per item, a person labelling an item they were handed gives their own,
+        independent annotation: another person's label saved meanwhile is no conflict."""
         choice(label, "The label", self.labels)
         example_id, version = validate.example_id(example_id), row_version(version)
         who = self.user(username)
-        with Session(self.engine) as s, s.begin():
-            examples.get(s, example_id)
-            ev = examples.set_label(s, example_id, label, who, "annotator", self.labels, expected_version=version)
-            return _saved(ev)
+        for attempt in range(3):
+            try:
+                with Session(self.engine) as s, s.begin():
+                    examples.get(s, example_id)
+                    independent = self.work.independent(s, example_id, who)
+                    ev = examples.set_label(s, example_id, label, who, "annotator", self.labels,
+                                            expected_version=None if independent else version)
+                    self.work.done(s, example_id, who)  # the item leaves the queues once enough people labelled it
+                    return _saved(ev)
+            except Conflict:
+                # an independent annotation that lost the race for the row to another one saved at
+                # the same moment: nothing of it was written; save it again on the new version
+                if not independent or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def undo(self, example_id: int, username: str | None, version: int | None = None) -> Saved:
         """Restore the label before the row's newest change, as a new history row (source 'undo')."""
@@ -211,7 +242,8 @@ class AnnotateActions:
                     f"Example {example_id} was changed by {last.user} (now {last.label!r}) after your "
                     "change; reload it and decide again.")
             ev = examples.set_label(s, example_id, last.previous_label, who, "undo", self.labels,
-                                 expected_version=last.version)
+                                    expected_version=last.version)
+            self.work.undone(s, example_id, who)
             return _saved(ev)
 
     # ---------------------------------------------------------------- history & table

@@ -106,6 +106,30 @@ class ModelVersion(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("training_runs.id"))
 
 
+class Lease(Base):
+    """One of an example's annotation slots (annotations per item = overlap k: slots 0..k-1): held
+    by a person working on it until `expires_at`, or `done` once they saved a label. The primary
+    key (example, slot) makes a claim atomic on every backend: two people racing for the last
+    free slot cannot both get it. Expired, not-done rows are free slots."""
+    __tablename__ = "leases"
+    __table_args__ = (Index("ix_leases_user", "user"), Index("ix_leases_expires_at", "expires_at"))
+    example_id: Mapped[int] = mapped_column(ForeignKey("examples.id"), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user: Mapped[str] = mapped_column(String(64))
+    claimed_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AppSetting(Base):
+    """A setting an admin changes in the app (not the environment's Settings): annotations per item."""
+    __tablename__ = "app_settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict] = mapped_column(default=dict)
+    updated_by: Mapped[str] = mapped_column(String(64), default="system")
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
 class Activation(Base):
     """One change of the serving version: who or what made it, and why (an admin's activation or
     rollback, a new version served when trained, a fallback at start when the active version's

@@ -12,9 +12,10 @@ import json
 import gradio as gr
 
 from bertdemo.actions.annotate import QUEUES, AnnotateActions, Item
+from bertdemo.actions.distribution import MAX_OVERLAP
 from bertdemo.actions.predict import PredictActions
 from bertdemo.errors import BadInput, Conflict
-from bertdemo.ui.common import api_file, guarded, uploaded, warn
+from bertdemo.ui.common import api_file, api_number, guarded, uploaded, warn
 
 SHORTCUTS_JS = """
 if (!window.__bertdemoAnnotateKeys) {
@@ -106,6 +107,12 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         export_file = gr.File(label="Export", elem_id="annot-export-file")
 
     with gr.Tab("Agreement (admins)"):
+        with gr.Row():
+            overlap = api_number(actions.work.overlap(), label="Annotations per item", minimum=1,
+                                 maximum=MAX_OVERLAP, step=1, elem_id="annot-overlap")
+            overlap_btn = gr.Button("Set", elem_id="annot-overlap-set")
+        overlap_msg = gr.Markdown("With 2 or more, each item goes to that many different people before it leaves "
+                                  "the queues: what makes the agreement below meaningful.", elem_id="annot-overlap-msg")
         agree_btn = gr.Button("Refresh", elem_id="annot-agree-refresh")
         kappa = gr.Markdown(elem_id="annot-kappa")
         counts = gr.Dataframe(label="Changes per annotator", interactive=False, elem_id="annot-counts")
@@ -127,14 +134,15 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
                     f"{len(seen_ids):,} seen this session. {note}")
             return ("", describe(None), done.strip(), None, seen_ids, stack, None)
         cur = {"id": item.id, "version": item.version}
-        prog = f"**{QUEUES.get(item.queue, 'Item')}**: {item.remaining:,} left · {len(seen_ids):,} seen this session"
+        prog = (f"**{QUEUES.get(item.queue, 'Item')}**: {item.remaining:,} left for you · "
+                f"{item.team_remaining:,} for the team · {len(seen_ids):,} seen this session")
         return (item.text, describe(item, note), prog, cur, seen_ids, stack, actions.history(item.id))
 
     outputs = [text, info, progress, current, seen, undo_stack, item_history]
 
     @guarded
-    def load_queue(q: str, s: str, stack: list):
-        return show(actions.next_item(q, s, []), [], stack, queue_key=q)
+    def load_queue(q: str, s: str, stack: list, request: gr.Request):
+        return show(actions.next_item(q, s, [], _user(request)), [], stack, queue_key=q)
 
     @guarded
     def label_and_next(lab: str, cur: dict | None, q: str, s: str, seen_ids: list, stack: list,
@@ -150,13 +158,17 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         seen_ids = [*seen_ids, cur["id"]]
         stack = [*stack, (saved.example_id, saved.version)][-50:]
         note = f"Saved #{saved.example_id}: {saved.previous or 'none'} → {saved.label}."
-        return show(actions.next_item(q, s, seen_ids), seen_ids, stack, note, q)
+        return show(actions.next_item(q, s, seen_ids, _user(request)), seen_ids, stack, note, q)
 
     @guarded
-    def skip_item(cur: dict | None, q: str, s: str, seen_ids: list, stack: list):
+    def skip_shown(cur: dict | None, q: str, s: str, seen_ids: list, stack: list, request: gr.Request):
         if cur:
+            actions.skip(cur["id"], _user(request))  # back to the team at once
             seen_ids = [*seen_ids, cur["id"]]
-        return show(actions.next_item(q, s, seen_ids), seen_ids, stack, "Skipped.", q)
+        return show(actions.next_item(q, s, seen_ids, _user(request)), seen_ids, stack, "Skipped.", q)
+
+    def first_load(cur: dict | None, q: str, s: str, stack: list, request: gr.Request):
+        return load_queue(q, s, stack, request) if cur is None else [gr.update()] * len(outputs)
 
     @guarded
     def undo_last(q: str, s: str, seen_ids: list, stack: list, request: gr.Request):
@@ -184,14 +196,13 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
     for lab, btn in zip(labels, label_buttons):
         evs.append(btn.click(_bind(label_and_next, lab), [current, queue, search, seen, undo_stack], outputs,
                              api_visibility="private"))
-    evs.append(skip.click(skip_item, [current, queue, search, seen, undo_stack], outputs, api_visibility="private"))
+    evs.append(skip.click(skip_shown, [current, queue, search, seen, undo_stack], outputs, api_visibility="private"))
     evs.append(undo.click(undo_last, [queue, search, seen, undo_stack], outputs, api_visibility="private"))
     for ev in evs:
         ev.success(attributions, [show_attr, current], [attr], api_visibility="private")
     show_attr.change(attributions, [show_attr, current], [attr], api_visibility="private")
     if tab is not None:
-        tab.select(lambda cur, q, s, stack: load_queue(q, s, stack) if cur is None else [gr.update()] * len(outputs),
-                   [current, queue, search, undo_stack], outputs, api_visibility="private")
+        tab.select(first_load, [current, queue, search, undo_stack], outputs, api_visibility="private")
 
     # ---------------------------------------------------------------- table
     @guarded
@@ -265,9 +276,21 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
                   request: gr.Request = None) -> dict | None:  # type: ignore[assignment]
         """The next example of a queue (unlabeled, disagree, uncertain, suspicious, recent, search),
         skipping the ids in `exclude`; None when the queue is done."""
-        actions.user(_user(request))
-        item = actions.next_item(queue, search, exclude)
+        item = actions.next_item(queue, search, exclude, _user(request))
         return item.as_api() if item else None
+
+    @guarded
+    def skip_item_api(example_id: int, request: gr.Request = None) -> bool:  # type: ignore[assignment]
+        """Give an example next_item handed you back without labelling it (someone else may get it
+        at once); True when you held it. Items you neither save nor skip return to the team when
+        their lease runs out."""
+        return actions.skip(example_id, _user(request))
+
+    @guarded
+    def set_annotations_per_item(annotations_per_item: float, request: gr.Request = None) -> str:  # type: ignore[assignment]
+        """How many different people label each item before it leaves the queues (1 to 20; admins only)."""
+        k = actions.set_annotations_per_item(annotations_per_item, _user(request))
+        return f"Each item now goes to {k} {'person' if k == 1 else 'different people'}."
 
     @guarded
     def save_label(example_id: int, label: str, version: int,
@@ -286,6 +309,8 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
     gr.api(next_item, api_name="next_item", queue=False, concurrency_limit=None)
     gr.api(save_label, api_name="save_label", queue=False, concurrency_limit=None)
     gr.api(undo_api, api_name="undo", queue=False, concurrency_limit=None)
+    gr.api(skip_item_api, api_name="skip_item", queue=False, concurrency_limit=None)
+    overlap_btn.click(set_annotations_per_item, [overlap], [overlap_msg], api_name="set_annotations_per_item")
     return queue
 
 

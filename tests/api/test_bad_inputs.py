@@ -36,7 +36,8 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 TECHNICAL = re.compile(r"Internal error|upstream Gradio app|Traceback|invalid literal|NoneType|has no attribute|"
                        r"codec can't|Errno|not supported between|validation error for|pydantic|Expected a `|"
                        r"object is not|unhashable|IndexError|KeyError|TypeError|sqlite3|sqlalchemy")
-WRITES = {"/save_label", "/undo", "/import_csv", "/start_training", "/activate_version"}
+WRITES = {"/save_label", "/undo", "/import_csv", "/start_training", "/activate_version", "/set_annotations_per_item",
+          "/skip_item", "/next_item"}  # next_item claims a lease on the item it hands out
 
 
 def text_of(entry: dict) -> str:
@@ -169,7 +170,9 @@ def batch(client: Client, data_dir: Path, calls: dict) -> dict:
     with ThreadPoolExecutor(6) as pool:
         futures = {key: pool.submit(outcome, api, args) for key, (api, args) in calls.items()}
         out = {key: f.result() for key, f in futures.items()}
-    assert db_fingerprint(data_dir) == before, "a read-only endpoint changed the database"
+    after = db_fingerprint(data_dir)
+    before.pop("leases"), after.pop("leases")  # next_item hands out leases (work distribution)
+    assert after == before, "a read-only endpoint changed the database"
     return out
 
 
@@ -378,6 +381,16 @@ ARGUMENT_CASES = [
     ("/undo", [None], "must be a whole number"),
     ("/undo", ["1; DROP TABLE examples"], "must be a whole number"),
     ("/undo", [1], "Nothing to undo on example 1"),
+    ("/skip_item", [None], "must be a whole number"),
+    ("/skip_item", ["abc"], "must be a whole number, got 'abc'"),
+    ("/skip_item", [-1], "No example with id -1"),
+    ("/skip_item", [10**30], "No example with id"),
+    ("/skip_item", [1], None),  # held by nobody: False, nothing changes
+    ("/set_annotations_per_item", [0], "Annotations per item"),
+    ("/set_annotations_per_item", [1e9], "Annotations per item"),
+    ("/set_annotations_per_item", [2.5], "Annotations per item"),
+    ("/set_annotations_per_item", ["two"], "Annotations per item"),
+    ("/set_annotations_per_item", [None], "Annotations per item"),
     ("/start_training", [None] * 9, "expected a number"),
     ("/start_training", train_args(0, 1e30), "Epochs: Value 1e+30 is greater than maximum value 100"),  # used to
     # start a run; the form's bounds are TrainConfig's

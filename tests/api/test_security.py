@@ -42,8 +42,9 @@ ANY, ADMIN = "any signed-in user", "admin"
 ENDPOINT_ROLES = {  # who may call each endpoint; with no accounts (single-user mode) everyone is admin
     "/predict": ANY, "/tokenize": ANY, "/explain": ANY, "/predict_csv": ANY, "/compare_word": ANY,
     "/next_item": ANY, "/save_label": ANY, "/undo": ANY, "/export_csv": ANY,
-    "/training_status": ANY,
+    "/training_status": ANY, "/skip_item": ANY,
     "/import_csv": ADMIN, "/agreement": ADMIN, "/start_training": ADMIN, "/activate_version": ADMIN,
+    "/set_annotations_per_item": ADMIN,
 }
 TRAIN = (1, 1e-4, 16, 32, 1, "full fine-tune", "base encoder", 1, False)  # one step, not served
 
@@ -109,16 +110,17 @@ def valid_args(api: str, client) -> tuple:  # noqa: ANN001
     """Arguments every endpoint accepts (admin-only ones are refused for the role alone)."""
     from gradio_client import handle_file
 
-    if api in ("/save_label", "/undo"):
+    if api in ("/save_label", "/undo", "/skip_item"):
         item = client.predict("search", "lounge", [], api_name="/next_item")
         return (item["id"], "neutral", item["version"]) if api == "/save_label" else (item["id"],)
     return {
         "/predict": ("lovely crew",), "/tokenize": ("lovely crew", 0), "/explain": ("lovely crew", "predicted", True),
         "/predict_csv": (handle_file(str(CORPUS / "formulas.csv")),),
-        "/compare_word": ("A bat flew by.\nHe swung the bat.", "bat", 2), "/next_item": ("unlabeled", "", []),
+        "/compare_word": ("A bat flew by.\nHe swung the bat.", "bat", 2), "/next_item": ("search", "lounge", []),  # the item ann labels below; next_item
+        # hands out leases, and the HTML example must stay free for the admin's browser test
         "/export_csv": (), "/training_status": (), "/agreement": (),
         "/import_csv": (handle_file(str(CORPUS / "sql_injection.csv")),), "/start_training": TRAIN,
-        "/activate_version": ("v1",),
+        "/activate_version": ("v1",), "/set_annotations_per_item": (1,),
     }[api]
 
 

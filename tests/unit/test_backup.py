@@ -17,6 +17,7 @@ from bertdemo import backup
 from bertdemo.actions.annotate import AnnotateActions
 from bertdemo.cli import backup as backup_cli
 from bertdemo.config import Settings
+from bertdemo.db.migrate import head_revision
 from bertdemo.db.models import Example
 from bertdemo.errors import BadInput
 from bertdemo.services import Services
@@ -36,7 +37,7 @@ def test_create_verify_restore_round_trip_serves_at_once(live, tmp_path):
     report = backup.create(live.settings, tmp_path / "bk")
     assert report.database == "sqlite" and report.versions == ("v1",) and not report.warnings
     manifest = json.loads((tmp_path / "bk" / "manifest.json").read_text())
-    assert manifest["database"]["revision"] == "0003" and "models/v1/model.safetensors" in manifest["files"]
+    assert manifest["database"]["revision"] == head_revision() and "models/v1/model.safetensors" in manifest["files"]
     check = backup.verify(tmp_path / "bk")
     assert check.ok and check.checked == report.files
 

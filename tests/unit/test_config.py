@@ -42,3 +42,12 @@ def test_bad_values_are_refused_with_the_value(env, fragment):
     with pytest.raises(ValueError, match=None) as info:
         Settings.from_env(env)
     assert fragment in str(info.value)
+
+
+def test_lease_minutes_from_the_environment():
+    from bertdemo.config import Settings
+
+    assert Settings.from_env({"BERTDEMO_LEASE_MINUTES": "0.5"}).lease_minutes == 0.5
+    for bad in ("0", "-1", "100000"):
+        with pytest.raises(ValueError, match="lease_minutes must be in"):
+            Settings.from_env({"BERTDEMO_LEASE_MINUTES": bad})

@@ -11,7 +11,7 @@ import pytest
 from bertdemo.ui.demo import build_demo
 
 # words of two or three letters that are whole words, not abbreviations
-SHORT_WORDS = {"id", "ids", "to", "of", "by", "as", "in", "on", "at", "max", "min", "top", "new", "old", "run",
+SHORT_WORDS = {"id", "ids", "to", "of", "by", "as", "in", "on", "at", "per", "max", "min", "top", "new", "old", "run",
                "row", "key", "csv", "url"}
 NAME = re.compile(r"[a-z]+(_[a-z]+)*")
 
@@ -52,7 +52,7 @@ def test_internal_endpoints_are_not_public(api_info):
     assert "/default_queue" not in api_info  # the page's first load, not an API
     assert set(api_info) == {"/predict", "/tokenize", "/explain", "/predict_csv", "/compare_word", "/next_item",
                              "/save_label", "/undo", "/import_csv", "/export_csv", "/agreement", "/start_training",
-                             "/training_status", "/activate_version"}
+                             "/training_status", "/activate_version", "/skip_item", "/set_annotations_per_item"}
     assert [p["parameter_name"] for p in api_info["/start_training"]["parameters"]] == [
         "epochs", "learning_rate", "batch_size", "max_length", "seed", "mode", "start_from", "max_steps",
         "serve_when_trained"]

@@ -1,0 +1,99 @@
+"""Work distribution for a team labelling at one link: each person is handed examples nobody else
+is working on (a lease in the database, db/leases.py, so it holds across app processes), an
+example goes to `annotations per item` different people and then leaves the queue, and the
+counts of what is left for the person and for the team. No Gradio here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from bertdemo.db import leases
+from bertdemo.db.models import now
+from bertdemo.services import Services
+from bertdemo.validate import number
+
+OVERLAP_KEY = "annotations_per_item"
+MAX_OVERLAP = 20  # more people per item than this is no longer a labelling team's agreement study
+CLAIM_TRIES = 50  # candidates tried before giving up when others take them first
+# queues for looking at labelled items again: an item someone labelled may be handed out again
+# (never to two people at once); in the others it leaves once enough people labelled it
+REVIEW_QUEUES = ("recent", "search")
+
+
+@dataclass(frozen=True)
+class Handout:
+    """What next_item hands a person: an example id (None when nothing is left for them)."""
+
+    example_id: int | None
+    left_for_you: int  # items of the queue this person may still be handed, this one included
+    left_for_team: int  # items of the queue with a free or held slot (not done by enough people)
+
+
+class WorkDistribution:
+    def __init__(self, services: Services) -> None:
+        self.engine = services.engine
+        self.lease = timedelta(minutes=services.settings.lease_minutes)
+
+    def overlap(self) -> int:
+        """Annotations per item (admin setting; 1 = each item to one person)."""
+        with Session(self.engine) as s:
+            return int(leases.get_setting(s, OVERLAP_KEY, 1))  # type: ignore[arg-type]
+
+    def set_overlap(self, value: object, user: str) -> int:
+        """Set annotations per item: a whole number from 1 to MAX_OVERLAP (BadInput otherwise)."""
+        k = int(number(value, "Annotations per item", 1, MAX_OVERLAP, whole=True))
+        with Session(self.engine) as s, s.begin():
+            leases.set_setting(s, OVERLAP_KEY, k, user)
+        return k
+
+    def unfinished(self) -> list[int]:
+        """Items labelled by some but fewer than annotations-per-item people: the Unlabeled queue
+        hands them out too (first, to finish them), since they have a label already."""
+        overlap = self.overlap()
+        if overlap == 1:
+            return []
+        with Session(self.engine) as s:
+            return leases.in_progress(s, overlap)
+
+    def hand_out(self, user: str, ids: list[int], review: bool = False) -> Handout:
+        """Claim the first example of `ids` (a queue, best first) that `user` may work on: nobody else
+        holds its last free slot and they have not done it. Each claim is its own short
+        transaction that writes first, so on SQLite claims queue up on the write lock instead of
+        failing on a stale read. `review`: see REVIEW_QUEUES."""
+        overlap = self.overlap()
+        at = now()
+        with Session(self.engine) as s:
+            blocked = leases.unavailable(s, user, overlap, at, count_done=not review)
+            mine = leases.held_by_user(s, user, at)
+            finished = leases.finished(s, overlap)
+        candidates = [i for i in ids if i not in blocked or i in mine]
+        team = sum(1 for i in ids if i not in finished)
+        for example_id in candidates[:CLAIM_TRIES]:
+            with Session(self.engine) as s, s.begin():
+                leases.drop_expired(s, at)  # the first statement writes: it waits for the lock
+                if leases.claim(s, example_id, user, overlap, at + self.lease, at, count_done=not review):
+                    return Handout(example_id, len(candidates) - candidates.index(example_id), team)
+        return Handout(None, 0, team)
+
+    def independent(self, s: Session, example_id: int, user: str) -> bool:
+        """True when `user` holds one of the item's slots and it has 2 or more: their label is an
+        annotation of its own, not a correction of the others' (in the caller's transaction)."""
+        mine = leases.held_by(s, example_id, user, now())
+        return mine is not None and not mine.done and int(leases.get_setting(s, OVERLAP_KEY, 1)) > 1
+
+    def done(self, s: Session, example_id: int, user: str) -> None:
+        """`user` saved a label on the example (in the caller's transaction)."""
+        leases.finish(s, example_id, user, now())
+
+    def undone(self, s: Session, example_id: int, user: str) -> None:
+        """`user` withdrew their label (in the caller's transaction): the item is theirs to decide
+        again, and counts no more among the people who labelled it."""
+        leases.reopen(s, example_id, user, now() + self.lease)
+
+    def skip(self, example_id: int, user: str) -> bool:
+        """Give the example back: someone else may be handed it at once."""
+        with Session(self.engine) as s, s.begin():
+            return leases.release(s, example_id, user)
