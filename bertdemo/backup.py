@@ -190,8 +190,9 @@ def verify(src: str | Path) -> Verification:
 
 def restore(src: str | Path, settings: Settings, force: bool = False) -> str:
     """Verify `src`, then restore it into the data directory of `settings` (stop the app first).
-    An existing database or models folder there is refused unless `force`, which moves the data
-    directory aside (to `<data dir>.before-restore-<time>`) first. Returns a summary."""
+    An existing database or models folder there is refused unless `force`, which first moves the
+    data directory's contents and the database files aside, into `<data dir>.before-restore-<time>`
+    (nothing is deleted). Returns a summary."""
     check = verify(src)
     if not check.ok:
         raise BadInput("The backup does not verify, nothing was restored: " + "; ".join(check.problems[:10]))
@@ -203,20 +204,32 @@ def restore(src: str | Path, settings: Settings, force: bool = False) -> str:
     if included and db_file is None:
         raise BadInput("The backup holds a SQLite database, but BERTDEMO_DB_URL names another database; unset it "
                        "to restore into the data directory, or load the data into that database yourself.")
-    occupied = (db_file is not None and db_file.exists()) or (target / "models").exists()
+    # what a restore replaces: the models folder, and the database with its -wal/-shm files (the
+    # database may live outside the data directory, BERTDEMO_DB_URL=sqlite:////elsewhere/x.sqlite3)
+    db_files = [] if db_file is None else [db_file, Path(f"{db_file}-wal"), Path(f"{db_file}-shm")]
+    in_the_way = [p for p in [target / "models", *db_files] if p.exists()]
     moved = None
-    if occupied:
+    if in_the_way:
         if not force:
             raise BadInput(f"{target} already holds a database or model versions; stop the app and pass --force to "
                            "move them aside and restore.")
+        # the contents move, not the folder itself: the data directory may be a mount point
         moved = target.with_name(f"{target.name}.before-restore-{time.strftime('%Y%m%d-%H%M%S')}")
-        target.rename(moved)
-    target.mkdir(parents=True, exist_ok=True)
-    if (src / "models").is_dir():
-        shutil.copytree(src / "models", target / "models")
-    if included:
-        db_file.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src / DATABASE, db_file)
+        moved.mkdir(parents=True)
+        inside = list(target.iterdir()) if target.is_dir() else []
+        for path in [*inside, *(p for p in db_files if p.exists() and target not in p.parents)]:
+            shutil.move(path, moved / path.name)
+        log.warning("restore: the previous data directory's contents are at %s", moved)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        if (src / "models").is_dir():
+            shutil.copytree(src / "models", target / "models")
+        if included:
+            db_file.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / DATABASE, db_file)
+    except BaseException:
+        log.error("restore failed part-way; %s", f"the previous data is at {moved}" if moved else "nothing was moved")
+        raise
     names = [v["name"] for v in manifest["versions"] if v["in_backup"]]
     outside = [v["name"] for v in manifest["versions"] if v["in_backup"] and Path(v["stored_path"]).is_absolute()]
     if included and outside:  # folders that lived outside the data directory are inside it now

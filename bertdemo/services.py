@@ -15,6 +15,7 @@ from bertdemo.datasets import load_bundled
 from bertdemo.db import examples, versions
 from bertdemo.db.engine import init_db, make_engine
 from bertdemo.db.models import now
+from bertdemo.errors import BadInput
 from bertdemo.training.config import TrainConfig
 from bertdemo.training.registry import Registry
 from bertdemo.training.runner import JobRunner
@@ -82,6 +83,10 @@ class Services:
         self.ensure_dataset()
         if not self.registry.versions() and not self.jobs.status().running:
             log.info("no model version yet: training version 1 on the bundled data")
-            self.jobs.start(TrainConfig(epochs=self.settings.initial_epochs), user="system")
-        elif self.registry.active_version() is not None:
+            try:
+                config = TrainConfig(epochs=self.settings.initial_epochs)
+            except BadInput as exc:  # an operator's setting: say which, at start
+                raise ValueError(f"BERTDEMO_INITIAL_EPOCHS: {exc}") from None
+            self.jobs.start(config, user="system")
+        elif not self.registry.nothing_servable and self.registry.active_version() is not None:
             self.jobs.rescore_if_missing()

@@ -243,7 +243,7 @@ class AnnotateActions:
                     "change; reload it and decide again.")
             ev = examples.set_label(s, example_id, last.previous_label, who, "undo", self.labels,
                                     expected_version=last.version)
-            self.work.undone(s, example_id, who)
+            self.work.undone(s, example_id, last.user, who)
             return _saved(ev)
 
     # ---------------------------------------------------------------- history & table

@@ -75,6 +75,7 @@ class WorkDistribution:
             with Session(self.engine) as s, s.begin():
                 leases.drop_expired(s, at)  # the first statement writes: it waits for the lock
                 if leases.claim(s, example_id, user, overlap, at + self.lease, at, count_done=not review):
+                    leases.release_others(s, user, keep=example_id)  # one item at a time per person
                     return Handout(example_id, len(candidates) - candidates.index(example_id), team)
         return Handout(None, 0, team)
 
@@ -88,10 +89,13 @@ class WorkDistribution:
         """`user` saved a label on the example (in the caller's transaction)."""
         leases.finish(s, example_id, user, now())
 
-    def undone(self, s: Session, example_id: int, user: str) -> None:
-        """`user` withdrew their label (in the caller's transaction): the item is theirs to decide
-        again, and counts no more among the people who labelled it."""
-        leases.reopen(s, example_id, user, now() + self.lease)
+    def undone(self, s: Session, example_id: int, author: str, user: str) -> None:
+        """`user` undid `author`'s label (in the caller's transaction): it counts no more among the
+        people who labelled the item; when it was their own, the item is theirs to decide again."""
+        if author == user:
+            leases.reopen(s, example_id, user, now() + self.lease)
+        else:
+            leases.forget(s, example_id, author)
 
     def skip(self, example_id: int, user: str) -> bool:
         """Give the example back: someone else may be handed it at once."""

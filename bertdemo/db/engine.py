@@ -72,6 +72,8 @@ def sqlite_backup(url: str, dest: Path) -> None:
     source = sqlite_path(url)
     if source is None:
         raise ValueError(f"not a SQLite file URL: {url!r}")
+    if not source.is_file():  # sqlite3.connect would create an empty database there
+        raise FileNotFoundError(f"no SQLite database at {source}")
     src = sqlite3.connect(source, timeout=30)
     dst = sqlite3.connect(dest)
     try:
@@ -82,15 +84,20 @@ def sqlite_backup(url: str, dest: Path) -> None:
         src.close()
 
 
+def _read_only_uri(path: Path) -> str:
+    """A read-only SQLite URI for `path`, with ?, # and % in it escaped (Path.as_uri)."""
+    return Path(path).resolve().as_uri() + "?mode=ro"
+
+
 def read_only_engine(path: Path) -> Engine:
     """An engine that only reads a SQLite file and leaves it as it is (make_engine would switch it to
     WAL, which adds -wal and -shm files beside a backup's copy)."""
-    return create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    return create_engine("sqlite://", creator=lambda: sqlite3.connect(_read_only_uri(path), uri=True))
 
 
 def sqlite_integrity(path: Path) -> str:
     """SQLite's integrity check of a database file: "ok", or what is wrong."""
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    con = sqlite3.connect(_read_only_uri(path), uri=True)
     try:
         return "; ".join(r[0] for r in con.execute("PRAGMA integrity_check").fetchall())
     finally:

@@ -38,11 +38,14 @@ def unavailable(s: Session, user: str, overlap: int, at: datetime, count_done: b
     return set(s.scalars(full)) | set(s.scalars(mine))
 
 
+def _mine(example_id: int, user: str, at: datetime):  # noqa: ANN202 - a SQL condition
+    """`user`'s live rows of the example: done, or held and not expired."""
+    return (Lease.example_id == example_id) & (Lease.user == user) & or_(Lease.done.is_(True), Lease.expires_at > at)
+
+
 def held_by(s: Session, example_id: int, user: str, at: datetime) -> Lease | None:
     """`user`'s live lease on the example: the one they hold right now if any, else the one done."""
-    return s.scalar(select(Lease).where(Lease.example_id == example_id, Lease.user == user,
-                                        or_(Lease.done.is_(True), Lease.expires_at > at))
-                    .order_by(Lease.done).limit(1))
+    return s.scalar(select(Lease).where(_mine(example_id, user, at)).order_by(Lease.done).limit(1))
 
 
 def held_by_user(s: Session, user: str, at: datetime) -> set[int]:
@@ -51,78 +54,88 @@ def held_by_user(s: Session, user: str, at: datetime) -> set[int]:
                                                          Lease.expires_at > at)))
 
 
-def claim(s: Session, example_id: int, user: str, overlap: int, until: datetime, at: datetime,
-          count_done: bool = True) -> bool:
-    """Take a free slot of the example for `user` until `until` (extend it when they hold one
-    already). False when every slot is taken or they have done it (with `count_done` False, a
-    review: done slots neither block nor are taken, a held slot above them is). Runs in a
-    SAVEPOINT, so a lost race leaves the caller's transaction usable."""
-    mine = held_by(s, example_id, user, at)
-    if mine is not None and not mine.done:
-        mine.expires_at = until
-        s.flush()
-        return True
-    if mine is not None and count_done:
-        return False
-    rows = s.execute(select(Lease.slot, Lease.done).where(Lease.example_id == example_id,
-                                                          or_(Lease.done.is_(True), Lease.expires_at > at))).all()
-    taken = {slot for slot, _done in rows}
-    if count_done:
-        free = [slot for slot in range(overlap) if slot not in taken]
-    elif sum(1 for _slot, done in rows if not done) < overlap:  # a review: up to `overlap` people at once
-        free = [max(taken, default=-1) + 1]
-    else:
-        free = []
-    if not free:
-        return False
+def _extend(s: Session, example_id: int, user: str, until: datetime, at: datetime) -> bool:
+    """Extend `user`'s held, unexpired lease (one statement: a row another transaction removed
+    meanwhile is simply not there, instead of a stale ORM object)."""
+    res = s.execute(update(Lease).where(Lease.example_id == example_id, Lease.user == user, Lease.done.is_(False),
+                                        Lease.expires_at > at)
+                    .values(expires_at=until).execution_options(synchronize_session=False))
+    return bool(res.rowcount)
+
+
+def _insert(s: Session, example_id: int, slot: int, user: str, until: datetime, at: datetime, done: bool) -> bool:
+    """Take `slot` (reusing an expired row there), in a SAVEPOINT: False when someone holds it."""
     try:
         with s.begin_nested():
-            # an expired row in this slot is reused: delete it first (only if still expired: a
-            # live lease someone just took stays, and the insert below then fails)
-            s.execute(delete(Lease).where(Lease.example_id == example_id, Lease.slot == free[0],
-                                          Lease.done.is_(False), Lease.expires_at <= at)
-                      .execution_options(synchronize_session=False))
-            s.add(Lease(example_id=example_id, slot=free[0], user=user, claimed_at=at, expires_at=until))
+            # only an expired row is removed: a live lease someone just took stays, and the insert fails
+            s.execute(delete(Lease).where(Lease.example_id == example_id, Lease.slot == slot, Lease.done.is_(False),
+                                          Lease.expires_at <= at).execution_options(synchronize_session=False))
+            s.add(Lease(example_id=example_id, slot=slot, user=user, claimed_at=at, expires_at=until, done=done))
             s.flush()
     except IntegrityError:  # someone took that slot between our read and our insert
         return False
     return True
 
 
+def claim(s: Session, example_id: int, user: str, overlap: int, until: datetime, at: datetime,
+          count_done: bool = True) -> bool:
+    """Take a free slot of the example for `user` until `until` (extend it when they hold one
+    already). False when its live slots (held or done) number `overlap` already or they have done
+    it; with `count_done` False (a review) only held slots count, and a new one goes after every
+    other. Checked again here, inside the claim's transaction, not only by the caller's earlier
+    read."""
+    if _extend(s, example_id, user, until, at):
+        return True
+    rows = s.execute(select(Lease.slot, Lease.done, Lease.user).where(
+        Lease.example_id == example_id, or_(Lease.done.is_(True), Lease.expires_at > at))).all()
+    taken = {slot for slot, _done, _user in rows}
+    if count_done:
+        if len(rows) >= overlap or any(u == user for _slot, _done, u in rows):
+            return False
+        slot = min(x for x in range(overlap + len(taken)) if x not in taken)
+    else:
+        if sum(1 for _slot, done, _user in rows if not done) >= overlap:
+            return False
+        slot = max(taken, default=-1) + 1
+    return _insert(s, example_id, slot, user, until, at, done=False)
+
+
 def finish(s: Session, example_id: int, user: str, at: datetime) -> bool:
-    """Mark `user`'s slot on the example done (they saved a label). When they held none (a save from
-    the table or the API without next_item), take a free slot as done if there is one. True when
-    a slot is now done for them."""
-    mine = held_by(s, example_id, user, at)
-    if mine is not None:
-        if mine.done:
-            return True
-        if s.scalar(select(Lease.slot).where(Lease.example_id == example_id, Lease.user == user,
-                                             Lease.done.is_(True)).limit(1)) is not None:
-            s.delete(mine)  # a review of an item they had labelled: one done slot per person
-        else:
-            mine.done = True
-        s.flush()
+    """Mark `user`'s slot on the example done (they saved a label); a person keeps one done slot
+    (a review of an item they had labelled adds none). When they held none (a save from the table
+    or the API without next_item), a new done slot records them. True when they have one now."""
+    has_done = s.scalar(select(Lease.slot).where(Lease.example_id == example_id, Lease.user == user,
+                                                 Lease.done.is_(True)).limit(1)) is not None
+    held = (Lease.example_id == example_id) & (Lease.user == user) & Lease.done.is_(False)
+    if has_done:
+        s.execute(delete(Lease).where(held).execution_options(synchronize_session=False))
+        return True
+    if s.execute(update(Lease).where(held, Lease.expires_at > at).values(done=True)
+                 .execution_options(synchronize_session=False)).rowcount:
         return True
     taken = set(s.scalars(select(Lease.slot).where(Lease.example_id == example_id,
                                                    or_(Lease.done.is_(True), Lease.expires_at > at))))
-    slot = max(taken, default=-1) + 1  # past the overlap is fine: the slot records who labelled it
-    try:
-        with s.begin_nested():
-            s.execute(delete(Lease).where(Lease.example_id == example_id, Lease.slot == slot,
-                                          Lease.done.is_(False), Lease.expires_at <= at)
-                      .execution_options(synchronize_session=False))
-            s.add(Lease(example_id=example_id, slot=slot, user=user, claimed_at=at, expires_at=at, done=True))
-            s.flush()
-    except IntegrityError:
-        return False
-    return True
+    return _insert(s, example_id, max(taken, default=-1) + 1, user, at, at, done=True)
 
 
 def reopen(s: Session, example_id: int, user: str, until: datetime) -> None:
-    """`user` withdrew their label (undo): their done slot is held by them again, until `until`."""
+    """`user` withdraws their own label (undo): their done slot is held by them again, until `until`."""
     s.execute(update(Lease).where(Lease.example_id == example_id, Lease.user == user, Lease.done.is_(True))
               .values(done=False, expires_at=until).execution_options(synchronize_session=False))
+
+
+def forget(s: Session, example_id: int, user: str) -> None:
+    """Someone else undid `user`'s label: their done slot is free again (the item is not done by
+    them any more)."""
+    s.execute(delete(Lease).where(Lease.example_id == example_id, Lease.user == user, Lease.done.is_(True))
+              .execution_options(synchronize_session=False))
+
+
+def release_others(s: Session, user: str, keep: int) -> None:
+    """Free every item `user` holds but `keep`: a person works on one item at a time, so loading
+    another queue, or an API client asking again and again, locks nothing more."""
+    s.execute(delete(Lease).where(Lease.user == user, Lease.done.is_(False), Lease.example_id != keep)
+              .execution_options(synchronize_session=False))
 
 
 def release(s: Session, example_id: int, user: str) -> bool:

@@ -49,10 +49,6 @@ def set_path(s: Session, name: str, path: str) -> None:
     s.execute(update(ModelVersion).where(ModelVersion.name == name).values(path=path))
 
 
-def deactivate_all(s: Session) -> None:
-    """No version active (at start, when none of them can be loaded)."""
-    s.execute(update(ModelVersion).values(is_active=False))
-
 
 def list_versions(s: Session) -> list[ModelVersion]:
     return list(s.scalars(select(ModelVersion).order_by(ModelVersion.id.desc())))

@@ -105,6 +105,7 @@ class Registry:
         self._active: tuple[int, Classifier] | None = None
         self._base: Classifier | None = None
         self.problem: str | None = None  # what the page says when the active version could not be loaded
+        self.nothing_servable = False  # no version loaded at start: calls say `problem`
 
     # ---------------------------------------------------------------- reading
     def versions(self) -> list[VersionInfo]:
@@ -148,9 +149,11 @@ class Registry:
             return current[1]
         with self._lock:
             if self._active is None:
+                if self.problem is not None and self.nothing_servable:
+                    raise NoModelError(self.problem)  # said at start; an activation clears it
                 info = self.active_version()
                 if info is None:
-                    raise NoModelError(self.problem or "No model version is active yet.")
+                    raise NoModelError("No model version is active yet.")
                 self._active = (info.id, self.load(info))
             return self._active[1]
 
@@ -184,8 +187,9 @@ class Registry:
                             "can train a new version or activate another in the Train tab.")
             log.warning("%s", self.problem)
             return self.problem
-        with Session(self.engine) as s, s.begin():
-            versions.deactivate_all(s)
+        # the database keeps its active version: when the cause is outside the files (a wrong
+        # BERTDEMO_DEVICE or BERTDEMO_LABELS), fixing it and restarting serves it again
+        self.nothing_servable = True
         self.problem = ("No model version can be served: " + " ".join(reasons)
                         + " An admin can train a new version in the Train tab.")
         log.error("%s", self.problem)
@@ -279,7 +283,7 @@ class Registry:
             with Session(self.engine) as s, s.begin():
                 info = VersionInfo.of(versions.activate_version(s, version_id, user, reason))
             self._active = (info.id, loaded)
-            self.problem = None
+            self.problem, self.nothing_servable = None, False
         log.info("serving model version %s", info.name)
         return info
 

@@ -31,6 +31,8 @@ def status_line(services: Services) -> str:
     info = services.registry.active_version()
     problem = services.registry.problem  # the active version's files could not be loaded at start
     warning = f" **Warning:** {md_text(problem)}" if problem else ""
+    if services.registry.nothing_servable:
+        return warning.strip()
     if info is None:
         if st.state == "failed":
             return f"**Warning:** the last training run failed: {st.message}"

@@ -5,9 +5,11 @@ restore into a data directory that then serves at once."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -144,3 +146,23 @@ def test_command_line(live, tmp_path, monkeypatch, capsys):
     assert backup_cli.main(["verify", str(tmp_path / "bk")]) == 1
     assert "bertdemo.sqlite3 has" in capsys.readouterr().err
     assert backup_cli.main(["restore", str(tmp_path / "bk")]) == 2
+
+
+def test_force_restore_keeps_a_database_that_lives_outside_the_data_directory(live, tmp_path):
+    """BERTDEMO_DB_URL=sqlite:////elsewhere/x.sqlite3: --force moves that database (and its -wal and
+    -shm files) aside too, instead of overwriting it in place beside stale WAL files."""
+    backup.create(live.settings, tmp_path / "bk")
+    elsewhere = tmp_path / "elsewhere" / "db.sqlite3"
+    elsewhere.parent.mkdir()
+    shutil.copy2(live.settings.data_dir / "bertdemo.sqlite3", elsewhere)
+    Path(f"{elsewhere}-wal").write_bytes(b"stale")
+    target = Settings(data_dir=tmp_path / "t" / "runtime", db_url=f"sqlite:///{elsewhere}")
+    with pytest.raises(BadInput, match="pass --force"):
+        backup.restore(tmp_path / "bk", target)
+    summary = backup.restore(tmp_path / "bk", target, force=True)
+    moved = Path(re.search(r"The previous data directory is at (\S+)\.$", summary).group(1))
+    assert sorted(p.name for p in moved.iterdir()) == ["db.sqlite3", "db.sqlite3-wal"]
+    assert not Path(f"{elsewhere}-wal").exists() and backup.verify(tmp_path / "bk").ok
+    restored = Services.create(target)
+    assert restored.registry.versions()[0].name == "v1"
+    restored.engine.dispose()

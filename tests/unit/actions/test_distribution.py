@@ -90,3 +90,22 @@ def test_with_overlap_two_both_annotations_are_kept_without_a_conflict(team):
 
     with pytest.raises(Conflict):  # cid holds no slot of it: her stale version is refused as before
         team.save_label(a.id, "neutral", a.version, "cid")
+
+
+def test_someone_elses_undo_puts_the_item_back_for_the_team(team):
+    """ann labels an item, bob undoes her change: the item is unlabelled and not done by anyone,
+    so the Unlabeled queue hands it out again (it was stuck 'finished' before)."""
+    item = team.next_item("unlabeled", "", [], "ann")
+    team.save_label(item.id, "negative", item.version, "ann")
+    team.undo(item.id, "bob")
+    assert item.id in team.queue_ids("unlabeled")
+    assert team.next_item("unlabeled", "", [], "cid").id == item.id
+
+
+def test_a_person_holds_one_item_at_a_time(team):
+    """Asking again with the shown item excluded (an API client, or another queue) frees the item
+    held before: one person cannot lock the queue."""
+    first = team.next_item("unlabeled", "", [], "ann")
+    second = team.next_item("unlabeled", "", [first.id], "ann")
+    assert second.id != first.id
+    assert team.next_item("unlabeled", "", [], "bob").id == first.id  # free again

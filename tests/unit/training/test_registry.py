@@ -144,7 +144,8 @@ def test_no_loadable_version_says_so_instead_of_an_internal_error(two_versions, 
     (data / "models" / "v2" / "config.json").unlink()
     services = Services.create(trained_services.settings.with_(data_dir=data))
     services.start()  # versions exist: no automatic retraining
-    assert services.registry.active_version() is None and not services.jobs.status().running
+    assert services.registry.nothing_servable and not services.jobs.status().running
+    assert services.registry.active_version().name == "v2"  # kept: fixing a setting and restarting serves it
     msg = services.registry.problem
     assert msg.startswith("No model version can be served:") and "its folder" in msg and "has no config.json" in msg
     with pytest.raises(NoModelError, match="No model version can be served"):
