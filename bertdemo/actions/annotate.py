@@ -8,7 +8,6 @@ signed-in user. Undo writes the previous label back as a new history row (source
 
 from __future__ import annotations
 
-import math
 import tempfile
 import threading
 import time
@@ -20,6 +19,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from bertdemo import auth, validate
+from bertdemo.actions.agreement import Agreement, agreement_of
 from bertdemo.actions.distribution import REVIEW_QUEUES, WorkDistribution
 from bertdemo.datasets import CSVError, read_csv, write_csv
 from bertdemo.db import examples, versions
@@ -29,7 +29,7 @@ from bertdemo.errors import BadInput, Conflict, NotReady
 from bertdemo.model.label_noise import find_suspicious
 from bertdemo.services import Services
 from bertdemo.text import try_clean
-from bertdemo.validate import choice, id_list, row_version, search_text
+from bertdemo.validate import choice, id_list, row_version, search_text, short
 
 QUEUES = {  # key -> what the person sees in the queue selector
     "unlabeled": "Unlabeled",
@@ -80,14 +80,6 @@ class Saved:
     def as_api(self) -> dict:
         return {"event_id": self.event_id, "example_id": self.example_id, "previous": self.previous,
                 "label": self.label, "version": self.version, "user": self.user, "source": self.source}
-
-
-@dataclass(frozen=True)
-class Agreement:
-    counts: pd.DataFrame  # annotator, changes, items
-    pairs: pd.DataFrame  # annotator_a, annotator_b, items, kappa
-    kappa: float | None  # pooled over every pair of people on an item; None below 2 shared items
-    shared_items: int
 
 
 @dataclass(frozen=True)
@@ -205,19 +197,28 @@ class AnnotateActions:
                         remaining=remaining, team_remaining=team_remaining)
 
     # ---------------------------------------------------------------- saving
-    def save_label(self, example_id: int, label: str, version: int | None, username: str | None) -> Saved:
+    def save_label(self, example_id: int, label: str, version: int | None, username: str | None,
+                   accepted_suggestion: bool = False) -> Saved:
         """Set one label, in one transaction; Conflict when the row changed since `version`. With 2 or
         more annotations per item, a person labelling an item they were handed gives their own,
-        independent annotation: another person's label saved meanwhile is no conflict."""
+        independent annotation: another person's label saved meanwhile is no conflict.
+        `accepted_suggestion`: the person accepted the model's suggestion (it must be the active
+        version's prediction), recorded as source 'suggestion' so agreement with the model and
+        suggestion bias can be measured."""
         choice(label, "The label", self.labels)
+        if accepted_suggestion not in (True, False, None):  # 1 and 0 too; a string "false" must not mean yes
+            raise BadInput(f"accepted_suggestion must be true or false, got {short(accepted_suggestion)}.")
         example_id, version = validate.example_id(example_id), row_version(version)
         who = self.user(username)
         for attempt in range(3):
             try:
                 with Session(self.engine) as s, s.begin():
                     examples.get(s, example_id)
+                    if accepted_suggestion:
+                        self._check_suggestion(s, example_id, label)
                     independent = self.work.independent(s, example_id, who)
-                    ev = examples.set_label(s, example_id, label, who, "annotator", self.labels,
+                    source = "suggestion" if accepted_suggestion else "annotator"
+                    ev = examples.set_label(s, example_id, label, who, source, self.labels,
                                             expected_version=None if independent else version)
                     self.work.done(s, example_id, who)  # the item leaves the queues once enough people labelled it
                     return _saved(ev)
@@ -227,6 +228,13 @@ class AnnotateActions:
                 if not independent or attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    def _check_suggestion(self, s: Session, example_id: int, label: str) -> None:
+        score = examples.score_of(s, example_id, self._version_id(s))
+        if score is None:
+            raise BadInput(f"The model has no suggestion for example {example_id} yet (no stored score).")
+        if score.predicted != label:
+            raise BadInput(f"The model suggests {score.predicted!r} for example {example_id}, not {label!r}.")
 
     def undo(self, example_id: int, username: str | None, version: int | None = None) -> Saved:
         """Restore the label before the row's newest change, as a new history row (source 'undo')."""
@@ -271,44 +279,11 @@ class AnnotateActions:
 
     # ---------------------------------------------------------------- admin
     def agreement(self, username: str | None) -> Agreement:
-        """Counts per annotator and Cohen's kappa on items labelled by two people (admins only).
-
-        A person's label on an item is their newest annotator/undo change to it; items where two
-        or more people gave a label are compared pairwise."""
-        from sklearn.metrics import cohen_kappa_score
-
+        """Counts per annotator and Cohen's kappa on items labelled by two or more people (admins only)."""
         auth.require_role(self.engine, username, "admin")
         with Session(self.engine) as s:
             events = examples.human_events(s)
-        changes: dict[str, int] = {}
-        items: dict[str, set[int]] = {}
-        final: dict[int, dict[str, str]] = {}
-        for _eid, ex_id, who, lab, source in events:
-            changes[who] = changes.get(who, 0) + 1
-            items.setdefault(who, set()).add(ex_id)
-            if source in ("annotator", "undo"):
-                if lab is None:
-                    final.get(ex_id, {}).pop(who, None)
-                else:
-                    final.setdefault(ex_id, {})[who] = lab
-        counts = pd.DataFrame([(u, changes[u], len(items[u])) for u in sorted(changes)],
-                              columns=["annotator", "changes", "items"])
-        by_pair: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
-        for per_user in final.values():
-            names = sorted(per_user)
-            for i, a in enumerate(names):
-                for b in names[i + 1:]:
-                    la, lb = by_pair.setdefault((a, b), ([], []))
-                    la.append(per_user[a])
-                    lb.append(per_user[b])
-        pair_rows, pooled_a, pooled_b = [], [], []
-        for (a, b), (la, lb) in sorted(by_pair.items()):
-            pair_rows.append((a, b, len(la), _kappa(cohen_kappa_score, la, lb, self.labels)))
-            pooled_a += la
-            pooled_b += lb
-        pairs = pd.DataFrame(pair_rows, columns=["annotator_a", "annotator_b", "items", "kappa"])
-        shared = sum(1 for per_user in final.values() if len(per_user) >= 2)
-        return Agreement(counts, pairs, _kappa(cohen_kappa_score, pooled_a, pooled_b, self.labels), shared)
+        return agreement_of(events, self.labels)
 
     # ---------------------------------------------------------------- import / export
     def preview_import(self, path: str) -> ImportPreview:
@@ -375,9 +350,3 @@ class AnnotateActions:
 def _saved(ev: LabelEvent) -> Saved:
     return Saved(ev.id, ev.example_id, ev.previous_label, ev.label, ev.version, ev.user, ev.source)
 
-
-def _kappa(fn, a: list[str], b: list[str], labels) -> float | None:  # noqa: ANN001
-    if len(a) < 2:
-        return None
-    k = fn(a, b, labels=list(labels))
-    return None if k is None or math.isnan(k) else round(float(k), 4)

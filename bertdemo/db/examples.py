@@ -164,7 +164,7 @@ def change_counts(s: Session, example_ids: Sequence[int] | None = None) -> dict[
 def human_events(s: Session) -> list[tuple[int, int, str, str | None, str]]:
     """(event id, example id, user, label, source) of every change made by a person, oldest first."""
     q = (select(LabelEvent.id, LabelEvent.example_id, LabelEvent.user, LabelEvent.label, LabelEvent.source)
-         .where(LabelEvent.source.in_(("annotator", "undo", "import"))).order_by(LabelEvent.id))
+         .where(LabelEvent.source.in_(("annotator", "undo", "import", "suggestion"))).order_by(LabelEvent.id))
     return [tuple(r) for r in s.execute(q)]  # type: ignore[misc]
 
 

@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-LABEL_SOURCES = ("dataset", "annotator", "import", "undo")
+# annotator: a person's label; suggestion: a person accepted the model's suggestion as their label
+LABEL_SOURCES = ("dataset", "annotator", "import", "undo", "suggestion")
 ROLES = ("annotator", "admin")
 RUN_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 

@@ -60,10 +60,12 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         with gr.Row():
             label_buttons = [gr.Button(f"{lab} ({i})", variant="primary", elem_id=f"annot-label-{i}")
                              for i, lab in enumerate(labels, start=1)]
+            accept = gr.Button("accept suggestion (a)", elem_id="annot-accept")
             skip = gr.Button("skip (s)", elem_id="annot-skip")
             undo = gr.Button("undo (u)", elem_id="annot-undo")
         gr.Markdown(f"Keys: {', '.join(f'**{i}** {lab}' for i, lab in enumerate(labels, start=1))}, "
-                    "**s** skip, **u** undo your last change (when the cursor is not in a text field).")
+                    "**a** accept the model's suggestion (recorded as such), **s** skip, **u** undo your last "
+                    "change (when the cursor is not in a text field).")
         show_attr = gr.Checkbox(False, label="Show the model's token attributions (off by default: they can bias you)",
                                 elem_id="annot-show-attr")
         attr = gr.HighlightedText(label="Attributions (Integrated Gradients, towards the predicted class)",
@@ -71,7 +73,7 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         with gr.Accordion("History of this example", open=False):
             item_history = gr.Dataframe(interactive=False, elem_id="annot-item-history")
         keymap = {str(i): f"annot-label-{i}" for i in range(1, len(labels) + 1)}
-        keymap |= {"s": "annot-skip", "u": "annot-undo"}
+        keymap |= {"a": "annot-accept", "s": "annot-skip", "u": "annot-undo"}
         gr.HTML("", js_on_load=SHORTCUTS_JS % json.dumps(keymap), elem_id="annot-keys")
 
     with gr.Tab("Table"):
@@ -122,8 +124,8 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
     def describe(item: Item | None, note: str = "") -> str:
         if item is None:
             return note
-        pred = (f"model says **{item.predicted}** ({item.confidence:.0%})" if item.predicted
-                else "no model score yet")
+        pred = (f"model suggests **{item.predicted}** ({item.confidence:.0%}; **a** accepts)" if item.predicted
+                else "no model suggestion yet")
         who = f", last changed by {item.updated_by} at {item.updated_at:%Y-%m-%d %H:%M} UTC" if item.updated_by else ""
         return (f"#{item.id} · current label **{item.label or 'none'}** · {pred}{who} · version {item.version}"
                 + (f"\n\n{note}" if note else ""))
@@ -133,7 +135,7 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
             done = (f"**{QUEUES.get(queue_key, 'This queue')}** is done: nothing left that you have not seen · "
                     f"{len(seen_ids):,} seen this session. {note}")
             return ("", describe(None), done.strip(), None, seen_ids, stack, None)
-        cur = {"id": item.id, "version": item.version}
+        cur = {"id": item.id, "version": item.version, "predicted": item.predicted}
         prog = (f"**{QUEUES.get(item.queue, 'Item')}**: {item.remaining:,} left for you · "
                 f"{item.team_remaining:,} for the team · {len(seen_ids):,} seen this session")
         return (item.text, describe(item, note), prog, cur, seen_ids, stack, actions.history(item.id))
@@ -146,11 +148,11 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
 
     @guarded
     def label_and_next(lab: str, cur: dict | None, q: str, s: str, seen_ids: list, stack: list,
-                       request: gr.Request):
+                       request: gr.Request, accepted: bool = False):
         if not cur:
             raise BadInput("No example on screen: load a queue first.")
         try:
-            saved = actions.save_label(cur["id"], lab, cur["version"], _user(request))
+            saved = actions.save_label(cur["id"], lab, cur["version"], _user(request), accepted_suggestion=accepted)
         except Conflict as exc:
             gr.Warning(str(exc))
             item = actions.item(cur["id"], q)
@@ -159,6 +161,12 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         stack = [*stack, (saved.example_id, saved.version)][-50:]
         note = f"Saved #{saved.example_id}: {saved.previous or 'none'} → {saved.label}."
         return show(actions.next_item(q, s, seen_ids, _user(request)), seen_ids, stack, note, q)
+
+    @guarded
+    def accept_suggestion(cur: dict | None, q: str, s: str, seen_ids: list, stack: list, request: gr.Request):
+        if cur and not cur.get("predicted"):
+            raise BadInput("The model has no suggestion for this example yet: choose a label.")
+        return label_and_next(cur["predicted"] if cur else "", cur, q, s, seen_ids, stack, request, accepted=True)
 
     @guarded
     def skip_shown(cur: dict | None, q: str, s: str, seen_ids: list, stack: list, request: gr.Request):
@@ -196,6 +204,8 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
     for lab, btn in zip(labels, label_buttons):
         evs.append(btn.click(_bind(label_and_next, lab), [current, queue, search, seen, undo_stack], outputs,
                              api_visibility="private"))
+    evs.append(accept.click(accept_suggestion, [current, queue, search, seen, undo_stack], outputs,
+                            api_visibility="private"))
     evs.append(skip.click(skip_shown, [current, queue, search, seen, undo_stack], outputs, api_visibility="private"))
     evs.append(undo.click(undo_last, [queue, search, seen, undo_stack], outputs, api_visibility="private"))
     for ev in evs:
@@ -293,10 +303,12 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         return f"Each item now goes to {k} {'person' if k == 1 else 'different people'}."
 
     @guarded
-    def save_label(example_id: int, label: str, version: int,
+    def save_label(example_id: int, label: str, version: int, accepted_suggestion: bool = False,
                    request: gr.Request = None) -> dict:  # type: ignore[assignment]
-        """Set an example's label; `version` is the one next_item returned (refused if it changed)."""
-        return actions.save_label(example_id, label, version, _user(request)).as_api()
+        """Set an example's label; `version` is the one next_item returned (refused if it changed).
+        With accepted_suggestion, the label is the model's prediction that next_item showed
+        ("predicted"), accepted as it is: recorded with source "suggestion"."""
+        return actions.save_label(example_id, label, version, _user(request), accepted_suggestion).as_api()
 
     @guarded
     def undo_api(example_id: int, request: gr.Request = None) -> dict:  # type: ignore[assignment]

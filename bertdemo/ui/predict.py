@@ -38,7 +38,8 @@ def build(actions: PredictActions) -> None:
         table = gr.Dataframe(label="Tokenization", interactive=False, elem_id="token-table", wrap=True)
     with gr.Tab("Attributions"):
         gr.Markdown("Integrated Gradients (captum, 50 steps on the embedding layer): how much each token "
-                    "pushed the model towards the chosen class. Red (positive) = towards it, purple (negative) = away from it.")
+                    "pushed the model towards the chosen class. Red (positive) = towards it, purple (negative) = "
+                    "away from it.")
         with gr.Row():
             target = gr.Radio(["predicted", *clf_labels], value="predicted", label="Class to explain")
             merge = gr.Checkbox(value=True, label="Merge WordPieces into words")

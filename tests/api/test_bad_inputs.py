@@ -376,6 +376,8 @@ ARGUMENT_CASES = [
     ("/save_label", [1, "positive", -5], "The version must be"),
     ("/save_label", [1, "positive", "x"], "The version must be a whole number"),
     ("/save_label", [1, "positive", 10**6], "after you loaded it"),  # a version it never had: stale
+    ("/save_label", [1, "positive", 1, "yes"], ("accepted_suggestion must be true or false", "Accepted")),
+    ("/save_label", [1, "angry", 1, True], "The label must be one of"),
     ("/undo", [-1], "No example with id -1"),
     ("/undo", [10**30], "No example with id"),
     ("/undo", [None], "must be a whole number"),

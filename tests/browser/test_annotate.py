@@ -209,6 +209,15 @@ def test_browser_two_people_at_once_are_shown_different_items(auth_app, browser)
         boss_page.keyboard.press("s")
         expect(boss_page.locator("#annot-progress")).to_contain_text("1 seen this session", timeout=30_000)
         assert boss_page.locator("#annot-text textarea").input_value() == shown[0]
+        # boss accepts the model's suggestion with one key; the admin view counts it as such
+        suggested = re.search(r"model suggests (\w+)", boss_page.locator("#annot-info").inner_text()).group(1)
+        boss_page.keyboard.press("a")
+        expect(boss_page.locator("#annot-info")).to_contain_text(f"→ {suggested}.", timeout=30_000)
+        from gradio_client import Client
+
+        _kappa, counts, _pairs = Client(auth_app, auth=BOSS, verbose=False).predict(api_name="/agreement")
+        boss_row = next(r for r in counts["data"] if r[0] == "boss")
+        assert boss_row[counts["headers"].index("accepted suggestions")] >= 1
     finally:
         for ctx, _page in people:
             ctx.close()

@@ -299,3 +299,28 @@ def test_import_of_rows_with_missing_fields(services, acts, tmp_path):
     done = acts.import_csv(str(path), None)
     assert (done.added, done.skipped) == (1, 1)
     assert acts.next_item("search", "no label field").label is None  # not an unknown label 'nan'
+
+
+def test_accepting_the_models_suggestion_is_recorded_as_such(services, acts):
+    """The `a` key / accepted_suggestion: the label must be the active version's prediction; the
+    history row's source is 'suggestion', and the agreement view counts them per person."""
+    ids = seed(services, [("a", None), ("b", None)], [[0.9, 0.05, 0.05], [0.1, 0.1, 0.8]])
+    item = acts.next_item("unlabeled", "", [], None)
+    assert item.predicted == "negative"
+    with pytest.raises(BadInput, match="The model suggests 'negative' for example .*, not 'positive'"):
+        acts.save_label(item.id, "positive", item.version, None, accepted_suggestion=True)
+    with pytest.raises(BadInput, match="accepted_suggestion must be true or false, got 'yes'"):
+        acts.save_label(item.id, "negative", item.version, None, accepted_suggestion="yes")
+    saved = acts.save_label(item.id, "negative", item.version, None, accepted_suggestion=True)
+    assert (saved.source, saved.label) == ("suggestion", "negative")
+    other = acts.save_label(ids[1], "neutral", 0, None)  # a person's own label, against the model
+    assert other.source == "annotator"
+    counts = acts.agreement(None).counts
+    assert counts.to_dict("records") == [{"annotator": "local", "changes": 2, "items": 2, "accepted suggestions": 1}]
+    assert acts.undo(item.id, None).label is None  # an accepted suggestion is undone like any label
+
+
+def test_a_suggestion_needs_a_stored_score(services, acts):
+    [ex] = seed(services, [("no score yet", None)])
+    with pytest.raises(BadInput, match="has no suggestion for example .* yet"):
+        acts.save_label(ex, "neutral", 0, None, accepted_suggestion=True)

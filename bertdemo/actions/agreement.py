@@ -1,0 +1,69 @@
+"""Agreement between annotators (the Annotate tab's admin view): changes and items per person, how
+many of their labels accepted the model's suggestion, and Cohen's kappa (scikit-learn) per pair of
+people and pooled, on the items two or more of them labelled. Plain statistics over the label
+history's rows; no Gradio, no database."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+# history rows that are a person's own decision on an item (import rows are counted as changes)
+DECISIONS = ("annotator", "undo", "suggestion")
+
+
+@dataclass(frozen=True)
+class Agreement:
+    counts: pd.DataFrame  # annotator, changes, items, accepted suggestions
+    pairs: pd.DataFrame  # annotator_a, annotator_b, items, kappa
+    kappa: float | None  # pooled over every pair of people on an item; None below 2 shared items
+    shared_items: int
+
+
+def _kappa(a: list[str], b: list[str], labels: Sequence[str]) -> float | None:
+    from sklearn.metrics import cohen_kappa_score
+
+    if len(a) < 2:
+        return None
+    k = cohen_kappa_score(a, b, labels=list(labels))
+    return None if k is None or math.isnan(k) else round(float(k), 4)
+
+
+def agreement_of(events: Sequence[tuple[int, int, str, str | None, str]], labels: Sequence[str]) -> Agreement:
+    """`events`: (event id, example id, user, label, source) of every change made by a person,
+    oldest first. A person's label on an item is their newest decision on it (an undo of their
+    own label withdraws it); items where two or more people gave a label are compared pairwise."""
+    changes: dict[str, int] = {}
+    accepted: dict[str, int] = {}
+    items: dict[str, set[int]] = {}
+    final: dict[int, dict[str, str]] = {}
+    for _eid, ex_id, who, lab, source in events:
+        changes[who] = changes.get(who, 0) + 1
+        accepted[who] = accepted.get(who, 0) + (source == "suggestion")
+        items.setdefault(who, set()).add(ex_id)
+        if source in DECISIONS:
+            if lab is None:
+                final.get(ex_id, {}).pop(who, None)
+            else:
+                final.setdefault(ex_id, {})[who] = lab
+    counts = pd.DataFrame([(u, changes[u], len(items[u]), accepted[u]) for u in sorted(changes)],
+                          columns=["annotator", "changes", "items", "accepted suggestions"])
+    by_pair: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+    for per_user in final.values():
+        names = sorted(per_user)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                la, lb = by_pair.setdefault((a, b), ([], []))
+                la.append(per_user[a])
+                lb.append(per_user[b])
+    pair_rows, pooled_a, pooled_b = [], [], []
+    for (a, b), (la, lb) in sorted(by_pair.items()):
+        pair_rows.append((a, b, len(la), _kappa(la, lb, labels)))
+        pooled_a += la
+        pooled_b += lb
+    pairs = pd.DataFrame(pair_rows, columns=["annotator_a", "annotator_b", "items", "kappa"])
+    shared = sum(1 for per_user in final.values() if len(per_user) >= 2)
+    return Agreement(counts, pairs, _kappa(pooled_a, pooled_b, labels), shared)
