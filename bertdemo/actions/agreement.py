@@ -1,13 +1,14 @@
-"""Agreement between annotators (the Annotate tab's admin view): changes and items per person, how
-many of their labels accepted the model's suggestion, and Cohen's kappa (scikit-learn) per pair of
-people and pooled, on the items two or more of them labelled. Plain statistics over the label
-history's rows; no Gradio, no database."""
+"""The team's progress and agreement (the Annotate tab's admin view): per person their changes,
+items, accepted model suggestions, speed (changes in the last hour) and last change; Cohen's kappa
+(scikit-learn) per pair of people and pooled, on the items two or more of them labelled. Plain
+statistics over the label history's rows; no Gradio, no database."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import pandas as pd
 
@@ -17,10 +18,11 @@ DECISIONS = ("annotator", "undo", "suggestion")
 
 @dataclass(frozen=True)
 class Agreement:
-    counts: pd.DataFrame  # annotator, changes, items, accepted suggestions
+    counts: pd.DataFrame  # annotator, changes, items, accepted suggestions, last hour, last change (UTC)
     pairs: pd.DataFrame  # annotator_a, annotator_b, items, kappa
     kappa: float | None  # pooled over every pair of people on an item; None below 2 shared items
     shared_items: int
+    items_left: int | None = None  # items of the Unlabeled queue not yet labelled by enough people
 
 
 def _kappa(a: list[str], b: list[str], labels: Sequence[str]) -> float | None:
@@ -32,25 +34,33 @@ def _kappa(a: list[str], b: list[str], labels: Sequence[str]) -> float | None:
     return None if k is None or math.isnan(k) else round(float(k), 4)
 
 
-def agreement_of(events: Sequence[tuple[int, int, str, str | None, str]], labels: Sequence[str]) -> Agreement:
-    """`events`: (event id, example id, user, label, source) of every change made by a person,
-    oldest first. A person's label on an item is their newest decision on it (an undo of their
-    own label withdraws it); items where two or more people gave a label are compared pairwise."""
+def agreement_of(events: Sequence[tuple[int, int, str, str | None, str, datetime]], labels: Sequence[str],
+                 at: datetime) -> Agreement:
+    """`events`: (event id, example id, user, label, source, when) of every change made by a person,
+    oldest first; `at`: now (naive UTC, as stored). A person's label on an item is their newest
+    decision on it (an undo of their own label withdraws it); items where two or more people gave
+    a label are compared pairwise."""
     changes: dict[str, int] = {}
     accepted: dict[str, int] = {}
+    recent: dict[str, int] = {}
+    last: dict[str, datetime] = {}
     items: dict[str, set[int]] = {}
     final: dict[int, dict[str, str]] = {}
-    for _eid, ex_id, who, lab, source in events:
+    for _eid, ex_id, who, lab, source, when in events:
         changes[who] = changes.get(who, 0) + 1
         accepted[who] = accepted.get(who, 0) + (source == "suggestion")
+        recent[who] = recent.get(who, 0) + (when >= at - timedelta(hours=1))
+        last[who] = when
         items.setdefault(who, set()).add(ex_id)
         if source in DECISIONS:
             if lab is None:
                 final.get(ex_id, {}).pop(who, None)
             else:
                 final.setdefault(ex_id, {})[who] = lab
-    counts = pd.DataFrame([(u, changes[u], len(items[u]), accepted[u]) for u in sorted(changes)],
-                          columns=["annotator", "changes", "items", "accepted suggestions"])
+    counts = pd.DataFrame([(u, changes[u], len(items[u]), accepted[u], recent[u], f"{last[u]:%Y-%m-%d %H:%M}")
+                           for u in sorted(changes)],
+                          columns=["annotator", "changes", "items", "accepted suggestions", "last hour",
+                                   "last change (UTC)"])
     by_pair: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
     for per_user in final.values():
         names = sorted(per_user)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from bertdemo.actions.distribution import REVIEW_QUEUES, WorkDistribution
 from bertdemo.datasets import CSVError, read_csv, write_csv
 from bertdemo.db import examples, versions
 from bertdemo.db.examples import NewExample
-from bertdemo.db.models import LabelEvent, text_key
+from bertdemo.db.models import LabelEvent, now, text_key
 from bertdemo.errors import BadInput, Conflict, NotReady
 from bertdemo.model.label_noise import find_suspicious
 from bertdemo.services import Services
@@ -283,7 +283,8 @@ class AnnotateActions:
         auth.require_role(self.engine, username, "admin")
         with Session(self.engine) as s:
             events = examples.human_events(s)
-        return agreement_of(events, self.labels)
+        left = self.work.left_for_team(self.queue_ids("unlabeled"))
+        return replace(agreement_of(events, self.labels, now()), items_left=left)
 
     # ---------------------------------------------------------------- import / export
     def preview_import(self, path: str) -> ImportPreview:

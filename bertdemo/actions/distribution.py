@@ -58,6 +58,13 @@ class WorkDistribution:
         with Session(self.engine) as s:
             return leases.in_progress(s, overlap)
 
+    def left_for_team(self, ids: list[int]) -> int:
+        """How many of `ids` are not yet labelled by annotations-per-item people."""
+        overlap = self.overlap()
+        with Session(self.engine) as s:
+            finished = leases.finished(s, overlap)
+        return sum(1 for i in ids if i not in finished)
+
     def hand_out(self, user: str, ids: list[int], review: bool = False) -> Handout:
         """Claim the first example of `ids` (a queue, best first) that `user` may work on: nobody else
         holds its last free slot and they have not done it. Each claim is its own short

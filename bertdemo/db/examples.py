@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -161,9 +162,10 @@ def change_counts(s: Session, example_ids: Sequence[int] | None = None) -> dict[
     return counts
 
 
-def human_events(s: Session) -> list[tuple[int, int, str, str | None, str]]:
-    """(event id, example id, user, label, source) of every change made by a person, oldest first."""
-    q = (select(LabelEvent.id, LabelEvent.example_id, LabelEvent.user, LabelEvent.label, LabelEvent.source)
+def human_events(s: Session) -> list[tuple[int, int, str, str | None, str, datetime]]:
+    """(event id, example id, user, label, source, when) of every change made by a person, oldest first."""
+    q = (select(LabelEvent.id, LabelEvent.example_id, LabelEvent.user, LabelEvent.label, LabelEvent.source,
+                LabelEvent.created_at)
          .where(LabelEvent.source.in_(("annotator", "undo", "import", "suggestion"))).order_by(LabelEvent.id))
     return [tuple(r) for r in s.execute(q)]  # type: ignore[misc]
 

@@ -273,6 +273,7 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         k = (f"Cohen's kappa over {a.shared_items:,} items labelled by two or more people: **{a.kappa:.3f}**"
              if a.kappa is not None else
              f"Not enough items labelled by two people for kappa ({a.shared_items} so far).")
+        k += f" · **{a.items_left:,}** items left in *Unlabeled* for the team" if a.items_left is not None else ""
         return k, a.counts, a.pairs
 
     preview_btn.click(preview, [upload], [import_summary, to_add, to_skip], api_visibility="private")

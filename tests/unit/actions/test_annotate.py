@@ -316,7 +316,11 @@ def test_accepting_the_models_suggestion_is_recorded_as_such(services, acts):
     other = acts.save_label(ids[1], "neutral", 0, None)  # a person's own label, against the model
     assert other.source == "annotator"
     counts = acts.agreement(None).counts
-    assert counts.to_dict("records") == [{"annotator": "local", "changes": 2, "items": 2, "accepted suggestions": 1}]
+    row = counts.to_dict("records")[0]
+    assert len(counts) == 1 and {k: row[k] for k in ("annotator", "changes", "items", "accepted suggestions",
+                                                     "last hour")} == {"annotator": "local", "changes": 2, "items": 2,
+                                                                       "accepted suggestions": 1, "last hour": 2}
+    assert acts.agreement(None).items_left == 0  # both items are labelled
     assert acts.undo(item.id, None).label is None  # an accepted suggestion is undone like any label
 
 

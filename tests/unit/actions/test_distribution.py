@@ -41,6 +41,7 @@ def test_people_on_one_queue_are_handed_different_items(team):
 
 def test_with_overlap_two_every_item_is_labelled_by_exactly_two_people(team):
     assert team.set_annotations_per_item("2", "boss") == 2
+    assert team.agreement("boss").items_left == 6
     by_item: dict[int, set[str]] = {}
     for _ in range(6):  # each person works until nothing is left for them
         for name in TEAM:
@@ -49,6 +50,9 @@ def test_with_overlap_two_every_item_is_labelled_by_exactly_two_people(team):
                 team.save_label(item.id, "positive", item.version, name)
                 by_item.setdefault(item.id, set()).add(name)
     assert len(by_item) == 6 and all(len(people) == 2 for people in by_item.values())
+    progress = team.agreement("boss")
+    assert progress.items_left == 0 and progress.shared_items == 6
+    assert dict(zip(progress.counts["annotator"], progress.counts["items"])) == {"ann": 4, "bob": 4, "cid": 4}
     assert all(team.next_item("unlabeled", "", [], name) is None for name in TEAM)
     review = team.next_item("search", "tweet", [], "ann")  # a review queue still shows labelled items
     assert review is not None and review.label == "positive"
