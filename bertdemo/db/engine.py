@@ -23,8 +23,8 @@ IN_CHUNK = 500
 
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL, foreign keys and a busy timeout."""
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if (file := sqlite_path(url)) is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
     is_sqlite = url.startswith("sqlite")
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False} if is_sqlite else {})
     if is_sqlite:
