@@ -95,15 +95,15 @@ def row_version(value: object) -> int | None:
     return n
 
 
-def id_list(value: object, name: str = "exclude") -> list[int]:
-    """A list of whole numbers (None = none), at most MAX_EXCLUDE of them."""
+def id_list(value: object, name: str = "exclude", limit: int = MAX_EXCLUDE) -> list[int]:
+    """A list of whole numbers (None = none), at most `limit` of them."""
     if value is None:
         return []
     if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
         raise BadInput(f"{name} must be a list of example ids, got {short(value)}.")
     ids = list(value)  # type: ignore[call-overload]
-    if len(ids) > MAX_EXCLUDE:
-        raise BadInput(f"{name} lists {len(ids):,} ids; the limit is {MAX_EXCLUDE:,}.")
+    if len(ids) > limit:
+        raise BadInput(f"{name} lists {len(ids):,} ids; the limit is {limit:,}.")
     return [whole(i, f"Every id in {name}") for i in ids]
 
 

@@ -81,8 +81,8 @@ def launched_app(data_dir: Path, tiny_csv: Path, ready: Callable[[str], bool], t
 def db_fingerprint(data_dir: Path) -> dict:
     """What a refused request must leave unchanged in the database of an app launched on
     `data_dir` (launched_app gives it its own SQLite file there): row counts, and digests of every
-    example's (id, label, version, text key), of the label history, the versions, the runs, the leases
-    and the admin settings.
+    example's (id, label, version, text key), of the label history, the versions, the runs, the leases,
+    the admin settings and the comments.
     Read through a read-only connection, so the check itself never writes."""
     import hashlib
     import sqlite3
@@ -96,7 +96,7 @@ def db_fingerprint(data_dir: Path) -> dict:
                             ("label_events", "id, example_id, label, user, source"),
                             ("model_versions", "id, name, is_active"), ("training_runs", "id, status"),
                             ("users", "id, name, role"), ("leases", "example_id, slot, user, done"),
-                            ("app_settings", "key, value")):
+                            ("app_settings", "key, value"), ("comments", "id, example_id, user, text")):
             rows = con.execute(f"SELECT {cols} FROM {table} ORDER BY {cols}").fetchall()  # noqa: S608 - fixed names
             out[table] = (len(rows), hashlib.sha1(repr(rows).encode()).hexdigest())
         return out

@@ -8,6 +8,7 @@ signed-in user. Undo writes the previous label back as a new history row (source
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import threading
 import time
@@ -20,7 +21,12 @@ from sqlalchemy.orm import Session
 
 from bertdemo import auth, validate
 from bertdemo.actions.agreement import Agreement, agreement_of
+from bertdemo.actions.autotrain import AutoRetrain
+from bertdemo.actions.bulk import BulkLabels
+from bertdemo.actions.corpus_map import CorpusMap
 from bertdemo.actions.distribution import REVIEW_QUEUES, WorkDistribution
+from bertdemo.actions.notes import Notes
+from bertdemo.actions.similar import SimilarExamples
 from bertdemo.datasets import CSVError, read_csv, write_csv
 from bertdemo.db import examples, versions
 from bertdemo.db.examples import NewExample
@@ -31,6 +37,7 @@ from bertdemo.services import Services
 from bertdemo.text import try_clean
 from bertdemo.validate import choice, id_list, row_version, search_text, short
 
+log = logging.getLogger(__name__)
 QUEUES = {  # key -> what the person sees in the queue selector
     "unlabeled": "Unlabeled",
     "disagree": "Model disagrees with the label",
@@ -38,6 +45,7 @@ QUEUES = {  # key -> what the person sees in the queue selector
     "suspicious": "Suspicious labels (confident learning)",
     "recent": "Recently changed",
     "search": "Text search",
+    "selection": "Map selection (yours)",
 }
 SUSPICIOUS_TTL_S = 600.0
 
@@ -117,6 +125,11 @@ class AnnotateActions:
         self._suspicious: tuple[tuple, float, int, list[int]] | None = None
         self._suspicious_lock = threading.Lock()
         self.work = WorkDistribution(services)
+        self.notes = Notes(services)
+        self.autotrain = AutoRetrain(services)
+        self.bulk = BulkLabels(services)
+        self.similar = SimilarExamples(services)
+        self.map = CorpusMap(services, self.similar)
 
     # ---------------------------------------------------------------- who
     def user(self, username: str | None) -> str:
@@ -145,6 +158,8 @@ class AnnotateActions:
                                  "use 'Unlabeled' or 'Text search' until the first model is ready.")
             if queue == "suspicious":
                 return self._suspicious_ids(s, vid)
+            if queue == "selection":  # per person: next_item reads it (CorpusMap.selection)
+                return []
             ids = examples.queue_ids(s, queue, vid, search_text(search))
         if queue == "unlabeled":  # with 2+ annotations per item, labelled but unfinished items too
             ids = self.work.unfinished() + ids
@@ -172,7 +187,8 @@ class AnnotateActions:
         else is working on and this person has not labelled (a lease: WorkDistribution), or None."""
         who = self.user(username)
         seen_set = set(id_list(seen))
-        ids = [i for i in self.queue_ids(queue, search_text(search)) if i not in seen_set]
+        queue_ids = self.map.selection(who) if queue == "selection" else self.queue_ids(queue, search_text(search))
+        ids = [i for i in queue_ids if i not in seen_set]
         handout = self.work.hand_out(who, ids, review=queue in REVIEW_QUEUES)
         if handout.example_id is None:
             return None
@@ -221,13 +237,28 @@ class AnnotateActions:
                     ev = examples.set_label(s, example_id, label, who, source, self.labels,
                                             expected_version=None if independent else version)
                     self.work.done(s, example_id, who)  # the item leaves the queues once enough people labelled it
-                    return _saved(ev)
+                    saved = _saved(ev)
+                break
             except Conflict:
                 # an independent annotation that lost the race for the row to another one saved at
                 # the same moment: nothing of it was written; save it again on the new version
                 if not independent or attempt == 2:
                     raise
-        raise AssertionError("unreachable")
+        self.after_labels()
+        return saved
+
+    def label_in_bulk(self, preview, username: str | None, admin: bool = True):  # noqa: ANN001, ANN201
+        """BulkLabels.apply, then the retrain-every-N check (bulk labels count as people's labels)."""
+        result = self.bulk.apply(preview, username, admin)
+        self.after_labels()
+        return result
+
+    def after_labels(self) -> None:
+        """Retrain every N labels (AutoRetrain); a failure to start is logged, the save stands."""
+        try:
+            self.autotrain.after_labels()
+        except Exception:  # noqa: BLE001 - the label is saved; an automatic run is a bonus
+            log.exception("could not start an automatic training run")
 
     def _check_suggestion(self, s: Session, example_id: int, label: str) -> None:
         score = examples.score_of(s, example_id, self._version_id(s))
@@ -260,9 +291,12 @@ class AnnotateActions:
         with Session(self.engine) as s:
             examples.get(s, example_id)
             rows = [{"when (UTC)": e.created_at.strftime("%Y-%m-%d %H:%M:%S"), "who": e.user,
-                     "from": e.previous_label or "", "to": e.label or "", "source": e.source, "version": e.version}
-                    for e in examples.history(s, example_id)]
-        return pd.DataFrame(rows, columns=["when (UTC)", "who", "from", "to", "source", "version"])
+                     "from": e.previous_label or "", "to": e.label or "", "source": e.source, "version": e.version,
+                     "comment": ""} for e in examples.history(s, example_id)]
+        rows += [{"when (UTC)": when, "who": who, "from": "", "to": "", "source": "comment", "version": None,
+                  "comment": text} for when, who, text in self.notes.comments(example_id).itertuples(index=False)]
+        rows.sort(key=lambda r: r["when (UTC)"])  # stable: a comment after the change made the same second
+        return pd.DataFrame(rows, columns=["when (UTC)", "who", "from", "to", "source", "version", "comment"])
 
     def table(self, label: str = "any", annotator: str = "", search: str = "", limit: int = 500) -> pd.DataFrame:
         """Examples with label, annotator, time and model prediction, filtered; newest change first."""
@@ -334,11 +368,12 @@ class AnnotateActions:
         with Session(self.engine) as s:
             rows = examples.export_rows(s)
             changes = examples.change_counts(s)
+        notes = self.notes.for_export()
         return pd.DataFrame(
             [(i, ext or "", raw, cleaned, lab or "", who or "", at.isoformat(sep=" ", timespec="seconds") if at else "",
-              changes.get(i, 0), src) for i, ext, raw, cleaned, lab, who, at, src in rows],
+              changes.get(i, 0), src, notes.get(i, "")) for i, ext, raw, cleaned, lab, who, at, src in rows],
             columns=["id", "external_id", "text", "cleaned", "label", "annotator", "updated_at_utc", "changes",
-                     "source"])
+                     "source", "comments"])
 
     def export_csv(self, username: str | None) -> str:
         """Every example with its current label, annotator and number of changes; formula-safe."""

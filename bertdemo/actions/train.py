@@ -47,11 +47,12 @@ class TrainingView:
     labels: tuple[str, ...] = ()
     version_name: str | None = None
     run_id: int | None = None
+    reason: str = ""  # why the run started when no person clicked Start (retrain every N labels)
 
     def as_api(self) -> dict:
         return {"state": self.state, "run_id": self.run_id, "step": self.step, "total_steps": self.total_steps,
                 "fraction": round(self.fraction, 4), "message": self.message, "version": self.version_name,
-                "report": self.report, "history": list(self.history)}
+                "report": self.report, "history": list(self.history), "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class TrainingActions:
                         history=tuple(run.history or ()), report=version.report if version else "",
                         confusion=(version.metrics or {}).get("confusion") if version else None,
                         labels=tuple(self.settings.labels), version_name=version.name if version else None,
-                        run_id=run.id)
+                        run_id=run.id, reason=str((run.config or {}).get("reason", "")))
         confusion = None
         if st.state == "succeeded" and st.version_name:
             info = self._by_name(st.version_name)
@@ -126,7 +127,7 @@ class TrainingActions:
         return TrainingView(state=st.state, running=st.running, step=st.step, total_steps=st.total_steps,
                             fraction=st.fraction, message=st.message, history=st.history, report=st.report,
                             confusion=confusion, labels=tuple(self.settings.labels), version_name=st.version_name,
-                            run_id=st.run_id)
+                            run_id=st.run_id, reason=st.reason)
 
     # ------------------------------------------------------------------ versions
     def versions(self) -> list[VersionInfo]:

@@ -60,9 +60,10 @@ def import_examples(s: Session, rows: Iterable[NewExample], source: str, user: s
 
 
 def set_label(s: Session, example_id: int, label: str | None, user: str, source: str,
-              labels: Sequence[str], expected_version: int | None = None) -> LabelEvent:
+              labels: Sequence[str], expected_version: int | None = None, batch: str | None = None) -> LabelEvent:
     """Change one example's label as one new history row. With `expected_version`, refuse
-    (Conflict) if someone else changed the row since the caller read it."""
+    (Conflict) if someone else changed the row since the caller read it. `batch`: the bulk change
+    this row belongs to."""
     if label is not None and label not in labels:
         raise BadInput(f"Unknown label {label!r}; choose one of {list(labels)}.")
     if source not in LABEL_SOURCES:
@@ -80,7 +81,7 @@ def set_label(s: Session, example_id: int, label: str | None, user: str, source:
     if res.rowcount != 1:
         raise Conflict(f"example {example_id} was changed by someone else while saving; reload it")
     ev = LabelEvent(example_id=example_id, label=label, previous_label=ex.label, user=user,
-                    source=source, created_at=stamp, version=ex.version + 1)
+                    source=source, created_at=stamp, version=ex.version + 1, batch=batch)
     s.add(ev)
     s.flush()
     s.refresh(ex)
@@ -162,12 +163,59 @@ def change_counts(s: Session, example_ids: Sequence[int] | None = None) -> dict[
     return counts
 
 
-def human_events(s: Session) -> list[tuple[int, int, str, str | None, str, datetime]]:
-    """(event id, example id, user, label, source, when) of every change made by a person, oldest first."""
+HUMAN_SOURCES = ("annotator", "undo", "import", "suggestion", "adjudication", "bulk")
+
+
+def human_events(s: Session, example_ids: Sequence[int] | None = None
+                 ) -> list[tuple[int, int, str, str | None, str, datetime]]:
+    """(event id, example id, user, label, source, when) of every change made by a person (of the
+    given examples, when given), oldest first."""
     q = (select(LabelEvent.id, LabelEvent.example_id, LabelEvent.user, LabelEvent.label, LabelEvent.source,
-                LabelEvent.created_at)
-         .where(LabelEvent.source.in_(("annotator", "undo", "import", "suggestion"))).order_by(LabelEvent.id))
-    return [tuple(r) for r in s.execute(q)]  # type: ignore[misc]
+                LabelEvent.created_at).where(LabelEvent.source.in_(HUMAN_SOURCES)))
+    if example_ids is None:
+        return [tuple(r) for r in s.execute(q.order_by(LabelEvent.id))]  # type: ignore[misc]
+    rows = [tuple(r) for chunk in chunks(list(example_ids))
+            for r in s.execute(q.where(LabelEvent.example_id.in_(chunk)))]
+    return sorted(rows)  # type: ignore[return-value]
+
+
+def human_events_since(s: Session, event_id: int) -> int:
+    """How many label changes people made after history row `event_id`."""
+    q = select(func.count()).select_from(LabelEvent).where(LabelEvent.id > event_id,
+                                                          LabelEvent.source.in_(HUMAN_SOURCES))
+    return s.scalar(q) or 0
+
+
+def states(s: Session, example_ids: Sequence[int]) -> dict[int, tuple[int, str | None]]:
+    """{example id: (version, current label)} of those of `example_ids` that exist."""
+    out: dict[int, tuple[int, str | None]] = {}
+    for chunk in chunks(list(example_ids)):
+        out |= {i: (v, lab) for i, v, lab in
+                s.execute(select(Example.id, Example.version, Example.label).where(Example.id.in_(chunk)))}
+    return out
+
+
+def batch_events(s: Session, batch: str) -> list[LabelEvent]:
+    """The history rows of one bulk change, by id."""
+    return list(s.scalars(select(LabelEvent).where(LabelEvent.batch == batch).order_by(LabelEvent.id)))
+
+
+def latest_event_ids(s: Session, example_ids: Sequence[int]) -> dict[int, int]:
+    """{example id: id of its newest history row}."""
+    out: dict[int, int] = {}
+    q = select(LabelEvent.example_id, func.max(LabelEvent.id)).group_by(LabelEvent.example_id)
+    for chunk in chunks(list(example_ids)):
+        out |= dict(s.execute(q.where(LabelEvent.example_id.in_(chunk))).all())  # type: ignore[arg-type]
+    return out
+
+
+def texts_of(s: Session, example_ids: Sequence[int]) -> dict[int, tuple[str, str | None]]:
+    """{example id: (raw text, current label)}."""
+    out: dict[int, tuple[str, str | None]] = {}
+    for chunk in chunks(list(example_ids)):
+        out |= {i: (t, lab) for i, t, lab in
+                s.execute(select(Example.id, Example.raw_text, Example.label).where(Example.id.in_(chunk)))}
+    return out
 
 
 def latest_event(s: Session, example_id: int) -> LabelEvent | None:

@@ -17,8 +17,10 @@ from datetime import UTC, datetime
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-# annotator: a person's label; suggestion: a person accepted the model's suggestion as their label
-LABEL_SOURCES = ("dataset", "annotator", "import", "undo", "suggestion")
+# annotator: a person's label; suggestion: a person accepted the model's suggestion as their label;
+# adjudication: an admin's final label on an item its annotators disagree on; bulk: one of many
+# examples labelled at once (similar examples, a region of the map), undone together by `batch`
+LABEL_SOURCES = ("dataset", "annotator", "import", "undo", "suggestion", "adjudication", "bulk")
 ROLES = ("annotator", "admin")
 RUN_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
@@ -86,7 +88,19 @@ class LabelEvent(Base):
     source: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
     version: Mapped[int] = mapped_column(Integer)  # the example's version after this change
+    # the bulk labelling (or its undo) this change belongs to: one id for the whole batch
+    batch: Mapped[str | None] = mapped_column(String(36), index=True)
     example: Mapped[Example] = relationship(back_populates="events")
+
+
+class Comment(Base):
+    """A note anyone leaves on an example (shown in its history and the export)."""
+    __tablename__ = "comments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    example_id: Mapped[int] = mapped_column(ForeignKey("examples.id"), index=True)
+    user: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
 
 
 class ModelVersion(Base):
@@ -123,7 +137,8 @@ class Lease(Base):
 
 
 class AppSetting(Base):
-    """A setting an admin changes in the app (not the environment's Settings): annotations per item."""
+    """A setting an admin changes in the app (not the environment's Settings): annotations per item,
+    the labelling guidelines, retrain every N labels; a person's map selection."""
     __tablename__ = "app_settings"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[dict] = mapped_column(default=dict)

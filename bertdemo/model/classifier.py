@@ -242,22 +242,38 @@ class Classifier:
     # ----------------------------------------------------------------- inference
     def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """(N, num_labels) float32 logits, in the order of `texts`."""
+        return self._forward(texts, batch_size, embed=False)[0]
+
+    def scores_and_embeddings(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """(N, num_labels) probabilities and (N, hidden) sentence embeddings from the same pass: the
+        last layer's token vectors averaged over the attention mask (padding excluded), scaled to
+        unit length, so a dot product is the cosine similarity."""
+        logits, vectors = self._forward(texts, batch_size, embed=True)
+        return _softmax(logits), vectors
+
+    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        return self.scores_and_embeddings(texts, batch_size)[1]
+
+    def _forward(self, texts: Sequence[str], batch_size: int, embed: bool) -> tuple[np.ndarray, np.ndarray]:
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        vectors = np.zeros((len(texts), self.model.config.hidden_size if embed else 0), dtype=np.float32)
         if not texts:
-            return out
+            return out, vectors
         with self._lock:
             model = self.serving_model()
             for idx, batch in self._batches(texts, batch_size):
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 with self.threads_for(batch["input_ids"].numel()), torch.inference_mode(), self._autocast():
-                    out[idx] = model(**batch).logits.float().cpu().numpy()
-        return out
+                    res = model(**batch, output_hidden_states=embed)
+                    out[idx] = res.logits.float().cpu().numpy()
+                    if embed:
+                        mask = batch["attention_mask"].unsqueeze(-1).float()
+                        mean = (res.hidden_states[-1].float() * mask).sum(1) / mask.sum(1).clamp(min=1)
+                        vectors[idx] = torch.nn.functional.normalize(mean, dim=-1).cpu().numpy()
+        return out, vectors
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        logits = self.logits(texts, batch_size)
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(axis=1, keepdims=True)
+        return _softmax(self.logits(texts, batch_size))
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
         probs = self.predict_proba(texts, batch_size)
@@ -357,3 +373,9 @@ class Classifier:
                     n = len(views[i].ids)  # padding is on the right: the first n positions are real
                     out[i] = HiddenStates(view=views[i], states=np.ascontiguousarray(stacked[row, :, :n]))
         return out  # type: ignore[return-value]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    return p / p.sum(axis=1, keepdims=True)

@@ -17,8 +17,10 @@ from sqlalchemy.orm import Session
 from bertdemo.config import Settings
 from bertdemo.datasets import stratified_split
 from bertdemo.db import examples, versions
+from bertdemo.db.decisions import awaiting_adjudication
 from bertdemo.db.models import now
 from bertdemo.errors import Busy, UserError
+from bertdemo.model import vectors
 from bertdemo.model.classifier import Classifier, autocast_dtype
 from bertdemo.training.config import Progress, TrainConfig, TrainingCancelled, TrainingError
 from bertdemo.training.loop import check_labels, fit
@@ -42,6 +44,7 @@ class JobStatus:
     version_name: str | None = None
     macro_f1: float | None = None
     report: str = ""
+    reason: str = ""  # why the run started, when not by a person's click (retrain every N labels)
 
     @property
     def fraction(self) -> float:
@@ -65,6 +68,7 @@ class TrainingInputs:
     split: tuple[list[str], np.ndarray, list[str], np.ndarray]  # train texts, label ids, val texts, label ids
     source: str  # the start model: the base encoder's source or the active version's folder
     start_name: str  # "the base encoder" or the active version's name, for messages
+    awaiting: int = 0  # labelled items left out: their annotators disagree and no admin decided yet
 
 
 class JobRunner:
@@ -83,13 +87,14 @@ class JobRunner:
     def _set(self, **changes: object) -> None:
         self._status = replace(self._status, **changes)
 
-    def start(self, config: TrainConfig, user: str, activate: bool = True) -> int:
-        """Start a run in a background thread; refuse while one is running."""
+    def start(self, config: TrainConfig, user: str, activate: bool = True, reason: str = "") -> int:
+        """Start a run in a background thread; refuse while one is running. `reason`: why it
+        started, kept with the run and shown in the Train tab."""
         with self._lock:
             if self._status.running:
                 raise Busy(f"A training run (#{self._status.run_id}) is already in progress; "
                               "wait for it or cancel it first.")
-            run_id = self._open_run(config, user)
+            run_id = self._open_run(config, user, reason)
             self._cancel.clear()
             self._thread = threading.Thread(target=self._execute, args=(run_id, config, user, activate),
                                             name=f"train-{run_id}", daemon=True)
@@ -133,9 +138,12 @@ class JobRunner:
         if info is None:
             return False
         with Session(self.engine) as s:
-            if versions.has_scores(s, info.id) or not examples.has_examples(s):
+            if not examples.has_examples(s):
                 return False
-        log.info("version %s has no stored scores: re-scoring in the background", info.name)
+            scored = versions.has_scores(s, info.id)
+        if scored and (self.registry.folder(info) / vectors.VECTORS_FILE).exists():
+            return False
+        log.info("version %s has no stored scores or embeddings: re-scoring in the background", info.name)
         self._rescore_in_background(info, self.registry.active())
         return True
 
@@ -163,6 +171,11 @@ class JobRunner:
         labels = self.settings.labels
         with Session(self.engine) as s:
             snapshot = examples.labeled_examples(s)
+            contested = set(awaiting_adjudication(s))
+        # the final label: an adjudicated item trains on the admin's label (its current one); an item
+        # whose annotators disagree and that nobody adjudicated yet has no final label: left out
+        before = len(snapshot)
+        snapshot = [row for row in snapshot if row[0] not in contested]
         if len(snapshot) < MIN_EXAMPLES:
             raise TrainingError(f"Training needs at least {MIN_EXAMPLES} labelled examples; "
                                 f"the database has {len(snapshot)}. Label or import more first.")
@@ -178,14 +191,14 @@ class JobRunner:
                                     "there is none yet. Start from the base encoder instead.")
             source, start_name = str(self.registry.folder(current)), current.name
         split = ([texts[i] for i in tr], y[tr], [texts[i] for i in va], y[va])
-        return TrainingInputs(snapshot, split, source, start_name)
+        return TrainingInputs(snapshot, split, source, start_name, before - len(snapshot))
 
     # ------------------------------------------------------------------ internals
-    def _open_run(self, config: TrainConfig, user: str) -> int:
+    def _open_run(self, config: TrainConfig, user: str, reason: str = "") -> int:
         with Session(self.engine) as s, s.begin():
-            run_id = versions.create_run(s, user, config.to_dict()).id
+            run_id = versions.create_run(s, user, config.to_dict() | ({"reason": reason} if reason else {})).id
         self._status = JobStatus(state="running", run_id=run_id, phase="preparing", started=time.time(),
-                                 message="Preparing the data")
+                                 message="Preparing the data", reason=reason)
         return run_id
 
     def _finish(self, run_id: int, state: str, message: str, version_id: int | None = None) -> None:
@@ -230,7 +243,9 @@ class JobRunner:
             clf.amp_dtype = autocast_dtype(clf.device)  # serve as a freshly loaded version would
             self._set(version_name=info.name)
             done = (f"Version {info.name} saved (macro-F1 {result.macro_f1:.4f})"
-                    + (" and now serving." if activate else "."))
+                    + (" and now serving." if activate else ".")
+                    + (f" {inputs.awaiting} labelled items await adjudication (their annotators disagree) "
+                       "and were left out." if inputs.awaiting else ""))
             if activate:
                 self.registry.activate(info.id, clf, user=user, reason=f"served when trained (run #{run_id})")
                 # the run's outcome is durable now; re-scoring is follow-up work that a later
@@ -271,12 +286,15 @@ class JobRunner:
         return on_progress
 
     def rescore(self, info: VersionInfo, clf: Classifier) -> int:
-        """Score every example with `clf` and store the result for the annotation queues."""
+        """Score every example with `clf` and store the result for the annotation queues, and the
+        sentence embeddings of the same pass beside the version (similar examples, the map)."""
         with Session(self.engine) as s:
             rows = examples.all_texts(s)
         if not rows:
             return 0
-        probs = clf.predict_proba([t for _i, t in rows], batch_size=128)
+        probs, vecs = clf.scores_and_embeddings([t for _i, t in rows], batch_size=128)
+        ids = [i for i, _t in rows]
         with Session(self.engine) as s, s.begin():
-            versions.save_scores(s, info.id, [i for i, _t in rows], probs, self.settings.labels)
+            versions.save_scores(s, info.id, ids, probs, self.settings.labels)
+        vectors.save(self.registry.folder(info) / vectors.VECTORS_FILE, ids, vecs)
         return len(rows)

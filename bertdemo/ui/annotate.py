@@ -12,10 +12,10 @@ import json
 import gradio as gr
 
 from bertdemo.actions.annotate import QUEUES, AnnotateActions, Item
-from bertdemo.actions.distribution import MAX_OVERLAP
 from bertdemo.actions.predict import PredictActions
 from bertdemo.errors import BadInput, Conflict
-from bertdemo.ui.common import api_file, api_number, guarded, uploaded, warn
+from bertdemo.ui import corpus_map, similar, team
+from bertdemo.ui.common import api_file, guarded, uploaded, warn
 
 SHORTCUTS_JS = """
 if (!window.__bertdemoAnnotateKeys) {
@@ -72,6 +72,7 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
                                   visible=False, combine_adjacent=False, elem_id="annot-attr")
         with gr.Accordion("History of this example", open=False):
             item_history = gr.Dataframe(interactive=False, elem_id="annot-item-history")
+        similar.build(actions, current, item_history)
         keymap = {str(i): f"annot-label-{i}" for i in range(1, len(labels) + 1)}
         keymap |= {"a": "annot-accept", "s": "annot-skip", "u": "annot-undo"}
         gr.HTML("", js_on_load=SHORTCUTS_JS % json.dumps(keymap), elem_id="annot-keys")
@@ -108,17 +109,8 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         export_btn = gr.Button("Export all labels (CSV)", elem_id="annot-export")
         export_file = gr.File(label="Export", elem_id="annot-export-file")
 
-    with gr.Tab("Agreement (admins)"):
-        with gr.Row():
-            overlap = api_number(actions.work.overlap(), label="Annotations per item", minimum=1,
-                                 maximum=MAX_OVERLAP, step=1, elem_id="annot-overlap")
-            overlap_btn = gr.Button("Set", elem_id="annot-overlap-set")
-        overlap_msg = gr.Markdown("With 2 or more, each item goes to that many different people before it leaves "
-                                  "the queues: what makes the agreement below meaningful.", elem_id="annot-overlap-msg")
-        agree_btn = gr.Button("Refresh", elem_id="annot-agree-refresh")
-        kappa = gr.Markdown(elem_id="annot-kappa")
-        counts = gr.Dataframe(label="Changes per annotator", interactive=False, elem_id="annot-counts")
-        pairs = gr.Dataframe(label="Cohen's kappa per pair", interactive=False, elem_id="annot-pairs")
+    corpus_map.build(actions)
+    team.build(actions)  # last: its gr.api endpoints end the row of tabs
 
     # ---------------------------------------------------------------- labeling
     def describe(item: Item | None, note: str = "") -> str:
@@ -265,21 +257,9 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         """Every example with its current label, annotator, time and number of changes, as CSV."""
         return actions.export_csv(_user(request))
 
-    @guarded
-    def agreement(request: gr.Request):
-        """Cohen's kappa over items labelled by two or more people, changes per annotator, and kappa
-        per pair of annotators (admins only)."""
-        a = actions.agreement(_user(request))
-        k = (f"Cohen's kappa over {a.shared_items:,} items labelled by two or more people: **{a.kappa:.3f}**"
-             if a.kappa is not None else
-             f"Not enough items labelled by two people for kappa ({a.shared_items} so far).")
-        k += f" · **{a.items_left:,}** items left in *Unlabeled* for the team" if a.items_left is not None else ""
-        return k, a.counts, a.pairs
-
     preview_btn.click(preview, [upload], [import_summary, to_add, to_skip], api_visibility="private")
     import_btn.click(import_csv, [upload], [import_summary], api_name="import_csv")
     export_btn.click(export_csv, None, [export_file], api_name="export_csv")
-    agree_btn.click(agreement, None, [kappa, counts, pairs], api_name="agreement")
 
     # ---------------------------------------------------------------- API-only endpoints
     @guarded
@@ -296,12 +276,6 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         at once); True when you held it. Items you neither save nor skip return to the team when
         their lease runs out."""
         return actions.skip(example_id, _user(request))
-
-    @guarded
-    def set_annotations_per_item(annotations_per_item: float, request: gr.Request = None) -> str:  # type: ignore[assignment]
-        """How many different people label each item before it leaves the queues (1 to 20; admins only)."""
-        k = actions.set_annotations_per_item(annotations_per_item, _user(request))
-        return f"Each item now goes to {k} {'person' if k == 1 else 'different people'}."
 
     @guarded
     def save_label(example_id: int, label: str, version: int, accepted_suggestion: bool = False,
@@ -323,7 +297,6 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
     gr.api(save_label, api_name="save_label", queue=False, concurrency_limit=None)
     gr.api(undo_api, api_name="undo", queue=False, concurrency_limit=None)
     gr.api(skip_item_api, api_name="skip_item", queue=False, concurrency_limit=None)
-    overlap_btn.click(set_annotations_per_item, [overlap], [overlap_msg], api_name="set_annotations_per_item")
     return queue
 
 

@@ -120,7 +120,8 @@ def build(actions: TrainingActions) -> None:
         rows = actions.versions_table()
         serving = next((r[0] for r in rows if r[1]), None)
         key = f"{v.run_id}|{v.state}|{len(v.history)}|{len(rows)}|{serving}"
-        bar = progress_html(1.0 if v.state == "succeeded" else v.fraction, v.message or "no run yet", v.state, v.run_id)
+        text = (v.message or "no run yet") + (f" · why: {v.reason}" if v.reason else "")
+        bar = progress_html(1.0 if v.state == "succeeded" else v.fraction, text, v.state, v.run_id)
         if key == last:
             return bar, gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), last
         new_versions = last.split("|")[3:] != key.split("|")[3:]

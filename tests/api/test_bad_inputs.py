@@ -37,7 +37,9 @@ TECHNICAL = re.compile(r"Internal error|upstream Gradio app|Traceback|invalid li
                        r"codec can't|Errno|not supported between|validation error for|pydantic|Expected a `|"
                        r"object is not|unhashable|IndexError|KeyError|TypeError|sqlite3|sqlalchemy")
 WRITES = {"/save_label", "/undo", "/import_csv", "/start_training", "/activate_version", "/set_annotations_per_item",
-          "/skip_item", "/next_item"}  # next_item claims a lease on the item it hands out
+          "/skip_item", "/next_item",  # next_item claims a lease on the item it hands out
+          "/map_selection", "/label_examples", "/undo_bulk_label", "/add_comment", "/set_guidelines",
+          "/set_retrain_every", "/adjudicate"}
 
 
 def text_of(entry: dict) -> str:
@@ -351,7 +353,8 @@ ARGUMENT_CASES = [
     ("/agreement", [], None),  # single-user mode: the local user is an admin
     ("/training_status", [], None),
     ("/next_item", ["bogus", "", []], "The queue must be one of ['unlabeled', 'disagree', 'uncertain', "
-                                      "'suspicious', 'recent', 'search'], got 'bogus'"),
+                                      "'suspicious', 'recent', 'search', 'selection'], got 'bogus'"),
+    ("/next_item", ["selection", "", []], None),  # no map selection yet: an empty queue
     ("/next_item", [None, "", []], "The queue must be one of"),
     ("/next_item", [5, "", []], "], got 5."),
     ("/next_item", ["suspicious\x00", "", []], "The queue must be one of"),
@@ -393,6 +396,40 @@ ARGUMENT_CASES = [
     ("/set_annotations_per_item", [2.5], "Annotations per item"),
     ("/set_annotations_per_item", ["two"], "Annotations per item"),
     ("/set_annotations_per_item", [None], "Annotations per item"),
+    ("/similar_examples", [None, "", 5], "must be a whole number, got None"),
+    ("/similar_examples", [10**30, "", 5], "No example with id"),
+    ("/similar_examples", [1, "", 0], "Number of similar examples"),
+    ("/similar_examples", [1, "", 1e9], "Number of similar examples"),
+    ("/similar_examples", [None, "@only http://a.b", 5], "Nothing is left"),
+    ("/similar_examples", [None, "x" * 2001, 5], "the limit is 2,000"),
+    ("/similar_examples", [None, "lovely crew", 5], None),
+    ("/map_selection", [{}], "must be a box or a lasso"),
+    ("/map_selection", [{"box": [1e6, 1e6, 1e6 + 1, 1e6 + 1]}], "The selection is empty"),
+    ("/map_selection", [{"box": [0, 0]}], "must be a box"),
+    ("/map_selection", [{"lasso": [[0, 0], [1, 1]]}], "lasso"),
+    ("/map_selection", [{"lasso": "all"}], "lasso"),
+    ("/label_examples", [[], "positive"], "The selection is empty"),
+    ("/label_examples", [list(range(1, 100_002)), "positive"], "at most 100,000 examples"),
+    ("/label_examples", [[1, 10**12], "positive"], "No example with id 1000000000000"),
+    ("/label_examples", [[1], "angry"], "The label must be one of"),
+    ("/label_examples", ["1,2", "positive"], "must be a list of example ids"),
+    ("/undo_bulk_label", ["no-such-batch"], "No bulk label with batch id"),
+    ("/undo_bulk_label", [None], "The batch must be"),
+    ("/add_comment", [10**30, "hello"], "No example with id"),
+    ("/add_comment", [1, "   "], "The comment is empty"),
+    ("/add_comment", [1, "x" * 2001], "the limit is 2,000"),
+    ("/add_comment", [1, None], "The comment must be text"),
+    ("/set_guidelines", ["x" * 20_001], "the limit is 20,000"),
+    ("/set_guidelines", [None], "The guidelines must be text"),
+    ("/set_retrain_every", [3], "0 (off) or from 10"),
+    ("/set_retrain_every", [1e9], "Retrain every N labels"),
+    ("/set_retrain_every", [-1], "Retrain every N labels"),
+    ("/set_retrain_every", ["often"], "Retrain every N labels"),
+    ("/adjudicate", [1, "positive", 1], "no annotators' labels to adjudicate"),
+    ("/adjudicate", [10**30, "positive", 1], "No example with id"),
+    ("/adjudicate", [1, "angry", 1], "The final label must be one of"),
+    ("/next_disagreement", [[]], None),
+    ("/next_disagreement", ["x"], "exclude must be a list"),
     ("/start_training", [None] * 9, "expected a number"),
     ("/start_training", train_args(0, 1e30), "Epochs: Value 1e+30 is greater than maximum value 100"),  # used to
     # start a run; the form's bounds are TrainConfig's

@@ -42,9 +42,10 @@ ANY, ADMIN = "any signed-in user", "admin"
 ENDPOINT_ROLES = {  # who may call each endpoint; with no accounts (single-user mode) everyone is admin
     "/predict": ANY, "/tokenize": ANY, "/explain": ANY, "/predict_csv": ANY, "/compare_word": ANY,
     "/next_item": ANY, "/save_label": ANY, "/undo": ANY, "/export_csv": ANY,
-    "/training_status": ANY, "/skip_item": ANY,
+    "/training_status": ANY, "/skip_item": ANY, "/similar_examples": ANY, "/map_selection": ANY, "/add_comment": ANY,
     "/import_csv": ADMIN, "/agreement": ADMIN, "/start_training": ADMIN, "/activate_version": ADMIN,
-    "/set_annotations_per_item": ADMIN,
+    "/set_annotations_per_item": ADMIN, "/label_examples": ADMIN, "/undo_bulk_label": ADMIN,
+    "/set_retrain_every": ADMIN, "/set_guidelines": ADMIN, "/adjudicate": ADMIN, "/next_disagreement": ADMIN,
 }
 TRAIN = (1, 1e-4, 16, 32, 1, "full fine-tune", "base encoder", 1, False)  # one step, not served
 
@@ -110,8 +111,10 @@ def valid_args(api: str, client) -> tuple:  # noqa: ANN001
     """Arguments every endpoint accepts (admin-only ones are refused for the role alone)."""
     from gradio_client import handle_file
 
-    if api in ("/save_label", "/undo", "/skip_item"):
+    if api in ("/save_label", "/undo", "/skip_item", "/add_comment"):
         item = client.predict("search", "lounge", [], api_name="/next_item")
+        if api == "/add_comment":
+            return item["id"], "a note"
         return (item["id"], "neutral", item["version"]) if api == "/save_label" else (item["id"],)
     return {
         "/predict": ("lovely crew",), "/tokenize": ("lovely crew", 0), "/explain": ("lovely crew", "predicted", True),
@@ -121,6 +124,9 @@ def valid_args(api: str, client) -> tuple:  # noqa: ANN001
         "/export_csv": (), "/training_status": (), "/agreement": (),
         "/import_csv": (handle_file(str(CORPUS / "sql_injection.csv")),), "/start_training": TRAIN,
         "/activate_version": ("v1",), "/set_annotations_per_item": (1,),
+        "/similar_examples": (None, "lovely crew", 3), "/map_selection": ({"box": [-100, -100, 100, 100]},),
+        "/label_examples": ([1], "neutral"), "/undo_bulk_label": ("no-such-batch",), "/set_retrain_every": (0,),
+        "/set_guidelines": ("# Rules",), "/adjudicate": (1, "neutral", 1), "/next_disagreement": ([],),
     }[api]
 
 

@@ -160,7 +160,7 @@ def test_browser_label_with_keys_undo_switch_history_and_admin_agreement(auth_ap
         page.keyboard.press(want.pop(text, "s"))
         seen += 1
         expect(progress).to_contain_text(re.compile(rf"\b{seen} seen this session"), timeout=30_000)
-    page.get_by_role("tab", name="Agreement (admins)").click()
+    page.get_by_role("tab", name="Team (admins)").click()
     page.locator("#annot-agree-refresh").click()
     expect(page.locator("#annot-kappa")).to_contain_text("over 2 items", timeout=30_000)
     expect(page.locator("#annot-kappa")).to_contain_text("1.000")
@@ -221,3 +221,104 @@ def test_browser_two_people_at_once_are_shown_different_items(auth_app, browser)
     finally:
         for ctx, _page in people:
             ctx.close()
+
+
+@pytest.mark.browser
+def test_browser_similar_examples_the_map_bulk_labels_comments_and_guidelines(auth_app, browser):
+    """An admin labels the examples similar to a text in one click and takes it back, selects a
+    region on the map by dragging a box, previews and applies a bulk label and undoes it, sends the
+    region to her own queue, comments on an example and sees the guidelines beside it."""
+    from gradio_client import Client
+    from playwright.sync_api import expect
+
+    boss_api = Client(auth_app, auth=BOSS, verbose=False)
+    boss_api.predict("Sarcasm counts as **negative**.", api_name="/set_guidelines")
+    ctx, page = sign_in(browser, auth_app, BOSS)
+    try:
+        expect(page.locator("#annot-progress")).to_contain_text("Unlabeled", timeout=30_000)
+        expect(page.locator("#annot-guidelines")).to_contain_text("Sarcasm counts as negative", timeout=30_000)
+        # similar examples: of a typed text, then all of them labelled at once, then undone
+        page.get_by_text("Similar examples").click()
+        page.locator("#annot-similar-text input, #annot-similar-text textarea").first.fill(
+            "my flight was delayed for hours again")
+        page.locator("#annot-similar-find").click()
+        expect(page.locator("#annot-similar-note")).to_contain_text("10 most similar to your text", timeout=30_000)
+        first = boss_api.predict(None, "my flight was delayed for hours again", 10, api_name="/similar_examples")
+        expect(page.locator("#annot-similar")).to_contain_text(first[0]["text"][:20])
+        page.locator("#annot-similar-label").get_by_text("neutral").click()
+        page.locator("#annot-similar-apply").click()
+        expect(page.locator("#annot-similar-note")).to_contain_text("Labelled", timeout=30_000)
+        after = boss_api.predict(None, "my flight was delayed for hours again", 10, api_name="/similar_examples")
+        assert all(r["label"] == "neutral" for r in after)
+        page.locator("#annot-similar-undo").click()
+        expect(page.locator("#annot-similar-note")).to_contain_text("Undid", timeout=30_000)
+        undone = boss_api.predict(None, "my flight was delayed for hours again", 10, api_name="/similar_examples")
+        assert [r["label"] for r in undone] == [r["label"] for r in first]
+
+        # a comment shows in the example's history
+        page.get_by_text("Comments", exact=True).click()
+        page.locator("#annot-comment input, #annot-comment textarea").first.fill("ask the team about this one")
+        page.locator("#annot-comment-add").click()
+        page.get_by_text("History of this example").click()
+        expect(page.locator("#annot-item-history")).to_contain_text("ask the team about this one", timeout=30_000)
+
+        # the map: drag a box over the left half, preview, apply, undo
+        page.get_by_role("tab", name="Map").click()
+        page.locator("#map-draw").click()
+        legend = page.locator("#map-canvas .map-legend")
+        expect(legend).to_contain_text("negative (", timeout=30_000)
+        box = page.locator("#map-canvas canvas").bounding_box()
+        page.mouse.move(box["x"] + 2, box["y"] + 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.6, steps=8)
+        page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] - 2, steps=8)
+        page.mouse.up()
+        selected = page.locator("#map-selected")
+        expect(selected).to_contain_text("examples selected", timeout=30_000)
+        n = int(re.search(r"([\d,]+)\s+examples selected", selected.inner_text()).group(1).replace(",", ""))
+        assert 10 < n < 240
+        page.locator("#map-label").get_by_text("positive").click()
+        page.locator("#map-preview").click()
+        expect(page.locator("#map-message")).to_contain_text(f"selected examples would change to", timeout=30_000)
+        expect(page.locator("#map-sample")).to_contain_text("after")
+        page.locator("#map-apply").click()
+        expect(page.locator("#map-message")).to_contain_text("Labelled", timeout=30_000)
+        page.locator("#map-colour").get_by_text("model vs. label").click()
+        expect(legend).to_contain_text("model disagrees (", timeout=30_000)
+        page.locator("#map-undo").click()
+        expect(page.locator("#map-message")).to_contain_text("Undid", timeout=30_000)
+        page.locator("#map-to-queue").click()
+        expect(page.locator("#map-message")).to_contain_text(f"now holds these {n:,} examples", timeout=30_000)
+        page.get_by_role("tab", name="Label").click()
+        choose_queue(page, "Map selection (yours)")
+        expect(page.locator("#annot-progress")).to_contain_text("Map selection", timeout=30_000)
+        expect(page.locator("#annot-progress")).to_contain_text("left for you", timeout=30_000)
+        assert page.evaluate("window.__pwned") is None
+    finally:
+        ctx.close()
+
+
+def test_api_adjudication_of_two_people_who_disagree(auth_app):
+    """With two annotations per item, ann and boss label an item differently; the admin sees both
+    labels in the adjudication queue and sets the final one."""
+    from gradio_client import Client
+
+    ann, boss = (Client(auth_app, auth=who, verbose=False) for who in (ANN, BOSS))
+    boss.predict(2, api_name="/set_annotations_per_item")
+    try:
+        item = ann.predict("search", "Seat 14C", [], api_name="/next_item")
+        ann.predict(item["id"], "negative", item["version"], api_name="/save_label")
+        again = boss.predict("search", "Seat 14C", [], api_name="/next_item")
+        assert again["id"] == item["id"]
+        boss.predict(again["id"], "positive", again["version"], api_name="/save_label")
+        with pytest.raises(Exception, match="Only admins"):
+            ann.predict([], api_name="/next_disagreement")
+        case = boss.predict([], api_name="/next_disagreement")
+        assert case["item"]["id"] == item["id"]
+        assert {r["annotator"]: r["label"] for r in case["labels"]} == {"ann": "negative", "boss": "positive"}
+        final = boss.predict(item["id"], "neutral", case["item"]["version"], api_name="/adjudicate")
+        assert (final["source"], final["label"]) == ("adjudication", "neutral")
+        left = boss.predict([], api_name="/next_disagreement")
+        assert left is None or left["item"]["id"] != item["id"]
+    finally:
+        boss.predict(1, api_name="/set_annotations_per_item")

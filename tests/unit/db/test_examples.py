@@ -155,3 +155,29 @@ def test_long_id_lists_are_bounded(engine):
     ids = list(range(1, 70_001))
     with Session(engine) as s:
         assert examples.change_counts(s, ids) == {1: 1}
+
+
+def test_batches_comments_and_decisions_on_every_backend(engine):
+    from bertdemo.db import comments
+    from bertdemo.db.decisions import awaiting_adjudication
+
+    with Session(engine) as s, s.begin():
+        examples.import_examples(s, [NewExample(f"text {i}", f"text {i}") for i in range(3)], "import", "x", LABELS)
+    with Session(engine) as s, s.begin():
+        for i in (1, 2):
+            examples.set_label(s, i, "positive", "boss", "bulk", LABELS, batch="b1")
+        examples.set_label(s, 3, "negative", "ann", "annotator", LABELS)
+        examples.set_label(s, 3, "positive", "bob", "annotator", LABELS)
+        comments.add(s, 3, "ann", "sarcasm? 🙃")
+    with Session(engine) as s:
+        assert [e.example_id for e in examples.batch_events(s, "b1")] == [1, 2]
+        newest = examples.latest_event_ids(s, [1, 2, 3])
+        assert newest[3] > newest[2] > newest[1]
+        assert examples.states(s, [1, 3, 99]) == {1: (1, "positive"), 3: (2, "positive")}
+        assert awaiting_adjudication(s) == [3]  # ann and bob disagree; a bulk label is nobody's decision
+        assert comments.by_example(s) == {3: [("ann", "sarcasm? 🙃")]}
+        assert examples.human_events_since(s, 0) == 4
+    with Session(engine) as s, s.begin():
+        examples.set_label(s, 3, "neutral", "boss", "adjudication", LABELS)
+    with Session(engine) as s:
+        assert awaiting_adjudication(s) == []

@@ -52,7 +52,10 @@ def test_internal_endpoints_are_not_public(api_info):
     assert "/default_queue" not in api_info  # the page's first load, not an API
     assert set(api_info) == {"/predict", "/tokenize", "/explain", "/predict_csv", "/compare_word", "/next_item",
                              "/save_label", "/undo", "/import_csv", "/export_csv", "/agreement", "/start_training",
-                             "/training_status", "/activate_version", "/skip_item", "/set_annotations_per_item"}
+                             "/training_status", "/activate_version", "/skip_item", "/set_annotations_per_item",
+                             "/similar_examples", "/map_selection", "/add_comment", "/label_examples",
+                             "/undo_bulk_label", "/set_retrain_every", "/set_guidelines", "/adjudicate",
+                             "/next_disagreement"}
     assert [p["parameter_name"] for p in api_info["/start_training"]["parameters"]] == [
         "epochs", "learning_rate", "batch_size", "max_length", "seed", "mode", "start_from", "max_steps",
         "serve_when_trained"]

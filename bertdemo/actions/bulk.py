@@ -1,0 +1,137 @@
+"""Labelling many examples at once (similar examples, a region of the corpus map): a preview of
+what would change, the change as one batch (every row its own history row, source `bulk`, one
+batch id), and one undo for the whole batch. No Gradio here.
+
+A bulk label never overwrites a change it did not see: the preview's versions go with the apply,
+and rows changed since (by a person, or another batch) are left as they are and counted."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from bertdemo import auth
+from bertdemo.db import examples
+from bertdemo.errors import BadInput, NotFound
+from bertdemo.services import Services
+from bertdemo.validate import choice, id_list, short
+
+MAX_BULK = 100_000  # examples in one bulk label
+PREVIEW_ROWS = 20
+
+
+@dataclass(frozen=True)
+class BulkPreview:
+    ids: list[int]
+    versions: dict[int, int]  # example id -> version seen: pass to apply
+    label: str
+    changes: dict[str, int]  # "old → new" -> count, for the rows that would change
+    unchanged: int  # already labelled `label`
+    sample: pd.DataFrame  # id, text, label now, after
+
+    def summary(self) -> str:
+        n = sum(self.changes.values())
+        s = f"{n:,} of {len(self.ids):,} selected examples would change to **{self.label}**"
+        if self.changes:
+            s += " (" + ", ".join(f"{k}: {v:,}" for k, v in sorted(self.changes.items())) + ")"
+        return s + f"; {self.unchanged:,} already have it."
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    batch: str | None  # None when nothing changed
+    changed: int
+    unchanged: int
+    conflicts: int  # changed by someone else since the preview: left as they are
+    label: str | None
+
+    def summary(self) -> str:
+        s = f"Labelled {self.changed:,} examples {self.label}" if self.label else f"Undid {self.changed:,} changes"
+        s += f"; {self.unchanged:,} already had it" if self.label else ""
+        if self.conflicts:
+            s += f"; {self.conflicts:,} changed by someone else meanwhile were left as they are"
+        return s + (f" (batch {self.batch})." if self.batch else ".")
+
+    def as_api(self) -> dict:
+        return {"batch": self.batch, "changed": self.changed, "unchanged": self.unchanged,
+                "conflicts": self.conflicts, "label": self.label}
+
+
+class BulkLabels:
+    def __init__(self, services: Services) -> None:
+        self.engine = services.engine
+        self.labels = tuple(services.settings.labels)
+
+    def _ids(self, ids: object) -> list[int]:
+        found = id_list(ids, "The selection", limit=MAX_BULK)
+        if not found:
+            raise BadInput("The selection is empty: select some examples first (nothing was changed).")
+        return list(dict.fromkeys(found))
+
+    def preview(self, ids: object, label: str) -> BulkPreview:
+        """What labelling `ids` with `label` would change; writes nothing."""
+        choice(label, "The label", self.labels)
+        if isinstance(ids, (list, tuple)) and len(ids) > MAX_BULK:
+            raise BadInput(f"A bulk label covers at most {MAX_BULK:,} examples; the selection has "
+                           f"{len(ids):,}. Select a smaller region.")
+        wanted = self._ids(ids)
+        with Session(self.engine) as s:
+            state = examples.states(s, wanted)
+            missing = [i for i in wanted if i not in state]
+            if missing:
+                raise NotFound(f"No example with id {missing[0]} ({len(missing):,} of the ids are unknown); "
+                               "nothing was changed.")
+            texts = examples.texts_of(s, wanted[:PREVIEW_ROWS])
+        changes = Counter(f"{state[i][1] or 'none'} → {label}" for i in wanted if state[i][1] != label)
+        sample = pd.DataFrame([(i, texts[i][0], texts[i][1] or "", label) for i in wanted[:PREVIEW_ROWS]],
+                              columns=["id", "text", "label now", "after"])
+        return BulkPreview(wanted, {i: state[i][0] for i in wanted}, label, dict(changes),
+                           sum(1 for i in wanted if state[i][1] == label), sample)
+
+    def apply(self, preview: BulkPreview, username: str | None, admin: bool = True) -> BulkResult:
+        """Label the previewed rows in one transaction, as one batch (admins only, unless `admin` is
+        False: the similar-examples button, a handful of rows anyone may label)."""
+        who = auth.require_role(self.engine, username, "admin") if admin else auth.current_user(self.engine, username)
+        batch = uuid.uuid4().hex
+        changed = unchanged = conflicts = 0
+        with Session(self.engine) as s, s.begin():
+            state = examples.states(s, preview.ids)
+            for i in preview.ids:
+                version, label = state.get(i, (None, None))
+                if version != preview.versions.get(i):
+                    conflicts += 1
+                elif label == preview.label:
+                    unchanged += 1
+                else:
+                    examples.set_label(s, i, preview.label, who, "bulk", self.labels, expected_version=version,
+                                       batch=batch)
+                    changed += 1
+        return BulkResult(batch if changed else None, changed, unchanged, conflicts, preview.label)
+
+    def undo(self, batch: object, username: str | None, admin: bool = True) -> BulkResult:
+        """Put back the label each example of `batch` had before it, as one new batch; rows changed
+        since the batch (their newest history row is not the batch's) are left as they are."""
+        who = auth.require_role(self.engine, username, "admin") if admin else auth.current_user(self.engine, username)
+        if not isinstance(batch, str) or not batch.strip():
+            raise BadInput(f"The batch must be the id a bulk label returned, got {short(batch)}.")
+        undo_batch = uuid.uuid4().hex
+        changed = conflicts = 0
+        with Session(self.engine) as s, s.begin():
+            events = examples.batch_events(s, batch.strip())
+            if not events:
+                raise NotFound(f"No bulk label with batch id {short(batch)}.")
+            if not admin and any(e.user != who for e in events):
+                raise BadInput("Only the person who made a bulk label (or an admin) may undo it.")
+            newest = examples.latest_event_ids(s, [e.example_id for e in events])
+            for e in events:
+                if newest.get(e.example_id) != e.id:
+                    conflicts += 1
+                    continue
+                examples.set_label(s, e.example_id, e.previous_label, who, "undo", self.labels,
+                                   expected_version=e.version, batch=undo_batch)
+                changed += 1
+        return BulkResult(undo_batch if changed else None, changed, 0, conflicts, None)
