@@ -97,20 +97,14 @@ class BulkLabels:
         False: the similar-examples button, a handful of rows anyone may label)."""
         who = auth.require_role(self.engine, username, "admin") if admin else auth.current_user(self.engine, username)
         batch = uuid.uuid4().hex
-        changed = unchanged = conflicts = 0
         with Session(self.engine) as s, s.begin():
+            examples.lock(s, preview.ids)
             state = examples.states(s, preview.ids)
-            for i in preview.ids:
-                version, label = state.get(i, (None, None))
-                if version != preview.versions.get(i):
-                    conflicts += 1
-                elif label == preview.label:
-                    unchanged += 1
-                else:
-                    examples.set_label(s, i, preview.label, who, "bulk", self.labels, expected_version=version,
-                                       batch=batch)
-                    changed += 1
-        return BulkResult(batch if changed else None, changed, unchanged, conflicts, preview.label)
+            fresh = [i for i in preview.ids if i in state and state[i][0] == preview.versions.get(i)]
+            todo = [(i, state[i][1], state[i][0], preview.label) for i in fresh if state[i][1] != preview.label]
+            examples.set_labels(s, todo, who, "bulk", self.labels, batch)
+        return BulkResult(batch if todo else None, len(todo), len(fresh) - len(todo), len(preview.ids) - len(fresh),
+                          preview.label)
 
     def undo(self, batch: object, username: str | None, admin: bool = True) -> BulkResult:
         """Put back the label each example of `batch` had before it, as one new batch; rows changed
@@ -119,19 +113,15 @@ class BulkLabels:
         if not isinstance(batch, str) or not batch.strip():
             raise BadInput(f"The batch must be the id a bulk label returned, got {short(batch)}.")
         undo_batch = uuid.uuid4().hex
-        changed = conflicts = 0
         with Session(self.engine) as s, s.begin():
             events = examples.batch_events(s, batch.strip())
             if not events:
                 raise NotFound(f"No bulk label with batch id {short(batch)}.")
             if not admin and any(e.user != who for e in events):
                 raise BadInput("Only the person who made a bulk label (or an admin) may undo it.")
-            newest = examples.latest_event_ids(s, [e.example_id for e in events])
-            for e in events:
-                if newest.get(e.example_id) != e.id:
-                    conflicts += 1
-                    continue
-                examples.set_label(s, e.example_id, e.previous_label, who, "undo", self.labels,
-                                   expected_version=e.version, batch=undo_batch)
-                changed += 1
-        return BulkResult(undo_batch if changed else None, changed, 0, conflicts, None)
+            ids = [e.example_id for e in events]
+            examples.lock(s, ids)
+            newest = examples.latest_event_ids(s, ids)
+            todo = [(e.example_id, e.label, e.version, e.previous_label) for e in events if newest.get(e.example_id) == e.id]
+            examples.set_labels(s, todo, who, "undo", self.labels, undo_batch)
+        return BulkResult(undo_batch if todo else None, len(todo), 0, len(events) - len(todo), None)

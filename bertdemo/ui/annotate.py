@@ -168,7 +168,10 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         return show(actions.next_item(q, s, seen_ids, _user(request)), seen_ids, stack, "Skipped.", q)
 
     def first_load(cur: dict | None, q: str, s: str, stack: list, request: gr.Request):
-        return load_queue(q, s, stack, request) if cur is None else [gr.update()] * len(outputs)
+        if cur is not None:
+            return [gr.update()] * len(outputs)
+        # the tab opened before the page's load set the default queue: take the default here too
+        return load_queue(actions.default_queue() if q == "unlabeled" else q, s, stack, request)
 
     @guarded
     def undo_last(q: str, s: str, seen_ids: list, stack: list, request: gr.Request):

@@ -181,3 +181,14 @@ def test_batches_comments_and_decisions_on_every_backend(engine):
         examples.set_label(s, 3, "neutral", "boss", "adjudication", LABELS)
     with Session(engine) as s:
         assert awaiting_adjudication(s) == []
+    with Session(engine) as s, s.begin():  # many at once: one UPDATE and one INSERT for all rows
+        examples.lock(s, [1, 2])
+        state = examples.states(s, [1, 2])
+        n = examples.set_labels(s, [(i, lab, v, "negative") for i, (v, lab) in state.items()], "boss", "bulk",
+                                LABELS, "b2")
+    with Session(engine) as s:
+        assert n == 2 and examples.states(s, [1, 2]) == {1: (2, "negative"), 2: (2, "negative")}
+        rows = [(e.example_id, e.previous_label, e.label, e.version) for e in examples.batch_events(s, "b2")]
+        assert rows == [(1, "positive", "negative", 2), (2, "positive", "negative", 2)]
+    with pytest.raises(BadInput), Session(engine) as s, s.begin():
+        examples.set_labels(s, [(1, "negative", 2, "great")], "boss", "bulk", LABELS, "b3")
