@@ -12,7 +12,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BUNDLED_DATASET = REPO_ROOT / "data" / "airline_tweets.csv"
+BUNDLED_DATASET = REPO_ROOT / "data" / "airline_tweets.csv"  # the annotation target
+GENERAL_DATASET = REPO_ROOT / "data" / "general_tweets.csv"  # tweets on other topics (data/general_tweets.md)
+BUNDLED_NAMES = ("airline", "general")
 DEFAULT_LABELS = ("negative", "neutral", "positive")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -40,10 +42,12 @@ class Settings:
     max_chars: int = 2000  # texts longer than this are refused with a clear message
     device: str = "auto"  # auto = CUDA when present, else CPU
     max_upload_mb: float = 20.0  # batch-prediction and import CSV size cap
-    initial_epochs: float = 2.0  # the first-start fine-tune that makes version 1
+    initial_epochs: float = 1.0  # the first-start fine-tune that makes version 1 (on every bundled dataset)
     lease_minutes: float = 5.0  # how long an example handed to a person stays theirs without a save
     bootstrap: bool = True  # import the bundled data and train version 1 on first start
     dataset_path: Path = BUNDLED_DATASET
+    general_dataset_path: Path = GENERAL_DATASET
+    datasets: tuple[str, ...] = BUNDLED_NAMES  # the bundled datasets imported at first start (and so trained on)
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -59,6 +63,8 @@ class Settings:
             raise ValueError(f"max_upload_mb must be positive, got {self.max_upload_mb!r}")
         if self.initial_epochs <= 0:
             raise ValueError(f"initial_epochs must be positive, got {self.initial_epochs!r}")
+        if not self.datasets or any(d not in BUNDLED_NAMES for d in self.datasets):
+            raise ValueError(f"datasets must name some of {BUNDLED_NAMES}, got {self.datasets!r}")
         if not 0 < self.lease_minutes <= 24 * 60:
             raise ValueError(f"lease_minutes must be in (0, 1440], got {self.lease_minutes!r}")
 
@@ -69,6 +75,10 @@ class Settings:
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.data_dir / 'bertdemo.sqlite3'}"
+
+    def dataset_file(self, name: str) -> Path:
+        """The CSV of a bundled dataset (`airline` or `general`)."""
+        return self.dataset_path if name == "airline" else self.general_dataset_path
 
     @property
     def models_dir(self) -> Path:
@@ -114,4 +124,8 @@ class Settings:
             kw["bootstrap"] = env["BERTDEMO_BOOTSTRAP"].strip().lower() not in ("0", "false", "no", "off")
         if env.get("BERTDEMO_DATASET"):
             kw["dataset_path"] = Path(env["BERTDEMO_DATASET"]).expanduser().resolve()
+        if env.get("BERTDEMO_GENERAL_DATASET"):
+            kw["general_dataset_path"] = Path(env["BERTDEMO_GENERAL_DATASET"]).expanduser().resolve()
+        if env.get("BERTDEMO_DATASETS"):
+            kw["datasets"] = tuple(x.strip().lower() for x in env["BERTDEMO_DATASETS"].split(",") if x.strip())
         return cls(**kw)  # type: ignore[arg-type]

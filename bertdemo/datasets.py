@@ -114,24 +114,37 @@ def _unique_names(header: list[str]) -> list[str]:
     return out
 
 
-def load_bundled(path: Path, max_chars: int) -> list[NewExample]:
-    """The airline tweets as cleaned, labelled rows (tweets that clean to nothing are skipped)."""
+def load_bundled(path: Path, max_chars: int, dataset: str = "airline") -> list[NewExample]:
+    """A bundled dataset (data/airline_tweets.csv or data/general_tweets.csv) as cleaned, labelled
+    rows of `dataset` (tweets that clean to nothing are skipped). Its `airline` or `topic` column
+    and the crowd's `label_confidence` (empty for some general tweets) go into the example's meta."""
     df = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
     rows = []
-    for rec in df.itertuples(index=False):
-        cleaned, _err = try_clean(rec.text, max_chars)
+    for rec in df.to_dict(orient="records"):
+        cleaned, _err = try_clean(rec["text"], max_chars)
         if cleaned is None:
             continue
-        rows.append(NewExample(text=cleaned, raw_text=rec.text, label=rec.label, external_id=rec.id,
-                               meta={"airline": rec.airline, "label_confidence": float(rec.label_confidence)}))
+        meta = {k: rec[k] for k in ("airline", "topic") if rec.get(k)}
+        if str(rec.get("label_confidence", "")).strip():
+            meta["label_confidence"] = float(rec["label_confidence"])
+        rows.append(NewExample(text=cleaned, raw_text=rec["text"], label=rec["label"], external_id=rec["id"],
+                               meta=meta, dataset=dataset))
     return rows
 
 
-def stratified_split(labels: Sequence[int], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, validation), stratified by label."""
+def stratified_split(labels: Sequence[int], val_fraction: float, seed: int,
+                     groups: Sequence[str | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation), stratified by label, and by (group, label) when `groups` (each
+    example's dataset) are given and every such pair has at least two examples, so each dataset
+    is held out in its own proportion and per-dataset scores can be read off the validation split."""
     idx = np.arange(len(labels))
-    n_val = max(int(round(len(labels) * val_fraction)), len(set(labels)))
-    train, val = train_test_split(idx, test_size=n_val, random_state=seed, stratify=np.asarray(labels))
+    strata = np.asarray(labels)
+    if groups is not None and len(set(groups)) > 1:
+        pairs = np.asarray([f"{g}|{y}" for g, y in zip(groups, labels)])
+        if min(np.unique(pairs, return_counts=True)[1]) >= 2:
+            strata = pairs
+    n_val = max(int(round(len(labels) * val_fraction)), len(set(strata.tolist())))
+    train, val = train_test_split(idx, test_size=n_val, random_state=seed, stratify=strata)
     return np.sort(train), np.sort(val)
 
 

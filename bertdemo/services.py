@@ -42,15 +42,20 @@ class Services:
         return cls(settings, engine, registry, JobRunner(settings, engine, registry))
 
     def ensure_dataset(self) -> examples.ImportResult:
-        """Import the bundled tweets once (idempotent: duplicates by cleaned text are skipped)."""
-        with Session(self.engine) as s:
-            if examples.has_examples(s, source="dataset"):
-                return examples.ImportResult(0, 0)
-        rows = load_bundled(self.settings.dataset_path, self.settings.max_chars)
-        with Session(self.engine) as s, s.begin():
-            res = examples.import_examples(s, rows, "dataset", "dataset", self.settings.labels)
-        log.info("imported %d bundled examples (%d duplicates skipped)", res.added, res.duplicates)
-        return res
+        """Import each bundled dataset of `settings.datasets` once, in that order (idempotent: a
+        dataset with any example stored is not read again; duplicates by cleaned text are skipped,
+        so a tweet in two files belongs to the first)."""
+        added = duplicates = 0
+        for name in self.settings.datasets:
+            with Session(self.engine) as s:
+                if examples.has_dataset(s, name):
+                    continue
+            rows = load_bundled(self.settings.dataset_file(name), self.settings.max_chars, name)
+            with Session(self.engine) as s, s.begin():
+                res = examples.import_examples(s, rows, "dataset", "dataset", self.settings.labels)
+            log.info("imported %d %s examples (%d duplicates skipped)", res.added, name, res.duplicates)
+            added, duplicates = added + res.added, duplicates + res.duplicates
+        return examples.ImportResult(added, duplicates)
 
     def recover(self) -> None:
         """Undo what a killed process left behind (called at start, before any training):

@@ -46,7 +46,7 @@ def launched_app(data_dir: Path, tiny_csv: Path, ready: Callable[[str], bool], t
     `ready(url)` returns True, and stops it afterwards."""
     port = free_port()
     env = os.environ | {
-        "BERTDEMO_DATA_DIR": str(data_dir), "BERTDEMO_DATASET": str(tiny_csv), "BERTDEMO_INITIAL_EPOCHS": "1",
+        "BERTDEMO_DATA_DIR": str(data_dir), "BERTDEMO_DATASET": str(tiny_csv), "BERTDEMO_DATASETS": "airline", "BERTDEMO_INITIAL_EPOCHS": "1",
         "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
         "BERTDEMO_MAX_UPLOAD_MB": "1",
         "BERTDEMO_DB_URL": "",  # its own SQLite file, never the database the storage tests were pointed at

@@ -9,12 +9,10 @@ signed-in user. Undo writes the previous label back as a new history row (source
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
 
 import pandas as pd
 from sqlalchemy.orm import Session
@@ -27,14 +25,12 @@ from bertdemo.actions.corpus_map import CorpusMap
 from bertdemo.actions.distribution import REVIEW_QUEUES, WorkDistribution
 from bertdemo.actions.notes import Notes
 from bertdemo.actions.similar import SimilarExamples
-from bertdemo.datasets import CSVError, read_csv, write_csv
+from bertdemo.actions.transfer import ImportDone, ImportExport, ImportPreview  # noqa: F401 - re-exported
 from bertdemo.db import examples, versions
-from bertdemo.db.examples import NewExample
-from bertdemo.db.models import LabelEvent, now, text_key
+from bertdemo.db.models import LabelEvent, now
 from bertdemo.errors import BadInput, Conflict, NotReady
 from bertdemo.model.label_noise import find_suspicious
 from bertdemo.services import Services
-from bertdemo.text import try_clean
 from bertdemo.validate import choice, id_list, row_version, search_text, short
 
 log = logging.getLogger(__name__)
@@ -90,31 +86,7 @@ class Saved:
                 "label": self.label, "version": self.version, "user": self.user, "source": self.source}
 
 
-@dataclass(frozen=True)
-class ImportPreview:
-    add: pd.DataFrame  # text, label of the rows that would be added
-    skipped: pd.DataFrame  # row (1-based, header = 0), text, reason
-    warnings: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        s = f"{len(self.add):,} rows to add, {len(self.skipped):,} to skip."
-        if len(self.skipped):
-            reasons = self.skipped["reason"].str.split(":").str[0].value_counts()
-            s += " Skipped: " + ", ".join(f"{n:,} {r}" for r, n in reasons.items()) + "."
-        return s
-
-
-@dataclass(frozen=True)
-class ImportDone:
-    added: int
-    skipped: int
-    preview: ImportPreview
-
-    def summary(self) -> str:
-        return f"Added {self.added:,} examples; skipped {self.skipped:,}."
-
-
-class AnnotateActions:
+class AnnotateActions(ImportExport):
     def __init__(self, services: Services) -> None:
         self.services = services
         self.settings = services.settings
@@ -149,20 +121,36 @@ class AnnotateActions:
                 return "unlabeled"
         return "disagree"
 
-    def queue_ids(self, queue: str, search: str = "") -> list[int]:
+    def datasets(self) -> list[str]:
+        """The datasets the stored examples came from ("airline", "general", "import")."""
+        with Session(self.engine) as s:
+            return examples.dataset_names(s)
+
+    def _dataset(self, value: object) -> str:
+        """A dataset filter: "" or "all" for every example, else a dataset name."""
+        if value in (None, "", "all"):
+            return ""
+        return choice(value, "The dataset", ["all", *self.datasets()])
+
+    def queue_ids(self, queue: str, search: str = "", dataset: str = "") -> list[int]:
         choice(queue, "The queue", list(QUEUES))
+        dataset = self._dataset(dataset)
         with Session(self.engine) as s:
             vid = self._version_id(s)
             if queue in ("disagree", "uncertain", "suspicious") and vid is None:
                 raise NotReady("No model version is active yet, so this queue has no scores; "
                                  "use 'Unlabeled' or 'Text search' until the first model is ready.")
-            if queue == "suspicious":
-                return self._suspicious_ids(s, vid)
             if queue == "selection":  # per person: next_item reads it (CorpusMap.selection)
                 return []
-            ids = examples.queue_ids(s, queue, vid, search_text(search))
-        if queue == "unlabeled":  # with 2+ annotations per item, labelled but unfinished items too
-            ids = self.work.unfinished() + ids
+            if queue == "suspicious":
+                ids = self._suspicious_ids(s, vid)
+            else:
+                ids = examples.queue_ids(s, queue, vid, search_text(search), dataset=dataset)
+            if queue == "unlabeled":  # with 2+ annotations per item, labelled but unfinished items too
+                ids = self.work.unfinished() + ids
+            if dataset and queue in ("suspicious", "unlabeled"):
+                of = examples.datasets_of(s, ids)
+                ids = [i for i in ids if of.get(i) == dataset]
         return ids
 
     def _suspicious_ids(self, s: Session, vid: int | None) -> list[int]:
@@ -182,12 +170,14 @@ class AnnotateActions:
         return [i for i in ids if i not in changed]
 
     def next_item(self, queue: str, search: str = "", seen: list[int] | None = None,
-                  username: str | None = None) -> Item | None:
-        """The first item of `queue` not in `seen` (the ids this session already showed) that nobody
-        else is working on and this person has not labelled (a lease: WorkDistribution), or None."""
+                  username: str | None = None, dataset: str = "") -> Item | None:
+        """The first item of `queue` (of `dataset`, when given) not in `seen` (the ids this session
+        already showed) that nobody else is working on and this person has not labelled (a lease:
+        WorkDistribution), or None."""
         who = self.user(username)
         seen_set = set(id_list(seen))
-        queue_ids = self.map.selection(who) if queue == "selection" else self.queue_ids(queue, search_text(search))
+        queue_ids = (self.map.selection(who) if queue == "selection"
+                     else self.queue_ids(queue, search_text(search), dataset))
         ids = [i for i in queue_ids if i not in seen_set]
         handout = self.work.hand_out(who, ids, review=queue in REVIEW_QUEUES)
         if handout.example_id is None:
@@ -298,14 +288,16 @@ class AnnotateActions:
         rows.sort(key=lambda r: r["when (UTC)"])  # stable: a comment after the change made the same second
         return pd.DataFrame(rows, columns=["when (UTC)", "who", "from", "to", "source", "version", "comment"])
 
-    def table(self, label: str = "any", annotator: str = "", search: str = "", limit: int = 500) -> pd.DataFrame:
+    def table(self, label: str = "any", annotator: str = "", search: str = "", limit: int = 500,
+              dataset: str = "") -> pd.DataFrame:
         """Examples with label, annotator, time and model prediction, filtered; newest change first."""
         if label not in ("any", "unlabeled", "", None):
             choice(label, "The label filter", self.labels)
+        dataset = self._dataset(dataset)
         with Session(self.engine) as s:
             rows = examples.table_rows(s, self._version_id(s), label=None if label in ("any", "") else label,
                                        unlabeled=label == "unlabeled", annotator=annotator.strip(),
-                                       search=search.strip(), limit=limit)
+                                       search=search.strip(), limit=limit, dataset=dataset)
         cols = ["id", "text", "label", "annotator", "changed (UTC)", "version", "model", "confidence"]
         return pd.DataFrame([(i, t, lab or "", who or "", at.strftime("%Y-%m-%d %H:%M") if at else "", v,
                               p or "", round(c, 3) if c is not None else None)
@@ -319,68 +311,6 @@ class AnnotateActions:
             events = examples.human_events(s)
         left = self.work.left_for_team(self.queue_ids("unlabeled"))
         return replace(agreement_of(events, self.labels, now()), items_left=left)
-
-    # ---------------------------------------------------------------- import / export
-    def preview_import(self, path: str) -> ImportPreview:
-        """What importing this CSV would add and skip (duplicates by cleaned text, unknown labels,
-        texts that cannot be cleaned). Writes nothing."""
-        table = read_csv(path, int(self.settings.max_upload_mb * 2**20))
-        frame = table.frame
-        label_col = {str(c).strip().lower(): c for c in frame.columns}.get("label")
-        keys_seen: set[str] = set()
-        add, skipped, keyed = [], [], []
-        for n, raw in enumerate(frame[table.text_column], start=1):
-            lab = str(frame[label_col].iloc[n - 1]).strip().lower() if label_col is not None else ""
-            cleaned, problem = try_clean(raw, self.settings.max_chars)
-            if cleaned is None:
-                skipped.append((n, raw, f"bad text: {problem}"))
-            elif lab and lab not in self.labels:
-                skipped.append((n, raw, f"unknown label: {lab!r} (expected one of {', '.join(self.labels)})"))
-            elif (key := text_key(cleaned)) in keys_seen:
-                skipped.append((n, raw, "duplicate: repeated in this file"))
-            else:
-                keys_seen.add(key)
-                keyed.append((n, raw, cleaned, lab or None, key))
-        with Session(self.engine) as s:
-            stored = examples.stored_keys(s, [k[4] for k in keyed])
-        for n, raw, cleaned, lab, key in keyed:
-            if key in stored:
-                skipped.append((n, raw, "duplicate: already in the dataset"))
-            else:
-                add.append((n, raw, cleaned, lab))
-        add_df = pd.DataFrame(add, columns=["row", "text", "cleaned", "label"])
-        skip_df = pd.DataFrame(sorted(skipped), columns=["row", "text", "reason"])
-        return ImportPreview(add_df, skip_df, list(table.warnings))
-
-    def import_csv(self, path: str, username: str | None) -> ImportDone:
-        """Add the rows preview_import accepts, as one transaction (admins only)."""
-        who = auth.require_role(self.engine, username, "admin")
-        preview = self.preview_import(path)
-        if preview.add.empty:
-            raise CSVError("Nothing to import: " + preview.summary())
-        rows = [NewExample(text=c, raw_text=r, label=lab if isinstance(lab, str) else None)
-                for r, c, lab in zip(preview.add["text"], preview.add["cleaned"], preview.add["label"])]
-        with Session(self.engine) as s, s.begin():
-            res = examples.import_examples(s, rows, "import", who, self.labels)
-        return ImportDone(res.added, len(preview.skipped) + res.duplicates, preview)
-
-    def export_frame(self) -> pd.DataFrame:
-        with Session(self.engine) as s:
-            rows = examples.export_rows(s)
-            changes = examples.change_counts(s)
-        notes = self.notes.for_export()
-        return pd.DataFrame(
-            [(i, ext or "", raw, cleaned, lab or "", who or "", at.isoformat(sep=" ", timespec="seconds") if at else "",
-              changes.get(i, 0), src, notes.get(i, "")) for i, ext, raw, cleaned, lab, who, at, src in rows],
-            columns=["id", "external_id", "text", "cleaned", "label", "annotator", "updated_at_utc", "changes",
-                     "source", "comments"])
-
-    def export_csv(self, username: str | None) -> str:
-        """Every example with its current label, annotator and number of changes; formula-safe."""
-        self.user(username)
-        dest = Path(tempfile.mkdtemp(prefix="bertdemo-export-")) / "bertdemo-labels.csv"
-        write_csv(self.export_frame(), dest)
-        return str(dest)
 
 
 def _saved(ev: LabelEvent) -> Saved:

@@ -47,7 +47,9 @@ class TrainingView:
     labels: tuple[str, ...] = ()
     version_name: str | None = None
     run_id: int | None = None
-    reason: str = ""  # why the run started when no person clicked Start (retrain every N labels)
+    reason: str = ""
+    reliability: tuple[dict, ...] = ()  # calibration bins of the version's validation split
+    ece: float | None = None  # why the run started when no person clicked Start (retrain every N labels)
 
     def as_api(self) -> dict:
         return {"state": self.state, "run_id": self.run_id, "step": self.step, "total_steps": self.total_steps,
@@ -119,15 +121,18 @@ class TrainingActions:
                         history=tuple(run.history or ()), report=version.report if version else "",
                         confusion=(version.metrics or {}).get("confusion") if version else None,
                         labels=tuple(self.settings.labels), version_name=version.name if version else None,
-                        run_id=run.id, reason=str((run.config or {}).get("reason", "")))
-        confusion = None
+                        run_id=run.id, reason=str((run.config or {}).get("reason", "")),
+                        reliability=tuple((version.metrics or {}).get("reliability") or ()) if version else (),
+                        ece=(version.metrics or {}).get("ece") if version else None)
+        confusion, reliability, ece = None, (), None
         if st.state == "succeeded" and st.version_name:
             info = self._by_name(st.version_name)
             confusion = info.metrics.get("confusion")
+            reliability, ece = tuple(info.metrics.get("reliability") or ()), info.metrics.get("ece")
         return TrainingView(state=st.state, running=st.running, step=st.step, total_steps=st.total_steps,
                             fraction=st.fraction, message=st.message, history=st.history, report=st.report,
                             confusion=confusion, labels=tuple(self.settings.labels), version_name=st.version_name,
-                            run_id=st.run_id, reason=st.reason)
+                            run_id=st.run_id, reason=st.reason, reliability=reliability, ece=ece)
 
     # ------------------------------------------------------------------ versions
     def versions(self) -> list[VersionInfo]:
@@ -137,7 +142,9 @@ class TrainingActions:
         return [v.name for v in self.versions()]
 
     def versions_table(self) -> list[list]:
-        """Rows: name, serving, macro-F1, accuracy, created, by, settings summary."""
+        """Rows: name, serving, macro-F1, accuracy, created, by, settings summary, macro-F1 per
+        dataset, expected calibration error (the last two empty for versions made before they were
+        measured)."""
         rows = []
         for v in self.versions():
             c = v.train_config
@@ -147,9 +154,13 @@ class TrainingActions:
                         + (", from the active version" if c.get("init_from") == "active" else "")) if c else ""
             f1 = v.macro_f1
             acc = v.metrics.get("accuracy")
+            per = v.metrics.get("per_dataset") or {}
+            ece = v.metrics.get("ece")
             rows.append([v.name, "yes" if v.is_active else "", None if f1 is None else round(f1, 4),
                          None if acc is None else round(acc, 4), v.created_at.strftime("%Y-%m-%d %H:%M"),
-                         v.created_by, settings])
+                         v.created_by, settings,
+                         " · ".join(f"{name} {m['macro_f1']:.3f}" for name, m in per.items()),
+                         None if ece is None else round(ece, 4)])
         return rows
 
     def activate(self, name: str, username: str | None) -> str:

@@ -115,7 +115,7 @@ def _follow(settings: Settings, config: TrainConfig, rank: int, world: int) -> i
     try:
         inputs = JobRunner(settings, engine, Registry(settings, engine)).training_inputs(config)
         clf = Classifier.load(inputs.source, settings.labels, settings.device, settings.max_length,
-                              precision=config.precision)
+                              precision=config.precision, pooling=config.new_head_pooling)
         result = fit(clf, *inputs.split, config)
     except TrainingError as exc:
         log.error("process %d of %d: training failed: %s", rank, world, exc)

@@ -23,6 +23,7 @@ class NewExample:
     label: str | None = None
     external_id: str | None = None
     meta: dict | None = None
+    dataset: str | None = None  # None: the `source` of the import ("import" for a CSV someone imported)
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ def import_examples(s: Session, rows: Iterable[NewExample], source: str, user: s
             raise BadInput(f"unknown label {row.label!r}; expected one of {list(labels)}")
         existing.add(key)
         ex = Example(text=row.text, raw_text=row.raw_text, text_key=key, external_id=row.external_id,
-                     source=source, meta=row.meta or {}, created_at=stamp)
+                     source=source, dataset=row.dataset or (source if source == "import" else None),
+                     meta=row.meta or {}, created_at=stamp)
         if row.label is not None:
             ex.label, ex.version, ex.updated_at, ex.updated_by = row.label, 1, stamp, user
             ex.events.append(LabelEvent(label=row.label, previous_label=None, user=user, source=source,
@@ -154,9 +156,10 @@ def scored_examples(s: Session, version_id: int | None) -> list[tuple[int, str, 
     return [(i, t, lab, p or []) for i, t, lab, p in s.execute(q)]
 
 
-def queue_ids(s: Session, queue: str, version_id: int | None, search: str = "", limit: int = 200_000) -> list[int]:
-    """Example ids of one queue, best first. Score-based queues read the stored `scores` rows of
-    `version_id` (written by JobRunner.rescore), never the model."""
+def queue_ids(s: Session, queue: str, version_id: int | None, search: str = "", limit: int = 200_000,
+              dataset: str = "") -> list[int]:
+    """Example ids of one queue, best first (of one dataset, when given). Score-based queues read the
+    stored `scores` rows of `version_id` (written by JobRunner.rescore), never the model."""
     if queue == "unlabeled":
         q = select(Example.id).where(Example.label.is_(None)).order_by(Example.id)
     elif queue == "disagree":
@@ -179,7 +182,27 @@ def queue_ids(s: Session, queue: str, version_id: int | None, search: str = "", 
                                       Example.text.ilike(pattern, escape="\\")).order_by(Example.id))
     else:
         raise BadInput(f"unknown queue {queue!r}")
+    if dataset:
+        q = q.where(Example.dataset == dataset) if queue != "recent" else (
+            q.join(Example, Example.id == LabelEvent.example_id).where(Example.dataset == dataset))
     return list(s.scalars(q.limit(limit)))
+
+
+def dataset_names(s: Session) -> list[str]:
+    """The datasets stored examples came from, by name."""
+    return sorted(d for d in s.scalars(select(Example.dataset).distinct()) if d)
+
+
+def datasets_of(s: Session, example_ids: Sequence[int]) -> dict[int, str | None]:
+    """{example id: its dataset}."""
+    out: dict[int, str | None] = {}
+    for chunk in chunks(list(example_ids)):
+        out |= dict(s.execute(select(Example.id, Example.dataset).where(Example.id.in_(chunk))).all())  # type: ignore[arg-type]
+    return out
+
+
+def has_dataset(s: Session, dataset: str) -> bool:
+    return s.scalar(select(Example.id).where(Example.dataset == dataset).limit(1)) is not None
 
 
 def score_of(s: Session, example_id: int, version_id: int | None) -> Score | None:
@@ -311,7 +334,7 @@ def changed_since(s: Session, event_id: int) -> set[int]:
 
 
 def table_rows(s: Session, version_id: int | None, label: str | None = None, unlabeled: bool = False,
-               annotator: str = "", search: str = "", limit: int = 500) -> list[tuple]:
+               annotator: str = "", search: str = "", limit: int = 500, dataset: str = "") -> list[tuple]:
     """(id, raw text, label, updated_by, updated_at, version, predicted, confidence) of the
     examples that match, newest change first; the prediction is `version_id`'s stored score."""
     q = (select(Example.id, Example.raw_text, Example.label, Example.updated_by, Example.updated_at,
@@ -325,12 +348,15 @@ def table_rows(s: Session, version_id: int | None, label: str | None = None, unl
         q = q.where(Example.updated_by == annotator)
     if search:
         q = q.where(Example.raw_text.ilike(like_pattern(search), escape="\\"))
+    if dataset:
+        q = q.where(Example.dataset == dataset)
     return [tuple(r) for r in s.execute(q.order_by(Example.updated_at.desc().nulls_last(), Example.id).limit(limit))]
 
 
 def export_rows(s: Session) -> list[tuple]:
-    """(id, external id, raw text, cleaned text, label, updated_by, updated_at, source) of every
-    example, by id."""
+    """(id, external id, raw text, cleaned text, label, updated_by, updated_at, source, dataset) of
+    every example, by id."""
     E = Example
-    q = select(E.id, E.external_id, E.raw_text, E.text, E.label, E.updated_by, E.updated_at, E.source).order_by(E.id)
+    q = select(E.id, E.external_id, E.raw_text, E.text, E.label, E.updated_by, E.updated_at, E.source,
+               E.dataset).order_by(E.id)
     return [tuple(r) for r in s.execute(q)]

@@ -68,6 +68,8 @@ class Example(Base):
     text_key: Mapped[str] = mapped_column(String(40), unique=True)
     external_id: Mapped[str | None] = mapped_column(String(64), index=True)
     source: Mapped[str] = mapped_column(String(16))
+    # where it came from: a bundled dataset ("airline", "general") or "import" (a CSV someone imported)
+    dataset: Mapped[str | None] = mapped_column(String(32), index=True)
     meta: Mapped[dict] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
     # current label, kept in step with the newest LabelEvent; version counts its changes

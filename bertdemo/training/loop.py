@@ -165,11 +165,13 @@ def _fit(clf, train_texts, train_labels, val_texts, val_labels, config, on_progr
         weight = torch.tensor(w, device=device)
     else:
         weight = None
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
 
     if config.freeze_encoder:
         for p in model.base_model.parameters():
             p.requires_grad_(False)
+    elif config.freeze_word_embeddings:  # half of MiniLM's weights: no gradient, no optimizer state
+        model.get_input_embeddings().weight.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]

@@ -22,7 +22,8 @@ from bertdemo.db.models import now
 from bertdemo.errors import Busy, UserError
 from bertdemo.model import vectors
 from bertdemo.model.classifier import Classifier, autocast_dtype
-from bertdemo.training.config import Progress, TrainConfig, TrainingCancelled, TrainingError
+from bertdemo.training.config import FitResult, Progress, TrainConfig, TrainingCancelled, TrainingError
+from bertdemo.training.evaluation import evaluate
 from bertdemo.training.loop import check_labels, fit
 from bertdemo.training.registry import Registry, VersionInfo
 from bertdemo.training.zerogpu import fit_and_save, gpu_task, zero_gpu
@@ -69,6 +70,7 @@ class TrainingInputs:
     source: str  # the start model: the base encoder's source or the active version's folder
     start_name: str  # "the base encoder" or the active version's name, for messages
     awaiting: int = 0  # labelled items left out: their annotators disagree and no admin decided yet
+    val_datasets: tuple[str | None, ...] = ()  # the dataset of each validation example, in split order
 
 
 class JobRunner:
@@ -172,6 +174,7 @@ class JobRunner:
         with Session(self.engine) as s:
             snapshot = examples.labeled_examples(s)
             contested = set(awaiting_adjudication(s))
+            dataset_of = examples.datasets_of(s, [row[0] for row in snapshot])
         # the final label: an adjudicated item trains on the admin's label (its current one); an item
         # whose annotators disagree and that nobody adjudicated yet has no final label: left out
         before = len(snapshot)
@@ -182,7 +185,8 @@ class JobRunner:
         y = np.array([labels.index(lab) for _i, _t, lab in snapshot])
         check_labels(y, labels, min_per_class=2)
         texts = [t for _i, t, _l in snapshot]
-        tr, va = stratified_split(y, config.val_fraction, config.seed)
+        groups = [dataset_of.get(i) for i, _t, _l in snapshot]
+        tr, va = stratified_split(y, config.val_fraction, config.seed, groups)
         source, start_name = self.settings.model_source, "the base encoder"
         if config.init_from == "active":
             current = self.registry.active_version()
@@ -191,7 +195,16 @@ class JobRunner:
                                     "there is none yet. Start from the base encoder instead.")
             source, start_name = str(self.registry.folder(current)), current.name
         split = ([texts[i] for i in tr], y[tr], [texts[i] for i in va], y[va])
-        return TrainingInputs(snapshot, split, source, start_name, before - len(snapshot))
+        return TrainingInputs(snapshot, split, source, start_name, before - len(snapshot),
+                              tuple(groups[i] for i in va))
+
+    def evaluate(self, clf: Classifier, inputs: TrainingInputs, result: FitResult) -> FitResult:
+        """`result` with macro-F1 per dataset and the calibration of the validation split added
+        (training/evaluation.py), in its fields and its text report."""
+        _tr, _ytr, val_texts, y_val = inputs.split
+        ev = evaluate(clf.predict_proba(val_texts, batch_size=128), y_val, inputs.val_datasets, self.settings.labels)
+        return replace(result, per_dataset=ev.per_dataset, ece=ev.ece, reliability=ev.reliability,
+                       report=result.report.rstrip() + "\n\n" + ev.lines() + "\n")
 
     # ------------------------------------------------------------------ internals
     def _open_run(self, config: TrainConfig, user: str, reason: str = "") -> int:
@@ -232,9 +245,10 @@ class JobRunner:
             else:
                 # a fresh copy: the serving classifier is never touched by training
                 clf = Classifier.load(source, labels, self.settings.device, self.settings.max_length,
-                                      precision=config.precision)
+                                      precision=config.precision, pooling=config.new_head_pooling)
                 result = fit(clf, *split, config, on_progress=self._progress_writer(run_id),
                              should_stop=self._cancel.is_set)
+            result = self.evaluate(clf, inputs, result)
             log.info("run %d finished: macro-F1 %.4f\n%s", run_id, result.macro_f1, result.report)
             self._set(phase="saving", message="Saving the new version", report=result.report,
                       macro_f1=result.macro_f1)

@@ -37,7 +37,8 @@ def fit_and_save(source: str, labels: Sequence[str], device: str, max_length: in
     `out_dir`, return the metrics. ZeroGPU runs `spaces.GPU` functions in a worker process whose
     arguments and result cross by pickling, so in-place updates and callbacks would be lost there;
     this shape loses only the live progress and cancel."""
-    clf = Classifier.load(source, labels, device, max_length, precision=config.precision)
+    clf = Classifier.load(source, labels, device, max_length, precision=config.precision,
+                          pooling=config.new_head_pooling)
     result = fit(clf, train_texts, train_labels, val_texts, val_labels, config)
     clf.save(out_dir)
     return result

@@ -43,6 +43,8 @@ def _user(request: gr.Request | None) -> str | None:
 
 def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None = None) -> gr.Dropdown:
     labels = list(actions.labels)
+    # the bundled datasets this app imports, and CSV imports: queues and the table filter by them
+    datasets = ["all", *actions.settings.datasets, "import"]
     current = gr.State(None)  # {"id", "version"} of the item on screen
     seen = gr.State([])  # ids shown in this queue during this session
     undo_stack = gr.State([])  # [(example id, version after my change)], newest last
@@ -53,6 +55,7 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
             queue = gr.Dropdown([(v, k) for k, v in QUEUES.items()], value="unlabeled", label="Queue",
                                 elem_id="annot-queue", scale=2)
             search = gr.Textbox(label="Text search (for the 'Text search' queue)", elem_id="annot-search", scale=2)
+            dataset = gr.Dropdown(datasets, value="all", label="Dataset", elem_id="annot-dataset", scale=1)
             load = gr.Button("Load queue", elem_id="annot-load", scale=1)
         progress = gr.Markdown("Choose a queue and press **Load queue**.", elem_id="annot-progress")
         text = gr.Textbox(label="Example", interactive=False, lines=3, elem_id="annot-text")
@@ -81,6 +84,7 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         with gr.Row():
             f_label = gr.Dropdown(["any", "unlabeled", *labels], value="any", label="Label")
             f_user = gr.Textbox(label="Annotator", elem_id="annot-f-user")
+            f_dataset = gr.Dropdown(datasets, value="all", label="Dataset", elem_id="annot-f-dataset")
             f_text = gr.Textbox(label="Text contains", elem_id="annot-f-text")
             refresh = gr.Button("Filter", elem_id="annot-filter")
         table = gr.Dataframe(interactive=False, wrap=True, max_height=500, elem_id="annot-table")
@@ -135,11 +139,11 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
     outputs = [text, info, progress, current, seen, undo_stack, item_history]
 
     @guarded
-    def load_queue(q: str, s: str, stack: list, request: gr.Request):
-        return show(actions.next_item(q, s, [], _user(request)), [], stack, queue_key=q)
+    def load_queue(q: str, s: str, d: str, stack: list, request: gr.Request):
+        return show(actions.next_item(q, s, [], _user(request), d), [], stack, queue_key=q)
 
     @guarded
-    def label_and_next(lab: str, cur: dict | None, q: str, s: str, seen_ids: list, stack: list,
+    def label_and_next(lab: str, cur: dict | None, q: str, s: str, d: str, seen_ids: list, stack: list,
                        request: gr.Request, accepted: bool = False):
         if not cur:
             raise BadInput("No example on screen: load a queue first.")
@@ -152,36 +156,36 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         seen_ids = [*seen_ids, cur["id"]]
         stack = [*stack, (saved.example_id, saved.version)][-50:]
         note = f"Saved #{saved.example_id}: {saved.previous or 'none'} → {saved.label}."
-        return show(actions.next_item(q, s, seen_ids, _user(request)), seen_ids, stack, note, q)
+        return show(actions.next_item(q, s, seen_ids, _user(request), d), seen_ids, stack, note, q)
 
     @guarded
-    def accept_suggestion(cur: dict | None, q: str, s: str, seen_ids: list, stack: list, request: gr.Request):
+    def accept_suggestion(cur: dict | None, q: str, s: str, d: str, seen_ids: list, stack: list, request: gr.Request):
         if cur and not cur.get("predicted"):
             raise BadInput("The model has no suggestion for this example yet: choose a label.")
-        return label_and_next(cur["predicted"] if cur else "", cur, q, s, seen_ids, stack, request, accepted=True)
+        return label_and_next(cur["predicted"] if cur else "", cur, q, s, d, seen_ids, stack, request, accepted=True)
 
     @guarded
-    def skip_shown(cur: dict | None, q: str, s: str, seen_ids: list, stack: list, request: gr.Request):
+    def skip_shown(cur: dict | None, q: str, s: str, d: str, seen_ids: list, stack: list, request: gr.Request):
         if cur:
             actions.skip(cur["id"], _user(request))  # back to the team at once
             seen_ids = [*seen_ids, cur["id"]]
-        return show(actions.next_item(q, s, seen_ids, _user(request)), seen_ids, stack, "Skipped.", q)
+        return show(actions.next_item(q, s, seen_ids, _user(request), d), seen_ids, stack, "Skipped.", q)
 
-    def first_load(cur: dict | None, q: str, s: str, stack: list, request: gr.Request):
+    def first_load(cur: dict | None, q: str, s: str, d: str, stack: list, request: gr.Request):
         if cur is not None:
             return [gr.update()] * len(outputs)
         # the tab opened before the page's load set the default queue: take the default here too
-        return load_queue(actions.default_queue() if q == "unlabeled" else q, s, stack, request)
+        return load_queue(actions.default_queue() if q == "unlabeled" else q, s, d, stack, request)
 
     @guarded
-    def undo_last(q: str, s: str, seen_ids: list, stack: list, request: gr.Request):
+    def undo_last(q: str, s: str, d: str, seen_ids: list, stack: list, request: gr.Request):
         if not stack:
             raise BadInput("Nothing to undo in this session.")
         ex_id, version = stack[-1]
         saved = actions.undo(ex_id, _user(request), version)
         seen_ids = [i for i in seen_ids if i != ex_id]
         note = f"Undone #{ex_id}: back to {saved.label or 'none'}."
-        left = [i for i in actions.queue_ids(q, s) if i not in set(seen_ids)]
+        left = [i for i in actions.queue_ids(q, s, d) if i not in set(seen_ids)]
         return show(actions.item(ex_id, q, max(len(left), 1)), seen_ids, stack[:-1], note)
 
     @guarded
@@ -192,27 +196,27 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         warn(r.warnings)
         return gr.update(visible=True, value=r.highlighted)
 
-    load_ev = gr.on([load.click, search.submit], load_queue, [queue, search, undo_stack], outputs,
+    load_ev = gr.on([load.click, search.submit], load_queue, [queue, search, dataset, undo_stack], outputs,
                     api_visibility="private")
-    queue.input(load_queue, [queue, search, undo_stack], outputs, api_visibility="private")
+    queue.input(load_queue, [queue, search, dataset, undo_stack], outputs, api_visibility="private")
     evs = [load_ev]
     for lab, btn in zip(labels, label_buttons):
-        evs.append(btn.click(_bind(label_and_next, lab), [current, queue, search, seen, undo_stack], outputs,
+        evs.append(btn.click(_bind(label_and_next, lab), [current, queue, search, dataset, seen, undo_stack], outputs,
                              api_visibility="private"))
-    evs.append(accept.click(accept_suggestion, [current, queue, search, seen, undo_stack], outputs,
+    evs.append(accept.click(accept_suggestion, [current, queue, search, dataset, seen, undo_stack], outputs,
                             api_visibility="private"))
-    evs.append(skip.click(skip_shown, [current, queue, search, seen, undo_stack], outputs, api_visibility="private"))
-    evs.append(undo.click(undo_last, [queue, search, seen, undo_stack], outputs, api_visibility="private"))
+    evs.append(skip.click(skip_shown, [current, queue, search, dataset, seen, undo_stack], outputs, api_visibility="private"))
+    evs.append(undo.click(undo_last, [queue, search, dataset, seen, undo_stack], outputs, api_visibility="private"))
     for ev in evs:
         ev.success(attributions, [show_attr, current], [attr], api_visibility="private")
     show_attr.change(attributions, [show_attr, current], [attr], api_visibility="private")
     if tab is not None:
-        tab.select(first_load, [current, queue, search, undo_stack], outputs, api_visibility="private")
+        tab.select(first_load, [current, queue, search, dataset, undo_stack], outputs, api_visibility="private")
 
     # ---------------------------------------------------------------- table
     @guarded
-    def filter_table(lab: str, who: str, needle: str):
-        return actions.table(lab, who or "", needle or "")
+    def filter_table(lab: str, who: str, needle: str, d: str):
+        return actions.table(lab, who or "", needle or "", dataset=d)
 
     @guarded
     def pick_row(frame, evt: gr.SelectData):
@@ -234,7 +238,7 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
         gr.Info(f"Saved #{saved.example_id}: {saved.previous or 'none'} → {saved.label}.")
         return saved.version, actions.history(saved.example_id), actions.table(f_lab, who or "", needle or "")
 
-    gr.on([refresh.click, f_text.submit, f_user.submit], filter_table, [f_label, f_user, f_text], [table],
+    gr.on([refresh.click, f_text.submit, f_user.submit], filter_table, [f_label, f_user, f_text, f_dataset], [table],
           api_visibility="private")
     table.select(pick_row, [table], [row_id, row_version, row_label, row_history], api_visibility="private")
     row_save.click(save_row, [row_id, row_version, row_label, f_user, f_text, f_label],
@@ -267,10 +271,11 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
     # ---------------------------------------------------------------- API-only endpoints
     @guarded
     def next_item(queue: str = "unlabeled", search: str = "", exclude: list[int] | None = None,
-                  request: gr.Request = None) -> dict | None:  # type: ignore[assignment]
-        """The next example of a queue (unlabeled, disagree, uncertain, suspicious, recent, search),
-        skipping the ids in `exclude`; None when the queue is done."""
-        item = actions.next_item(queue, search, exclude, _user(request))
+                  dataset: str = "all", request: gr.Request = None) -> dict | None:  # type: ignore[assignment]
+        """The next example of a queue (unlabeled, disagree, uncertain, suspicious, recent, search,
+        selection) among the examples of `dataset` (all, airline, general, import), skipping the ids
+        in `exclude`; None when the queue is done."""
+        item = actions.next_item(queue, search, exclude, _user(request), dataset)
         return item.as_api() if item else None
 
     @guarded
@@ -305,6 +310,6 @@ def build(actions: AnnotateActions, predict: PredictActions, tab: gr.Tab | None 
 
 def _bind(fn, label: str):
     """A callback for one label button (Gradio passes gr.Request by annotation)."""
-    def bound(cur, q, s, seen_ids, stack, request: gr.Request):
-        return fn(label, cur, q, s, seen_ids, stack, request)
+    def bound(cur, q, s, d, seen_ids, stack, request: gr.Request):
+        return fn(label, cur, q, s, d, seen_ids, stack, request)
     return bound

@@ -38,6 +38,11 @@ def status_line(services: Services) -> str:
             return f"**Warning:** the last training run failed: {st.message}"
         return warning.strip() or "**No model version is active yet.**"
     f1 = f", validation macro-F1 {info.macro_f1:.3f}" if info.macro_f1 is not None else ""
+    per = info.metrics.get("per_dataset") or {}
+    if len(per) > 1:
+        f1 += " (" + " · ".join(f"{name} {m['macro_f1']:.3f}" for name, m in per.items()) + ")"
+    if info.metrics.get("ece") is not None:
+        f1 += f", calibration error {info.metrics['ece']:.3f}"
     return f"Serving model **{info.name}**{f1}.{warning}"
 
 

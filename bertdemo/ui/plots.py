@@ -71,6 +71,29 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> 
     return fig
 
 
+def reliability_diagram(bins: Sequence[dict], ece: float | None) -> Figure:
+    """Accuracy against mean confidence per confidence bin (training/evaluation.py): on the diagonal
+    a shown probability of 80% is right 80% of the time; bar widths follow the bins' sizes."""
+    fig = Figure(figsize=(4.2, 3.8), dpi=90)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect calibration")
+    full = [b for b in bins if b.get("n")]
+    total = sum(b["n"] for b in full) or 1
+    for b in full:
+        ax.bar((b["low"] + b["high"]) / 2, b["accuracy"], width=(b["high"] - b["low"]) * 0.9,
+               color="tab:blue", alpha=0.25 + 0.75 * b["n"] / total)
+    ax.plot([b["confidence"] for b in full], [b["accuracy"] for b in full], marker="o", color="tab:blue",
+            label="this version")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top class)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"Reliability (ECE {ece:.3f})" if ece is not None else "Reliability")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 SENSE_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
 
 

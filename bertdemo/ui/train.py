@@ -16,7 +16,8 @@ from bertdemo.training.config import TrainConfig
 from bertdemo.ui import plots
 from bertdemo.ui.common import api_number, api_slider, guarded
 
-VERSION_HEADERS = ["version", "serving", "macro-F1", "accuracy", "created", "by", "settings"]
+VERSION_HEADERS = ["version", "serving", "macro-F1", "accuracy", "created", "by", "settings", "macro-F1 per dataset",
+                   "ECE"]
 
 
 def progress_html(fraction: float, text: str, state: str, run_id: int | None = None) -> str:
@@ -60,9 +61,11 @@ def build(actions: TrainingActions) -> None:
             progress = gr.HTML(progress_html(0, "no run yet", "idle"), elem_id="train-progress")
             curves = gr.Plot(label="Training loss and validation curves", elem_id="train-curves")
             with gr.Row():
-                report = gr.Textbox(label="Classification report (validation split)", lines=9, max_lines=12,
+                report = gr.Textbox(label="Classification report (validation split)", lines=9, max_lines=20,
                                     interactive=False, elem_id="train-report")
                 confusion = gr.Plot(label="Confusion matrix (validation split)", elem_id="train-confusion")
+                reliability = gr.Plot(label="Calibration: can the shown probabilities be trusted?",
+                                      elem_id="train-reliability")
 
     gr.Markdown("### Versions")
     table = gr.Dataframe(headers=VERSION_HEADERS, interactive=False, elem_id="versions-table", wrap=True)
@@ -123,11 +126,13 @@ def build(actions: TrainingActions) -> None:
         text = (v.message or "no run yet") + (f" · why: {v.reason}" if v.reason else "")
         bar = progress_html(1.0 if v.state == "succeeded" else v.fraction, text, v.state, v.run_id)
         if key == last:
-            return bar, gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), last
+            return (bar, gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update(),
+                    gr.update(), last)
         new_versions = last.split("|")[3:] != key.split("|")[3:]
         names = [r[0] for r in rows]
         curve = plots.training_curves(v.history) if v.history else None
         cm = plots.confusion_matrix(v.confusion, v.labels) if v.confusion else None
+        rel = plots.reliability_diagram(v.reliability, v.ece) if v.reliability else None
         if new_versions:
             dd = gr.update(choices=names, value=serving)
             da = gr.update(choices=names, value=names[1] if len(names) > 1 else serving)
@@ -135,7 +140,7 @@ def build(actions: TrainingActions) -> None:
             tbl = rows
         else:
             dd = da = db = tbl = gr.update()
-        return bar, curve, v.report, cm, tbl, dd, da, db, key
+        return bar, curve, v.report, cm, tbl, dd, da, db, rel, key
 
     @guarded
     def run_compare(a: str, b: str):
@@ -164,7 +169,7 @@ def build(actions: TrainingActions) -> None:
                 [start_msg],
                 api_name="start_training")
     cancel.click(cancel_training, None, [start_msg], api_visibility="private")
-    timer.tick(poll, [seen], [progress, curves, report, confusion, table, choice, va, vb, seen],
+    timer.tick(poll, [seen], [progress, curves, report, confusion, table, choice, va, vb, reliability, seen],
                api_visibility="private", show_progress="hidden", trigger_mode="always_last")
     gr.api(training_status, api_name="training_status")
     activate.click(activate_version, [choice], [activate_msg], api_name="activate_version")

@@ -225,7 +225,7 @@ def test_lone_surrogates_over_raw_json(app, entry):
     before = db_fingerprint(data_dir)
     for api, args in [*((a, f(entry["text"])) for a, f in TEXT_ENDPOINTS.items()),
                       ("/compare_word", (entry["text"] + "\nbat and bat", "bat", 1)),
-                      ("/next_item", ("search", entry["text"], []))]:
+                      ("/next_item", ("search", entry["text"], [], "all"))]:
         event, out = raw_call(url, api.strip("/"), list(args))
         assert event in ("complete", "error")
         if event == "error":
@@ -355,6 +355,9 @@ ARGUMENT_CASES = [
     ("/next_item", ["bogus", "", []], "The queue must be one of ['unlabeled', 'disagree', 'uncertain', "
                                       "'suspicious', 'recent', 'search', 'selection'], got 'bogus'"),
     ("/next_item", ["selection", "", []], None),  # no map selection yet: an empty queue
+    ("/next_item", ["unlabeled", "", [], "sports"], "The dataset must be one of ['all', 'airline'"),
+    ("/next_item", ["unlabeled", "", [], 5], "The dataset must be one of"),
+    ("/next_item", ["disagree", "", [], "airline"], None),
     ("/next_item", [None, "", []], "The queue must be one of"),
     ("/next_item", [5, "", []], "], got 5."),
     ("/next_item", ["suspicious\x00", "", []], "The queue must be one of"),

@@ -62,7 +62,7 @@ class App:
         """Start and wait until /predict answers (on a first start: once version 1 is trained)."""
         port = free_port()
         env = os.environ | {
-            "BERTDEMO_DATA_DIR": str(self.data_dir), "BERTDEMO_DATASET": str(self.tiny_csv),
+            "BERTDEMO_DATA_DIR": str(self.data_dir), "BERTDEMO_DATASET": str(self.tiny_csv), "BERTDEMO_DATASETS": "airline",
             "BERTDEMO_INITIAL_EPOCHS": "0.3", "BERTDEMO_DB_URL": "", "GRADIO_SERVER_NAME": "127.0.0.1",
             "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
         with open(self.log, "a") as out:

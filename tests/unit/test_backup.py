@@ -43,7 +43,8 @@ def test_create_verify_restore_round_trip_serves_at_once(live, tmp_path):
     check = backup.verify(tmp_path / "bk")
     assert check.ok and check.checked == report.files
 
-    target = Settings(data_dir=tmp_path / "elsewhere" / "runtime", dataset_path=live.settings.dataset_path)
+    target = Settings(data_dir=tmp_path / "elsewhere" / "runtime", dataset_path=live.settings.dataset_path,
+                      datasets=live.settings.datasets)
     summary = backup.restore(tmp_path / "bk", target)
     assert "Restored the database and 1 model version(s) (v1)" in summary
     restored = Services.create(target)
@@ -108,7 +109,8 @@ def test_a_backup_taken_while_labels_are_saved_holds_every_acknowledged_label(li
         if at < started:
             before[ex] = label  # the newest acknowledged label of each example before the backup
     assert len(before) >= 10 and len(acked) > len(before)  # saves went on during the backup
-    target = Settings(data_dir=tmp_path / "restored" / "runtime", dataset_path=live.settings.dataset_path)
+    target = Settings(data_dir=tmp_path / "restored" / "runtime", dataset_path=live.settings.dataset_path,
+                      datasets=live.settings.datasets)
     backup.restore(tmp_path / "bk", target)
     restored = Services.create(target)
     with Session(restored.engine) as s:

@@ -51,3 +51,11 @@ def test_lease_minutes_from_the_environment():
     for bad in ("0", "-1", "100000"):
         with pytest.raises(ValueError, match="lease_minutes must be in"):
             Settings.from_env({"BERTDEMO_LEASE_MINUTES": bad})
+
+
+def test_which_bundled_datasets_are_imported():
+    assert Settings().datasets == ("airline", "general")
+    assert Settings.from_env({"BERTDEMO_DATASETS": "airline"}).datasets == ("airline",)
+    assert Settings.from_env({"BERTDEMO_DATASETS": " Airline , general "}).datasets == ("airline", "general")
+    with pytest.raises(ValueError, match="datasets must name some of"):
+        Settings.from_env({"BERTDEMO_DATASETS": "airline,sports"})

@@ -118,3 +118,73 @@ def test_old_mac_line_ends_and_utf16(tmp_path):
 def test_read_csv_explains_what_is_wrong(tmp_path, content, fragment):
     with pytest.raises(CSVError, match=re.escape(fragment)):
         read_csv(write(tmp_path, content), MB)
+
+
+# ------------------------------------------------------------------------- the general tweets (issue 13)
+GENERAL_COUNTS = {"negative": 1837, "neutral": 8208, "positive": 3290}
+
+
+def test_bundled_general_dataset_matches_its_data_card():
+    from bertdemo.config import GENERAL_DATASET
+
+    df = pd.read_csv(GENERAL_DATASET, keep_default_na=False, dtype={"id": str})
+    assert len(df) == 13_335 and df["label"].value_counts().to_dict() == GENERAL_COUNTS
+    assert set(df["topic"]) == {"self_driving_cars", "coachella_2015", "apple", "claritin"}
+    assert df["id"].is_unique and not df["text"].str.contains("[\x00-\x1f\x7f-\x9f]").any()
+    card = (GENERAL_DATASET.parent / "general_tweets.md").read_text()
+    assert "13,335" in card and "CC BY-NC-SA 4.0" in card and "Deflategate" in card
+    airline_ids = set(pd.read_csv(BUNDLED_DATASET, dtype={"id": str}, keep_default_na=False)["id"])
+    assert not airline_ids & set(df["id"])  # distinct ids: the import tells the two apart
+
+
+@pytest.fixture
+def tiny_general(tmp_path):
+    from bertdemo.config import GENERAL_DATASET
+
+    df = pd.read_csv(GENERAL_DATASET, dtype={"id": str}, keep_default_na=False)
+    path = tmp_path / "general.csv"
+    df.groupby("label", group_keys=False).sample(n=20, random_state=0).to_csv(path, index=False)
+    return path
+
+
+def test_both_bundled_datasets_import_once_each_with_their_dataset_stored(tmp_path, tiny_general):
+    from sqlalchemy.orm import Session
+
+    from bertdemo.actions.annotate import AnnotateActions
+    from bertdemo.config import Settings
+    from bertdemo.db import examples
+    from bertdemo.services import Services
+
+    airline = tmp_path / "airline.csv"
+    pd.read_csv(BUNDLED_DATASET, dtype={"id": str}, keep_default_na=False).head(50).to_csv(airline, index=False)
+    settings = Settings(data_dir=tmp_path / "rt", dataset_path=airline, general_dataset_path=tiny_general,
+                        bootstrap=False)
+    services = Services.create(settings)
+    first = services.ensure_dataset()
+    assert first.added >= 105 and services.ensure_dataset().added == 0  # idempotent
+    with Session(services.engine) as s:
+        assert examples.dataset_names(s) == ["airline", "general"]
+        rows = examples.queue_ids(s, "search", None, "a", dataset="general")
+        kinds = examples.datasets_of(s, rows)
+        metas = [examples.get(s, i).meta for i in rows[:5]]
+    assert rows and set(kinds.values()) == {"general"}
+    assert all("topic" in m for m in metas)
+    acts = AnnotateActions(services)
+    table = acts.table("any", dataset="general", limit=1000)
+    assert len(table) == sum(1 for d in kinds.values() if d == "general") or len(table) >= len(rows)
+    assert set(acts.export_frame()["dataset"]) == {"airline", "general"}
+    with pytest.raises(Exception, match="The dataset must be one of"):
+        acts.table("any", dataset="sports")
+    # only the airline set when the setting says so
+    only = Services.create(settings.with_(data_dir=tmp_path / "rt2", datasets=("airline",)))
+    only.ensure_dataset()
+    with Session(only.engine) as s:
+        assert examples.dataset_names(s) == ["airline"]
+
+
+def test_the_split_holds_out_each_dataset_in_its_own_proportion():
+    y = np.array([0, 1, 2] * 200)
+    groups = ["airline"] * 450 + ["general"] * 150
+    tr, va = stratified_split(y, 0.1, 0, groups)
+    assert len(va) == 60 and sum(1 for i in va if groups[i] == "general") == 15
+    assert not set(tr) & set(va)

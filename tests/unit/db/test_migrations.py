@@ -289,3 +289,20 @@ def test_0003_makes_the_registrys_absolute_version_paths_relative(bare_engine):
                    "v5": "models/v5"}
     migrate.downgrade(bare_engine, "0002")  # drops activations, keeps the rows
     assert "activations" not in inspect(bare_engine).get_table_names()
+
+
+def test_0006_records_the_dataset_of_existing_examples(bare_engine):
+    """Before 0006 the only bundled set was the airline tweets (source "dataset"); CSV imports
+    (source "import") become dataset "import"."""
+    migrate.upgrade(bare_engine, "0005")
+    with bare_engine.begin() as conn:
+        for n, source in enumerate(("dataset", "dataset", "import")):
+            conn.execute(text("INSERT INTO examples (text, raw_text, text_key, source, meta, created_at, version) "
+                              "VALUES (:t, :t, :k, :s, '{}', :at, 0)"),
+                         {"t": f"tweet {n}", "k": f"k{n}", "s": source, "at": datetime(2026, 11, 30)})
+    migrate.upgrade(bare_engine)
+    with bare_engine.connect() as conn:
+        got = [tuple(r) for r in conn.execute(text("SELECT source, dataset FROM examples ORDER BY id"))]
+    assert got == [("dataset", "airline"), ("dataset", "airline"), ("import", "import")]
+    migrate.downgrade(bare_engine, "0005")
+    assert "dataset" not in {c["name"] for c in inspect(bare_engine).get_columns("examples")}

@@ -23,7 +23,7 @@ pytest.importorskip("accelerate")
 
 
 def test_two_processes_train_one_version(tmp_path, tiny_csv):
-    env = os.environ | {"BERTDEMO_DATA_DIR": str(tmp_path / "rt"), "BERTDEMO_DATASET": str(tiny_csv),
+    env = os.environ | {"BERTDEMO_DATA_DIR": str(tmp_path / "rt"), "BERTDEMO_DATASET": str(tiny_csv), "BERTDEMO_DATASETS": "airline",
                         "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("BERTDEMO_DEVICE", None)
     # `--multi_gpu` is accelerate's torchrun launcher; without CUDA its processes pair up over gloo on

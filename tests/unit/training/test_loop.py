@@ -161,6 +161,7 @@ def test_cli_rejects_bad_values(capsys):
 def test_cli_trains_and_registers_a_version(tmp_path, tiny_csv, monkeypatch):
     monkeypatch.setenv("BERTDEMO_DATA_DIR", str(tmp_path / "rt"))
     monkeypatch.setenv("BERTDEMO_DATASET", str(tiny_csv))
+    monkeypatch.setenv("BERTDEMO_DATASETS", "airline")
     assert train_cli.main(["--max-steps", "2", "--max-length", "32", "--batch-size", "16", "--no-activate",
                        "--user", "cron"]) == 0
     from bertdemo.config import Settings
