@@ -107,19 +107,22 @@ def id_list(value: object, name: str = "exclude", limit: int = MAX_EXCLUDE) -> l
     return [whole(i, f"Every id in {name}") for i in ids]
 
 
-def search_text(value: object) -> str:
-    """A search string: text, encodable, at most MAX_SEARCH_CHARS characters ("" for None)."""
-    if value is None:
-        return ""
+def text(value: object, name: str, limit: int) -> str:
+    """Text a person typed: a str, encodable as UTF-8, at most `limit` characters."""
     if not isinstance(value, str):
-        raise BadInput(f"The search must be text, got {short(value)}.")
+        raise BadInput(f"{name} must be text, got {short(value)}.")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise BadInput("The search contains characters that are not text (lone UTF-16 surrogates).") from None
-    if len(value) > MAX_SEARCH_CHARS:
-        raise BadInput(f"The search is {len(value):,} characters long; the limit is {MAX_SEARCH_CHARS:,}.")
+        raise BadInput(f"{name} contains characters that are not text (lone UTF-16 surrogates).") from None
+    if len(value) > limit:
+        raise BadInput(f"{name} is {len(value):,} characters long; the limit is {limit:,}.")
     return value
+
+
+def search_text(value: object) -> str:
+    """A search string: text, encodable, at most MAX_SEARCH_CHARS characters ("" for None)."""
+    return "" if value is None else text(value, "The search", MAX_SEARCH_CHARS)
 
 
 def choice(value: object, name: str, options: tuple | list) -> str:

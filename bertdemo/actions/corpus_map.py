@@ -56,8 +56,7 @@ class CorpusMap:
         with Session(self.engine) as s:
             state = examples.states(s, ids)
             active = versions.active_version(s)
-            rows = examples.scored_examples(s, active.id if active else None)
-        predicted = {i: self.labels[int(np.argmax(p))] for i, _t, _lab, p in rows if p}
+            predicted = examples.predictions(s, active.id if active else None)
         if colour_by == "disagreement":
             names = ["model agrees", "model disagrees", "unlabelled"]
             colours = ["#2ca02c", "#d62728", NONE_COLOUR]
@@ -75,8 +74,7 @@ class CorpusMap:
                 return self.labels.index(lab) if lab in self.labels else len(self.labels)
         points = [[round(float(x), 4), round(float(y), 4), key(i), i]
                   for i, (x, y) in zip(ids, xy) if i in state]  # examples deleted since are left out
-        info = self.services.registry.active_version()
-        return MapView(points, list(zip(names, colours)), colour_by, info.name if info else "")
+        return MapView(points, list(zip(names, colours)), colour_by, active.name if active else "")
 
     def select(self, region: object) -> list[int]:
         """The examples inside `region`: {"box": [x0, y0, x1, y1]} or {"lasso": [[x, y], ...]} in

@@ -8,11 +8,11 @@ import unicodedata
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from bertdemo import auth
+from bertdemo import auth, validate
 from bertdemo.db import comments, examples, leases
 from bertdemo.errors import BadInput
 from bertdemo.services import Services
-from bertdemo.validate import example_id, short
+from bertdemo.validate import example_id
 
 GUIDELINES_KEY = "guidelines"
 MAX_GUIDELINES = 20_000  # characters
@@ -64,14 +64,7 @@ class Notes:
 
 
 def _text(value: object, name: str, limit: int) -> str:
-    """Text a person wrote, as they wrote it (no tweet cleaning: links and @names stay), without
-    control characters; BadInput when it is not text or too long."""
-    if not isinstance(value, str):
-        raise BadInput(f"{name} must be text, got {short(value)}.")
-    if len(value) > limit:
-        raise BadInput(f"{name} is {len(value):,} characters long; the limit is {limit:,}.")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadInput(f"{name} contains characters that are not text (lone UTF-16 surrogates).") from None
+    """Text a person wrote (validate.text), as they wrote it (no tweet cleaning: links and @names
+    stay), without control characters."""
+    value = validate.text(value, name, limit)
     return "".join(ch for ch in value if ch in "\n\t" or unicodedata.category(ch) != "Cc")

@@ -92,7 +92,7 @@ class SimilarExamples:
             texts = examples.texts_of(s, ids)
             state = examples.states(s, ids)
             active = versions.active_version(s)
-            scores = {i: examples.score_of(s, i, active.id if active else None) for i in ids}
-        rows = [(i, texts[i][0], texts[i][1] or "", scores[i].predicted if scores[i] else "", round(sim, 3),
-                 state[i][0]) for i, sim in found if i in texts]  # an example deleted since is skipped
+            predicted = examples.predictions(s, active.id if active else None, ids)
+        rows = [(i, texts[i][0], texts[i][1] or "", predicted.get(i, ""), round(sim, 3), state[i][0])
+                for i, sim in found if i in texts]  # an example deleted since is skipped
         return pd.DataFrame(rows, columns=COLUMNS)

@@ -7,12 +7,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, Row, Select, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from bertdemo.db.engine import chunks, like_pattern
 from bertdemo.db.models import LABEL_SOURCES, Example, LabelEvent, Score, now, text_key
 from bertdemo.errors import BadInput, Conflict, NotFound
+
+
+def rows_where_in(s: Session, q: Select, column: ColumnElement, values: Sequence) -> list[Row]:
+    """The rows of `q` whose `column` is one of `values`, in bounded IN lists (db.engine.chunks)."""
+    return [r for chunk in chunks(list(values)) for r in s.execute(q.where(column.in_(chunk)))]
 
 
 # --------------------------------------------------------------------------- examples & labels
@@ -195,14 +200,20 @@ def dataset_names(s: Session) -> list[str]:
 
 def datasets_of(s: Session, example_ids: Sequence[int]) -> dict[int, str | None]:
     """{example id: its dataset}."""
-    out: dict[int, str | None] = {}
-    for chunk in chunks(list(example_ids)):
-        out |= dict(s.execute(select(Example.id, Example.dataset).where(Example.id.in_(chunk))).all())  # type: ignore[arg-type]
-    return out
+    return {i: d for i, d in rows_where_in(s, select(Example.id, Example.dataset), Example.id, example_ids)}
 
 
 def has_dataset(s: Session, dataset: str) -> bool:
     return s.scalar(select(Example.id).where(Example.dataset == dataset).limit(1)) is not None
+
+
+def predictions(s: Session, version_id: int | None, example_ids: Sequence[int] | None = None) -> dict[int, str]:
+    """{example id: the stored prediction of `version_id`} (of `example_ids`, when given)."""
+    if version_id is None:
+        return {}
+    q = select(Score.example_id, Score.predicted).where(Score.version_id == version_id)
+    rows = s.execute(q).all() if example_ids is None else rows_where_in(s, q, Score.example_id, example_ids)
+    return {i: p for i, p in rows}
 
 
 def score_of(s: Session, example_id: int, version_id: int | None) -> Score | None:
@@ -216,10 +227,7 @@ def change_counts(s: Session, example_ids: Sequence[int] | None = None) -> dict[
     q = select(LabelEvent.example_id, func.count()).group_by(LabelEvent.example_id)
     if example_ids is None:
         return dict(s.execute(q).all())  # type: ignore[arg-type]
-    counts: dict[int, int] = {}
-    for chunk in chunks(list(example_ids)):
-        counts |= dict(s.execute(q.where(LabelEvent.example_id.in_(chunk))).all())
-    return counts
+    return {i: n for i, n in rows_where_in(s, q, LabelEvent.example_id, example_ids)}
 
 
 HUMAN_SOURCES = ("annotator", "undo", "import", "suggestion", "adjudication", "bulk")
@@ -233,9 +241,7 @@ def human_events(s: Session, example_ids: Sequence[int] | None = None
                 LabelEvent.created_at).where(LabelEvent.source.in_(HUMAN_SOURCES)))
     if example_ids is None:
         return [tuple(r) for r in s.execute(q.order_by(LabelEvent.id))]  # type: ignore[misc]
-    rows = [tuple(r) for chunk in chunks(list(example_ids))
-            for r in s.execute(q.where(LabelEvent.example_id.in_(chunk)))]
-    return sorted(rows)  # type: ignore[return-value]
+    return sorted(tuple(r) for r in rows_where_in(s, q, LabelEvent.example_id, example_ids))  # type: ignore[misc]
 
 
 def human_events_since(s: Session, event_id: int) -> int:
@@ -247,11 +253,8 @@ def human_events_since(s: Session, event_id: int) -> int:
 
 def states(s: Session, example_ids: Sequence[int]) -> dict[int, tuple[int, str | None]]:
     """{example id: (version, current label)} of those of `example_ids` that exist."""
-    out: dict[int, tuple[int, str | None]] = {}
-    for chunk in chunks(list(example_ids)):
-        out |= {i: (v, lab) for i, v, lab in
-                s.execute(select(Example.id, Example.version, Example.label).where(Example.id.in_(chunk)))}
-    return out
+    q = select(Example.id, Example.version, Example.label)
+    return {i: (v, lab) for i, v, lab in rows_where_in(s, q, Example.id, example_ids)}
 
 
 def batch_events(s: Session, batch: str) -> list[LabelEvent]:
@@ -261,20 +264,14 @@ def batch_events(s: Session, batch: str) -> list[LabelEvent]:
 
 def latest_event_ids(s: Session, example_ids: Sequence[int]) -> dict[int, int]:
     """{example id: id of its newest history row}."""
-    out: dict[int, int] = {}
     q = select(LabelEvent.example_id, func.max(LabelEvent.id)).group_by(LabelEvent.example_id)
-    for chunk in chunks(list(example_ids)):
-        out |= dict(s.execute(q.where(LabelEvent.example_id.in_(chunk))).all())  # type: ignore[arg-type]
-    return out
+    return {i: newest for i, newest in rows_where_in(s, q, LabelEvent.example_id, example_ids)}
 
 
 def texts_of(s: Session, example_ids: Sequence[int]) -> dict[int, tuple[str, str | None]]:
     """{example id: (raw text, current label)}."""
-    out: dict[int, tuple[str, str | None]] = {}
-    for chunk in chunks(list(example_ids)):
-        out |= {i: (t, lab) for i, t, lab in
-                s.execute(select(Example.id, Example.raw_text, Example.label).where(Example.id.in_(chunk)))}
-    return out
+    q = select(Example.id, Example.raw_text, Example.label)
+    return {i: (t, lab) for i, t, lab in rows_where_in(s, q, Example.id, example_ids)}
 
 
 def latest_event(s: Session, example_id: int) -> LabelEvent | None:
@@ -301,10 +298,7 @@ def get(s: Session, example_id: int) -> Example:
 
 def stored_keys(s: Session, keys: Sequence[str]) -> set[str]:
     """The duplicate keys (text_key) among `keys` that an example already has."""
-    found: set[str] = set()
-    for chunk in chunks(list(keys)):
-        found |= set(s.scalars(select(Example.text_key).where(Example.text_key.in_(chunk))))
-    return found
+    return {k for (k,) in rows_where_in(s, select(Example.text_key), Example.text_key, keys)}
 
 
 def has_unlabeled(s: Session) -> bool:

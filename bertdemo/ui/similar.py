@@ -4,6 +4,8 @@ Layout and wiring only; the work is in bertdemo.actions (similar, bulk, notes)."
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import gradio as gr
 
 from bertdemo.actions.annotate import AnnotateActions
@@ -69,10 +71,9 @@ def build(actions: AnnotateActions, current: gr.State, history: gr.Dataframe) ->
             raise BadInput("No similar examples shown: press Find first.")
         if not lab:
             raise BadInput("Choose the label to give them first.")
-        preview = actions.bulk.preview(state["ids"], lab)
-        # the versions the person saw: rows changed since the table was shown are left as they are
-        preview = type(preview)(preview.ids, {int(k): v for k, v in state["versions"].items()}, preview.label,
-                                preview.changes, preview.unchanged, preview.sample)
+        # with the versions the person saw: rows changed since the table was shown are left as they are
+        preview = replace(actions.bulk.preview(state["ids"], lab),
+                          versions={int(k): v for k, v in state["versions"].items()})
         result = actions.label_in_bulk(preview, _user(request), admin=False)
         return result.batch, result.summary()
 
