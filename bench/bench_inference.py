@@ -1,10 +1,13 @@
-"""Batch scoring and latency: our inference path vs the HF `pipeline`, in one interleaved run.
+"""Batch scoring and latency: our inference paths (PyTorch bf16, the int8 graph) vs the HF
+`pipeline`, in one interleaved run.
 
     python bench/bench_inference.py [--n 2000] [--rounds 3] [--model PATH]
 
 Prints a table (sentences/s, ratio to the pipeline default, argmax agreement with our fp32
 path, share of the measured bf16 matmul peak) and p50/p95 latency of one `predict` and one
-`explain`, then one line of name=value pairs. The model defaults to the active version in
+`explain` (Integrated Gradients at the default 16 steps and at 50, Gradient x Input, and the
+correlation of 16-step attributions with 50-step fp32 ones), then one line of name=value pairs.
+The int8 graph is the version's own (`vN/int8/`) when built, else exported here. The model defaults to the active version in
 BERTDEMO_DATA_DIR, else the packaged encoder with a fresh head.
 """
 
@@ -26,7 +29,7 @@ from transformers import pipeline  # noqa: E402
 
 from bertdemo.config import BUNDLED_DATASET, Settings  # noqa: E402
 from bertdemo.datasets import load_bundled  # noqa: E402
-from bertdemo.model import classifier, explain
+from bertdemo.model import classifier, explain, int8  # noqa: E402
 from bertdemo.model.classifier import PARALLEL_MIN_TOKENS, Classifier, cpu_cores  # noqa: E402
 from bertdemo.services import Services  # noqa: E402
 
@@ -77,12 +80,25 @@ def main() -> None:
     ours = Classifier.load(path, settings.labels)  # auto precision (bf16 where native)
     fp32 = Classifier(ours.model, ours.tokenizer, ours.labels, ours.device, precision="fp32")
     pipe = pipeline("text-classification", model=ours.model, tokenizer=ours.tokenizer, device=-1)
+    graph = Path(path) / int8.FOLDER / int8.INT8_FILE
+    if not graph.is_file():
+        import tempfile
+        tmp = Path(tempfile.mkdtemp()) / "v"
+        ours.save(tmp)
+        t = time.perf_counter()
+        int8.export(tmp, tmp / int8.FOLDER, all_texts[args.n:][::20][:512])  # calibrated on texts not scored here
+        print(f"int8 export: {time.perf_counter() - t:.1f} s")
+        graph = tmp / int8.FOLDER / int8.INT8_FILE
+    scorer = int8.Int8Scorer(graph, ours.max_threads)
+    q8 = Classifier(ours.model, ours.tokenizer, ours.labels, ours.device)
+    q8.use_graph(scorer)
 
     variants = {
         "HF pipeline, default": lambda: pipe(texts, truncation=True),
         "HF pipeline, batch 32": lambda: pipe(texts, batch_size=32, truncation=True),
         "ours, fp32": lambda: fp32.predict_proba(texts),
         f"ours, {'bf16 autocast' if ours.amp_dtype else 'fp32 (no native bf16)'}": lambda: ours.predict_proba(texts),
+        "ours, int8 (OpenVINO + NNCF, margin guard)": lambda: q8.predict_proba(texts),
     }
     times: dict[str, list[float]] = {k: [] for k in variants}
     outputs: dict[str, np.ndarray] = {}
@@ -127,9 +143,22 @@ def main() -> None:
 
     one = lambda i: ours.predict([texts[i % len(texts)]])  # noqa: E731
     lat_p = latency(one, args.latency_reps)
-    lat_e = latency(lambda i: explain.integrated_gradients(ours, tweet20), max(5, args.latency_reps // 5))
-    print(f"\npredict (one tweet): p50 {p(lat_p, 50):.1f} ms, p95 {p(lat_p, 95):.1f} ms")
-    print(f"explain (IG, 50 steps, 20-token tweet): p50 {p(lat_e, 50):.0f} ms, p95 {p(lat_e, 95):.0f} ms")
+    lat_q = latency(lambda i: q8.predict([texts[i % len(texts)]]), args.latency_reps)
+    reps = max(5, args.latency_reps // 5)
+    lat_e = latency(lambda i: explain.integrated_gradients(ours, tweet20), reps)
+    lat_e50 = latency(lambda i: explain.integrated_gradients(ours, tweet20, n_steps=50), reps)
+    lat_g = latency(lambda i: explain.gradient_x_input(ours, tweet20), reps)
+    print(f"\npredict (one tweet), {ours.amp_path}: p50 {p(lat_p, 50):.1f} ms, p95 {p(lat_p, 95):.1f} ms")
+    print(f"predict (one tweet), int8 graph: p50 {p(lat_q, 50):.1f} ms, p95 {p(lat_q, 95):.1f} ms")
+    print(f"explain (IG, {explain.IG_STEPS} steps, 20-token tweet): p50 {p(lat_e, 50):.0f} ms, p95 {p(lat_e, 95):.0f} ms")
+    print(f"explain (IG, 50 steps): p50 {p(lat_e50, 50):.0f} ms; Gradient x Input: p50 {p(lat_g, 50):.0f} ms")
+    corr = []
+    for t in texts[:: max(1, len(texts) // 30)][:30]:
+        r50 = explain.integrated_gradients(ours, t, n_steps=50, exact=True)
+        a = explain.integrated_gradients(ours, t, target=r50.target)
+        corr.append(float(np.corrcoef(a.scores, r50.scores)[0, 1]))
+    print(f"IG {explain.IG_STEPS} steps vs 50-step fp32 IG, correlation over {len(corr)} tweets: "
+          f"mean {np.mean(corr):.4f}, min {np.min(corr):.4f}")
 
     # one busy process on another core (a neighbour): our thread policy vs every core for every call
     print(f"\nwith a busy neighbour process ({cpu_cores()} cores):")
@@ -159,12 +188,15 @@ def main() -> None:
     rescore_s = time.perf_counter() - t
     print(f"\nre-scoring all {len(all_texts):,} bundled tweets (ours, batch 128): {rescore_s:.1f} s")
 
-    best = max((k for k in rates if k.startswith("ours")), key=rates.get)
+    q8name = "ours, int8 (OpenVINO + NNCF, margin guard)"
+    best = max((k for k in rates if k.startswith("ours") and k != q8name), key=rates.get)
     print(f"\nspeedup_vs_pipeline={rates[best] / base:.2f} ours_per_s={rates[best]:.0f} "
           f"pipeline_per_s={base:.0f} agreement={(outputs[best] == ref).mean():.4f} "
           f"predict_p50_ms={p(lat_p, 50):.1f} predict_p95_ms={p(lat_p, 95):.1f} "
           f"explain_p50_ms={p(lat_e, 50):.0f} neighbour_predict_p95_ms={p(busy, 95):.1f} "
-          f"rescore_all_s={rescore_s:.1f}")
+          f"rescore_all_s={rescore_s:.1f} int8_per_s={rates[q8name]:.0f} "
+          f"int8_agreement={(outputs[q8name] == ref).mean():.4f} int8_predict_p50_ms={p(lat_q, 50):.1f} "
+          f"explain50_p50_ms={p(lat_e50, 50):.0f} gxi_p50_ms={p(lat_g, 50):.0f} ig_corr_min={np.min(corr):.4f}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 Same data (a stratified sample of the bundled tweets), same base model, same epochs, batch size
 and learning rate. The Trainer runs with its defaults, inputs padded to max length as the usual
 recipe does; ours uses length-grouped dynamic padding, bf16 autocast where native and fused
-AdamW. Prints samples/s, the ratio and both validation macro-F1s, then a name=value line.
+AdamW. Both start from the packaged encoder with the head the app trains (TrainConfig's pooling). Prints samples/s, the ratio and both validation macro-F1s, then a name=value line.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def main() -> None:
                       evals_per_epoch=1)
 
     # --- HF Trainer, default arguments, padded to max length
-    hf = Classifier.load(settings.model_source, labels, precision="fp32")
+    # both start from the same model: the packaged encoder with the head the app trains (its pooling)
+    hf = Classifier.load(settings.model_source, labels, precision="fp32", pooling=cfg.new_head_pooling)
     pad = lambda ts: hf.tokenizer(ts, truncation=True, max_length=args.max_length, padding="max_length")  # noqa: E731
     with tempfile.TemporaryDirectory() as out:
         targs = TrainingArguments(output_dir=out, num_train_epochs=args.epochs, learning_rate=cfg.learning_rate,
@@ -77,7 +78,7 @@ def main() -> None:
     hf_f1 = f1_score(y[va], hf.predict_proba([texts[i] for i in va]).argmax(1), average="macro")
 
     # --- ours
-    ours = Classifier.load(settings.model_source, labels)
+    ours = Classifier.load(settings.model_source, labels, pooling=cfg.new_head_pooling)
     t = time.perf_counter()
     res = fit(ours, [texts[i] for i in tr], y[tr], [texts[i] for i in va], y[va], cfg)
     ours_s = time.perf_counter() - t  # includes its validation passes, which the Trainer run skips
@@ -87,7 +88,8 @@ def main() -> None:
     print("| path | samples/s | vs Trainer | validation macro-F1 |")
     print("|---|---|---|---|")
     print(f"| HF Trainer, defaults, padded to {args.max_length} | {n / hf_s:.0f} | 1.0x | {hf_f1:.4f} |")
-    print(f"| ours ({res.precision}, dynamic padding, fused AdamW, class-weighted) | {n / ours_s:.0f} | "
+    weighting = "class-weighted" if cfg.class_weighted else "unweighted"
+    print(f"| ours ({res.precision}, dynamic padding, fused AdamW, {weighting}, {cfg.pooling} pooling) | {n / ours_s:.0f} | "
           f"{hf_s / ours_s:.2f}x | {res.macro_f1:.4f} |")
     print(f"\nspeedup_vs_trainer={hf_s / ours_s:.2f} ours_samples_per_s={n / ours_s:.0f} "
           f"trainer_samples_per_s={n / hf_s:.0f} ours_macro_f1={res.macro_f1:.4f} trainer_macro_f1={hf_f1:.4f}")

@@ -123,7 +123,8 @@ def create(settings: Settings, dest: str | Path) -> BackupReport:
             if not folder.is_dir():
                 warnings.append(f"Version {name}'s folder {folder} is missing; it is not in the backup.")
                 continue
-            shutil.copytree(folder, tmp / "models" / name)
+            # the int8 graph is left out: it is rebuilt from the weights when the version is served
+            shutil.copytree(folder, tmp / "models" / name, ignore=shutil.ignore_patterns("int8", ".int8-*"))
             names.append(name)
         files = {p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256(p)}
                  for p in sorted(tmp.rglob("*")) if p.is_file()}

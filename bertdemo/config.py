@@ -17,6 +17,7 @@ GENERAL_DATASET = REPO_ROOT / "data" / "general_tweets.csv"  # tweets on other t
 BUNDLED_NAMES = ("airline", "general")
 DEFAULT_LABELS = ("negative", "neutral", "positive")
 DEVICES = ("auto", "cpu", "cuda")
+SERVING_MODES = ("auto", "int8", "bf16", "fp32")
 
 
 def packaged_model_path() -> str:
@@ -48,6 +49,7 @@ class Settings:
     dataset_path: Path = BUNDLED_DATASET
     general_dataset_path: Path = GENERAL_DATASET
     datasets: tuple[str, ...] = BUNDLED_NAMES  # the bundled datasets imported at first start (and so trained on)
+    serving: str = "auto"  # auto | int8 | bf16 | fp32: what scores texts on the CPU (training/serving.py)
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -65,6 +67,8 @@ class Settings:
             raise ValueError(f"initial_epochs must be positive, got {self.initial_epochs!r}")
         if not self.datasets or any(d not in BUNDLED_NAMES for d in self.datasets):
             raise ValueError(f"datasets must name some of {BUNDLED_NAMES}, got {self.datasets!r}")
+        if self.serving not in SERVING_MODES:
+            raise ValueError(f"serving must be one of {SERVING_MODES}, got {self.serving!r}")
         if not 0 < self.lease_minutes <= 24 * 60:
             raise ValueError(f"lease_minutes must be in (0, 1440], got {self.lease_minutes!r}")
 
@@ -128,4 +132,6 @@ class Settings:
             kw["general_dataset_path"] = Path(env["BERTDEMO_GENERAL_DATASET"]).expanduser().resolve()
         if env.get("BERTDEMO_DATASETS"):
             kw["datasets"] = tuple(x.strip().lower() for x in env["BERTDEMO_DATASETS"].split(",") if x.strip())
+        if env.get("BERTDEMO_SERVING"):
+            kw["serving"] = env["BERTDEMO_SERVING"].strip().lower()
         return cls(**kw)  # type: ignore[arg-type]

@@ -84,6 +84,8 @@ class Services:
         self.recover()
         self.registry.ensure_servable()
         if not self.settings.bootstrap:
+            if not self.registry.nothing_servable:
+                self.jobs.prepare_serving_if_pending()
             return
         self.ensure_dataset()
         if not self.registry.versions() and not self.jobs.status().running:

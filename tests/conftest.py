@@ -41,7 +41,7 @@ def tiny_csv(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def settings(tmp_path, tiny_csv) -> Settings:
-    return Settings(data_dir=tmp_path / "runtime", dataset_path=tiny_csv, datasets=("airline",), initial_epochs=1)
+    return Settings(serving="bf16", data_dir=tmp_path / "runtime", dataset_path=tiny_csv, datasets=("airline",), initial_epochs=1)
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def base_clf() -> Classifier:
 @pytest.fixture(scope="session")
 def trained_services(tmp_path_factory, tiny_csv) -> Services:
     """Services with the tiny sample imported and version v1 trained and active (read-only use)."""
-    s = Settings(data_dir=tmp_path_factory.mktemp("trained") / "runtime", dataset_path=tiny_csv, datasets=("airline",))
+    s = Settings(serving="bf16", data_dir=tmp_path_factory.mktemp("trained") / "runtime", dataset_path=tiny_csv, datasets=("airline",))
     services = Services.create(s)
     services.ensure_dataset()
     services.jobs.run_sync(TINY_TRAIN, user="test")

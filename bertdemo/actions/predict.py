@@ -20,6 +20,8 @@ from bertdemo.text import clean_text, try_clean
 from bertdemo.training.registry import NoModelError
 from bertdemo.validate import number, short
 
+MAX_BATCH = 256  # texts per /predict_batch call
+
 
 @dataclass(frozen=True)
 class PredictResult:
@@ -44,8 +46,10 @@ class ExplainResult:
     def as_api(self) -> dict:
         a = self.attribution
         return {"text": a.text, "target": a.target, "probabilities": a.probs,
+                "method": "integrated_gradients" if a.method == "ig" else "gradient_x_input",
+                "steps": a.steps or None,
                 "tokens": [{"token": t, "attribution": round(s, 4)} for t, s in zip(a.tokens, a.scores)],
-                "convergence_delta": a.delta}
+                "convergence_delta": a.delta if a.method == "ig" else None, "seconds": round(a.seconds, 3)}
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,28 @@ class PredictActions:
         return PredictResult(confidences=pred.probs, label=pred.label, cleaned=cleaned, version=clf.name,
                              warnings=warnings + self._token_warnings(clf, cleaned))
 
+    def predict_batch(self, texts: object) -> list[PredictResult]:
+        """Many texts in one call (for integrations): one result per text, in order. The whole call
+        is refused, naming the text, when any text cannot be classified (empty, too long, not text)."""
+        if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
+            raise BadInput("Send a list of texts, e.g. [\"first text\", \"second text\"].")
+        if not texts:
+            raise BadInput("The list of texts is empty.")
+        if len(texts) > MAX_BATCH:
+            raise BadInput(f"At most {MAX_BATCH} texts per call; got {len(texts):,}. Split the list, or upload "
+                           "a CSV to the Batch tab.")
+        cleaned = []
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise BadInput(f"Text {i + 1} of {len(texts)} is not a string ({type(t).__name__}).")
+            c, why = try_clean(t, self.settings.max_chars)
+            if c is None:
+                raise BadInput(f"Text {i + 1} of {len(texts)}: {why}")
+            cleaned.append(c)
+        clf = self.model()
+        return [PredictResult(confidences=p.probs, label=p.label, cleaned=c, version=clf.name)
+                for c, p in zip(cleaned, clf.predict(cleaned))]
+
     def tokens(self, text: str, pad_to: float | None = None) -> pd.DataFrame:
         """The tokenization table; `pad_to` (None or 0 = no padding) pads with [PAD] to that length."""
         cleaned, _ = self._clean(text)
@@ -119,14 +145,16 @@ class PredictActions:
                                  "(shorter would cut the text).")
         return explain.token_table(clf.tokenize(cleaned, pad_to=pad_to or None))
 
-    def explain(self, text: str, target: str | None = None, merge_words: bool = False) -> ExplainResult:
+    def explain(self, text: str, target: str | None = None, merge_words: bool = False,
+                quick: bool = False) -> ExplainResult:
+        """Integrated Gradients, or with `quick` Gradient x Input (the instant first view)."""
         cleaned, warnings = self._clean(text)
         clf = self.model()
         if target in (None, "", "predicted"):
             target = None
         elif target not in clf.labels:
             raise BadInput(f"Unknown class {short(target)}; choose one of {list(clf.labels)} or 'predicted'.")
-        a = explain.integrated_gradients(clf, cleaned, target)
+        a = (explain.gradient_x_input if quick else explain.integrated_gradients)(clf, cleaned, target)
         return ExplainResult(a, explain.highlighted(a, merge=merge_words), warnings)
 
     def attention(self, text: str, layer: int, head: int | None) -> explain.AttentionMap:

@@ -9,7 +9,7 @@ Admin-only actions check the role server-side with `auth.require_role`, so the H
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy.orm import Session
 
@@ -50,11 +50,13 @@ class TrainingView:
     reason: str = ""
     reliability: tuple[dict, ...] = ()  # calibration bins of the version's validation split
     ece: float | None = None  # why the run started when no person clicked Start (retrain every N labels)
+    serving: str = ""  # what scores texts for the active version (int8 or PyTorch, and why)
 
     def as_api(self) -> dict:
         return {"state": self.state, "run_id": self.run_id, "step": self.step, "total_steps": self.total_steps,
                 "fraction": round(self.fraction, 4), "message": self.message, "version": self.version_name,
-                "report": self.report, "history": list(self.history), "reason": self.reason}
+                "report": self.report, "history": list(self.history), "reason": self.reason,
+                "serving": self.serving}
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,9 @@ class TrainingActions:
         return "No training run is in progress."
 
     def status(self) -> TrainingView:
+        return replace(self._status(), serving=self.services.registry.serving_note() or "")
+
+    def _status(self) -> TrainingView:
         st = self.services.jobs.status()
         if st.state == "idle":  # nothing ran in this process: show the last recorded run, if any
             with Session(self.services.engine) as s:

@@ -22,6 +22,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from bertdemo.errors import BadInput
+from bertdemo.model.packing import PackedLinear, cast_linear
 from bertdemo.model.pooling import pooling_of, use_pooling
 
 log = logging.getLogger(__name__)
@@ -93,46 +94,6 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
         return None
 
 
-def _cast_linear(lin: torch.nn.Linear, dtype: torch.dtype) -> torch.nn.Linear:
-    out = torch.nn.Linear(lin.in_features, lin.out_features, bias=lin.bias is not None, device="meta")
-    out.weight = torch.nn.Parameter(lin.weight.detach().to(dtype), requires_grad=False)
-    out.bias = lin.bias  # shared; autocast casts it (a few hundred values)
-    return out
-
-
-class PackedLinear(torch.nn.Module):
-    """A bf16 Linear for CPU inference with its weight pre-packed in oneDNN's blocked layout
-    once, as torch.compile's freezing pass does (`mkldnn._reorder_linear_weight` and
-    `mkldnn._linear_pointwise`), instead of on every call. No autograd."""
-
-    def __init__(self, lin: torch.nn.Linear) -> None:
-        super().__init__()
-        self.in_features, self.out_features = lin.in_features, lin.out_features
-        # plain attributes, not parameters: the packed tensor is opaque and never saved or trained
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(lin.weight.detach().to(torch.bfloat16))
-        self.bias = None if lin.bias is None else lin.bias.detach().to(torch.bfloat16)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), self.packed, self.bias, "none", [], "")
-
-    _available: bool | None = None
-
-    @classmethod
-    def available(cls) -> bool:
-        """True when this torch build packs bf16 weights and a packed layer matches F.linear."""
-        if cls._available is None:
-            try:
-                lin = torch.nn.Linear(16, 8)
-                x = torch.randn(2, 3, 16)
-                ref = torch.nn.functional.linear(x.bfloat16(), lin.weight.bfloat16(), lin.bias.bfloat16())
-                cls._available = bool(torch.allclose(PackedLinear(lin)(x).float(), ref.float(), atol=1e-2))
-            except (AttributeError, RuntimeError, NotImplementedError):
-                cls._available = False
-            if not cls._available:
-                log.info("oneDNN weight packing is not available: serving with plain bf16 weights")
-        return cls._available
-
-
 class Classifier:
     """A tokenizer and an `AutoModelForSequenceClassification`, in eval mode on one device."""
 
@@ -155,6 +116,9 @@ class Classifier:
         self._lock = threading.Lock()  # forward passes are serialised: the cores are shared anyway
         self.max_threads = min(torch.get_num_threads(), cpu_cores())
         self._serving: tuple[tuple, torch.nn.Module] | None = None  # (weights key, bf16 copy)
+        # an exported graph that serves inference instead of PyTorch (model/int8.py): anything with
+        # `run(input_ids, attention_mask, parallel, embed) -> (logits, embeddings)`; set by `use_graph`
+        self.graph = None
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -182,6 +146,22 @@ class Classifier:
         return cls(model, tokenizer, labels, resolve_device(device), max_length, name or source, precision)
 
     # ----------------------------------------------------------------- helpers
+    @property
+    def serving_path(self) -> str:
+        """What scores texts: "int8" (an exported graph), else the PyTorch precision."""
+        return "int8" if self.graph is not None else self.amp_path
+
+    @property
+    def amp_path(self) -> str:
+        """The PyTorch inference precision: "bf16", "fp16" or "fp32"."""
+        return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.amp_dtype, "fp32")
+
+    def use_graph(self, graph) -> None:
+        """Serve inference from `graph` (None: back to PyTorch). Swapped under the lock, so a
+        batch runs wholly on one path."""
+        with self._lock:
+            self.graph = graph
+
     def _autocast(self):
         if self.amp_dtype is None:
             return torch.autocast(self.device.type, enabled=False)
@@ -223,7 +203,7 @@ class Classifier:
                 for mod in list(fast.modules()):
                     for name, child in list(mod.named_children()):
                         if isinstance(child, torch.nn.Linear):
-                            setattr(mod, name, PackedLinear(child) if pack else _cast_linear(child, self.amp_dtype))
+                            setattr(mod, name, PackedLinear(child) if pack else cast_linear(child, self.amp_dtype))
             self._serving = (key, fast)
         return self._serving[1]
 
@@ -244,9 +224,10 @@ class Classifier:
             yield idx, self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
 
     # ----------------------------------------------------------------- inference
-    def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """(N, num_labels) float32 logits, in the order of `texts`."""
-        return self._forward(texts, batch_size, embed=False)[0]
+    def logits(self, texts: Sequence[str], batch_size: int = 64, path=None) -> np.ndarray:
+        """(N, num_labels) float32 logits, in the order of `texts`. `path`: None = the serving
+        path; "fp32" = the PyTorch model in fp32; or a graph (as in `use_graph`)."""
+        return self._forward(texts, batch_size, embed=False, path=path)[0]
 
     def scores_and_embeddings(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """(N, num_labels) probabilities and (N, hidden) sentence embeddings from the same pass: the
@@ -258,25 +239,53 @@ class Classifier:
     def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return self.scores_and_embeddings(texts, batch_size)[1]
 
-    def _forward(self, texts: Sequence[str], batch_size: int, embed: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _forward(self, texts: Sequence[str], batch_size: int, embed: bool,
+                 path=None) -> tuple[np.ndarray, np.ndarray]:
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         vectors = np.zeros((len(texts), self.model.config.hidden_size if embed else 0), dtype=np.float32)
         if not texts:
             return out, vectors
         # the lock is taken per batch, not for the whole call: a prediction waits for one batch of a
         # long re-scoring pass (~0.3 s), not for all of it (a minute for 27k tweets)
+        guarded: list[int] = []  # rows an exported graph scored too close to call: fp32 decides
         for idx, batch in self._batches(texts, batch_size):
-            batch = {k: v.to(self.device) for k, v in batch.items()}
             with self._lock:
-                model = self.serving_model()
-                with self.threads_for(batch["input_ids"].numel()), torch.inference_mode(), self._autocast():
+                graph = self.graph if path is None else (None if path in ("fp32", "torch") else path)
+                if graph is not None:
+                    logits, emb = graph.run(batch["input_ids"].numpy(), batch["attention_mask"].numpy(),
+                                            parallel=batch["input_ids"].numel() >= PARALLEL_MIN_TOKENS, embed=embed)
+                    out[idx] = logits
+                    graph.scored = getattr(graph, "scored", 0) + len(idx)
+                    guarded.extend(idx[j] for j in self._guarded_rows(graph, logits))
+                    if embed:
+                        vectors[idx] = emb
+                    continue
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                model = self.model if path == "fp32" else self.serving_model()
+                amp = torch.autocast(self.device.type, enabled=False) if path == "fp32" else self._autocast()
+                with self.threads_for(batch["input_ids"].numel()), torch.inference_mode(), amp:
                     res = model(**batch, output_hidden_states=embed)
                     out[idx] = res.logits.float().cpu().numpy()
                     if embed:
                         mask = batch["attention_mask"].unsqueeze(-1).float()
                         mean = (res.hidden_states[-1].float() * mask).sum(1) / mask.sum(1).clamp(min=1)
                         vectors[idx] = torch.nn.functional.normalize(mean, dim=-1).cpu().numpy()
+        if guarded:  # batched together: a few percent of the texts, at fp32 speed
+            out[guarded] = self._forward([texts[i] for i in guarded], batch_size, embed=False, path="fp32")[0]
+            graph = self.graph if path is None else path
+            graph.rescored = getattr(graph, "rescored", 0) + len(guarded)
         return out, vectors
+
+    @staticmethod
+    def _guarded_rows(graph, logits: np.ndarray) -> np.ndarray:
+        """The rows whose top-two logit gap is under the graph's `margin_guard` (model/int8.py):
+        where a low-precision graph could flip the label; `_forward` re-scores them in fp32. A
+        row's gap depends on its text alone, so a text takes the same path in every batch."""
+        guard = getattr(graph, "margin_guard", 0.0)
+        if not guard or logits.shape[1] < 2:
+            return np.zeros(0, dtype=int)
+        top = np.sort(logits, axis=1)
+        return np.flatnonzero(top[:, -1] - top[:, -2] < guard)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return _softmax(self.logits(texts, batch_size))

@@ -7,6 +7,7 @@ the model it started with and every later request sees the new one.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -22,15 +23,19 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from bertdemo.config import Settings
-from bertdemo.db import versions
+from bertdemo.db import examples, versions
 from bertdemo.db.models import ModelVersion
 from bertdemo.errors import NotReady
 from bertdemo.model.classifier import Classifier
+from bertdemo.training import serving
 from bertdemo.training.config import FitResult, TrainConfig
 
 log = logging.getLogger(__name__)
 
 
+VALIDATION_FILE = "validation.csv"  # a version's validation split (text, label): the int8 gate's set
+GATE_SAMPLE = 2000  # labelled examples the int8 gate uses for a version saved without its split
+CALIBRATION_SAMPLE = 500  # texts that fix the int8 graph's activation scales (one at a time: ~8 s)
 _VERSION = re.compile(r"v\d+")  # a version folder, as store.next_version_name names them
 _PARTIAL = re.compile(r"\.v\d+\.partial")  # a version being written (Registry.save)
 _SCRATCH = re.compile(r"\.run-\d+")  # a run's scratch folder (JobRunner: weights from a ZeroGPU worker)
@@ -106,6 +111,7 @@ class Registry:
         self._base: Classifier | None = None
         self.problem: str | None = None  # what the page says when the active version could not be loaded
         self.nothing_servable = False  # no version loaded at start: calls say `problem`
+        self.serving: dict[int, serving.Serving] = {}  # version id -> what serves its inference
 
     # ---------------------------------------------------------------- reading
     def versions(self) -> list[VersionInfo]:
@@ -136,11 +142,50 @@ class Registry:
             raise BrokenVersion(f"Model version {info.name} cannot be loaded: its folder {folder} has no "
                                 f"{', '.join(missing) or 'weights file'}.")
         try:
-            return Classifier.load(folder, self.settings.labels, self.settings.device, self.settings.max_length,
-                                   name=info.name)
-        except Exception as exc:  # noqa: BLE001 - any failure to read the files means the same to a person
+            clf = Classifier.load(folder, self.settings.labels, self.settings.device, self.settings.max_length,
+                                  name=info.name, precision=serving.precision_for(self.settings.serving))
+        except Exception as exc:
             raise BrokenVersion(f"Model version {info.name} cannot be loaded from {folder}: "
                                 f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+        self.serving[info.id] = serving.attach(clf, folder, self.settings.serving)
+        return clf
+
+    # ---------------------------------------------------------------- the serving path
+    def prepare_serving(self, info: VersionInfo, clf: Classifier) -> serving.Serving:
+        """Build and gate the version's int8 graph if that is still to do (slow: call it off the
+        request path), and attach it to `clf` when it may serve."""
+        state = serving.build(clf, self.folder(info), self.settings.serving, lambda: self.gate_set(info))
+        self.serving[info.id] = state
+        return state
+
+    def serving_note(self) -> str | None:
+        """What serves the active version's predictions, in one sentence (None before one is loaded)."""
+        vid = self.active_id()
+        state = self.serving.get(vid) if vid is not None else None
+        return state.note if state else None
+
+    def gate_set(self, info: VersionInfo) -> tuple[list[str], list[int], str, list[str]]:
+        """The labelled texts the int8 gate compares on (the version's validation split, or for a
+        version saved without it, a fixed sample of labelled examples) and the texts its
+        activation scales are calibrated on (a fixed sample of the other examples)."""
+        labels = list(self.settings.labels)
+        f = self.folder(info) / VALIDATION_FILE
+        if f.is_file():
+            with open(f, encoding="utf-8", newline="") as fh:
+                rows = [(r["text"], r["label"]) for r in csv.DictReader(fh) if r["label"] in labels]
+            on = f"the validation split of {info.name}"
+        else:
+            with Session(self.engine) as s:
+                rows = [(t, lab) for _i, t, lab in examples.labeled_examples(s) if lab in labels]
+            rows = rows[:: max(1, len(rows) // GATE_SAMPLE)][:GATE_SAMPLE]
+            on = "a sample of the labelled examples"
+        texts = [t for t, _ in rows]
+        held_out = set(texts)
+        with Session(self.engine) as s:
+            others = [t for _i, t in examples.all_texts(s) if t not in held_out]
+        calibration = (others[:: max(1, len(others) // CALIBRATION_SAMPLE)][:CALIBRATION_SAMPLE]
+                       or texts[:CALIBRATION_SAMPLE])
+        return texts, [labels.index(lab) for _, lab in rows], on, calibration
 
     def active(self) -> Classifier:
         """The serving classifier; loads the active version on first use."""
@@ -208,7 +253,7 @@ class Registry:
 
     # ---------------------------------------------------------------- writing
     def save(self, clf: Classifier, result: FitResult, config: TrainConfig, run_id: int | None, user: str,
-             snapshot: Sequence[tuple[int, str, str]]) -> VersionInfo:
+             snapshot: Sequence[tuple[int, str, str]], validation: Sequence[tuple[str, str]] = ()) -> VersionInfo:
         """Write weights, tokenizer, metrics, settings and the label snapshot; register the version.
 
         Crash-safe: the files go to a hidden `.vN.partial` folder, are fsynced, and the folder is
@@ -232,6 +277,10 @@ class Registry:
                 with open(tmp / "labels_snapshot.csv", "w", encoding="utf-8") as f:
                     f.write("example_id,label\n")
                     f.writelines(f"{i},{lab}\n" for i, _t, lab in snapshot)
+                with open(tmp / VALIDATION_FILE, "w", encoding="utf-8", newline="") as f:
+                    w = csv.writer(f)
+                    w.writerow(["text", "label"])
+                    w.writerows(validation)
                 fsync_tree(tmp)
                 if final.exists():  # an unregistered folder of this name: a save killed after its rename
                     shutil.rmtree(final)

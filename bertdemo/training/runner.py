@@ -21,7 +21,8 @@ from bertdemo.db.decisions import awaiting_adjudication
 from bertdemo.db.models import now
 from bertdemo.errors import Busy, UserError
 from bertdemo.model import vectors
-from bertdemo.model.classifier import Classifier, autocast_dtype
+from bertdemo.model.classifier import Classifier
+from bertdemo.training import serving
 from bertdemo.training.config import FitResult, Progress, TrainConfig, TrainingCancelled, TrainingError
 from bertdemo.training.evaluation import evaluate
 from bertdemo.training.loop import check_labels, fit
@@ -144,13 +145,25 @@ class JobRunner:
                 return False
             scored = versions.has_scores(s, info.id)
         if scored and (self.registry.folder(info) / vectors.VECTORS_FILE).exists():
+            self.prepare_serving_if_pending()  # scores stored; the int8 graph may still be to build
             return False
         log.info("version %s has no stored scores or embeddings: re-scoring in the background", info.name)
         self._rescore_in_background(info, self.registry.active())
         return True
 
-    def _rescore_in_background(self, info: VersionInfo, clf: Classifier) -> None:
-        t = threading.Thread(target=self._rescore_quietly, args=(info, clf), name=f"rescore-{info.name}", daemon=True)
+    def prepare_serving_if_pending(self) -> bool:
+        """Build and gate the active version's int8 graph in the background when that is still to
+        do (training/serving.py). True when it was started."""
+        vid = self.registry.active_id()
+        state = self.registry.serving.get(vid) if vid is not None else None
+        if state is None or not state.pending:
+            return False
+        self._rescore_in_background(self.registry.get(vid), self.registry.active(), rescore=False)
+        return True
+
+    def _rescore_in_background(self, info: VersionInfo, clf: Classifier, rescore: bool = True) -> None:
+        t = threading.Thread(target=self._rescore_quietly, args=(info, clf, rescore), name=f"rescore-{info.name}",
+                             daemon=True)
         self._rescore_thread = t
         t.start()
 
@@ -159,12 +172,16 @@ class JobRunner:
         if t is not None:
             t.join(timeout)
 
-    def _rescore_quietly(self, info: VersionInfo, clf: Classifier) -> None:
+    def _rescore_quietly(self, info: VersionInfo, clf: Classifier, rescore: bool = True) -> None:
+        """The int8 serving path first (built and gated if still to do), so that re-scoring runs on it."""
         try:
+            self.registry.prepare_serving(info, clf)
+            if not rescore:
+                return
             n = self.rescore(info, clf)
             self.last_rescore = (info.name, n)
             log.info("re-scored %d examples with %s", n, info.name)
-        except Exception:  # noqa: BLE001 - a background thread must log, the queues keep old scores
+        except Exception:
             log.exception("re-scoring with %s failed", info.name)
 
     def training_inputs(self, config: TrainConfig) -> TrainingInputs:
@@ -252,9 +269,10 @@ class JobRunner:
             log.info("run %d finished: macro-F1 %.4f\n%s", run_id, result.macro_f1, result.report)
             self._set(phase="saving", message="Saving the new version", report=result.report,
                       macro_f1=result.macro_f1)
-            info = self.registry.save(clf, result, config, run_id, user, snapshot)
+            validation = [(t, labels[int(i)]) for t, i in zip(split[2], split[3])]
+            info = self.registry.save(clf, result, config, run_id, user, snapshot, validation)
             clf.name = info.name  # the Predict tab shows the serving version's name
-            clf.amp_dtype = autocast_dtype(clf.device)  # serve as a freshly loaded version would
+            serving.reset_precision(clf, self.settings.serving)  # serve as a freshly loaded version would
             self._set(version_name=info.name)
             done = (f"Version {info.name} saved (macro-F1 {result.macro_f1:.4f})"
                     + (" and now serving." if activate else ".")
@@ -265,6 +283,8 @@ class JobRunner:
                 # the run's outcome is durable now; re-scoring is follow-up work that a later
                 # start redoes if the process dies meanwhile (Services.start -> rescore_if_missing)
                 self._record(run_id, "succeeded", done, info.id)
+                self._set(phase="optimizing", message=f"Building and checking the int8 serving path of {info.name}")
+                self.registry.prepare_serving(info, clf)
                 self._set(phase="scoring", message=f"Re-scoring the examples with {info.name}")
                 self.rescore(info, clf)
             self._finish(run_id, "succeeded", done, info.id)
@@ -273,7 +293,7 @@ class JobRunner:
         except UserError as exc:  # too few labels, a bad option, ...: the message says what to do
             log.warning("run %d failed: %s", run_id, exc)
             self._finish(run_id, "failed", str(exc))
-        except Exception as exc:  # noqa: BLE001 - a background job must record every failure
+        except Exception as exc:
             log.exception("run %d crashed", run_id)
             self._finish(run_id, "failed", f"Training crashed: {type(exc).__name__}: {exc}")
         finally:

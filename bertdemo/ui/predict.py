@@ -37,9 +37,9 @@ def build(actions: PredictActions) -> None:
         pad = api_slider(0, 128, value=0, step=1, label="Padded length (0 = no padding)")
         table = gr.Dataframe(label="Tokenization", interactive=False, elem_id="token-table", wrap=True)
     with gr.Tab("Attributions"):
-        gr.Markdown("Integrated Gradients (captum, 50 steps on the embedding layer): how much each token "
-                    "pushed the model towards the chosen class. Red (positive) = towards it, purple (negative) = "
-                    "away from it.")
+        gr.Markdown("How much each token pushed the model towards the chosen class: Gradient × Input "
+                    "first (instant), then Integrated Gradients (captum, 16 steps on the embedding layer) "
+                    "replaces it. Red (positive) = towards it, purple (negative) = away from it.")
         with gr.Row():
             target = gr.Radio(["predicted", *clf_labels], value="predicted", label="Class to explain")
             merge = gr.Checkbox(value=True, label="Merge WordPieces into words")
@@ -76,6 +76,12 @@ def build(actions: PredictActions) -> None:
         return actions.predict(text).as_label()
 
     @guarded
+    def predict_batch(texts: list[str]) -> list[dict]:
+        """Sentiment of up to 256 texts in one call: a list with one {"label", "confidences"} per
+        text, in order. One bad text refuses the whole call, saying which."""
+        return [r.as_label() for r in actions.predict_batch(texts)]
+
+    @guarded
     def describe(t: str) -> str:
         r = actions.predict(t)
         return f"Model version **{r.version}** saw the cleaned text:\n\n> {md_text(r.cleaned)}"
@@ -91,6 +97,11 @@ def build(actions: PredictActions) -> None:
         """Integrated Gradients of a text for `target_class` ("predicted" or a label): how much each
         token pushed the model towards it; with `merge_wordpieces`, per word instead of per piece."""
         r = actions.explain(text, target_class, merge_wordpieces)
+        return r.highlighted, r.as_api()
+
+    @guarded
+    def quick_explain(text: str, target_class: str, merge_wordpieces: bool):
+        r = actions.explain(text, target_class, merge_wordpieces, quick=True)
         return r.highlighted, r.as_api()
 
     @guarded
@@ -118,11 +129,13 @@ def build(actions: PredictActions) -> None:
     ev = gr.on(trigger, predict, [text], [label], api_name="classify", api_visibility="private")
     ev.then(describe, [text], [info], api_visibility="private")
     ev.success(tokens, [text, pad], [table], api_name="tokenize")
-    ev.success(explain, [text, target, merge], [attributions, raw], api_name="explain")
+    ev.success(quick_explain, [text, target, merge], [attributions, raw], api_visibility="private",
+               show_progress="hidden").success(explain, [text, target, merge], [attributions, raw], api_name="explain")
     ev.success(attention, [text, layer, head], [heat], api_visibility="private")
     pad.release(tokens, [text, pad], [table], api_visibility="private")
-    gr.on([target.change, merge.change], explain, [text, target, merge], [attributions, raw],
-          api_visibility="private", trigger_mode="always_last")
+    gr.on([target.change, merge.change], quick_explain, [text, target, merge], [attributions, raw],
+          api_visibility="private", trigger_mode="always_last", show_progress="hidden").success(
+        explain, [text, target, merge], [attributions, raw], api_visibility="private")
     gr.on([layer.release, head.release], attention, [text, layer, head], [heat], api_visibility="private")
     csv_go.click(predict_csv, [upload], [result, summary], api_name="predict_csv")
     # The HTTP API's predict skips the queue (like the label endpoints): through the queue (join +
@@ -130,4 +143,5 @@ def build(actions: PredictActions) -> None:
     # predictions waited seconds (bench/README.md, bench_load).
     # The page's Classify stays queued: its warnings (gr.Warning) travel on the queue's stream.
     gr.api(predict_api, api_name="predict", queue=False, concurrency_limit=None)
+    gr.api(predict_batch, api_name="predict_batch", queue=False, concurrency_limit=None)
     return sync_sliders, (layer, head)

@@ -76,6 +76,7 @@ def build(actions: TrainingActions) -> None:
                              allow_custom_value=True)
         activate = gr.Button("Activate", elem_id="version-activate", scale=1)
     activate_msg = gr.Markdown(elem_id="activate-message")
+    serving_md = gr.Markdown(elem_id="serving-path")
 
     gr.Markdown("### Before / after")
     with gr.Row():
@@ -122,13 +123,13 @@ def build(actions: TrainingActions) -> None:
         v = actions.status()
         rows = actions.versions_table()
         serving = next((r[0] for r in rows if r[1]), None)
-        key = f"{v.run_id}|{v.state}|{len(v.history)}|{len(rows)}|{serving}"
+        key = f"{v.run_id}|{v.state}|{len(v.history)}|{v.serving}|{len(rows)}|{serving}"
         text = (v.message or "no run yet") + (f" · why: {v.reason}" if v.reason else "")
         bar = progress_html(1.0 if v.state == "succeeded" else v.fraction, text, v.state, v.run_id)
         if key == last:
             return (bar, gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update(),
-                    gr.update(), last)
-        new_versions = last.split("|")[3:] != key.split("|")[3:]
+                    gr.update(), gr.update(), last)
+        new_versions = last.split("|")[4:] != key.split("|")[4:]
         names = [r[0] for r in rows]
         curve = plots.training_curves(v.history) if v.history else None
         cm = plots.confusion_matrix(v.confusion, v.labels) if v.confusion else None
@@ -140,7 +141,8 @@ def build(actions: TrainingActions) -> None:
             tbl = rows
         else:
             dd = da = db = tbl = gr.update()
-        return bar, curve, v.report, cm, tbl, dd, da, db, rel, key
+        note = f"**Serving path:** {v.serving}" if v.serving else ""
+        return bar, curve, v.report, cm, tbl, dd, da, db, rel, note, key
 
     @guarded
     def run_compare(a: str, b: str):
@@ -169,7 +171,7 @@ def build(actions: TrainingActions) -> None:
                 [start_msg],
                 api_name="start_training")
     cancel.click(cancel_training, None, [start_msg], api_visibility="private")
-    timer.tick(poll, [seen], [progress, curves, report, confusion, table, choice, va, vb, reliability, seen],
+    timer.tick(poll, [seen], [progress, curves, report, confusion, table, choice, va, vb, reliability, serving_md, seen],
                api_visibility="private", show_progress="hidden", trigger_mode="always_last")
     gr.api(training_status, api_name="training_status")
     activate.click(activate_version, [choice], [activate_msg], api_name="activate_version")

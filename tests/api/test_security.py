@@ -40,7 +40,7 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 ANY, ADMIN = "any signed-in user", "admin"
 ENDPOINT_ROLES = {  # who may call each endpoint; with no accounts (single-user mode) everyone is admin
-    "/predict": ANY, "/tokenize": ANY, "/explain": ANY, "/predict_csv": ANY, "/compare_word": ANY,
+    "/predict": ANY, "/predict_batch": ANY, "/tokenize": ANY, "/explain": ANY, "/predict_csv": ANY, "/compare_word": ANY,
     "/next_item": ANY, "/save_label": ANY, "/undo": ANY, "/export_csv": ANY,
     "/training_status": ANY, "/skip_item": ANY, "/similar_examples": ANY, "/map_selection": ANY, "/add_comment": ANY,
     "/import_csv": ADMIN, "/agreement": ADMIN, "/start_training": ADMIN, "/activate_version": ADMIN,
@@ -117,7 +117,7 @@ def valid_args(api: str, client) -> tuple:  # noqa: ANN001
             return item["id"], "a note"
         return (item["id"], "neutral", item["version"]) if api == "/save_label" else (item["id"],)
     return {
-        "/predict": ("lovely crew",), "/tokenize": ("lovely crew", 0), "/explain": ("lovely crew", "predicted", True),
+        "/predict": ("lovely crew",), "/predict_batch": (["lovely crew", "lost my bag"],), "/tokenize": ("lovely crew", 0), "/explain": ("lovely crew", "predicted", True),
         "/predict_csv": (handle_file(str(CORPUS / "formulas.csv")),),
         "/compare_word": ("A bat flew by.\nHe swung the bat.", "bat", 2), "/next_item": ("search", "lounge", []),  # the item ann labels below; next_item
         # hands out leases, and the HTML example must stay free for the admin's browser test

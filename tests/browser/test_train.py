@@ -154,6 +154,10 @@ def test_browser_trains_activates_and_predict_uses_it(page):
     pg.get_by_role("tab", name="Train").click()
     # the timer fills the versions list: v1 was trained at start
     pg.wait_for_function("document.querySelector('#versions-table')?.innerText.includes('v1')", timeout=30000)
+    # what scores texts, and why (the launched app is told BERTDEMO_SERVING=bf16: no int8 build)
+    pg.wait_for_function("document.querySelector('#serving-path')?.innerText.includes('BERTDEMO_SERVING=bf16')",
+                         timeout=30000)
+    assert pg.locator("#serving-path").inner_text().startswith("Serving path: PyTorch")
     pg.locator("#train-maxsteps input").fill("3")
     pg.locator("#train-start").click()
     pg.wait_for_function("/Training run #\\d+ started/.test(document.querySelector('#train-message')?.innerText)",

@@ -43,7 +43,7 @@ def test_create_verify_restore_round_trip_serves_at_once(live, tmp_path):
     check = backup.verify(tmp_path / "bk")
     assert check.ok and check.checked == report.files
 
-    target = Settings(data_dir=tmp_path / "elsewhere" / "runtime", dataset_path=live.settings.dataset_path,
+    target = Settings(serving="bf16", data_dir=tmp_path / "elsewhere" / "runtime", dataset_path=live.settings.dataset_path,
                       datasets=live.settings.datasets)
     summary = backup.restore(tmp_path / "bk", target)
     assert "Restored the database and 1 model version(s) (v1)" in summary
@@ -68,7 +68,7 @@ def test_verify_finds_every_kind_of_damage(live, tmp_path):
     assert any("model.safetensors does not match its checksum" in p for p in problems)
     assert any("models/v1/config.json is missing" in p for p in problems)
     assert any("stray.txt is not in the manifest" in p for p in problems)
-    target = Settings(data_dir=tmp_path / "t" / "runtime")
+    target = Settings(serving="bf16", data_dir=tmp_path / "t" / "runtime")
     with pytest.raises(BadInput, match="does not verify, nothing was restored"):
         backup.restore(tmp_path / "bk", target)
     assert not target.data_dir.exists()
@@ -109,7 +109,7 @@ def test_a_backup_taken_while_labels_are_saved_holds_every_acknowledged_label(li
         if at < started:
             before[ex] = label  # the newest acknowledged label of each example before the backup
     assert len(before) >= 10 and len(acked) > len(before)  # saves went on during the backup
-    target = Settings(data_dir=tmp_path / "restored" / "runtime", dataset_path=live.settings.dataset_path,
+    target = Settings(serving="bf16", data_dir=tmp_path / "restored" / "runtime", dataset_path=live.settings.dataset_path,
                       datasets=live.settings.datasets)
     backup.restore(tmp_path / "bk", target)
     restored = Services.create(target)
@@ -158,7 +158,7 @@ def test_force_restore_keeps_a_database_that_lives_outside_the_data_directory(li
     elsewhere.parent.mkdir()
     shutil.copy2(live.settings.data_dir / "bertdemo.sqlite3", elsewhere)
     Path(f"{elsewhere}-wal").write_bytes(b"stale")
-    target = Settings(data_dir=tmp_path / "t" / "runtime", db_url=f"sqlite:///{elsewhere}")
+    target = Settings(serving="bf16", data_dir=tmp_path / "t" / "runtime", db_url=f"sqlite:///{elsewhere}")
     with pytest.raises(BadInput, match="pass --force"):
         backup.restore(tmp_path / "bk", target)
     summary = backup.restore(tmp_path / "bk", target, force=True)

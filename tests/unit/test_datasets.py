@@ -157,7 +157,7 @@ def test_both_bundled_datasets_import_once_each_with_their_dataset_stored(tmp_pa
 
     airline = tmp_path / "airline.csv"
     pd.read_csv(BUNDLED_DATASET, dtype={"id": str}, keep_default_na=False).head(50).to_csv(airline, index=False)
-    settings = Settings(data_dir=tmp_path / "rt", dataset_path=airline, general_dataset_path=tiny_general,
+    settings = Settings(serving="bf16", data_dir=tmp_path / "rt", dataset_path=airline, general_dataset_path=tiny_general,
                         bootstrap=False)
     services = Services.create(settings)
     first = services.ensure_dataset()

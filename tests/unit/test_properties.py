@@ -101,7 +101,7 @@ def importer(tmp_path_factory):
     from bertdemo.config import Settings
     from bertdemo.services import Services
 
-    services = Services.create(Settings(data_dir=tmp_path_factory.mktemp("props") / "rt", bootstrap=False,
+    services = Services.create(Settings(serving="bf16", data_dir=tmp_path_factory.mktemp("props") / "rt", bootstrap=False,
                                         max_upload_mb=0.02))
     return AnnotateActions(services), tmp_path_factory.mktemp("csv")
 

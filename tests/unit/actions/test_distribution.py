@@ -18,7 +18,7 @@ TEAM = ("ann", "bob", "cid")
 
 @pytest.fixture
 def team(tmp_path) -> AnnotateActions:
-    services = Services.create(Settings(data_dir=tmp_path / "rt", bootstrap=False, lease_minutes=5))
+    services = Services.create(Settings(serving="bf16", data_dir=tmp_path / "rt", bootstrap=False, lease_minutes=5))
     add_user(services.engine, "boss", "password-boss", "admin")
     for name in TEAM:
         add_user(services.engine, name, f"password-{name}", "annotator")

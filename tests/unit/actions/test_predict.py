@@ -76,6 +76,30 @@ def test_explain_api_shape(actions):
         actions.explain("x", "angry", False)
 
 
+def test_explain_first_view_is_gradient_x_input_of_the_predicted_label(actions):
+    quick = actions.explain("delayed again, lost my bag", None, True, quick=True)
+    full = actions.explain("delayed again, lost my bag", None, True)
+    predicted = actions.predict("delayed again, lost my bag")
+    assert quick.attribution.target == full.attribution.target == predicted.label
+    assert quick.attribution.probs == full.attribution.probs == predicted.confidences
+    q, f = quick.as_api(), full.as_api()
+    assert (q["method"], q["steps"], q["convergence_delta"]) == ("gradient_x_input", None, None)
+    assert (f["method"], f["steps"]) == ("integrated_gradients", 16) and f["convergence_delta"] >= 0
+    assert [w for w, _ in quick.highlighted] == [w for w, _ in full.highlighted]
+    assert max(abs(s) for _w, s in quick.highlighted) == pytest.approx(1.0)
+
+
+def test_predict_batch_matches_one_by_one_and_refuses_bad_lists(actions):
+    texts = ["lovely crew", "lost my bag again", "flight 123 is at 6pm"]
+    out = actions.predict_batch(texts)
+    assert [r.label for r in out] == [actions.predict(t).label for t in texts]
+    assert out[1].as_label()["confidences"][0]["confidence"] == max(out[1].confidences.values())
+    for bad, fragment in [("one string", "Send a list"), ([], "empty"), (["ok", None], "Text 2 of 2 is not a string"),
+                          (["ok", "   "], "Text 2 of 2: The text is empty"), (["x"] * 257, "At most 256")]:
+        with pytest.raises(BadInput, match=fragment):
+            actions.predict_batch(bad)
+
+
 def test_predict_csv_round_trip(actions, tmp_path):
     src = tmp_path / "in.csv"
     pd.DataFrame({"id": [1, 2, 3, 4], "text": ["great flight", "", "=cmd|' /C calc'!A0", "http://only.link"]}).to_csv(

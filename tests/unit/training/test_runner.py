@@ -159,7 +159,7 @@ def test_unexpected_crash_is_recorded_as_failed(served, monkeypatch):
 
 
 def test_start_marks_runs_of_a_dead_process_failed(tmp_path, tiny_csv):
-    settings = Settings(data_dir=tmp_path / "rt", dataset_path=tiny_csv, datasets=("airline",), bootstrap=False)
+    settings = Settings(serving="bf16", data_dir=tmp_path / "rt", dataset_path=tiny_csv, datasets=("airline",), bootstrap=False)
     services = Services.create(settings)
     with Session(services.engine) as s, s.begin():
         run_id = versions.create_run(s, "alice", QUICK.to_dict()).id  # left "running" by a killed process
@@ -199,7 +199,7 @@ def _all_runs(services: Services) -> list[TrainingRun]:
 
 def test_a_death_while_rescoring_keeps_the_run_succeeded_and_the_next_start_rescores(tmp_path, tiny_csv,
                                                                                       monkeypatch):
-    settings = Settings(data_dir=tmp_path / "rt", dataset_path=tiny_csv, datasets=("airline",), initial_epochs=1)
+    settings = Settings(serving="bf16", data_dir=tmp_path / "rt", dataset_path=tiny_csv, datasets=("airline",), initial_epochs=1)
     services = Services.create(settings)
     services.ensure_dataset()
     outcome_during_rescore = []

@@ -34,7 +34,7 @@ def api_info(tmp_path_factory, tiny_csv):
     from bertdemo.config import Settings
     from bertdemo.services import Services
 
-    services = Services.create(Settings(data_dir=tmp_path_factory.mktemp("api") / "runtime", dataset_path=tiny_csv, datasets=("airline",),
+    services = Services.create(Settings(serving="bf16", data_dir=tmp_path_factory.mktemp("api") / "runtime", dataset_path=tiny_csv, datasets=("airline",),
                                         bootstrap=False))
     return build_demo(services).get_api_info()["named_endpoints"]
 

@@ -1,0 +1,231 @@
+"""The int8 serving path: a version converted to OpenVINO and quantized to int8 by NNCF (static,
+calibrated activation scales; its transformer preset keeps the sensitive ops in fp32 and applies
+SmoothQuant), run by OpenVINO's CPU plugin (VNNI int8 kernels), and a gate that decides whether
+it may serve: argmax agreement with the fp32 model and per-class F1 on a labelled set, and its
+batch speed against the PyTorch path's.
+
+Only inference goes through here (predictions, CSV scoring, re-scoring, sentence embeddings);
+training, attributions, attention maps and hidden states stay in PyTorch. The recipe was chosen by
+measurement on this 2-core host (bench/README.md, "The int8 path"):
+
+- ONNX Runtime's dynamic int8 (`quantize_dynamic`, its BERT optimizer) was fast but agreed with
+  fp32 on only 98.3-99.3% of argmaxes whichever layers stayed fp32, and its activation scales are
+  taken per batch, so a text's label could depend on the texts batched with it;
+- ONNX Runtime's static int8 agreed on 99.8% but scored batches at 0.66x the PyTorch bf16 path;
+- OpenVINO in bf16 matched PyTorch bf16 on batches;
+- OpenVINO + NNCF int8 agreed on 99.8% at ~1.9x the PyTorch bf16 path, and one tweet in ~4.4 ms.
+
+Needs `openvino` and `nncf` (requirements.txt); without them `missing_runtime()` says so and the
+caller serves in PyTorch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+
+from bertdemo.model.pooling import pooling_of, use_pooling
+
+log = logging.getLogger(__name__)
+
+FOLDER = "int8"  # inside a version's folder
+INT8_FILE, GATE_FILE = "model.int8.xml", "gate.json"  # OpenVINO IR: the .xml graph and its .bin weights
+# texts whose int8 top-two logit gap is under this are re-scored by the fp32 PyTorch model: every
+# int8 flip measured here had a gap under 0.2 (25 of 5,595 tweets), and 4.7% of tweets are under 0.3
+MARGIN_GUARD = 0.3
+MIN_AGREEMENT = 0.995  # argmax agreement with the fp32 model on the gate set
+MAX_F1_CHANGE = 0.005  # per-class F1, absolute change from the fp32 model's
+RECIPE = ("OpenVINO + NNCF int8 (transformer preset, mixed, SmoothQuant; calibrated one text at a time), "
+          "head and other ops fp32")
+
+
+def missing_runtime() -> str | None:
+    """None when OpenVINO and NNCF import; else what is missing, for the log and the UI."""
+    try:
+        import nncf  # noqa: F401
+        import openvino  # noqa: F401
+    except ImportError as exc:
+        return f"the int8 path needs openvino and nncf ({exc})"
+    return None
+
+
+class _Graph(torch.nn.Module):
+    """What is exported: logits, and the unit-length mean of the last layer's token vectors (the
+    sentence embedding that re-scoring stores), from input ids and the attention mask."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        mask = attention_mask.unsqueeze(-1).to(out.hidden_states[-1].dtype)
+        mean = (out.hidden_states[-1] * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return out.logits, torch.nn.functional.normalize(mean, dim=-1)
+
+
+def export(model_dir: str | Path, out_dir: str | Path, calibration: Sequence[str]) -> Path:
+    """Convert the saved model in `model_dir` to OpenVINO, quantize it to int8 with NNCF (activation
+    scales calibrated on `calibration` texts), and save it as `out_dir`/model.int8.xml (+ .bin).
+    Written to a temporary folder and renamed, so `out_dir` is complete or absent."""
+    import nncf
+    import openvino as ov
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if not calibration:
+        raise ValueError("the int8 export needs some texts to calibrate on")
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    use_pooling(model, pooling_of(model))
+    tok = AutoTokenizer.from_pretrained(model_dir)
+
+    def feed(texts: Sequence[str]) -> dict[str, np.ndarray]:
+        enc = tok(list(texts), truncation=True, max_length=128, padding=True, return_tensors="np")
+        return {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)}
+
+    sample = feed(["an example", "a slightly longer example sentence"])
+    tmp = Path(tempfile.mkdtemp(prefix=".int8-", dir=out_dir.parent))
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the tracer's warnings are about shapes it handles
+            graph = ov.convert_model(
+                _Graph(model), example_input={k: torch.from_numpy(v) for k, v in sample.items()},
+                input=[("input_ids", ov.PartialShape([-1, -1]), ov.Type.i64),
+                       ("attention_mask", ov.PartialShape([-1, -1]), ov.Type.i64)])
+        nncf.set_log_level(logging.WARNING)  # not its list of every node it leaves in fp32
+        # one text per sample: padding would widen the activation ranges the scales are fitted to
+        data = nncf.Dataset([feed([t]) for t in calibration])
+        quantized = nncf.quantize(graph, data, subset_size=len(calibration), model_type=nncf.ModelType.TRANSFORMER,
+                                  preset=nncf.QuantizationPreset.MIXED,
+                                  ignored_scope=nncf.IgnoredScope(patterns=[".*pooler.*", ".*classifier.*"],
+                                                                  validate=False))  # the head stays fp32
+        ov.save_model(quantized, str(tmp / INT8_FILE))
+        shutil.rmtree(out_dir, ignore_errors=True)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+class Int8Scorer:
+    """The int8 model compiled twice by OpenVINO: one thread for small inputs, every core for
+    batches (the same policy as the PyTorch path, `classifier.PARALLEL_MIN_TOKENS`). Ops that stay
+    out of int8 run in fp32 (measured faster here than the bf16 hint, and exact). Not thread-safe:
+    the Classifier calls it under its lock."""
+
+    def __init__(self, path: str | Path, threads: int, margin_guard: float = MARGIN_GUARD) -> None:
+        import openvino as ov
+
+        self.path = Path(path)
+        self.margin_guard = margin_guard  # read by Classifier._forward
+        self.scored = self.rescored = 0  # texts scored, and of them re-scored in fp32 (the guard)
+        core = ov.Core()
+        model = core.read_model(str(self.path))
+        cfg = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        self._one = core.compile_model(model, "CPU", cfg | {"INFERENCE_NUM_THREADS": 1}).create_infer_request()
+        self._all = (core.compile_model(model, "CPU", cfg | {"INFERENCE_NUM_THREADS": threads}).create_infer_request()
+                     if threads > 1 else self._one)
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray, parallel: bool,
+            embed: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        req = self._all if parallel else self._one
+        req.infer({"input_ids": input_ids.astype(np.int64, copy=False),
+                   "attention_mask": attention_mask.astype(np.int64, copy=False)})
+        logits = req.get_output_tensor(0).data.copy()
+        return logits, (req.get_output_tensor(1).data.copy() if embed else None)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The int8 model against the fp32 one on one labelled set."""
+
+    agreement: float  # share of identical argmaxes
+    f1_fp32: dict[str, float]  # per class, against the labels
+    f1_int8: dict[str, float]
+    n: int
+    on: str  # what the set was ("the validation split of v3", ...)
+    seconds: float = 0.0
+    recipe: str = RECIPE
+    min_agreement: float = MIN_AGREEMENT
+    max_f1_change: float = MAX_F1_CHANGE
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def worst_change(self) -> tuple[str, float]:
+        lab = max(self.f1_fp32, key=lambda k: abs(self.f1_int8[k] - self.f1_fp32[k]))
+        return lab, self.f1_int8[lab] - self.f1_fp32[lab]
+
+    @property
+    def faster(self) -> bool:
+        """int8 scored the gate set's batches at least as fast as the PyTorch serving path."""
+        rates = self.extra.get("int8_per_s"), self.extra.get("torch_per_s")
+        return None not in rates and rates[0] >= rates[1]
+
+    @property
+    def passed(self) -> bool:
+        return self.agreement >= self.min_agreement and abs(self.worst_change[1]) <= self.max_f1_change + 1e-12
+
+    def summary(self) -> str:
+        lab, d = self.worst_change
+        verdict = "passed" if self.passed else "failed"
+        speed = ""
+        if "guarded_share" in self.extra:
+            speed += (f"; {self.extra['guarded_share']:.1%} of texts were under the {self.extra['margin_guard']} "
+                      "logit margin and re-scored in fp32")
+        if "int8_per_s" in self.extra:
+            speed += (f"; batches {self.extra['int8_per_s']:.0f}/s against {self.extra['torch_per_s']:.0f}/s "
+                     f"in PyTorch {self.extra.get('torch_path', '')}".rstrip())
+        return (f"int8 gate {verdict} on {self.on} ({self.n:,} texts): argmax agreement {self.agreement:.2%} "
+                f"(needs {self.min_agreement:.1%}), largest per-class F1 change {d:+.4f} ({lab}; "
+                f"allowed ±{self.max_f1_change}){speed}")
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> Gate:
+        return cls(**json.loads(path.read_text()))
+
+
+def gate(ref_logits: np.ndarray, int8_logits: np.ndarray, y: Sequence[int], labels: Sequence[str], on: str,
+         seconds: float = 0.0, min_agreement: float = MIN_AGREEMENT, max_f1_change: float = MAX_F1_CHANGE) -> Gate:
+    """Compare the two models' predictions on texts with known labels `y` (label indices)."""
+    ref, q, y = ref_logits.argmax(1), int8_logits.argmax(1), np.asarray(y)
+    idx = list(range(len(labels)))
+    f_ref = f1_score(y, ref, labels=idx, average=None, zero_division=0)
+    f_q = f1_score(y, q, labels=idx, average=None, zero_division=0)
+    return Gate(agreement=float((ref == q).mean()) if len(y) else 0.0,
+                f1_fp32={lab: round(float(v), 6) for lab, v in zip(labels, f_ref)},
+                f1_int8={lab: round(float(v), 6) for lab, v in zip(labels, f_q)}, n=len(y), on=on,
+                seconds=round(seconds, 2), min_agreement=min_agreement, max_f1_change=max_f1_change)
+
+
+def timed_gate(clf, scorer: Int8Scorer, texts: Sequence[str], y: Sequence[int], on: str) -> Gate:
+    """Score `texts` with `clf`'s PyTorch model in fp32 and with `scorer`, gate the difference, and
+    time both `scorer` and the PyTorch serving path (bf16 where native) on the same batches."""
+    t0 = time.perf_counter()
+    ref = clf.logits(texts, batch_size=64, path="fp32")
+    t1 = time.perf_counter()
+    before = scorer.scored, scorer.rescored
+    q = clf.logits(texts, batch_size=64, path=scorer)
+    t2 = time.perf_counter()
+    guarded = (scorer.rescored - before[1]) / max(scorer.scored - before[0], 1)
+    clf.logits(texts, batch_size=64, path="torch")
+    t3 = time.perf_counter()
+    g = gate(ref, q, y, clf.labels, on, t3 - t0)
+    n = max(len(texts), 1)
+    return replace(g, extra={"margin_guard": scorer.margin_guard, "guarded_share": round(guarded, 4),
+                             "int8_per_s": round(n / max(t2 - t1, 1e-9), 1),
+                             "torch_per_s": round(n / max(t3 - t2, 1e-9), 1), "torch_path": clf.amp_path})
