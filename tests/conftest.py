@@ -28,6 +28,11 @@ from bertdemo.services import Services
 from bertdemo.training.config import TrainConfig
 from tests.support import LABELS, TINY_TRAIN, launched_app, postgres_url
 
+# PyTorch serves in tests and in the apps and CLI runs they start, unless a test chooses a path:
+# building and gating the int8 graph adds ~15 s of CPU after every training run (its own tests,
+# tests/unit/model/test_int8.py and tests/unit/training/test_serving.py, ask for it)
+os.environ.setdefault("BERTDEMO_SERVING", "bf16")
+
 
 @pytest.fixture(scope="session")
 def tiny_csv(tmp_path_factory) -> Path:

@@ -63,7 +63,7 @@ class App:
         port = free_port()
         env = os.environ | {
             "BERTDEMO_DATA_DIR": str(self.data_dir), "BERTDEMO_DATASET": str(self.tiny_csv), "BERTDEMO_DATASETS": "airline",
-            "BERTDEMO_INITIAL_EPOCHS": "0.3", "BERTDEMO_DB_URL": "", "GRADIO_SERVER_NAME": "127.0.0.1",
+            "BERTDEMO_INITIAL_EPOCHS": "0.3", "BERTDEMO_DB_URL": "", "BERTDEMO_SERVING": "bf16", "GRADIO_SERVER_NAME": "127.0.0.1",
             "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
         with open(self.log, "a") as out:
             out.write(f"\n===== start on port {port}\n")

@@ -50,7 +50,7 @@ def test_every_public_endpoint_has_readable_parameters_and_a_description(api_inf
 
 def test_internal_endpoints_are_not_public(api_info):
     assert "/default_queue" not in api_info  # the page's first load, not an API
-    assert set(api_info) == {"/predict", "/tokenize", "/explain", "/predict_csv", "/compare_word", "/next_item",
+    assert set(api_info) == {"/predict", "/predict_batch", "/tokenize", "/explain", "/predict_csv", "/compare_word", "/next_item",
                              "/save_label", "/undo", "/import_csv", "/export_csv", "/agreement", "/start_training",
                              "/training_status", "/activate_version", "/skip_item", "/set_annotations_per_item",
                              "/similar_examples", "/map_selection", "/add_comment", "/label_examples",
