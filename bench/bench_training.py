@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=1.0, help="epochs for both")
     ap.add_argument("--batch-size", type=int, default=32, help="batch size for both")
     ap.add_argument("--max-length", type=int, default=64, help="max tokens (Trainer pads to this)")
+    ap.add_argument("--seed", type=int, default=42, help="both runs' seed (head init, order)")
     args = ap.parse_args()
 
     settings = Settings.from_env()
@@ -60,10 +61,11 @@ def main() -> None:
     y = y_all[idx]
     tr, va = stratified_split(y, args.val / len(y), seed=0)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, max_length=args.max_length,
-                      evals_per_epoch=1)
+                      evals_per_epoch=1, seed=args.seed)
 
     # --- HF Trainer, default arguments, padded to max length
     # both start from the same model: the packaged encoder with the head the app trains (its pooling)
+    torch.manual_seed(args.seed)  # the same fresh head for both
     hf = Classifier.load(settings.model_source, labels, precision="fp32", pooling=cfg.new_head_pooling)
     pad = lambda ts: hf.tokenizer(ts, truncation=True, max_length=args.max_length, padding="max_length")  # noqa: E731
     with tempfile.TemporaryDirectory() as out:
@@ -78,6 +80,7 @@ def main() -> None:
     hf_f1 = f1_score(y[va], hf.predict_proba([texts[i] for i in va]).argmax(1), average="macro")
 
     # --- ours
+    torch.manual_seed(args.seed)
     ours = Classifier.load(settings.model_source, labels, pooling=cfg.new_head_pooling)
     t = time.perf_counter()
     res = fit(ours, [texts[i] for i in tr], y[tr], [texts[i] for i in va], y[va], cfg)
