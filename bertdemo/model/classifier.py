@@ -255,8 +255,10 @@ class Classifier:
                     logits, emb = graph.run(batch["input_ids"].numpy(), batch["attention_mask"].numpy(),
                                             parallel=batch["input_ids"].numel() >= PARALLEL_MIN_TOKENS, embed=embed)
                     out[idx] = logits
+                    rows = self._guarded_rows(graph, logits)
                     graph.scored = getattr(graph, "scored", 0) + len(idx)
-                    guarded.extend(idx[j] for j in self._guarded_rows(graph, logits))
+                    graph.rescored = getattr(graph, "rescored", 0) + len(rows)
+                    guarded.extend(idx[j] for j in rows)
                     if embed:
                         vectors[idx] = emb
                     continue
@@ -272,8 +274,6 @@ class Classifier:
                         vectors[idx] = torch.nn.functional.normalize(mean, dim=-1).cpu().numpy()
         if guarded:  # batched together: a few percent of the texts, at fp32 speed
             out[guarded] = self._forward([texts[i] for i in guarded], batch_size, embed=False, path="fp32")[0]
-            graph = self.graph if path is None else path
-            graph.rescored = getattr(graph, "rescored", 0) + len(guarded)
         return out, vectors
 
     @staticmethod

@@ -181,7 +181,7 @@ class JobRunner:
             n = self.rescore(info, clf)
             self.last_rescore = (info.name, n)
             log.info("re-scored %d examples with %s", n, info.name)
-        except Exception:
+        except Exception:  # a background thread must log; the queues keep the old scores
             log.exception("re-scoring with %s failed", info.name)
 
     def training_inputs(self, config: TrainConfig) -> TrainingInputs:

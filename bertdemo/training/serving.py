@@ -72,7 +72,8 @@ def attach(clf: Classifier, folder: Path, mode: str) -> Serving:
 
 def _decide(clf: Classifier, d: Path, mode: str, gate: int8.Gate) -> Serving:
     if (gate.passed and gate.faster) or mode == "int8":
-        clf.use_graph(int8.Int8Scorer(d / int8.INT8_FILE, clf.max_threads))
+        if getattr(clf.graph, "path", None) != d / int8.INT8_FILE:  # attached already: not compiled twice
+            clf.use_graph(int8.Int8Scorer(d / int8.INT8_FILE, clf.max_threads))
         note = "int8 (OpenVINO). " + gate.summary() + (
             "." if gate.passed else "; served anyway (BERTDEMO_SERVING=int8).")
         if not gate.passed:

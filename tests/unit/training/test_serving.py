@@ -62,7 +62,9 @@ def test_a_later_start_reuses_the_graph_without_exporting(built, monkeypatch):
     again = Services.create(services.settings)
     clf = again.registry.active()
     assert clf.serving_path == "int8" and again.registry.serving_note() == state.note
+    attached = clf.graph
     assert again.registry.prepare_serving(info, clf).path == "int8"  # nothing left to build
+    assert clf.graph is attached  # and the attached graph is not compiled a second time
 
 
 @pytest.mark.parametrize("agreement, faster, expect", [(0.99, True, "bf16"), (0.999, False, "bf16"),
