@@ -28,7 +28,7 @@ from bertdemo.config import BUNDLED_DATASET, Settings  # noqa: E402
 from bertdemo.datasets import load_bundled, stratified_split  # noqa: E402
 from bertdemo.model.classifier import Classifier  # noqa: E402
 from bertdemo.training.config import TrainConfig  # noqa: E402
-from bertdemo.training.loop import fit
+from bertdemo.training.loop import fit, set_dropout
 
 
 class Encoded(torch.utils.data.Dataset):
@@ -50,6 +50,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32, help="batch size for both")
     ap.add_argument("--max-length", type=int, default=64, help="max tokens (Trainer pads to this)")
     ap.add_argument("--seed", type=int, default=42, help="both runs' seed (head init, order)")
+    ap.add_argument("--same-recipe", action="store_true",
+                    help="also run the Trainer with our recipe (dropout, warm-up, weight decay): is the F1 the loop's?")
     args = ap.parse_args()
 
     settings = Settings.from_env()
@@ -63,21 +65,30 @@ def main() -> None:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, max_length=args.max_length,
                       evals_per_epoch=1, seed=args.seed)
 
-    # --- HF Trainer, default arguments, padded to max length
-    # both start from the same model: the packaged encoder with the head the app trains (its pooling)
-    torch.manual_seed(args.seed)  # the same fresh head for both
-    hf = Classifier.load(settings.model_source, labels, precision="fp32", pooling=cfg.new_head_pooling)
-    pad = lambda ts: hf.tokenizer(ts, truncation=True, max_length=args.max_length, padding="max_length")  # noqa: E731
-    with tempfile.TemporaryDirectory() as out:
-        targs = TrainingArguments(output_dir=out, num_train_epochs=args.epochs, learning_rate=cfg.learning_rate,
-                                  per_device_train_batch_size=args.batch_size, report_to="none",
-                                  save_strategy="no", logging_strategy="no", seed=cfg.seed, use_cpu=True)
-        trainer = Trainer(model=hf.model, args=targs, train_dataset=Encoded(pad([texts[i] for i in tr]), y[tr]))
-        t = time.perf_counter()
-        trainer.train()
-        hf_s = time.perf_counter() - t
-    hf.model.eval()
-    hf_f1 = f1_score(y[va], hf.predict_proba([texts[i] for i in va]).argmax(1), average="macro")
+    # --- HF Trainer, padded to max length: its defaults, and (--same-recipe) our recipe
+    def trainer_run(same_recipe: bool) -> tuple[float, float]:
+        # both start from the same model: the packaged encoder with the head the app trains (its pooling)
+        torch.manual_seed(args.seed)  # the same fresh head for both
+        hf = Classifier.load(settings.model_source, labels, precision="fp32", pooling=cfg.new_head_pooling)
+        recipe = {}
+        if same_recipe:
+            if cfg.dropout is not None:
+                set_dropout(hf.model, cfg.dropout)
+            recipe = {"warmup_ratio": cfg.warmup_ratio, "weight_decay": cfg.weight_decay}
+        pad = lambda ts: hf.tokenizer(ts, truncation=True, max_length=args.max_length, padding="max_length")  # noqa: E731
+        with tempfile.TemporaryDirectory() as out:
+            targs = TrainingArguments(output_dir=out, num_train_epochs=args.epochs, learning_rate=cfg.learning_rate,
+                                      per_device_train_batch_size=args.batch_size, report_to="none",
+                                      save_strategy="no", logging_strategy="no", seed=cfg.seed, use_cpu=True, **recipe)
+            trainer = Trainer(model=hf.model, args=targs, train_dataset=Encoded(pad([texts[i] for i in tr]), y[tr]))
+            t = time.perf_counter()
+            trainer.train()
+            seconds = time.perf_counter() - t
+        hf.model.eval()
+        return seconds, f1_score(y[va], hf.predict_proba([texts[i] for i in va]).argmax(1), average="macro")
+
+    hf_s, hf_f1 = trainer_run(False)
+    same = trainer_run(True) if args.same_recipe else None
 
     # --- ours
     torch.manual_seed(args.seed)
@@ -91,11 +102,16 @@ def main() -> None:
     print("| path | samples/s | vs Trainer | validation macro-F1 |")
     print("|---|---|---|---|")
     print(f"| HF Trainer, defaults, padded to {args.max_length} | {n / hf_s:.0f} | 1.0x | {hf_f1:.4f} |")
+    if same:
+        print(f"| HF Trainer, our recipe (dropout {cfg.dropout}, warm-up {cfg.warmup_ratio}, weight decay "
+              f"{cfg.weight_decay}) | {n / same[0]:.0f} | {hf_s / same[0]:.2f}x | {same[1]:.4f} |")
     weighting = "class-weighted" if cfg.class_weighted else "unweighted"
-    print(f"| ours ({res.precision}, dynamic padding, fused AdamW, {weighting}, {cfg.pooling} pooling) | {n / ours_s:.0f} | "
+    print(f"| ours ({res.precision}, dynamic padding, fused AdamW, {weighting}, {cfg.pooling} pooling, dropout "
+          f"{cfg.dropout}) | {n / ours_s:.0f} | "
           f"{hf_s / ours_s:.2f}x | {res.macro_f1:.4f} |")
     print(f"\nspeedup_vs_trainer={hf_s / ours_s:.2f} ours_samples_per_s={n / ours_s:.0f} "
-          f"trainer_samples_per_s={n / hf_s:.0f} ours_macro_f1={res.macro_f1:.4f} trainer_macro_f1={hf_f1:.4f}")
+          f"trainer_samples_per_s={n / hf_s:.0f} ours_macro_f1={res.macro_f1:.4f} trainer_macro_f1={hf_f1:.4f}"
+          + (f" trainer_same_recipe_macro_f1={same[1]:.4f}" if same else ""))
 
 
 if __name__ == "__main__":

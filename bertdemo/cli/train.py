@@ -116,7 +116,7 @@ def _follow(settings: Settings, config: TrainConfig, rank: int, world: int) -> i
         inputs = JobRunner(settings, engine, Registry(settings, engine)).training_inputs(config)
         clf = Classifier.load(inputs.source, settings.labels, settings.device, settings.max_length,
                               precision=config.precision, pooling=config.new_head_pooling)
-        result = fit(clf, *inputs.split, config)
+        result = fit(clf, *inputs.split, config, sample_weights=inputs.train_weights)
     except TrainingError as exc:
         log.error("process %d of %d: training failed: %s", rank, world, exc)
         return 1

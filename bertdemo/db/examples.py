@@ -203,6 +203,15 @@ def datasets_of(s: Session, example_ids: Sequence[int]) -> dict[int, str | None]
     return {i: d for i, d in rows_where_in(s, select(Example.id, Example.dataset), Example.id, example_ids)}
 
 
+def label_confidences(s: Session, example_ids: Sequence[int]) -> dict[int, float]:
+    """{example id: the crowd's confidence in its label} for those of `example_ids` whose label is
+    still the one they were imported with (version 1) and whose import gave a `label_confidence`;
+    a label a person set or confirmed has no such figure."""
+    q = select(Example.id, Example.version, Example.meta)
+    return {i: float(meta["label_confidence"]) for i, version, meta in rows_where_in(s, q, Example.id, example_ids)
+            if version == 1 and isinstance(meta, dict) and meta.get("label_confidence") is not None}
+
+
 def has_dataset(s: Session, dataset: str) -> bool:
     return s.scalar(select(Example.id).where(Example.dataset == dataset).limit(1)) is not None
 

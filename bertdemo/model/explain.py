@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import torch
 from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bertdemo.model.classifier import Classifier, TokenView
+from bertdemo.model.packing import attention_for_backward
 from bertdemo.validate import number
 
 
@@ -123,8 +123,7 @@ def _attribute(clf: Classifier, text: str, target: str | None, method: str, n_st
         stack.enter_context(_input_gradients_only(model))
         if low_precision:
             stack.enter_context(clf._autocast())
-            if clf.device.type == "cpu":
-                stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+            stack.enter_context(attention_for_backward(clf.device))
 
         def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             return model(input_ids=input_ids, attention_mask=attention_mask).logits.float()  # (B, C)

@@ -1,12 +1,23 @@
-"""bf16 Linear layers for CPU inference (the PyTorch serving path, `Classifier.serving_model`)."""
+"""CPU kernel choices: bf16 Linear layers for inference (the PyTorch serving path,
+`Classifier.serving_model`), and the attention kernel for forwards that a backward follows."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 log = logging.getLogger(__name__)
+
+
+def attention_for_backward(device: torch.device) -> contextlib.AbstractContextManager:
+    """The attention kernel for a forward that a backward follows (training, attributions). On the
+    CPU, SDPA's math kernel: the fused (flash) kernel, which PyTorch picks whenever attention
+    dropout is off, trains and attributes much slower on this CPU (bench/README.md, "Figures behind
+    design choices"). Elsewhere PyTorch's choice stands."""
+    return sdpa_kernel(SDPBackend.MATH) if device.type == "cpu" else contextlib.nullcontext()
 
 
 def cast_linear(lin: torch.nn.Linear, dtype: torch.dtype) -> torch.nn.Linear:

@@ -24,6 +24,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from transformers import get_linear_schedule_with_warmup
 
 from bertdemo.model.classifier import Classifier
+from bertdemo.model.packing import attention_for_backward
 from bertdemo.training.accelerator import (
     SingleProcess,
     any_process,
@@ -68,6 +69,15 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.
     return batches
 
 
+def set_dropout(model: torch.nn.Module, p: float) -> int:
+    """Give every dropout layer of `model` the rate `p` (for training; evaluation never drops);
+    returns how many there are."""
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    for m in layers:
+        m.p = p
+    return len(layers)
+
+
 def check_labels(labels: Sequence[int], label_names: Sequence[str], min_per_class: int = 2) -> None:
     counts = np.bincount(np.asarray(labels, dtype=int), minlength=len(label_names))
     missing = [name for name, n in zip(label_names, counts) if n < min_per_class]
@@ -101,21 +111,27 @@ def _evaluate(clf: Classifier, enc: list[dict], labels: np.ndarray, loss_fn,
 def fit(clf: Classifier, train_texts: Sequence[str], train_labels: Sequence[int],
         val_texts: Sequence[str], val_labels: Sequence[int], config: TrainConfig = TrainConfig(),
         on_progress: Callable[[Progress], None] | None = None,
-        should_stop: Callable[[], bool] | None = None) -> FitResult:
-    """Fine-tune `clf.model` in place; on return it holds the weights with the best val loss."""
+        should_stop: Callable[[], bool] | None = None,
+        sample_weights: Sequence[float] | None = None) -> FitResult:
+    """Fine-tune `clf.model` in place; on return it holds the weights with the best val loss.
+    `sample_weights` (one per training example, e.g. how sure the labellers were) scale each
+    example's share of the training loss; the validation loss is never weighted."""
     names = clf.labels
     if len(train_texts) != len(train_labels) or len(val_texts) != len(val_labels):
         raise ValueError("texts and labels must have the same length")
     check_labels(train_labels, names, 1)
     if len(val_texts) == 0:
         raise TrainingError("the validation split is empty; label more examples")
+    if sample_weights is not None and (len(sample_weights) != len(train_texts) or min(sample_weights) <= 0):
+        raise ValueError("sample_weights needs one weight above 0 per training example")
     set_seed(config.seed)
     rng = random.Random(config.seed)
     serving_dtype = clf.amp_dtype
     clf.amp_dtype = None if config.precision == "fp32" else (
         torch.bfloat16 if config.precision == "bf16" else clf.amp_dtype)
     try:
-        return _fit(clf, train_texts, train_labels, val_texts, val_labels, config, on_progress, should_stop, rng)
+        return _fit(clf, train_texts, train_labels, val_texts, val_labels, config, on_progress, should_stop, rng,
+                    sample_weights)
     except (torch.OutOfMemoryError, RuntimeError) as exc:
         if not _is_oom(exc):
             raise
@@ -131,7 +147,8 @@ def fit(clf: Classifier, train_texts: Sequence[str], train_labels: Sequence[int]
         clf.model.zero_grad(set_to_none=True)  # the last step's gradients: a model's size of memory, never used again
 
 
-def _fit(clf, train_texts, train_labels, val_texts, val_labels, config, on_progress, should_stop, rng):
+def _fit(clf, train_texts, train_labels, val_texts, val_labels, config, on_progress, should_stop, rng,
+         sample_weights=None):
     names = clf.labels
     precision = str(clf.amp_dtype).replace("torch.", "") if clf.amp_dtype else "fp32"
     # several processes (accelerate launch): the same loop, data-parallel; else a SingleProcess stand-in
@@ -166,12 +183,16 @@ def _fit(clf, train_texts, train_labels, val_texts, val_labels, config, on_progr
     else:
         weight = None
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+    w_train = None if sample_weights is None else np.asarray(sample_weights, dtype=np.float32)
+    per_example = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing, reduction="none")
 
     if config.freeze_encoder:
         for p in model.base_model.parameters():
             p.requires_grad_(False)
     elif config.freeze_word_embeddings:  # half of MiniLM's weights: no gradient, no optimizer state
         model.get_input_embeddings().weight.requires_grad_(False)
+    if config.dropout is not None:
+        set_dropout(model, config.dropout)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -211,9 +232,13 @@ def _fit(clf, train_texts, train_labels, val_texts, val_labels, config, on_progr
             batch = tok.pad({"input_ids": [train_ids[i] for i in batch_idx]}, return_tensors="pt")
             batch = {k: v.to(device) for k, v in batch.items()}
             y = torch.as_tensor(y_train[batch_idx], device=device)
-            with acc.autocast():
+            with acc.autocast(), attention_for_backward(device):
                 logits = net(**batch).logits.float()  # (B, C)
-            loss = loss_fn(logits, y)
+            if w_train is None:
+                loss = loss_fn(logits, y)
+            else:  # the weighted mean over the batch
+                w = torch.as_tensor(w_train[batch_idx], device=device)
+                loss = (per_example(logits, y) * w).sum() / w.sum()
             # the mean over the processes: every process sees the same value and stops on the same NaN
             step_loss = acc.reduce(loss.detach(), "mean")
             if not torch.isfinite(step_loss):

@@ -72,6 +72,8 @@ class TrainingInputs:
     start_name: str  # "the base encoder" or the active version's name, for messages
     awaiting: int = 0  # labelled items left out: their annotators disagree and no admin decided yet
     val_datasets: tuple[str | None, ...] = ()  # the dataset of each validation example, in split order
+    # each training example's weight in the loss (TrainConfig.confidence_weighted), in split order; None: all 1
+    train_weights: np.ndarray | None = None
 
 
 class JobRunner:
@@ -192,6 +194,7 @@ class JobRunner:
             snapshot = examples.labeled_examples(s)
             contested = set(awaiting_adjudication(s))
             dataset_of = examples.datasets_of(s, [row[0] for row in snapshot])
+            confidence = examples.label_confidences(s, [row[0] for row in snapshot]) if config.confidence_weighted else {}
         # the final label: an adjudicated item trains on the admin's label (its current one); an item
         # whose annotators disagree and that nobody adjudicated yet has no final label: left out
         before = len(snapshot)
@@ -212,8 +215,11 @@ class JobRunner:
                                     "there is none yet. Start from the base encoder instead.")
             source, start_name = str(self.registry.folder(current)), current.name
         split = ([texts[i] for i in tr], y[tr], [texts[i] for i in va], y[va])
+        weights = None
+        if confidence:
+            weights = np.array([confidence.get(snapshot[i][0], 1.0) for i in tr], dtype=np.float32)
         return TrainingInputs(snapshot, split, source, start_name, before - len(snapshot),
-                              tuple(groups[i] for i in va))
+                              tuple(groups[i] for i in va), weights)
 
     def evaluate(self, clf: Classifier, inputs: TrainingInputs, result: FitResult) -> FitResult:
         """`result` with macro-F1 per dataset and the calibration of the validation split added
@@ -255,7 +261,7 @@ class JobRunner:
                 # ZeroGPU: the GPU call runs in a worker process; it saves the weights to disk
                 self._set(message=f"Training from {start_name} on a ZeroGPU worker (no live progress)")
                 result = gpu_task(fit_and_save)(source, labels, self.settings.device, self.settings.max_length,
-                                                *split, config, str(scratch))
+                                                *split, config, str(scratch), inputs.train_weights)
                 clf = Classifier.load(scratch, labels, self.settings.device, self.settings.max_length)
                 last = result.history[-1]["step"] if result.history else 0
                 self._set(step=last, total_steps=last, history=tuple(result.history))
@@ -264,7 +270,7 @@ class JobRunner:
                 clf = Classifier.load(source, labels, self.settings.device, self.settings.max_length,
                                       precision=config.precision, pooling=config.new_head_pooling)
                 result = fit(clf, *split, config, on_progress=self._progress_writer(run_id),
-                             should_stop=self._cancel.is_set)
+                             should_stop=self._cancel.is_set, sample_weights=inputs.train_weights)
             result = self.evaluate(clf, inputs, result)
             log.info("run %d finished: macro-F1 %.4f\n%s", run_id, result.macro_f1, result.report)
             self._set(phase="saving", message="Saving the new version", report=result.report,

@@ -32,13 +32,13 @@ def gpu_task(fn: Callable, duration: int = 600) -> Callable:
 
 def fit_and_save(source: str, labels: Sequence[str], device: str, max_length: int, train_texts: Sequence[str],
                  train_labels: Sequence[int], val_texts: Sequence[str], val_labels: Sequence[int],
-                 config: TrainConfig, out_dir: str) -> FitResult:
+                 config: TrainConfig, out_dir: str, sample_weights: Sequence[float] | None = None) -> FitResult:
     """A whole run as one picklable call: load `source`, fine-tune, save the best weights to
     `out_dir`, return the metrics. ZeroGPU runs `spaces.GPU` functions in a worker process whose
     arguments and result cross by pickling, so in-place updates and callbacks would be lost there;
     this shape loses only the live progress and cancel."""
     clf = Classifier.load(source, labels, device, max_length, precision=config.precision,
                           pooling=config.new_head_pooling)
-    result = fit(clf, train_texts, train_labels, val_texts, val_labels, config)
+    result = fit(clf, train_texts, train_labels, val_texts, val_labels, config, sample_weights=sample_weights)
     clf.save(out_dir)
     return result

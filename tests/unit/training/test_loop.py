@@ -97,6 +97,37 @@ def test_frozen_encoder_trains_only_the_head(clf, data):
     assert any(not torch.equal(a, b) for a, b in zip(head_before, head))
 
 
+def test_dropout_is_set_for_training_or_left_as_the_model_has_it(clf, data):
+    rates = lambda: {m.p for m in clf.model.modules() if isinstance(m, torch.nn.Dropout)}  # noqa: E731
+    assert rates() == {0.1}  # BERT's own
+    fit(clf, *data, TrainConfig(**(TWO_STEPS.to_dict() | {"dropout": None})))
+    assert rates() == {0.1}
+    fit(clf, *data, TrainConfig(**(TWO_STEPS.to_dict() | {"dropout": 0.0})))
+    assert rates() == {0.0}
+    clf.model.train()  # no dropout: two passes in training mode agree
+    batch = clf.tokenizer(data[0][:4], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(clf.model(**batch).logits, clf.model(**batch).logits)
+    clf.model.eval()
+    with pytest.raises(ValueError, match=r"Dropout \(dropout\) must be"):
+        TrainConfig(dropout=0.95)
+
+
+def test_sample_weights_scale_each_examples_share_of_the_loss(data):
+    def first_loss(weights):
+        clf = Classifier.load(packaged_model_path(), LABELS, precision="fp32")
+        return fit(clf, *data, TrainConfig(**(TWO_STEPS.to_dict() | {"max_steps": 1})),
+                   sample_weights=weights).history[0]["train_loss"]
+
+    plain = first_loss(None)
+    assert first_loss([1.0] * len(data[0])) == pytest.approx(plain, rel=1e-5)  # all 1: the plain mean
+    assert first_loss([0.5] * len(data[0])) == pytest.approx(plain, rel=1e-5)  # a weighted mean: the scale cancels
+    skewed = [1.0 if y == 0 else 0.01 for y in data[1]]
+    assert abs(first_loss(skewed) - plain) > 1e-3
+    with pytest.raises(ValueError, match="one weight above 0 per training example"):
+        fit(Classifier.load(packaged_model_path(), LABELS, precision="fp32"), *data, TWO_STEPS, sample_weights=[1.0])
+
+
 def test_should_stop_cancels(clf, data):
     with pytest.raises(TrainingCancelled, match="cancelled at step 0"):
         fit(clf, *data, TWO_STEPS, should_stop=lambda: True)

@@ -282,6 +282,27 @@ def test_corrections_move_the_new_version_towards_them(services):
     assert p_new.mean() > p_old.mean() + 0.03, (p_old.mean(), p_new.mean())
 
 
+def test_imported_labels_weigh_their_crowd_confidence_and_a_persons_label_weighs_one(services):
+    services.ensure_dataset()
+    with Session(services.engine) as s:
+        rows = s.execute(select(Example.id, Example.text, Example.label, Example.meta)).all()
+    conf = {text: meta["label_confidence"] for _i, text, _l, meta in rows}
+    inputs = services.jobs.training_inputs(QUICK)
+    train_texts = inputs.split[0]
+    assert len(inputs.train_weights) == len(train_texts)
+    assert list(inputs.train_weights) == pytest.approx([conf[t] for t in train_texts])
+    assert inputs.train_weights.min() < 0.7 and inputs.train_weights.max() == 1.0  # the sample has unsure labels
+    unsure = next((i, t, lab) for i, t, lab, meta in rows if meta["label_confidence"] < 0.7 and t in train_texts)
+    with Session(services.engine) as s, s.begin():  # a person relabels it: their label weighs 1
+        examples.set_label(s, unsure[0], next(x for x in LABELS if x != unsure[2]), "ann", "annotator", LABELS)
+        assert unsure[0] not in examples.label_confidences(s, [unsure[0]])
+    again = services.jobs.training_inputs(QUICK)
+    weight_of = dict(zip(again.split[0], again.train_weights))
+    if unsure[1] in weight_of:  # (the new label may move it to the validation split)
+        assert weight_of[unsure[1]] == 1.0
+    assert services.jobs.training_inputs(TrainConfig(**(QUICK.to_dict() | {"confidence_weighted": False}))).train_weights is None
+
+
 def _in_a_spawned_process(fn):
     """What ZeroGPU's spaces.GPU does to a call, as far as this app cares: it runs in another
     process; arguments and result cross by pickling."""
