@@ -11,11 +11,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from bertdemo.config import Settings
-from bertdemo.model.classifier import Classifier
 from bertdemo.services import Services
 from bertdemo.training.accelerator import device_setting, launch_state
 from bertdemo.training.config import PRECISIONS, STARTS, TrainConfig, TrainingError
-from bertdemo.training.loop import fit
+from bertdemo.training.loop import fit, start_model
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +113,7 @@ def _follow(settings: Settings, config: TrainConfig, rank: int, world: int) -> i
     engine = make_engine(settings.database_url)  # the main process created the tables
     try:
         inputs = JobRunner(settings, engine, Registry(settings, engine)).training_inputs(config)
-        clf = Classifier.load(inputs.source, settings.labels, settings.device, settings.max_length,
-                              precision=config.precision, pooling=config.new_head_pooling)
+        clf = start_model(inputs.source, settings.labels, settings.device, settings.max_length, config)
         result = fit(clf, *inputs.split, config, sample_weights=inputs.train_weights)
     except TrainingError as exc:
         log.error("process %d of %d: training failed: %s", rank, world, exc)

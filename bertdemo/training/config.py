@@ -60,7 +60,8 @@ class TrainConfig:
     # ones fit in 64 WordPieces
     warmup_ratio: float = _opt(0.06, 0.0, 0.99, "Warm-up ratio")
     weight_decay: float = _opt(0.01, 0.0, 1.0, "Weight decay")
-    seed: int = _opt(42, 0, 2**32 - 1, "Seed", whole=True)  # numpy / scikit-learn seeds
+    seed: int = _opt(42, 0, 2**32 - 1, "Seed", whole=True)  # the split, the batch order and a new head (numpy,
+    # scikit-learn, torch)
     freeze_encoder: bool = False  # True: train only the classification head (the seed's variant)
     freeze_word_embeddings: bool = False  # True: the WordPiece embedding matrix stays as pre-trained
     pooling: str = "mean"  # the head's input for a new head (model/pooling.py): "mean" (measured better for the

@@ -54,6 +54,16 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def start_model(source: str, labels: Sequence[str], device: str | None, max_length: int,
+                config: TrainConfig) -> Classifier:
+    """The model a run trains: `source` loaded in the run's precision, with (from the base encoder)
+    a new head whose initial weights come from `config.seed`, so that the same data and options
+    give the same version."""
+    set_seed(config.seed)
+    return Classifier.load(source, labels, device, max_length, precision=config.precision,
+                           pooling=config.new_head_pooling)
+
+
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random,
                            mega: int = 50) -> list[list[int]]:
     """Shuffle, cut into chunks of `mega` batches, sort each chunk by length, batch, shuffle the
@@ -255,7 +265,8 @@ def _fit(clf, train_texts, train_labels, val_texts, val_labels, config, on_progr
             running.append(step_loss.item())
             elapsed = time.perf_counter() - t0
             row = {"step": step, "epoch": step / steps_per_epoch, "train_loss": float(np.mean(running[-20:]))}
-            if step % eval_every == 0 or step == total:
+            # evaluate every eval_every steps and at the end, not a second time just before it
+            if (step % eval_every == 0 and total - step >= eval_every // 2) or step == total:
                 val_loss, pred = _evaluate(clf, val_enc, y_val_sorted, loss_fn, acc)
                 if not math.isfinite(val_loss):
                     raise TrainingError(

@@ -25,7 +25,7 @@ from bertdemo.model.classifier import Classifier
 from bertdemo.training import serving
 from bertdemo.training.config import FitResult, Progress, TrainConfig, TrainingCancelled, TrainingError
 from bertdemo.training.evaluation import evaluate
-from bertdemo.training.loop import check_labels, fit
+from bertdemo.training.loop import check_labels, fit, start_model
 from bertdemo.training.registry import Registry, VersionInfo
 from bertdemo.training.zerogpu import fit_and_save, gpu_task, zero_gpu
 
@@ -267,8 +267,7 @@ class JobRunner:
                 self._set(step=last, total_steps=last, history=tuple(result.history))
             else:
                 # a fresh copy: the serving classifier is never touched by training
-                clf = Classifier.load(source, labels, self.settings.device, self.settings.max_length,
-                                      precision=config.precision, pooling=config.new_head_pooling)
+                clf = start_model(source, labels, self.settings.device, self.settings.max_length, config)
                 result = fit(clf, *split, config, on_progress=self._progress_writer(run_id),
                              should_stop=self._cancel.is_set, sample_weights=inputs.train_weights)
             result = self.evaluate(clf, inputs, result)

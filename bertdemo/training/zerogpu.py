@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from bertdemo.model.classifier import Classifier
 from bertdemo.training.config import FitResult, TrainConfig
-from bertdemo.training.loop import fit
+from bertdemo.training.loop import fit, start_model
 
 
 def zero_gpu() -> bool:
@@ -37,8 +36,7 @@ def fit_and_save(source: str, labels: Sequence[str], device: str, max_length: in
     `out_dir`, return the metrics. ZeroGPU runs `spaces.GPU` functions in a worker process whose
     arguments and result cross by pickling, so in-place updates and callbacks would be lost there;
     this shape loses only the live progress and cancel."""
-    clf = Classifier.load(source, labels, device, max_length, precision=config.precision,
-                          pooling=config.new_head_pooling)
+    clf = start_model(source, labels, device, max_length, config)
     result = fit(clf, train_texts, train_labels, val_texts, val_labels, config, sample_weights=sample_weights)
     clf.save(out_dir)
     return result

@@ -21,7 +21,7 @@ from bertdemo.db import versions
 from bertdemo.model.classifier import Classifier
 from bertdemo.training.accelerator import launch_state, shard_batches
 from bertdemo.training.config import TrainConfig, TrainingCancelled, TrainingError
-from bertdemo.training.loop import check_labels, fit, length_grouped_batches
+from bertdemo.training.loop import check_labels, fit, length_grouped_batches, start_model
 from bertdemo.training.zerogpu import gpu_task
 from tests.support import LABELS, TINY_TRAIN
 
@@ -113,11 +113,29 @@ def test_dropout_is_set_for_training_or_left_as_the_model_has_it(clf, data):
         TrainConfig(dropout=0.95)
 
 
+def test_evaluations_are_spread_over_the_run_and_not_repeated_at_its_end(clf, data):
+    # 60 examples in batches of 4: 15 steps; 2 evaluations per epoch: every 7 steps and at the end,
+    # where step 14 would evaluate a second time one step before it
+    r = fit(clf, *data, TrainConfig(**(TWO_STEPS.to_dict() | {"batch_size": 4, "max_steps": None,
+                                                              "evals_per_epoch": 2})))
+    assert [h["step"] for h in r.history if "val_loss" in h] == [7, 15]
+
+
+def test_a_run_starts_from_the_same_new_head_for_the_same_seed():
+    def head(seed):
+        clf = start_model(str(packaged_model_path()), LABELS, "cpu", 32, TrainConfig(seed=seed))
+        return clf.model.classifier.weight.detach().clone()
+
+    assert torch.equal(head(3), head(3))
+    assert not torch.equal(head(3), head(4))
+
+
 def test_sample_weights_scale_each_examples_share_of_the_loss(data):
+    one_step = TrainConfig(**(TWO_STEPS.to_dict() | {"max_steps": 1}))
+
     def first_loss(weights):
-        clf = Classifier.load(packaged_model_path(), LABELS, precision="fp32")
-        return fit(clf, *data, TrainConfig(**(TWO_STEPS.to_dict() | {"max_steps": 1})),
-                   sample_weights=weights).history[0]["train_loss"]
+        clf = start_model(str(packaged_model_path()), LABELS, "cpu", 32, one_step)  # the same head each time
+        return fit(clf, *data, one_step, sample_weights=weights).history[0]["train_loss"]
 
     plain = first_loss(None)
     assert first_loss([1.0] * len(data[0])) == pytest.approx(plain, rel=1e-5)  # all 1: the plain mean
