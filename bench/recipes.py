@@ -73,6 +73,7 @@ RECIPES = {  # name -> (datasets trained on, config)
     "r2-new-default-1.3ep": (BOTH, replace(ROUND2, dropout=0.0, confidence_weighted=True, epochs=1.3)),
     "r2-new-default-no-warmup-no-decay": (BOTH, replace(ROUND2, dropout=0.0, confidence_weighted=True,
                                                         warmup_ratio=0.0, weight_decay=0.0)),
+    "r2-new-default-lr6e-5": (BOTH, replace(ROUND2, dropout=0.0, confidence_weighted=True, learning_rate=6e-5)),
     "r2-new-default-batch16": (BOTH, replace(ROUND2, dropout=0.0, confidence_weighted=True, batch_size=16)),
     "r2-new-default-batch16-seed7": (BOTH, replace(ROUND2, dropout=0.0, confidence_weighted=True, batch_size=16,
                                                    seed=7)),
