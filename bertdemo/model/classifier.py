@@ -23,7 +23,7 @@ from transformers.utils import logging as hf_logging
 
 from bertdemo.errors import BadInput
 from bertdemo.model.packing import PackedLinear, cast_linear
-from bertdemo.model.pooling import pooling_of, use_pooling
+from bertdemo.model.pooling import masked_mean, pooling_of, use_pooling
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,13 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
         return None
 
 
+def amp_dtype_for(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a precision setting: "fp32" none, "bf16", or "auto" (`autocast_dtype`)."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    return None if precision == "fp32" else torch.bfloat16 if precision == "bf16" else autocast_dtype(device)
+
+
 class Classifier:
     """A tokenizer and an `AutoModelForSequenceClassification`, in eval mode on one device."""
 
@@ -109,10 +116,7 @@ class Classifier:
         self.device = device
         self.max_length = max_length
         self.name = name
-        if precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
-        self.amp_dtype = None if precision == "fp32" else (
-            torch.bfloat16 if precision == "bf16" else autocast_dtype(device))
+        self.amp_dtype = amp_dtype_for(precision, device)
         self._lock = threading.Lock()  # forward passes are serialised: the cores are shared anyway
         self.max_threads = min(torch.get_num_threads(), cpu_cores())
         self._serving: tuple[tuple, torch.nn.Module] | None = None  # (weights key, bf16 copy)
@@ -269,8 +273,7 @@ class Classifier:
                     res = model(**batch, output_hidden_states=embed)
                     out[idx] = res.logits.float().cpu().numpy()
                     if embed:
-                        mask = batch["attention_mask"].unsqueeze(-1).float()
-                        mean = (res.hidden_states[-1].float() * mask).sum(1) / mask.sum(1).clamp(min=1)
+                        mean = masked_mean(res.hidden_states[-1].float(), batch["attention_mask"])
                         vectors[idx] = torch.nn.functional.normalize(mean, dim=-1).cpu().numpy()
         if guarded:  # batched together: a few percent of the texts, at fp32 speed
             out[guarded] = self._forward([texts[i] for i in guarded], batch_size, embed=False, path="fp32")[0]

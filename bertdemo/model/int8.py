@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from sklearn.metrics import f1_score
 
-from bertdemo.model.pooling import pooling_of, use_pooling
+from bertdemo.model.pooling import masked_mean, pooling_of, use_pooling
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,7 @@ class _Graph(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
-        mask = attention_mask.unsqueeze(-1).to(out.hidden_states[-1].dtype)
-        mean = (out.hidden_states[-1] * mask).sum(1) / mask.sum(1).clamp(min=1)
-        return out.logits, torch.nn.functional.normalize(mean, dim=-1)
+        return out.logits, torch.nn.functional.normalize(masked_mean(out.hidden_states[-1], attention_mask), dim=-1)
 
 
 def export(model_dir: str | Path, out_dir: str | Path, calibration: Sequence[str]) -> Path:

@@ -18,6 +18,12 @@ POOLING_KEY = "bertdemo_pooling"
 POOLINGS = ("cls", "mean")
 
 
+def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, H) token vectors -> (B, H): their mean over the tokens the mask keeps (no padding)."""
+    m = attention_mask.unsqueeze(-1).to(hidden_states.dtype)
+    return (hidden_states * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)
+
+
 class MeanPooler(torch.nn.Module):
     """Drop-in for BertPooler: tanh(dense(mean of the token vectors, padding excluded))."""
 
@@ -32,8 +38,7 @@ class MeanPooler(torch.nn.Module):
         if mask is None or tuple(mask.shape) != tuple(hidden_states.shape[:2]):
             pooled = hidden_states.mean(dim=1)
         else:
-            m = mask.unsqueeze(-1).to(hidden_states.dtype)
-            pooled = (hidden_states * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)
+            pooled = masked_mean(hidden_states, mask)
         return self.activation(self.dense(pooled))
 
 

@@ -144,7 +144,7 @@ class Registry:
         try:
             clf = Classifier.load(folder, self.settings.labels, self.settings.device, self.settings.max_length,
                                   name=info.name, precision=serving.precision_for(self.settings.serving))
-        except Exception as exc:
+        except Exception as exc:  # any failure to read the files means the same to a person
             raise BrokenVersion(f"Model version {info.name} cannot be loaded from {folder}: "
                                 f"{type(exc).__name__}: {str(exc)[:300]}") from exc
         self.serving[info.id] = serving.attach(clf, folder, self.settings.serving)

@@ -298,7 +298,7 @@ class JobRunner:
         except UserError as exc:  # too few labels, a bad option, ...: the message says what to do
             log.warning("run %d failed: %s", run_id, exc)
             self._finish(run_id, "failed", str(exc))
-        except Exception as exc:
+        except Exception as exc:  # a background job must record every failure
             log.exception("run %d crashed", run_id)
             self._finish(run_id, "failed", f"Training crashed: {type(exc).__name__}: {exc}")
         finally:

@@ -18,10 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
-
 from bertdemo.model import int8
-from bertdemo.model.classifier import Classifier, autocast_dtype
+from bertdemo.model.classifier import Classifier, amp_dtype_for
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +41,7 @@ def precision_for(mode: str) -> str:
 
 def reset_precision(clf: Classifier, mode: str) -> None:
     """Serve a freshly trained classifier as a freshly loaded one would (training sets its own)."""
-    p = precision_for(mode)
-    clf.amp_dtype = None if p == "fp32" else torch.bfloat16 if p == "bf16" else autocast_dtype(clf.device)
+    clf.amp_dtype = amp_dtype_for(precision_for(mode), clf.device)
 
 
 def _torch(clf: Classifier, why: str, gate: int8.Gate | None = None, pending: bool = False) -> Serving:
@@ -70,10 +67,11 @@ def attach(clf: Classifier, folder: Path, mode: str) -> Serving:
         return _torch(clf, "the int8 graph is being rebuilt.", pending=True)
 
 
-def _decide(clf: Classifier, d: Path, mode: str, gate: int8.Gate) -> Serving:
+def _decide(clf: Classifier, d: Path, mode: str, gate: int8.Gate, scorer: int8.Int8Scorer | None = None) -> Serving:
+    """Attach `scorer` (the graph compiled for the gate, else compiled here) when the gate allows."""
     if (gate.passed and gate.faster) or mode == "int8":
         if getattr(clf.graph, "path", None) != d / int8.INT8_FILE:  # attached already: not compiled twice
-            clf.use_graph(int8.Int8Scorer(d / int8.INT8_FILE, clf.max_threads))
+            clf.use_graph(scorer or int8.Int8Scorer(d / int8.INT8_FILE, clf.max_threads))
         note = "int8 (OpenVINO). " + gate.summary() + (
             "." if gate.passed else "; served anyway (BERTDEMO_SERVING=int8).")
         if not gate.passed:
@@ -97,11 +95,12 @@ def build(clf: Classifier, folder: Path, mode: str, gate_set: GateSet) -> Servin
         texts, y, on, calibration = gate_set()
         int8.export(folder, d, calibration)
         exported = time.perf_counter() - t0
-        gate = int8.timed_gate(clf, int8.Int8Scorer(d / int8.INT8_FILE, clf.max_threads), texts, y, on)
+        scorer = int8.Int8Scorer(d / int8.INT8_FILE, clf.max_threads)
+        gate = int8.timed_gate(clf, scorer, texts, y, on)
         gate = replace(gate, extra=gate.extra | {"export_s": round(exported, 1), "calibration_texts": len(calibration)})
         gate.save(d / int8.GATE_FILE)
     except Exception as exc:
         log.exception("building the int8 graph of %s failed", folder.name)
         return _torch(clf, f"building the int8 graph failed ({type(exc).__name__}: {str(exc)[:200]}).")
     log.info("%s (export %.1f s, gate %.1f s)", gate.summary(), exported, gate.seconds)
-    return _decide(clf, d, mode, gate)
+    return _decide(clf, d, mode, gate, scorer)
