@@ -9,7 +9,8 @@ airline tweets only picks its checkpoint on the airline validation tweets, as th
 recipe is then scored on both validation sets (training/evaluation.py: macro-F1 per dataset and
 expected calibration error).
 
-    .venv/bin/python bench/recipes.py [--only NAME-OR-PREFIX ...]    (e.g. --only r2-: round two)
+    .venv/bin/python bench/recipes.py [--only NAME-OR-PREFIX ...] [--save-probs DIR]
+        (e.g. --only r2-: round two; --only r3-new-default r3-general0.5-shares: today's default)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from sklearn.metrics import f1_score  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from bertdemo.config import Settings  # noqa: E402
@@ -38,19 +40,23 @@ from bertdemo.training import loop  # noqa: E402
 from bertdemo.training.config import TrainConfig  # noqa: E402
 from bertdemo.training.evaluation import evaluate  # noqa: E402
 from bertdemo.training.loop import fit  # noqa: E402
+from bertdemo.training.weights import example_weights  # noqa: E402
 
 DEFAULT_ORDER = loop.length_grouped_batches
 
 # the options every recipe starts from: the defaults before issue 13 ([CLS] pooling, class-weighted
 # loss, lr 8e-5, batch 32, max length 64, BERT's dropout 0.1, no confidence weights), so each recipe
 # below names what it changes
-BASE = TrainConfig(epochs=2.0, pooling="cls", class_weighted=True, dropout=None, confidence_weighted=False)
+BASE = TrainConfig(epochs=2.0, pooling="cls", class_weighted=True, dropout=None, confidence_weighted=False,
+                   general_weight=1.0, keep_class_shares=False)
 BOTH = ("airline", "general")
 # the second round (issue 13/14, 2026-12-01 afternoon): from the round-one default, scored on the
 # final weights (one evaluation per epoch); "conf" = label-confidence weights, as the app trains
 ROUND2 = replace(BASE, epochs=1.0, pooling="mean", class_weighted=False, evals_per_epoch=1)
 ORDERS = {}  # recipe name -> "airline-last": the general tweets' batches first, the airline ones last
 EMA = {}  # recipe name -> decay: also score an exponential moving average of the weights
+AIRLINE_WEIGHT = {}  # recipe name -> factor on the airline tweets' loss weights
+DEFAULT = replace(ROUND2, dropout=0.0, confidence_weighted=True)  # round two's default, where round three starts
 RECIPES = {  # name -> (datasets trained on, config)
     "airline-2ep (old default)": (("airline",), replace(BASE, epochs=2.0)),
     "both-1ep": (("airline", "general"), replace(BASE, epochs=1.0)),
@@ -79,7 +85,23 @@ RECIPES = {  # name -> (datasets trained on, config)
                                                    seed=7)),
     "r2-new-default-batch16-seed1": (BOTH, replace(ROUND2, dropout=0.0, confidence_weighted=True, batch_size=16,
                                                    seed=1)),
+    # round 3 (2026-12-01 evening): from the new default
+    **{f"r3-default-seed{seed}": (BOTH, replace(DEFAULT, seed=seed)) for seed in (42, 7, 1, 2, 3)},
+    **{f"r3-llrd0.85-lr1e-4-seed{seed}": (BOTH, replace(DEFAULT, layer_lr_decay=0.85, learning_rate=1e-4, seed=seed))
+       for seed in (42, 7, 1)},
+    **{f"r3-airline{a}-seed{seed}": (BOTH, replace(DEFAULT, seed=seed)) for a in (1.5, 2.0) for seed in (42, 7, 1)},
+    **{f"r3-general{g}-seed{seed}": (BOTH, replace(DEFAULT, general_weight=g, seed=seed))
+       for g in (0.5, 0.33) for seed in (42, 7, 1)},
+    **{f"r3-general0.5-shares-seed{seed}": (BOTH, replace(DEFAULT, general_weight=0.5, keep_class_shares=True,
+                                                          seed=seed)) for seed in (42, 7, 1)},
+    **{f"r3-shares-seed{seed}": (BOTH, replace(DEFAULT, keep_class_shares=True, seed=seed)) for seed in (42, 7)},
+    # the app's default since round three (TrainConfig()), scored on its final weights
+    **{f"r3-new-default-seed{seed}": (BOTH, TrainConfig(evals_per_epoch=1, seed=seed)) for seed in (2, 3)},
 }
+for _a in (1.5, 2.0):
+    for _seed in (42, 7, 1):
+        AIRLINE_WEIGHT[f"r3-airline{_a}-seed{_seed}"] = _a
+assert TrainConfig(evals_per_epoch=1, seed=2) == replace(DEFAULT, general_weight=0.5, keep_class_shares=True, seed=2)
 ORDERS["r2-nodrop-airline-last"] = "airline-last"
 EMA["r2-dropout0.1"] = EMA["r2-nodrop"] = 0.99
 
@@ -113,6 +135,7 @@ def ema_tracker(model, decay: float):  # noqa: ANN001, ANN201
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", help="recipe names or name prefixes (default: all)")
+    ap.add_argument("--save-probs", metavar="DIR", help="save each recipe's validation probabilities there (.npz)")
     args = ap.parse_args()
     data = Path(tempfile.mkdtemp(prefix="bench-recipes-")) / "runtime"
     settings = Settings(data_dir=data, bootstrap=False)
@@ -144,8 +167,13 @@ def main() -> None:
                                        else DEFAULT_ORDER)
         ema = ema_tracker(clf.model, EMA[name]) if name in EMA else None
         start = time.perf_counter()
+        # the loss weights as the runner computes them (training/weights.py), with round three's variants
+        w = example_weights(weights[t_idx] if config.confidence_weighted else [None] * len(t_idx), groups[t_idx],
+                            y[t_idx], config.general_weight, config.keep_class_shares)
+        w = w * np.where(groups[t_idx] == "airline", AIRLINE_WEIGHT.get(name, 1.0), 1.0).astype(np.float32)
+        weighted = config.confidence_weighted or name in AIRLINE_WEIGHT or config.general_weight != 1.0
         fit(clf, [texts[i] for i in t_idx], y[t_idx], [texts[i] for i in v_sel], y[v_sel], config, on_progress=ema,
-            sample_weights=weights[t_idx] if config.confidence_weighted else None)
+            sample_weights=w if weighted else None)
         seconds = time.perf_counter() - start
         scored = [(name, clf)]
         if ema:
@@ -161,6 +189,13 @@ def main() -> None:
             print(f"| {label} | {'+'.join(sets)} | {len(t_idx):,} | {seconds:.0f} | "
                   f"{ev.per_dataset['airline']['macro_f1']:.4f} | {ev.per_dataset['general']['macro_f1']:.4f} "
                   f"| {ev.ece:.4f} | {acc:.4f} |", flush=True)
+            if args.save_probs:  # the validation probabilities and labels, for analysis
+                np.savez(Path(args.save_probs) / f"{label.replace(' ', '_').replace(',', '')}.npz", probs=probs,
+                         y=y[va], groups=groups[va])
+            air = [i for i in range(len(va)) if groups[va[i]] == "airline"]
+            per_class = f1_score(y[va][air], probs[air].argmax(1), average=None, labels=range(len(labels)))
+            print("<!-- airline F1 per class: " + ", ".join(f"{lab} {f:.4f}" for lab, f in zip(labels, per_class))
+                  + " -->", flush=True)
 
 if __name__ == "__main__":
     main()

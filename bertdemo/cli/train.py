@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="WordPieces per example (truncated beyond)" + bounds("max_length"))
     p.add_argument("--seed", type=int, default=d.seed,
                    help="seed for the split, shuffling and head init" + bounds("seed"))
+    p.add_argument("--general-weight", type=float, default=d.general_weight,
+                   help="loss weight of the bundled general tweets against the airline tweets' and people's labels"
+                        + bounds("general_weight"))
     p.add_argument("--freeze-encoder", action="store_true", help="train only the classification head")
     p.add_argument("--init-from", choices=STARTS, default=d.init_from,
                    help="base: the pre-trained encoder with a new head; active: continue from the serving version")
@@ -59,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = TrainConfig(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
                              max_length=args.max_length, seed=args.seed, freeze_encoder=args.freeze_encoder,
                              precision=args.precision, val_fraction=args.val_fraction, max_steps=args.max_steps,
-                             init_from=args.init_from)
+                             init_from=args.init_from, general_weight=args.general_weight)
     except ValueError as exc:
         build_parser().error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -27,6 +27,7 @@ from bertdemo.training.config import FitResult, Progress, TrainConfig, TrainingC
 from bertdemo.training.evaluation import evaluate
 from bertdemo.training.loop import check_labels, fit, start_model
 from bertdemo.training.registry import Registry, VersionInfo
+from bertdemo.training.weights import example_weights
 from bertdemo.training.zerogpu import fit_and_save, gpu_task, zero_gpu
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ class TrainingInputs:
     start_name: str  # "the base encoder" or the active version's name, for messages
     awaiting: int = 0  # labelled items left out: their annotators disagree and no admin decided yet
     val_datasets: tuple[str | None, ...] = ()  # the dataset of each validation example, in split order
-    # each training example's weight in the loss (TrainConfig.confidence_weighted), in split order; None: all 1
+    # each training example's weight in the loss (TrainConfig.confidence_weighted, general_weight), in split
+    # order; None: all 1
     train_weights: np.ndarray | None = None
 
 
@@ -216,8 +218,9 @@ class JobRunner:
             source, start_name = str(self.registry.folder(current)), current.name
         split = ([texts[i] for i in tr], y[tr], [texts[i] for i in va], y[va])
         weights = None
-        if confidence:
-            weights = np.array([confidence.get(snapshot[i][0], 1.0) for i in tr], dtype=np.float32)
+        if confidence or config.general_weight != 1.0:
+            weights = example_weights([confidence.get(snapshot[i][0]) for i in tr], [groups[i] for i in tr], y[tr],
+                                      config.general_weight, config.keep_class_shares)
         return TrainingInputs(snapshot, split, source, start_name, before - len(snapshot),
                               tuple(groups[i] for i in va), weights)
 

@@ -7,6 +7,7 @@ A gr.Timer polls the runner every second; plots are re-drawn only when something
 from __future__ import annotations
 
 import html
+import json
 
 import gradio as gr
 
@@ -123,13 +124,15 @@ def build(actions: TrainingActions) -> None:
         v = actions.status()
         rows = actions.versions_table()
         serving = next((r[0] for r in rows if r[1]), None)
-        key = f"{v.run_id}|{v.state}|{len(v.history)}|{v.serving}|{len(rows)}|{serving}"
+        # what was drawn: the run's part and the versions' part, compared apart (a serving note may hold any text)
+        versions_key = json.dumps([len(rows), serving])
+        key = json.dumps([v.run_id, v.state, len(v.history), v.serving]) + "\n" + versions_key
         text = (v.message or "no run yet") + (f" · why: {v.reason}" if v.reason else "")
         bar = progress_html(1.0 if v.state == "succeeded" else v.fraction, text, v.state, v.run_id)
         if key == last:
             return (bar, gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update(),
                     gr.update(), gr.update(), last)
-        new_versions = last.split("|")[4:] != key.split("|")[4:]
+        new_versions = last.partition("\n")[2] != versions_key
         names = [r[0] for r in rows]
         curve = plots.training_curves(v.history) if v.history else None
         cm = plots.confusion_matrix(v.confusion, v.labels) if v.confusion else None

@@ -21,7 +21,7 @@ from bertdemo.db import versions
 from bertdemo.model.classifier import Classifier
 from bertdemo.training.accelerator import launch_state, shard_batches
 from bertdemo.training.config import TrainConfig, TrainingCancelled, TrainingError
-from bertdemo.training.loop import check_labels, fit, length_grouped_batches, start_model
+from bertdemo.training.loop import check_labels, fit, length_grouped_batches, param_groups, start_model
 from bertdemo.training.zerogpu import gpu_task
 from tests.support import LABELS, TINY_TRAIN
 
@@ -113,6 +113,34 @@ def test_dropout_is_set_for_training_or_left_as_the_model_has_it(clf, data):
         TrainConfig(dropout=0.95)
 
 
+def test_layer_wise_decay_gives_each_depth_its_learning_rate(clf):
+    model = clf.model  # 6 encoder layers
+    lr_of = {id(p): g["lr"] for g in param_groups(model, 1e-4, 0.01, 0.5) for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert lr_of[id(named["classifier.weight"])] == pytest.approx(1e-4)
+    assert lr_of[id(named["bert.encoder.layer.5.output.dense.weight"])] == pytest.approx(1e-4 * 0.5)
+    assert lr_of[id(named["bert.encoder.layer.0.output.dense.weight"])] == pytest.approx(1e-4 * 0.5**6)
+    assert lr_of[id(named["bert.embeddings.word_embeddings.weight"])] == pytest.approx(1e-4 * 0.5**7)
+    assert len(lr_of) == len(named)  # every parameter once
+    decays = {id(p): g["weight_decay"] for g in param_groups(model, 1e-4, 0.01, 0.5) for p in g["params"]}
+    assert decays[id(named["bert.encoder.layer.3.output.dense.weight"])] == 0.01
+    assert decays[id(named["bert.encoder.layer.3.output.LayerNorm.weight"])] == 0.0  # not on norms and biases
+    plain = param_groups(model, 1e-4, 0.01)  # no decay: two groups, one rate
+    assert [(g["lr"], g["weight_decay"]) for g in plain] == [(1e-4, 0.0), (1e-4, 0.01)]
+
+
+def test_layer_wise_decay_slows_the_lower_layers_in_training(data):
+    def change(decay):
+        clf = start_model(str(packaged_model_path()), LABELS, "cpu", 32, TWO_STEPS)
+        before = clf.model.bert.encoder.layer[0].output.dense.weight.detach().clone()
+        fit(clf, *data, TrainConfig(**(TWO_STEPS.to_dict() | {"layer_lr_decay": decay, "warmup_ratio": 0.0})))
+        return (clf.model.bert.encoder.layer[0].output.dense.weight - before).abs().max().item()
+
+    assert change(0.1) < change(1.0) / 100  # layer 0 of 6 learns at 0.1**6 of the top's rate
+    with pytest.raises(ValueError, match=r"Layer-wise learning-rate decay \(layer_lr_decay\) must be"):
+        TrainConfig(layer_lr_decay=0.0)
+
+
 def test_evaluations_are_spread_over_the_run_and_not_repeated_at_its_end(clf, data):
     # 60 examples in batches of 4: 15 steps; 2 evaluations per epoch: every 7 steps and at the end,
     # where step 14 would evaluate a second time one step before it
@@ -197,7 +225,7 @@ def test_cli_help_lists_the_options(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     for flag in ("--epochs", "--learning-rate", "--batch-size", "--max-length", "--seed", "--freeze-encoder",
-                 "--init-from", "--max-steps", "--no-activate"):
+                 "--init-from", "--max-steps", "--no-activate", "--general-weight"):
         assert flag in out
 
 
@@ -205,6 +233,9 @@ def test_cli_rejects_bad_values(capsys):
     with pytest.raises(SystemExit) as exc:
         train_cli.main(["--learning-rate", "5"])
     assert exc.value.code == 2 and "Learning rate (learning_rate) must be a number above 0 and up to 0.5, got 5.0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        train_cli.main(["--general-weight", "2"])
+    assert exc.value.code == 2 and "General tweets' weight (general_weight) must be" in capsys.readouterr().err
 
 
 def test_cli_trains_and_registers_a_version(tmp_path, tiny_csv, monkeypatch):

@@ -287,20 +287,60 @@ def test_imported_labels_weigh_their_crowd_confidence_and_a_persons_label_weighs
     with Session(services.engine) as s:
         rows = s.execute(select(Example.id, Example.text, Example.label, Example.meta)).all()
     conf = {text: meta["label_confidence"] for _i, text, _l, meta in rows}
-    inputs = services.jobs.training_inputs(QUICK)
+    raw = TrainConfig(**(QUICK.to_dict() | {"keep_class_shares": False}))
+    inputs = services.jobs.training_inputs(raw)
     train_texts = inputs.split[0]
     assert len(inputs.train_weights) == len(train_texts)
     assert list(inputs.train_weights) == pytest.approx([conf[t] for t in train_texts])
     assert inputs.train_weights.min() < 0.7 and inputs.train_weights.max() == 1.0  # the sample has unsure labels
+    # the default keeps each class's share: within a class the weights are the confidences over their mean
+    shared = services.jobs.training_inputs(QUICK)
+    assert shared.split[0] == train_texts
+    for c in range(len(LABELS)):
+        cls = shared.split[1] == c
+        assert shared.train_weights[cls].sum() == pytest.approx(cls.sum(), rel=1e-5)
+        assert list(shared.train_weights[cls]) == pytest.approx(list(inputs.train_weights[cls] / inputs.train_weights[cls].mean()))
     unsure = next((i, t, lab) for i, t, lab, meta in rows if meta["label_confidence"] < 0.7 and t in train_texts)
     with Session(services.engine) as s, s.begin():  # a person relabels it: their label weighs 1
         examples.set_label(s, unsure[0], next(x for x in LABELS if x != unsure[2]), "ann", "annotator", LABELS)
         assert unsure[0] not in examples.label_confidences(s, [unsure[0]])
-    again = services.jobs.training_inputs(QUICK)
+    again = services.jobs.training_inputs(raw)
     weight_of = dict(zip(again.split[0], again.train_weights))
     if unsure[1] in weight_of:  # (the new label may move it to the validation split)
         assert weight_of[unsure[1]] == 1.0
-    assert services.jobs.training_inputs(TrainConfig(**(QUICK.to_dict() | {"confidence_weighted": False}))).train_weights is None
+    plain = TrainConfig(**(QUICK.to_dict() | {"confidence_weighted": False, "general_weight": 1.0}))
+    assert services.jobs.training_inputs(plain).train_weights is None
+
+
+def test_the_general_tweets_weigh_general_weight_times_their_confidence(settings, tmp_path):
+    import pandas as pd
+
+    from bertdemo.config import GENERAL_DATASET
+
+    general = tmp_path / "general.csv"
+    pd.read_csv(GENERAL_DATASET, dtype={"id": str}, keep_default_na=False).groupby("label", group_keys=False).sample(
+        n=20, random_state=0).to_csv(general, index=False)
+    services = Services.create(settings.with_(general_dataset_path=general, datasets=("airline", "general")))
+    services.ensure_dataset()
+    with Session(services.engine) as s:
+        rows = s.execute(select(Example.text, Example.dataset, Example.meta)).all()
+    dataset = {t: d for t, d, _m in rows}
+    conf = {t: (m.get("label_confidence") if isinstance(m, dict) else None) for t, _d, m in rows}
+    assert {dataset[t] for t in dataset} == {"airline", "general"}
+
+    plain = TrainConfig(**(QUICK.to_dict() | {"confidence_weighted": False, "general_weight": 1.0}))
+    assert services.jobs.training_inputs(plain).train_weights is None  # general_weight 1, no confidence: no weights
+    half = services.jobs.training_inputs(TrainConfig(**(plain.to_dict() | {"general_weight": 0.5})))
+    got = dict(zip(half.split[0], half.train_weights))
+    assert {t: w for t, w in got.items()} == {t: (0.5 if dataset[t] == "general" else 1.0) for t in got}
+    both = services.jobs.training_inputs(TrainConfig(**(QUICK.to_dict() | {"keep_class_shares": False})))
+    assert TrainConfig().general_weight == 0.5  # the default
+    got = dict(zip(both.split[0], both.train_weights))
+    want = {t: (0.5 if dataset[t] == "general" else 1.0) * (conf[t] if conf[t] is not None else 1.0) for t in got}
+    assert list(got.values()) == pytest.approx(list(want.values()))
+    assert any(conf[t] is None for t in got if dataset[t] == "general")  # some general tweets have no crowd figure
+    with pytest.raises(ValueError, match=r"General tweets' weight \(general_weight\) must be"):
+        TrainConfig(general_weight=0)
 
 
 def _in_a_spawned_process(fn):
