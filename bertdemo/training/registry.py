@@ -170,18 +170,17 @@ class Registry:
         activation scales are calibrated on (a fixed sample of the other examples)."""
         labels = list(self.settings.labels)
         f = self.folder(info) / VALIDATION_FILE
-        if f.is_file():
-            with open(f, encoding="utf-8", newline="") as fh:
-                rows = [(r["text"], r["label"]) for r in csv.DictReader(fh) if r["label"] in labels]
-            on = f"the validation split of {info.name}"
-        else:
-            with Session(self.engine) as s:
+        with Session(self.engine) as s:  # one read of the database for both
+            if f.is_file():
+                with open(f, encoding="utf-8", newline="") as fh:
+                    rows = [(r["text"], r["label"]) for r in csv.DictReader(fh) if r["label"] in labels]
+                on = f"the validation split of {info.name}"
+            else:
                 rows = [(t, lab) for _i, t, lab in examples.labeled_examples(s) if lab in labels]
-            rows = rows[:: max(1, len(rows) // GATE_SAMPLE)][:GATE_SAMPLE]
-            on = "a sample of the labelled examples"
-        texts = [t for t, _ in rows]
-        held_out = set(texts)
-        with Session(self.engine) as s:
+                rows = rows[:: max(1, len(rows) // GATE_SAMPLE)][:GATE_SAMPLE]
+                on = "a sample of the labelled examples"
+            texts = [t for t, _ in rows]
+            held_out = set(texts)
             others = [t for _i, t in examples.all_texts(s) if t not in held_out]
         calibration = (others[:: max(1, len(others) // CALIBRATION_SAMPLE)][:CALIBRATION_SAMPLE]
                        or texts[:CALIBRATION_SAMPLE])
