@@ -7,12 +7,17 @@ GRADIO_SERVER_NAME / GRADIO_SERVER_PORT choose the address. `bertdemo serve` doe
 import logging
 
 from bertdemo.config import Settings
+from bertdemo.memory import limit_malloc_arenas
+
+settings = Settings.from_env()
+limit_malloc_arenas(settings.malloc_arenas)  # before torch, OpenVINO and Gradio start threads (bertdemo/memory.py)
+
 from bertdemo.services import Services
 from bertdemo.ui.demo import build_demo, launch_options
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-services = Services.create(Settings.from_env())
+services = Services.create(settings)
 services.start()  # imports the bundled data and trains version 1 in the background on a first start
 demo = build_demo(services)
 

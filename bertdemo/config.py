@@ -50,6 +50,8 @@ class Settings:
     general_dataset_path: Path = GENERAL_DATASET
     datasets: tuple[str, ...] = BUNDLED_NAMES  # the bundled datasets imported at first start (and so trained on)
     serving: str = "auto"  # auto | int8 | bf16 | fp32: what scores texts on the CPU (training/serving.py)
+    malloc_arenas: int | None = 2  # glibc malloc arenas of the app's process (memory.py); None: glibc's own,
+    # as when the person sets MALLOC_ARENA_MAX themselves
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -134,4 +136,6 @@ class Settings:
             kw["datasets"] = tuple(x.strip().lower() for x in env["BERTDEMO_DATASETS"].split(",") if x.strip())
         if env.get("BERTDEMO_SERVING"):
             kw["serving"] = env["BERTDEMO_SERVING"].strip().lower()
+        if "MALLOC_ARENA_MAX" in env:  # glibc applied the person's own value when the process started
+            kw["malloc_arenas"] = None
         return cls(**kw)  # type: ignore[arg-type]

@@ -17,12 +17,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from bertdemo.config import Settings
+    from bertdemo.memory import limit_malloc_arenas
+
+    settings = Settings.from_env()
+    limit_malloc_arenas(settings.malloc_arenas)  # before the imports below start threads
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from bertdemo.services import Services
     from bertdemo.ui.demo import build_demo, launch_options
 
-    services = Services.create(Settings.from_env())
+    services = Services.create(settings)
     services.start()
     build_demo(services).launch(server_name=args.host, server_port=args.port, **launch_options(services))
     return 0
