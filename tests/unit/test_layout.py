@@ -15,9 +15,9 @@ from bertdemo.config import REPO_ROOT
 PACKAGE = REPO_ROOT / "bertdemo"
 MODULES = {".".join(p.relative_to(REPO_ROOT).with_suffix("").parts).removesuffix(".__init__"): p
            for p in sorted(PACKAGE.rglob("*.py")) if "migrations" not in p.parts}
-# what each layer may import (besides itself and the layers below it); config, errors, validate and
-# text are the bottom: everyone may import them
-BOTTOM = {"bertdemo", "bertdemo.config", "bertdemo.errors", "bertdemo.validate", "bertdemo.text"}
+# what each layer may import (besides itself and the layers below it); config, errors, validate, text
+# and memory are the bottom: everyone may import them
+BOTTOM = {"bertdemo", "bertdemo.config", "bertdemo.errors", "bertdemo.validate", "bertdemo.text", "bertdemo.memory"}
 MAY_IMPORT = {
     "bertdemo.db": set(),
     "bertdemo.model": set(),
