@@ -34,7 +34,6 @@ from bertdemo.config import Settings  # noqa: E402
 from bertdemo.datasets import stratified_split  # noqa: E402
 from bertdemo.db import examples  # noqa: E402
 from bertdemo.db.models import now  # noqa: E402
-from bertdemo.model.classifier import Classifier  # noqa: E402
 from bertdemo.services import Services  # noqa: E402
 from bertdemo.training import loop  # noqa: E402
 from bertdemo.training.config import TrainConfig  # noqa: E402
@@ -160,9 +159,8 @@ def main() -> None:
             continue
         t_idx = [i for i in tr if groups[i] in sets]
         v_sel = [i for i in va if groups[i] in sets]  # checkpoint choice: the trained-on datasets
-        torch.manual_seed(config.seed)  # the new head's initial weights
-        clf = Classifier.load(settings.model_source, labels, settings.device, config.max_length,
-                              pooling=config.pooling)
+        # as the app starts a run: the new head's initial weights drawn from the run's seed
+        clf = loop.start_model(settings.model_source, labels, settings.device, config.max_length, config)
         loop.length_grouped_batches = (airline_last(groups[t_idx]) if ORDERS.get(name) == "airline-last"
                                        else DEFAULT_ORDER)
         ema = ema_tracker(clf.model, EMA[name]) if name in EMA else None
