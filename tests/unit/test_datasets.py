@@ -24,6 +24,18 @@ def test_bundled_dataset_is_the_airline_set():
     assert df["id"].is_unique
 
 
+def test_bundled_texts_show_what_their_authors_typed():
+    # the data build unescapes Twitter's HTML entities once: "&amp;" shows as "&" in every view
+    df = pd.read_csv(BUNDLED_DATASET, keep_default_na=False).set_index("id")
+    assert df.loc["0ca9277f91e4", "text"] == ("@VirginAmerica hi! i'm so excited about your $99 LGA->DAL deal- but "
+                                             "i've been trying 2 book since last week & the page never loads. thx!")
+    airline = df["text"]
+    general = pd.read_csv(BUNDLED_DATASET.with_name("general_tweets.csv"), keep_default_na=False)["text"]
+    assert airline.str.contains("&amp;|&lt;|&gt;|&quot;").sum() == 0
+    # one general tweet had "&amp;" typed (escaped twice in the source): unescaping once keeps it
+    assert general.str.contains("&amp;|&lt;|&gt;").sum() == 1
+
+
 def test_load_bundled_cleans_every_text():
     rows = load_bundled(BUNDLED_DATASET, 2000)
     assert len(rows) > 14_500
