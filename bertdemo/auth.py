@@ -139,8 +139,8 @@ def check_sign_in(engine: Engine, name: str, password: str, at: datetime | None 
             if until is not None:
                 accounts.record_attempt(s, key, False, at, locked_out=True)
         if until is not None:
-            log.warning("sign-in refused for %r: locked out after %d failed attempts, until %s UTC",
-                        key, MAX_FAILED_SIGNINS, f"{until:%Y-%m-%d %H:%M:%S}")
+            log.warning("sign-in refused for %s: locked out after %d failed attempts, until %s UTC",
+                        _logged_name(engine, name), MAX_FAILED_SIGNINS, f"{until:%Y-%m-%d %H:%M:%S}")
             raise SignInLocked(key, until, at)
         ok = authenticate(engine, name, password)  # the slow part (scrypt), outside any transaction
         with Session(engine) as s, s.begin():
@@ -149,12 +149,22 @@ def check_sign_in(engine: Engine, name: str, password: str, at: datetime | None 
             until = None if ok else locked_until(s, key, at)
     if ok:
         log.info("signed in: %r", key)
-    elif until is not None:
-        log.warning("failed sign-in for %r; %d failures within %d minutes: locked out until %s UTC", key,
+        return ok
+    who = _logged_name(engine, name)
+    if until is not None:
+        log.warning("failed sign-in for %s; %d failures within %d minutes: locked out until %s UTC", who,
                     MAX_FAILED_SIGNINS, SIGNIN_WINDOW.total_seconds() // 60, f"{until:%Y-%m-%d %H:%M:%S}")
     else:
-        log.warning("failed sign-in for %r", key)
+        log.warning("failed sign-in for %s", who)
     return ok
+
+
+def _logged_name(engine: Engine, name: str) -> str:
+    """How a failed sign-in names its user in the log: an account's name, but never text that is no
+    account's name, which is often a password typed into the name field."""
+    with Session(engine) as s:
+        exists = accounts.role_of(s, name) is not None
+    return repr(attempt_key(name)) if exists else "a name that is no account"
 
 
 def role_of(engine: Engine, name: str | None) -> str | None:
@@ -168,11 +178,14 @@ def role_of(engine: Engine, name: str | None) -> str | None:
 
 
 def current_user(engine: Engine, name: str | None) -> str:
-    """The name to record on a change: the signed-in user, or LOCAL_USER in single-user mode."""
+    """The name to record on a change: the signed-in user, or LOCAL_USER in single-user mode. A
+    session whose account was deleted since it signed in is refused (Gradio keeps its cookie)."""
     if not has_users(engine):
         return name or LOCAL_USER
     if not name:
         raise Forbidden("Sign in first.")
+    if role_of(engine, name) is None:
+        raise Forbidden(f"The account {name!r} no longer exists; sign in with another one.")
     return name
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from bertdemo.db.engine import make_engine, read_only_engine, sqlite_backup, sql
 from bertdemo.db.migrate import current_revision
 from bertdemo.db.models import now
 from bertdemo.errors import BadInput
+from bertdemo.validate import short
 from bertdemo.training.registry import fsync_tree, version_folder
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 MANIFEST = "manifest.json"
 DATABASE = "bertdemo.sqlite3"
+VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # one folder name under models/
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,9 @@ def verify(src: str | Path) -> Verification:
         return Verification(src, [f"{MANIFEST} is not valid JSON: {exc}"])
     if manifest.get("format") != FORMAT:
         return Verification(src, [f"unknown backup format {manifest.get('format')!r} (this bertdemo reads {FORMAT})"])
-    problems = []
+    problems = _unsafe_entries(src, manifest)
+    if problems:  # a path that leaves the backup or a link: read nothing it names
+        return Verification(src, problems)
     listed = manifest.get("files", {})
     for rel, meta in listed.items():
         path = src / rel
@@ -187,6 +192,27 @@ def verify(src: str | Path) -> Verification:
         if v.get("in_backup") and not (src / "models" / v["name"] / "config.json").is_file():
             problems.append(f"version {v['name']} is listed but its folder is not complete")
     return Verification(src, problems, checked=len(listed))
+
+
+def _inside(src: Path, rel: object) -> bool:
+    """`rel` is a relative path that stays inside `src` once resolved (no "..", no absolute path,
+    no link on the way out)."""
+    if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or "\\" in rel:
+        return False
+    return (src / rel).resolve().is_relative_to(src)
+
+
+def _unsafe_entries(src: Path, manifest: dict) -> list[str]:
+    """What makes a backup unsafe to read or restore: a manifest path outside the backup folder, a
+    version name that is not one folder name, or a symbolic link anywhere in the folder (a restore
+    would copy what it points to, e.g. /etc/hostname, into the data directory)."""
+    problems = [f"the manifest names {short(rel)}, a path outside the backup folder"
+                for rel in manifest.get("files", {}) if not _inside(src, rel)]
+    problems += [f"the manifest names a version {short(v.get('name'))}: a version name is one folder name (v1, v2, ...)"
+                 for v in manifest.get("versions", []) if not VERSION_NAME.fullmatch(str(v.get("name", "")))]
+    problems += [f"{p.relative_to(src).as_posix()} is a symbolic link; a backup holds plain files only"
+                 for p in sorted(src.rglob("*")) if p.is_symlink()]
+    return problems
 
 
 def restore(src: str | Path, settings: Settings, force: bool = False) -> str:
@@ -224,7 +250,7 @@ def restore(src: str | Path, settings: Settings, force: bool = False) -> str:
     try:
         target.mkdir(parents=True, exist_ok=True)
         if (src / "models").is_dir():
-            shutil.copytree(src / "models", target / "models")
+            shutil.copytree(src / "models", target / "models", symlinks=True)  # verify refused any link
         if included:
             db_file.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src / DATABASE, db_file)

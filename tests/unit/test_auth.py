@@ -199,9 +199,24 @@ def test_passwords_never_reach_the_logs(engine, caplog):
     with pytest.raises(auth.SignInLocked):
         auth.check_sign_in(engine, "ann", "s3cret-right", at(seconds=9))
     auth.check_sign_in(engine, "ghost", "s3cret-ghost", at(seconds=10))
+    auth.check_sign_in(engine, "s3cret-typed-into-the-name-field", "", at(seconds=11))
     assert "s3cret" not in caplog.text
     messages = [r.getMessage() for r in caplog.records if r.name == "bertdemo.auth"]
     assert messages[0] == "signed in: 'ann'"
     assert messages[1:5] == ["failed sign-in for 'ann'"] * 4
     assert "locked out until" in messages[5] and "sign-in refused for 'ann'" in messages[6]
-    assert messages[7] == "failed sign-in for 'ghost'"
+    # a name that is no account is not logged: it may be a password typed into the name field
+    assert messages[7:] == ["failed sign-in for a name that is no account"] * 2
+
+
+def test_a_deleted_accounts_open_session_is_refused(engine):
+    auth.add_user(engine, "alice", "alice-pass-1", role="admin")
+    auth.add_user(engine, "bob", "bob-pass-12")
+    assert auth.current_user(engine, "bob") == "bob"
+    with Session(engine) as s, s.begin():  # an operator deletes bob while his browser is still signed in
+        s.delete(s.scalar(select(User).where(User.name == "bob")))
+    with pytest.raises(Forbidden, match="The account 'bob' no longer exists; sign in with another one."):
+        auth.current_user(engine, "bob")
+    with pytest.raises(Forbidden, match="Sign in first"):
+        auth.require_role(engine, "bob", "annotator")
+    assert auth.current_user(engine, "alice") == "alice"

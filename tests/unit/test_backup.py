@@ -23,6 +23,7 @@ from bertdemo.db.migrate import head_revision
 from bertdemo.db.models import Example
 from bertdemo.errors import BadInput
 from bertdemo.services import Services
+from bertdemo.validate import short
 
 
 @pytest.fixture
@@ -168,3 +169,54 @@ def test_force_restore_keeps_a_database_that_lives_outside_the_data_directory(li
     restored = Services.create(target)
     assert restored.registry.versions()[0].name == "v1"
     restored.engine.dispose()
+
+
+def _craft(bk: Path, change) -> None:  # noqa: ANN001
+    """Edit a backup's manifest as an attacker would (the checksums stay right for what they name)."""
+    manifest = json.loads((bk / "manifest.json").read_text())
+    change(manifest)
+    (bk / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "version name"])
+def test_a_manifest_path_outside_the_backup_is_refused_and_never_read(live, tmp_path, kind):
+    bk = tmp_path / "bk"
+    backup.create(live.settings, bk)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not yours")
+    meta = {"bytes": secret.stat().st_size, "sha256": backup.sha256(secret)}  # would verify if it were read
+    if kind == "dotdot":
+        _craft(bk, lambda m: m["files"].update({"../secret.txt": meta}))
+        expected = "the manifest names '../secret.txt', a path outside the backup folder"
+    elif kind == "absolute":
+        _craft(bk, lambda m: m["files"].update({str(secret): meta}))
+        expected = f"the manifest names {short(str(secret))}, a path outside the backup folder"
+    else:
+        _craft(bk, lambda m: m["versions"].append({"name": "../..", "stored_path": "x", "active": False,
+                                                   "in_backup": True}))
+        expected = "the manifest names a version '../..': a version name is one folder name (v1, v2, ...)"
+    check = backup.verify(bk)
+    assert check.problems == [expected] and check.checked == 0  # nothing was read, so nothing about the file leaks
+    target = Settings(serving="bf16", data_dir=tmp_path / "t" / "runtime")
+    with pytest.raises(BadInput, match="does not verify, nothing was restored"):
+        backup.restore(bk, target)
+    assert not target.data_dir.exists()
+
+
+def test_a_symbolic_link_in_a_backup_is_refused_and_never_copied(live, tmp_path):
+    bk = tmp_path / "bk"
+    backup.create(live.settings, bk)
+    outside = tmp_path / "hostname"
+    outside.write_text("host")
+    link = bk / "models" / "v1" / "tokenizer_extra.txt"
+    link.symlink_to(outside)
+    # the manifest lists it with the target's checksum, as a crafted backup would
+    _craft(bk, lambda m: m["files"].update({"models/v1/tokenizer_extra.txt": {
+        "bytes": outside.stat().st_size, "sha256": backup.sha256(outside)}}))
+    assert backup.verify(bk).problems == [
+        "the manifest names 'models/v1/tokenizer_extra.txt', a path outside the backup folder",  # where it leads
+        "models/v1/tokenizer_extra.txt is a symbolic link; a backup holds plain files only"]
+    target = Settings(serving="bf16", data_dir=tmp_path / "t" / "runtime")
+    with pytest.raises(BadInput, match="is a symbolic link"):
+        backup.restore(bk, target)
+    assert not (target.data_dir / "models" / "v1" / "tokenizer_extra.txt").exists()
