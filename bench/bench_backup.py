@@ -25,7 +25,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bertdemo import backup  # noqa: E402
-from bertdemo.actions.annotate import AnnotateActions  # noqa: E402
+from bertdemo.actions.annotate import AnnotateAdapters  # noqa: E402
 from bertdemo.config import Settings  # noqa: E402
 from bertdemo.model.classifier import Classifier  # noqa: E402
 from bertdemo.services import Services  # noqa: E402
@@ -44,7 +44,7 @@ def build(data: Path) -> Services:
 
 
 def savers(services: Services, stop: threading.Event, acked: list) -> list[threading.Thread]:
-    acts = AnnotateActions(services)
+    acts = AnnotateAdapters.create(services).labelling
     ids = acts.queue_ids("search", "flight")[:2000]
     labels = list(services.settings.labels)
 

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from benchlib import percentiles  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-from bertdemo.actions.annotate import AnnotateActions  # noqa: E402
+from bertdemo.actions.annotate import AnnotateAdapters  # noqa: E402
 from bertdemo.config import Settings  # noqa: E402
 from bertdemo.db import examples as db_examples  # noqa: E402
 from bertdemo.db.models import now  # noqa: E402
@@ -50,7 +50,7 @@ def main() -> None:
     # a version to query: a short run (its head barely trained; the embeddings' cost does not depend on it)
     services.jobs.run_sync(TrainConfig(epochs=1, max_steps=20, evals_per_epoch=1), user="bench")
     info, clf = services.registry.active_version(), services.registry.active()
-    acts = AnnotateActions(services)
+    acts = AnnotateAdapters.create(services)
     with Session(services.engine) as s:
         texts = [t for _i, t in db_examples.all_texts(s)]
     n = len(texts)
@@ -82,7 +82,7 @@ def main() -> None:
                                                    float(xy[:, 1].max())]})
     rows.append(("box selection of half the map", f"{sel_s * 1e3:.0f} ms", f"{len(chosen):,} examples"))
     preview, prev_s = timed(acts.bulk.preview, chosen, "neutral")
-    result, apply_s = timed(acts.label_in_bulk, preview, None)
+    result, apply_s = timed(acts.bulk.apply, preview, None)
     undone, undo_s = timed(acts.bulk.undo, result.batch, None)
     rows.append(("bulk label preview", f"{prev_s:.2f} s", f"{sum(preview.changes.values()):,} would change"))
     rows.append(("bulk label apply (one transaction)", f"{apply_s:.2f} s", f"{result.changed:,} history rows"))

@@ -31,7 +31,7 @@ from transformers import Trainer, TrainingArguments  # noqa: E402
 from bertdemo.config import BUNDLED_DATASET, Settings  # noqa: E402
 from bertdemo.datasets import load_bundled, stratified_split  # noqa: E402
 from bertdemo.model.classifier import Classifier  # noqa: E402
-from bertdemo.training.config import TrainConfig  # noqa: E402
+from bertdemo.training.config import TrainConfig, TrainingData  # noqa: E402
 from bertdemo.training.loop import fit, set_dropout
 
 
@@ -99,7 +99,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     ours = Classifier.load(settings.model_source, labels, pooling=cfg.new_head_pooling)
     t = time.perf_counter()
-    res = fit(ours, [texts[i] for i in tr], y[tr], [texts[i] for i in va], y[va], cfg)
+    res = fit(ours, TrainingData([texts[i] for i in tr], y[tr], [texts[i] for i in va], y[va]), cfg)
     ours_s = time.perf_counter() - t  # includes its validation passes, which the Trainer run skips
     n = len(tr) * args.epochs
     print(f"\n{len(tr)} training / {len(va)} validation tweets, {args.epochs:g} epoch(s), batch {args.batch_size}, "

@@ -36,7 +36,7 @@ from bertdemo.db import examples  # noqa: E402
 from bertdemo.db.models import now  # noqa: E402
 from bertdemo.services import Services  # noqa: E402
 from bertdemo.training import loop  # noqa: E402
-from bertdemo.training.config import TrainConfig  # noqa: E402
+from bertdemo.training.config import TrainConfig, TrainingData  # noqa: E402
 from bertdemo.training.evaluation import evaluate  # noqa: E402
 from bertdemo.training.loop import fit  # noqa: E402
 from bertdemo.training.weights import example_weights  # noqa: E402
@@ -170,8 +170,9 @@ def main() -> None:
                             y[t_idx], config.general_weight, config.keep_class_shares)
         w = w * np.where(groups[t_idx] == "airline", AIRLINE_WEIGHT.get(name, 1.0), 1.0).astype(np.float32)
         weighted = config.confidence_weighted or name in AIRLINE_WEIGHT or config.general_weight != 1.0
-        fit(clf, [texts[i] for i in t_idx], y[t_idx], [texts[i] for i in v_sel], y[v_sel], config, on_progress=ema,
-            sample_weights=w if weighted else None)
+        data = TrainingData([texts[i] for i in t_idx], y[t_idx], [texts[i] for i in v_sel], y[v_sel],
+                            w if weighted else None)
+        fit(clf, data, config, on_progress=ema)
         seconds = time.perf_counter() - start
         scored = [(name, clf)]
         if ema:

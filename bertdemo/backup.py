@@ -39,7 +39,7 @@ from bertdemo.db.migrate import current_revision
 from bertdemo.db.models import now
 from bertdemo.errors import BadInput
 from bertdemo.validate import short
-from bertdemo.training.registry import fsync_tree, version_folder
+from bertdemo.training.files import fsync_tree, version_folder
 
 log = logging.getLogger(__name__)
 

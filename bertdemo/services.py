@@ -12,9 +12,8 @@ from sqlalchemy.orm import Session
 
 from bertdemo.config import Settings
 from bertdemo.datasets import load_bundled
-from bertdemo.db import examples, versions
+from bertdemo.db import examples, runs
 from bertdemo.db.engine import init_db, make_engine
-from bertdemo.db.models import now
 from bertdemo.errors import BadInput
 from bertdemo.training.config import TrainConfig
 from bertdemo.training.registry import Registry
@@ -64,17 +63,9 @@ class Services:
         version and recording the run), and partial or unregistered model folders are removed.
         The database itself needs nothing: every write is one committed transaction (SQLite WAL)."""
         with Session(self.engine) as s, s.begin():
-            for run in versions.unfinished_runs(s):
-                v = versions.version_of_run(s, run.id)
-                if v is not None:
-                    f1 = (v.metrics or {}).get("macro_f1")
-                    run.status, run.finished_at, run.version_id = "succeeded", now(), v.id
-                    run.message = (f"Version {v.name} saved" + (f" (macro-F1 {f1:.4f})" if f1 is not None else "")
-                                   + (" and now serving" if v.is_active else "; not activated")
-                                   + "; the app stopped before this run was recorded.")
-                    log.warning("run %d: the app stopped after saving %s; recorded succeeded", run.id, v.name)
-            s.flush()
-            if n := versions.fail_stale_runs(s):
+            for run_id, name in runs.succeed_saved_runs(s):
+                log.warning("run %d: the app stopped after saving %s; recorded succeeded", run_id, name)
+            if n := runs.fail_stale_runs(s):
                 log.warning("marked %d interrupted training run(s) failed", n)
         self.registry.cleanup_leftovers()
 

@@ -137,3 +137,18 @@ def signed_in_page(browser, url: str, who: tuple[str, str]):
     page.get_by_role("button", name="Login").click()
     expect(page.get_by_role("tab", name="Predict")).to_be_visible(timeout=30_000)
     return ctx, page
+
+
+def wait_for(probe: Callable[[], object], timeout: float = 60.0, interval: float = 0.5,
+             what: str = "the condition") -> object:
+    """Call `probe` until it returns something truthy and return that; fail the test after `timeout`
+    seconds, naming `what` and the last value seen. The one polling loop of the tests."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        last = probe()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:g} s (last seen: {last!r})")
+        time.sleep(interval)

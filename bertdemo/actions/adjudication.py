@@ -5,16 +5,18 @@ No Gradio here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
 from sqlalchemy.orm import Session
 
 from bertdemo import auth, validate
-from bertdemo.actions.annotate import AnnotateActions, Item, Saved, _saved
+from bertdemo.actions.labelling import Item, Saved
 from bertdemo.db import examples
 from bertdemo.db.decisions import awaiting_adjudication, decisions_of
 from bertdemo.errors import BadInput
+from bertdemo.services import Services
 from bertdemo.validate import choice, id_list, row_version
 
 
@@ -31,10 +33,15 @@ class Case:
 
 
 class Adjudication:
-    def __init__(self, annotate: AnnotateActions) -> None:
-        self.annotate = annotate
-        self.engine = annotate.engine
-        self.labels = annotate.labels
+    """The adjudication queue. `item(example_id, queue, remaining, team_remaining)`: an example as the
+    Label view shows it (Labelling.item); `after_labels()`: called after every final label (retrain
+    every N labels)."""
+
+    def __init__(self, services: Services, item: Callable[..., Item], after_labels: Callable[[], None]) -> None:
+        self.engine = services.engine
+        self.labels = tuple(services.settings.labels)
+        self._item = item
+        self._after_labels = after_labels
 
     def waiting(self, username: str | None) -> list[int]:
         """Ids of the items awaiting adjudication, the longest waiting first (admins only)."""
@@ -57,7 +64,7 @@ class Adjudication:
         rows = [(who, lab, f"{when:%Y-%m-%d %H:%M}", "accepted suggestion" if src == "suggestion" else "label")
                 for who, (lab, when, src) in sorted((d.people if d else {}).items())]
         table = pd.DataFrame(rows, columns=["annotator", "label", "when (UTC)", "how"])
-        return Case(self.annotate.item(ex_id, "adjudication", waiting, waiting), table, waiting)
+        return Case(self._item(ex_id, "adjudication", waiting, waiting), table, waiting)
 
     def decide(self, example_id: object, label: object, version: object, username: str | None) -> Saved:
         """Set the final label of an item (admins only): its own history row, source 'adjudication';
@@ -71,7 +78,7 @@ class Adjudication:
             if d is None or not d.people:
                 raise BadInput(f"Example {ex_id} has no annotators' labels to adjudicate; change its label in "
                                "the Label or Table view instead.")
-            saved = _saved(examples.set_label(s, ex_id, str(label), who, "adjudication", self.labels,
-                                              expected_version=seen))
-        self.annotate.after_labels()
+            saved = Saved.of(examples.set_label(s, ex_id, str(label), who, "adjudication", self.labels,
+                                                expected_version=seen))
+        self._after_labels()
         return saved

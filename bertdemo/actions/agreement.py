@@ -1,16 +1,24 @@
 """The team's progress and agreement (the Annotate tab's admin view): per person their changes,
 items, accepted model suggestions, speed (changes in the last hour) and last change; Cohen's kappa
-(scikit-learn) per pair of people and pooled, on the items two or more of them labelled. Plain
-statistics over the label history's rows; no Gradio, no database."""
+(scikit-learn) per pair of people and pooled, on the items two or more of them labelled.
+agreement_of is plain statistics over the label history's rows; TeamProgress reads those rows and
+what is left for the team (admins only). No Gradio here."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import pandas as pd
+from sqlalchemy.orm import Session
+
+from bertdemo import auth
+from bertdemo.actions.distribution import WorkDistribution
+from bertdemo.db import examples
+from bertdemo.db.models import now
+from bertdemo.services import Services
 
 # history rows that are a person's own decision on an item (import rows are counted as changes)
 DECISIONS = ("annotator", "undo", "suggestion")
@@ -77,3 +85,22 @@ def agreement_of(events: Sequence[tuple[int, int, str, str | None, str, datetime
     pairs = pd.DataFrame(pair_rows, columns=["annotator_a", "annotator_b", "items", "kappa"])
     shared = sum(1 for per_user in final.values() if len(per_user) >= 2)
     return Agreement(counts, pairs, _kappa(pooled_a, pooled_b, labels), shared)
+
+
+class TeamProgress:
+    """The team's progress for admins. `unlabeled()`: the ids of the Unlabeled queue
+    (Labelling.queue_ids("unlabeled")), of which `work` counts those not yet labelled by enough people."""
+
+    def __init__(self, services: Services, work: WorkDistribution, unlabeled: Callable[[], list[int]]) -> None:
+        self.engine = services.engine
+        self.labels = tuple(services.settings.labels)
+        self._work = work
+        self._unlabeled = unlabeled
+
+    def agreement(self, username: str | None) -> Agreement:
+        """Counts per annotator and Cohen's kappa on items labelled by two or more people (admins only)."""
+        auth.require_role(self.engine, username, "admin")
+        with Session(self.engine) as s:
+            events = examples.human_events(s)
+        left = self._work.left_for_team(self._unlabeled())
+        return replace(agreement_of(events, self.labels, now()), items_left=left)

@@ -1,318 +1,54 @@
-"""Adapters for the Annotate tab: one method per UI action, testable without Gradio.
-
-Queues read the active version's stored scores (table `scores`, written by JobRunner.rescore);
-nothing here runs the model over the dataset. Every save is one transaction through
-db.examples.set_label with the version the person saw (optimistic concurrency), recorded under the
-signed-in user. Undo writes the previous label back as a new history row (source "undo").
-"""
+"""The Annotate tab's adapters, built once per app: AnnotateAdapters holds one object per job
+(labelling, import / export, work distribution, notes, retrain every N, bulk labels, similar
+examples, the corpus map, adjudication, the team's progress), wired to each other here, so each
+UI panel is handed the adapters it needs and calls only their public methods. No Gradio here."""
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass
 
-import pandas as pd
-from sqlalchemy.orm import Session
-
-from bertdemo import auth, validate
-from bertdemo.actions.agreement import Agreement, agreement_of
+from bertdemo.actions.adjudication import Adjudication
+from bertdemo.actions.agreement import TeamProgress
 from bertdemo.actions.autotrain import AutoRetrain
 from bertdemo.actions.bulk import BulkLabels
 from bertdemo.actions.corpus_map import CorpusMap
-from bertdemo.actions.distribution import REVIEW_QUEUES, WorkDistribution
+from bertdemo.actions.distribution import WorkDistribution
+from bertdemo.actions.labelling import Labelling
 from bertdemo.actions.notes import Notes
 from bertdemo.actions.similar import SimilarExamples
-from bertdemo.actions.transfer import ImportDone, ImportExport, ImportPreview  # noqa: F401 - re-exported
-from bertdemo.db import examples, versions
-from bertdemo.db.models import LabelEvent, now
-from bertdemo.errors import BadInput, Conflict, NotReady
-from bertdemo.model.label_noise import find_suspicious
+from bertdemo.actions.transfer import ImportExport
 from bertdemo.services import Services
-from bertdemo.validate import choice, id_list, row_version, search_text, short
-
-log = logging.getLogger(__name__)
-QUEUES = {  # key -> what the person sees in the queue selector
-    "unlabeled": "Unlabeled",
-    "disagree": "Model disagrees with the label",
-    "uncertain": "Most uncertain (entropy)",
-    "suspicious": "Suspicious labels (confident learning)",
-    "recent": "Recently changed",
-    "search": "Text search",
-    "selection": "Map selection (yours)",
-}
-SUSPICIOUS_TTL_S = 600.0
 
 
 @dataclass(frozen=True)
-class Item:
-    """One example as the labeling view shows it."""
-    id: int
-    text: str  # the raw text, shown as plain text (never rendered as HTML)
-    cleaned: str
-    label: str | None
-    version: int  # pass back to save_label: the save is refused if the row changed meanwhile
-    predicted: str | None  # the active model's stored prediction, None before scoring
-    confidence: float | None
-    probs: dict[str, float]
-    updated_by: str | None
-    updated_at: datetime | None
-    queue: str
-    remaining: int  # items of the queue this person may still be handed (not seen this session), this one included
-    team_remaining: int = 0  # items of the queue not yet labelled by as many people as annotations per item
+class AnnotateAdapters:
+    labelling: Labelling  # queues, next item, save, skip, undo, item, history, table
+    transfer: ImportExport  # CSV import (with a preview) and export
+    work: WorkDistribution  # annotations per item, leases
+    notes: Notes  # guidelines, comments
+    autotrain: AutoRetrain  # retrain every N labels
+    bulk: BulkLabels  # preview, apply and undo of a bulk label
+    similar: SimilarExamples  # neighbours of an example or a typed text
+    map: CorpusMap  # the 2-D map, region selection, a person's map-selection queue
+    adjudication: Adjudication  # disagreements and their final labels
+    progress: TeamProgress  # counts per annotator and Cohen's kappa
+    labels: tuple[str, ...]
+    datasets: tuple[str, ...]  # the dataset filter's choices: "all", the bundled datasets, "import"
+    max_upload_mb: float
 
-    def as_api(self) -> dict:
-        return {"id": self.id, "text": self.text, "label": self.label, "version": self.version,
-                "predicted": self.predicted, "confidence": self.confidence, "probs": self.probs,
-                "updated_by": self.updated_by,
-                "updated_at": self.updated_at.isoformat() if self.updated_at else None,
-                "queue": self.queue, "remaining": self.remaining, "team_remaining": self.team_remaining}
-
-
-@dataclass(frozen=True)
-class Saved:
-    event_id: int
-    example_id: int
-    previous: str | None
-    label: str | None
-    version: int  # the row's version after this change
-    user: str
-    source: str
-
-    def as_api(self) -> dict:
-        return {"event_id": self.event_id, "example_id": self.example_id, "previous": self.previous,
-                "label": self.label, "version": self.version, "user": self.user, "source": self.source}
-
-
-class AnnotateActions(ImportExport):
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.settings = services.settings
-        self.engine = services.engine
-        self.labels = tuple(services.settings.labels)
-        # cache of the suspicious queue, keyed by (active version, newest history row, examples):
-        # derived data that any request may recompute, not per-user state
-        self._suspicious: tuple[tuple, float, int, list[int]] | None = None
-        self._suspicious_lock = threading.Lock()
-        self.work = WorkDistribution(services)
-        self.notes = Notes(services)
-        self.autotrain = AutoRetrain(services)
-        self.bulk = BulkLabels(services)
-        self.similar = SimilarExamples(services)
-        self.map = CorpusMap(services, self.similar)
-
-    # ---------------------------------------------------------------- who
-    def user(self, username: str | None) -> str:
-        """The name recorded on a change (Forbidden when accounts exist and nobody signed in)."""
-        return auth.current_user(self.engine, username)
-
-    def _version_id(self, s: Session) -> int | None:
-        v = versions.active_version(s)
-        return v.id if v else None
-
-    # ---------------------------------------------------------------- queues
-    def default_queue(self) -> str:
-        """'unlabeled' while anything is unlabeled; else the model's disagreements (the bundled
-        data is fully labelled, so an empty first queue would greet every new visitor)."""
-        with Session(self.engine) as s:
-            if examples.has_unlabeled(s) or self._version_id(s) is None:
-                return "unlabeled"
-        return "disagree"
-
-    def datasets(self) -> list[str]:
-        """The datasets the stored examples came from ("airline", "general", "import")."""
-        with Session(self.engine) as s:
-            return examples.dataset_names(s)
-
-    def _dataset(self, value: object) -> str:
-        """A dataset filter: "" or "all" for every example, else a dataset name."""
-        if value in (None, "", "all"):
-            return ""
-        return choice(value, "The dataset", ["all", *self.datasets()])
-
-    def queue_ids(self, queue: str, search: str = "", dataset: str = "") -> list[int]:
-        choice(queue, "The queue", list(QUEUES))
-        dataset = self._dataset(dataset)
-        with Session(self.engine) as s:
-            vid = self._version_id(s)
-            if queue in ("disagree", "uncertain", "suspicious") and vid is None:
-                raise NotReady("No model version is active yet, so this queue has no scores; "
-                                 "use 'Unlabeled' or 'Text search' until the first model is ready.")
-            if queue == "selection":  # per person: next_item reads it (CorpusMap.selection)
-                return []
-            if queue == "suspicious":
-                ids = self._suspicious_ids(s, vid)
-            else:
-                ids = examples.queue_ids(s, queue, vid, search_text(search), dataset=dataset)
-            if queue == "unlabeled":  # with 2+ annotations per item, labelled but unfinished items too
-                ids = self.work.unfinished() + ids
-            if dataset and queue in ("suspicious", "unlabeled"):
-                of = examples.datasets_of(s, ids)
-                ids = [i for i in ids if of.get(i) == dataset]
-        return ids
-
-    def _suspicious_ids(self, s: Session, vid: int | None) -> list[int]:
-        """The "suspicious labels" queue: model.label_noise.find_suspicious over the labelled rows and
-        their stored scores. It takes about a second for the bundled tweets, so the result is kept
-        for SUSPICIOUS_TTL_S per (active version, number of examples); examples a person changed
-        since are dropped from it rather than triggering a recomputation on every click."""
-        key = (vid, examples.count_examples(s))
-        with self._suspicious_lock:
-            cached = self._suspicious
-            if cached is None or cached[0] != key or time.monotonic() - cached[1] > SUSPICIOUS_TTL_S:
-                newest = examples.newest_event_id(s)
-                rows = [r for r in examples.scored_examples(s, vid) if r[2] is not None]
-                cached = self._suspicious = (key, time.monotonic(), newest, find_suspicious(rows, self.labels))
-        _key, _at, newest, ids = cached
-        changed = examples.changed_since(s, newest)
-        return [i for i in ids if i not in changed]
-
-    def next_item(self, queue: str, search: str = "", seen: list[int] | None = None,
-                  username: str | None = None, dataset: str = "") -> Item | None:
-        """The first item of `queue` (of `dataset`, when given) not in `seen` (the ids this session
-        already showed) that nobody else is working on and this person has not labelled (a lease:
-        WorkDistribution), or None."""
-        who = self.user(username)
-        seen_set = set(id_list(seen))
-        queue_ids = (self.map.selection(who) if queue == "selection"
-                     else self.queue_ids(queue, search_text(search), dataset))
-        ids = [i for i in queue_ids if i not in seen_set]
-        handout = self.work.hand_out(who, ids, review=queue in REVIEW_QUEUES)
-        if handout.example_id is None:
-            return None
-        return self.item(handout.example_id, queue, handout.left_for_you, handout.left_for_team)
-
-    def skip(self, example_id: int, username: str | None) -> bool:
-        """Give an item back without labelling it: someone else may be handed it at once."""
-        return self.work.skip(validate.example_id(example_id), self.user(username))
-
-    def set_annotations_per_item(self, value: object, username: str | None) -> int:
-        """How many different people label each item before it leaves the queues (admins only)."""
-        return self.work.set_overlap(value, auth.require_role(self.engine, username, "admin"))
-
-    def item(self, example_id: int, queue: str = "", remaining: int = 0, team_remaining: int = 0) -> Item:
-        with Session(self.engine) as s:
-            ex = examples.get(s, validate.example_id(example_id))
-            sc = examples.score_of(s, ex.id, self._version_id(s))
-            probs = {lab: round(float(p), 4) for lab, p in zip(self.labels, sc.probs)} if sc else {}
-            return Item(id=ex.id, text=ex.raw_text, cleaned=ex.text, label=ex.label, version=ex.version,
-                        predicted=sc.predicted if sc else None, confidence=sc.confidence if sc else None,
-                        probs=probs, updated_by=ex.updated_by, updated_at=ex.updated_at, queue=queue,
-                        remaining=remaining, team_remaining=team_remaining)
-
-    # ---------------------------------------------------------------- saving
-    def save_label(self, example_id: int, label: str, version: int | None, username: str | None,
-                   accepted_suggestion: bool = False) -> Saved:
-        """Set one label, in one transaction; Conflict when the row changed since `version`. With 2 or
-        more annotations per item, a person labelling an item they were handed gives their own,
-        independent annotation: another person's label saved meanwhile is no conflict.
-        `accepted_suggestion`: the person accepted the model's suggestion (it must be the active
-        version's prediction), recorded as source 'suggestion' so agreement with the model and
-        suggestion bias can be measured."""
-        choice(label, "The label", self.labels)
-        if accepted_suggestion not in (True, False, None):  # 1 and 0 too; a string "false" must not mean yes
-            raise BadInput(f"accepted_suggestion must be true or false, got {short(accepted_suggestion)}.")
-        example_id, version = validate.example_id(example_id), row_version(version)
-        who = self.user(username)
-        for attempt in range(3):
-            try:
-                with Session(self.engine) as s, s.begin():
-                    examples.get(s, example_id)
-                    if accepted_suggestion:
-                        self._check_suggestion(s, example_id, label)
-                    independent = self.work.independent(s, example_id, who)
-                    source = "suggestion" if accepted_suggestion else "annotator"
-                    ev = examples.set_label(s, example_id, label, who, source, self.labels,
-                                            expected_version=None if independent else version)
-                    self.work.done(s, example_id, who)  # the item leaves the queues once enough people labelled it
-                    saved = _saved(ev)
-                break
-            except Conflict:
-                # an independent annotation that lost the race for the row to another one saved at
-                # the same moment: nothing of it was written; save it again on the new version
-                if not independent or attempt == 2:
-                    raise
-        self.after_labels()
-        return saved
-
-    def label_in_bulk(self, preview, username: str | None, admin: bool = True):  # noqa: ANN001, ANN201
-        """BulkLabels.apply, then the retrain-every-N check (bulk labels count as people's labels)."""
-        result = self.bulk.apply(preview, username, admin)
-        self.after_labels()
-        return result
-
-    def after_labels(self) -> None:
-        """Retrain every N labels (AutoRetrain); a failure to start is logged, the save stands."""
-        try:
-            self.autotrain.after_labels()
-        except Exception:  # noqa: BLE001 - the label is saved; an automatic run is a bonus
-            log.exception("could not start an automatic training run")
-
-    def _check_suggestion(self, s: Session, example_id: int, label: str) -> None:
-        score = examples.score_of(s, example_id, self._version_id(s))
-        if score is None:
-            raise BadInput(f"The model has no suggestion for example {example_id} yet (no stored score).")
-        if score.predicted != label:
-            raise BadInput(f"The model suggests {score.predicted!r} for example {example_id}, not {label!r}.")
-
-    def undo(self, example_id: int, username: str | None, version: int | None = None) -> Saved:
-        """Restore the label before the row's newest change, as a new history row (source 'undo')."""
-        example_id, version = validate.example_id(example_id), row_version(version)
-        who = self.user(username)
-        with Session(self.engine) as s, s.begin():
-            examples.get(s, example_id)
-            last = examples.latest_event(s, example_id)
-            if last is None or last.source in ("dataset", "import"):
-                raise BadInput(f"Nothing to undo on example {example_id}: it has no change since it was imported.")
-            if version is not None and last.version != version:
-                raise Conflict(
-                    f"Example {example_id} was changed by {last.user} (now {last.label!r}) after your "
-                    "change; reload it and decide again.")
-            ev = examples.set_label(s, example_id, last.previous_label, who, "undo", self.labels,
-                                    expected_version=last.version)
-            self.work.undone(s, example_id, last.user, who)
-            return _saved(ev)
-
-    # ---------------------------------------------------------------- history & table
-    def history(self, example_id: int) -> pd.DataFrame:
-        example_id = validate.example_id(example_id)
-        with Session(self.engine) as s:
-            examples.get(s, example_id)
-            rows = [{"when (UTC)": e.created_at.strftime("%Y-%m-%d %H:%M:%S"), "who": e.user,
-                     "from": e.previous_label or "", "to": e.label or "", "source": e.source, "version": e.version,
-                     "comment": ""} for e in examples.history(s, example_id)]
-        rows += [{"when (UTC)": when, "who": who, "from": "", "to": "", "source": "comment", "version": None,
-                  "comment": text} for when, who, text in self.notes.comments(example_id).itertuples(index=False)]
-        rows.sort(key=lambda r: r["when (UTC)"])  # stable: a comment after the change made the same second
-        return pd.DataFrame(rows, columns=["when (UTC)", "who", "from", "to", "source", "version", "comment"])
-
-    def table(self, label: str = "any", annotator: str = "", search: str = "", limit: int = 500,
-              dataset: str = "") -> pd.DataFrame:
-        """Examples with label, annotator, time and model prediction, filtered; newest change first."""
-        if label not in ("any", "unlabeled", "", None):
-            choice(label, "The label filter", self.labels)
-        dataset = self._dataset(dataset)
-        with Session(self.engine) as s:
-            rows = examples.table_rows(s, self._version_id(s), label=None if label in ("any", "") else label,
-                                       unlabeled=label == "unlabeled", annotator=annotator.strip(),
-                                       search=search.strip(), limit=limit, dataset=dataset)
-        cols = ["id", "text", "label", "annotator", "changed (UTC)", "version", "model", "confidence"]
-        return pd.DataFrame([(i, t, lab or "", who or "", at.strftime("%Y-%m-%d %H:%M") if at else "", v,
-                              p or "", round(c, 3) if c is not None else None)
-                             for i, t, lab, who, at, v, p, c in rows], columns=cols)
-
-    # ---------------------------------------------------------------- admin
-    def agreement(self, username: str | None) -> Agreement:
-        """Counts per annotator and Cohen's kappa on items labelled by two or more people (admins only)."""
-        auth.require_role(self.engine, username, "admin")
-        with Session(self.engine) as s:
-            events = examples.human_events(s)
-        left = self.work.left_for_team(self.queue_ids("unlabeled"))
-        return replace(agreement_of(events, self.labels, now()), items_left=left)
-
-
-def _saved(ev: LabelEvent) -> Saved:
-    return Saved(ev.id, ev.example_id, ev.previous_label, ev.label, ev.version, ev.user, ev.source)
-
+    @classmethod
+    def create(cls, services: Services) -> AnnotateAdapters:
+        """The adapters on `services`. Every path that saves labels (one save, a bulk label, an
+        adjudication) is given the one retrain-every-N hook, so none of them can skip the count."""
+        notes, work, autotrain = Notes(services), WorkDistribution(services), AutoRetrain(services)
+        similar = SimilarExamples(services)
+        corpus = CorpusMap(services, similar)
+        labelling = Labelling(services, work, notes, corpus.selection, autotrain.after_save)
+        settings = services.settings
+        return cls(
+            labelling=labelling, transfer=ImportExport(services, notes), work=work, notes=notes,
+            autotrain=autotrain, bulk=BulkLabels(services, autotrain.after_save), similar=similar, map=corpus,
+            adjudication=Adjudication(services, labelling.item, autotrain.after_save),
+            progress=TeamProgress(services, work, lambda: labelling.queue_ids("unlabeled")),
+            labels=tuple(settings.labels), datasets=("all", *settings.datasets, "import"),
+            max_upload_mb=settings.max_upload_mb)

@@ -2,8 +2,9 @@
 the last automatic start, a training run starts in the background, as Label Sleuth and Label
 Studio's ML backend do; the run records why it started and the Train tab shows it. No Gradio here.
 
-The check runs after each save (one count over the new history rows); a run already in progress
-postpones it to the next save after it ends."""
+The check runs after each save, bulk label and adjudication (after_save, the hook Labelling,
+BulkLabels and Adjudication are given: one count over the new history rows); a run already in
+progress postpones it to the next save after it ends."""
 
 from __future__ import annotations
 
@@ -72,3 +73,11 @@ class AutoRetrain:
             return None
         log.info("run %d %s", run_id, reason)
         return run_id
+
+    def after_save(self) -> None:
+        """The hook every label change calls (one save, a bulk label, an adjudication): after_labels,
+        with a failure to start logged, not raised, since the labels are saved and a run is a bonus."""
+        try:
+            self.after_labels()
+        except Exception:  # the label is saved; an automatic run is a bonus
+            log.exception("could not start an automatic training run")

@@ -1,6 +1,7 @@
 """Labelling many examples at once (similar examples, a region of the corpus map): a preview of
 what would change, the change as one batch (every row its own history row, source `bulk`, one
-batch id), and one undo for the whole batch. No Gradio here.
+batch id), and one undo for the whole batch. No Gradio here. Every apply is counted by the
+retrain-every-N hook it is given (AutoRetrain.after_save), whoever calls it.
 
 A bulk label never overwrites a change it did not see: the preview's versions go with the apply,
 and rows changed since (by a person, or another batch) are left as they are and counted."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -22,6 +24,7 @@ from bertdemo.validate import choice, id_list, short
 
 MAX_BULK = 100_000  # examples in one bulk label
 PREVIEW_ROWS = 20
+SAMPLE_COLUMNS = ["id", "label now", "after", "text"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class BulkPreview:
     label: str
     changes: dict[str, int]  # "old → new" -> count, for the rows that would change
     unchanged: int  # already labelled `label`
-    sample: pd.DataFrame  # id, text, label now, after
+    sample: pd.DataFrame  # id, label now, after, text (the short columns first, so they stay on screen)
 
     def summary(self) -> str:
         n = sum(self.changes.values())
@@ -62,9 +65,13 @@ class BulkResult:
 
 
 class BulkLabels:
-    def __init__(self, services: Services) -> None:
+    """Bulk labels: preview, apply and undo, the one family the UI and the API call.
+    `after_labels()`: called after every apply (retrain every N labels)."""
+
+    def __init__(self, services: Services, after_labels: Callable[[], None]) -> None:
         self.engine = services.engine
         self.labels = tuple(services.settings.labels)
+        self._after_labels = after_labels
 
     def _ids(self, ids: object) -> list[int]:
         found = id_list(ids, "The selection", limit=MAX_BULK)
@@ -87,8 +94,8 @@ class BulkLabels:
                                "nothing was changed.")
             texts = examples.texts_of(s, wanted[:PREVIEW_ROWS])
         changes = Counter(f"{state[i][1] or 'none'} → {label}" for i in wanted if state[i][1] != label)
-        sample = pd.DataFrame([(i, texts[i][0], texts[i][1] or "", label) for i in wanted[:PREVIEW_ROWS]],
-                              columns=["id", "text", "label now", "after"])
+        sample = pd.DataFrame([(i, texts[i][1] or "", label, texts[i][0]) for i in wanted[:PREVIEW_ROWS]],
+                              columns=SAMPLE_COLUMNS)
         return BulkPreview(wanted, {i: state[i][0] for i in wanted}, label, dict(changes),
                            sum(1 for i in wanted if state[i][1] == label), sample)
 
@@ -103,6 +110,7 @@ class BulkLabels:
             fresh = [i for i in preview.ids if i in state and state[i][0] == preview.versions.get(i)]
             todo = [(i, state[i][1], state[i][0], preview.label) for i in fresh if state[i][1] != preview.label]
             examples.set_labels(s, todo, who, "bulk", self.labels, batch)
+        self._after_labels()  # bulk labels count as people's labels (retrain every N)
         return BulkResult(batch if todo else None, len(todo), len(fresh) - len(todo), len(preview.ids) - len(fresh),
                           preview.label)
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
+from bertdemo import auth
 from bertdemo.db import leases
 from bertdemo.db.models import now
 from bertdemo.services import Services
@@ -42,8 +43,10 @@ class WorkDistribution:
         with Session(self.engine) as s:
             return int(leases.get_setting(s, OVERLAP_KEY, 1))  # type: ignore[arg-type]
 
-    def set_overlap(self, value: object, user: str) -> int:
-        """Set annotations per item: a whole number from 1 to MAX_OVERLAP (BadInput otherwise)."""
+    def set_overlap(self, value: object, username: str | None) -> int:
+        """Set how many different people label each item before it leaves the queues (admins only): a
+        whole number from 1 to MAX_OVERLAP (BadInput otherwise)."""
+        user = auth.require_role(self.engine, username, "admin")
         k = int(number(value, "Annotations per item", 1, MAX_OVERLAP, whole=True))
         with Session(self.engine) as s, s.begin():
             leases.set_setting(s, OVERLAP_KEY, k, user)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from bertdemo.datasets import read_csv, write_csv
 from bertdemo.errors import BadInput
-from bertdemo.model import explain
+from bertdemo.model import explain, views
 from bertdemo.model.classifier import Classifier
 from bertdemo.services import Services
 from bertdemo.text import clean_text, try_clean
@@ -92,7 +92,7 @@ class PredictActions:
         return clean_text(text, self.settings.max_chars), []
 
     def _token_warnings(self, clf: Classifier, cleaned: str) -> list[str]:
-        view = clf.tokenize(cleaned)
+        view = views.tokenize(clf, cleaned)
         words = [t for t, sp in zip(view.tokens, view.special) if not sp]
         out = []
         if words and all(t == clf.tokenizer.unk_token for t in words):
@@ -138,12 +138,15 @@ class PredictActions:
         clf = self.model()
         if pad_to is not None:
             pad_to = int(number(pad_to, "The padded length", 0, clf.max_length, whole=True, note="no padding"))
+        # tokenized once: the view also counts the text's own tokens (a padded length of 1 is always
+        # too short: [CLS] and [SEP] alone take 2)
+        view = views.tokenize(clf, cleaned, pad_to=pad_to if pad_to and pad_to >= 2 else None)
         if pad_to:
-            natural = len(clf.tokenize(cleaned).ids)
+            natural = min(view.length, clf.max_length)  # what the model reads without padding
             if pad_to < natural:
                 raise BadInput(f"The text has {natural} tokens; choose a padded length of at least {natural} "
-                                 "(shorter would cut the text).")
-        return explain.token_table(clf.tokenize(cleaned, pad_to=pad_to or None))
+                               "(shorter would cut the text).")
+        return explain.token_table(view)
 
     def explain(self, text: str, target: str | None = None, merge_words: bool = False,
                 quick: bool = False) -> ExplainResult:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy.orm import Session
 
 from bertdemo import auth
-from bertdemo.db import versions
+from bertdemo.db import runs, versions
 from bertdemo.errors import BadInput, NotFound
 from bertdemo.model import explain
 from bertdemo.model.classifier import Classifier
@@ -91,17 +91,15 @@ class TrainingActions:
                            seed=seed, freeze_encoder=mode == MODES[1],
                            init_from="active" if start_from == STARTS[1] else "base", max_steps=int(steps) or None)
 
-    def start(self, epochs: float, learning_rate: float, batch_size: float, max_length: float, seed: float,
-              mode: str, start_from: str, max_steps: float | None, activate: bool, username: str | None) -> str:
-        """Start a background run. With `activate` False the new version is only registered: the
-        admin compares it with the serving one and activates it below."""
+    def start(self, config: TrainConfig, username: str | None, serve: bool = False) -> str:
+        """Start a background run of `config` (TrainingActions.config_from_form builds it from the
+        form). With `serve` False the new version is only registered: the admin compares it with
+        the serving one and activates it below."""
         user = auth.require_role(self.services.engine, username, "admin")
-        if activate not in (True, False, None):  # 1 and 0 too; a string "false" must not mean yes
-            raise BadInput(f"serve when trained must be true or false, got {short(activate)}.")
-        config = self.config_from_form(epochs, learning_rate, batch_size, max_length, seed, mode, start_from,
-                                       max_steps)
-        run_id = self.services.jobs.start(config, user=user, activate=bool(activate))  # Busy if one runs
-        then = "it will serve as soon as it is trained" if activate else "activate it below when you are happy"
+        if serve not in (True, False, None):  # 1 and 0 too; a string "false" must not mean yes
+            raise BadInput(f"serve when trained must be true or false, got {short(serve)}.")
+        run_id = self.services.jobs.start(config, user=user, activate=bool(serve))  # Busy if one runs
+        then = "it will serve as soon as it is trained" if serve else "activate it below when you are happy"
         return f"Training run #{run_id} started; {then}."
 
     def cancel(self, username: str | None) -> str:
@@ -117,27 +115,23 @@ class TrainingActions:
         st = self.services.jobs.status()
         if st.state == "idle":  # nothing ran in this process: show the last recorded run, if any
             with Session(self.services.engine) as s:
-                run = versions.latest_run(s)
-                if run is not None:
-                    version = versions.get_version(s, run.version_id) if run.version_id else None
-                    return TrainingView(
-                        state=run.status, running=False, step=run.step, total_steps=run.total_steps,
-                        fraction=run.step / run.total_steps if run.total_steps else 0.0, message=run.message,
-                        history=tuple(run.history or ()), report=version.report if version else "",
-                        confusion=(version.metrics or {}).get("confusion") if version else None,
-                        labels=tuple(self.settings.labels), version_name=version.name if version else None,
-                        run_id=run.id, reason=str((run.config or {}).get("reason", "")),
-                        reliability=tuple((version.metrics or {}).get("reliability") or ()) if version else (),
-                        ece=(version.metrics or {}).get("ece") if version else None)
-        confusion, reliability, ece = None, (), None
-        if st.state == "succeeded" and st.version_name:
-            info = self._by_name(st.version_name)
-            confusion = info.metrics.get("confusion")
-            reliability, ece = tuple(info.metrics.get("reliability") or ()), info.metrics.get("ece")
+                run = runs.latest_record(s)
+            if run is not None:
+                return self._recorded(run)
+        info = self._by_name(st.version_name) if st.state == "succeeded" and st.version_name else None
         return TrainingView(state=st.state, running=st.running, step=st.step, total_steps=st.total_steps,
                             fraction=st.fraction, message=st.message, history=st.history, report=st.report,
-                            confusion=confusion, labels=tuple(self.settings.labels), version_name=st.version_name,
-                            run_id=st.run_id, reason=st.reason, reliability=reliability, ece=ece)
+                            labels=tuple(self.settings.labels), version_name=st.version_name, run_id=st.run_id,
+                            reason=st.reason, **_version_metrics(info))
+
+    def _recorded(self, run: runs.RunRecord) -> TrainingView:
+        """The view of a run recorded by an earlier process."""
+        info = self.services.registry.get(run.version_id) if run.version_id else None
+        return TrainingView(
+            state=run.status, running=False, step=run.step, total_steps=run.total_steps,
+            fraction=run.step / run.total_steps if run.total_steps else 0.0, message=run.message,
+            history=run.history, report=info.report if info else "", labels=tuple(self.settings.labels),
+            version_name=info.name if info else None, run_id=run.id, reason=run.reason, **_version_metrics(info))
 
     # ------------------------------------------------------------------ versions
     def versions(self) -> list[VersionInfo]:
@@ -147,26 +141,8 @@ class TrainingActions:
         return [v.name for v in self.versions()]
 
     def versions_table(self) -> list[list]:
-        """Rows: name, serving, macro-F1, accuracy, created, by, settings summary, macro-F1 per
-        dataset, expected calibration error (the last two empty for versions made before they were
-        measured)."""
-        rows = []
-        for v in self.versions():
-            c = v.train_config
-            settings = (f"{c.get('epochs')} ep, lr {c.get('learning_rate')}, bs {c.get('batch_size')}, "
-                        f"len {c.get('max_length')}" + (", frozen" if c.get("freeze_encoder") else "")
-                        + (f", max {c['max_steps']} steps" if c.get("max_steps") else "")
-                        + (", from the active version" if c.get("init_from") == "active" else "")) if c else ""
-            f1 = v.macro_f1
-            acc = v.metrics.get("accuracy")
-            per = v.metrics.get("per_dataset") or {}
-            ece = v.metrics.get("ece")
-            rows.append([v.name, "yes" if v.is_active else "", None if f1 is None else round(f1, 4),
-                         None if acc is None else round(acc, 4), v.created_at.strftime("%Y-%m-%d %H:%M"),
-                         v.created_by, settings,
-                         " · ".join(f"{name} {m['macro_f1']:.3f}" for name, m in per.items()),
-                         None if ece is None else round(ece, 4)])
-        return rows
+        """One row per version, newest first (version_row)."""
+        return [version_row(v) for v in self.versions()]
 
     def activate(self, name: str, username: str | None) -> str:
         who = auth.require_role(self.services.engine, username, "admin")
@@ -230,6 +206,33 @@ class TrainingActions:
             out.append(explain.highlighted(attr, merge=True))
             lines.append(f"**{name}**: {attr.target} ({attr.probs[attr.target]:.0%})")
         return out[0], out[1], " · ".join(lines)
+
+
+VERSION_COLUMNS = ("version", "serving", "macro-F1", "accuracy", "created", "by", "settings", "macro-F1 per dataset",
+                   "ECE")
+
+
+def version_row(v: VersionInfo) -> list:
+    """The Versions table's row of `v` (VERSION_COLUMNS): name, serving, macro-F1, accuracy, created,
+    by, settings summary, macro-F1 per dataset, expected calibration error (the last two empty for
+    versions made before they were measured)."""
+    c = v.train_config
+    settings = (f"{c.get('epochs')} ep, lr {c.get('learning_rate')}, bs {c.get('batch_size')}, "
+                f"len {c.get('max_length')}" + (", frozen" if c.get("freeze_encoder") else "")
+                + (f", max {c['max_steps']} steps" if c.get("max_steps") else "")
+                + (", from the active version" if c.get("init_from") == "active" else "")) if c else ""
+    per = v.metrics.get("per_dataset") or {}
+    return [v.name, "yes" if v.is_active else "", _round(v.macro_f1), _round(v.metrics.get("accuracy")),
+            v.created_at.strftime("%Y-%m-%d %H:%M"), v.created_by, settings,
+            " · ".join(f"{name} {m['macro_f1']:.3f}" for name, m in per.items()), _round(v.metrics.get("ece"))]
+
+
+def _version_metrics(info: VersionInfo | None) -> dict:
+    """The TrainingView fields read from a version's stored metrics (none without a version)."""
+    if info is None:
+        return {}
+    return {"confusion": info.metrics.get("confusion"), "reliability": tuple(info.metrics.get("reliability") or ()),
+            "ece": info.metrics.get("ece")}
 
 
 def _round(x: object) -> object:

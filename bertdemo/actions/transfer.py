@@ -1,6 +1,6 @@
-"""Import and export of examples (the Annotate tab's Import / export view), a part of
-AnnotateActions kept in its own module: CSV in with a preview of what would be added and skipped,
-every example out with its label, history count, dataset and comments. No Gradio here."""
+"""Import and export of examples (the Annotate tab's Import / export view): CSV in with a preview
+of what would be added and skipped, every example out with its label, history count, dataset and
+comments. No Gradio here."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from bertdemo import auth
+from bertdemo.actions.notes import Notes
 from bertdemo.datasets import CSVError, read_csv, write_csv
 from bertdemo.db import examples
 from bertdemo.db.examples import NewExample
 from bertdemo.db.models import text_key
+from bertdemo.services import Services
 from bertdemo.text import try_clean
 
 
@@ -44,7 +46,14 @@ class ImportDone:
 
 
 class ImportExport:
-    """Mixed into AnnotateActions, which provides settings, engine, labels, notes and user()."""
+    """The import / export adapter: preview and import a CSV, export every example (with `notes`'
+    comments)."""
+
+    def __init__(self, services: Services, notes: Notes) -> None:
+        self.settings = services.settings
+        self.engine = services.engine
+        self.labels = tuple(services.settings.labels)
+        self._notes = notes
 
     def preview_import(self, path: str) -> ImportPreview:
         """What importing this CSV would add and skip (duplicates by cleaned text, unknown labels,
@@ -93,7 +102,7 @@ class ImportExport:
         with Session(self.engine) as s:
             rows = examples.export_rows(s)
             changes = examples.change_counts(s)
-        notes = self.notes.for_export()
+        notes = self._notes.for_export()
         return pd.DataFrame(
             [(i, ext or "", raw, cleaned, lab or "", who or "", at.isoformat(sep=" ", timespec="seconds") if at else "",
               changes.get(i, 0), src, ds or "", notes.get(i, ""))
@@ -103,7 +112,7 @@ class ImportExport:
 
     def export_csv(self, username: str | None) -> str:
         """Every example with its current label, annotator and number of changes; formula-safe."""
-        self.user(username)
+        auth.current_user(self.engine, username)  # Forbidden when accounts exist and nobody signed in
         dest = Path(tempfile.mkdtemp(prefix="bertdemo-export-")) / "bertdemo-labels.csv"
         write_csv(self.export_frame(), dest)
         return str(dest)

@@ -110,14 +110,14 @@ def _follow(settings: Settings, config: TrainConfig, rank: int, world: int) -> i
     """A non-main process of a data-parallel launch: the same inputs and the same `fit` as the
     main process's run, read-only; nothing is registered or saved here."""
     from bertdemo.db.engine import make_engine
+    from bertdemo.training.inputs import read_inputs
     from bertdemo.training.registry import Registry
-    from bertdemo.training.runner import JobRunner
 
     engine = make_engine(settings.database_url)  # the main process created the tables
     try:
-        inputs = JobRunner(settings, engine, Registry(settings, engine)).training_inputs(config)
+        inputs = read_inputs(settings, engine, Registry(settings, engine), config)
         clf = start_model(inputs.source, settings.labels, settings.device, settings.max_length, config)
-        result = fit(clf, *inputs.split, config, sample_weights=inputs.train_weights)
+        result = fit(clf, inputs.data, config)
     except TrainingError as exc:
         log.error("process %d of %d: training failed: %s", rank, world, exc)
         return 1

@@ -1,5 +1,5 @@
-"""Model versions, training runs and per-version scores: register, activate, list; open and close
-runs; store the active model's scores for the queues."""
+"""Model versions and per-version scores: register, activate, list; store the active model's scores
+for the queues. Training runs' rows are in db/runs.py (its functions are importable from here too)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from bertdemo.db.engine import chunks
-from bertdemo.db.models import Activation, Example, ModelVersion, Score, TrainingRun, now
+from bertdemo.db.models import Activation, Example, ModelVersion, Score, now
+
+# the run functions lived here before db/runs.py: callers that read versions and runs together keep one import
+from bertdemo.db.runs import create_run, fail_stale_runs, get_run, latest_run, unfinished_runs  # noqa: F401
 from bertdemo.errors import NotFound
 
 
-# --------------------------------------------------------------------------- versions & runs
+# --------------------------------------------------------------------------- versions
 def next_version_name(s: Session) -> str:
     n = s.scalar(select(func.count()).select_from(ModelVersion)) or 0
     return f"v{n + 1}"
@@ -54,24 +57,6 @@ def list_versions(s: Session) -> list[ModelVersion]:
     return list(s.scalars(select(ModelVersion).order_by(ModelVersion.id.desc())))
 
 
-def create_run(s: Session, user: str, config: dict) -> TrainingRun:
-    run = TrainingRun(user=user, config=config, status="running")
-    s.add(run)
-    s.flush()
-    return run
-
-
-def fail_stale_runs(s: Session, reason: str = "the app stopped during this run") -> int:
-    """Runs left 'running' by a process that died: mark them failed (called at start)."""
-    res = s.execute(update(TrainingRun).where(TrainingRun.status.in_(("queued", "running")))
-                    .values(status="failed", finished_at=now(), message=reason))
-    return res.rowcount or 0
-
-
-def latest_run(s: Session) -> TrainingRun | None:
-    return s.scalar(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(1))
-
-
 def save_scores(s: Session, version_id: int, example_ids: Sequence[int], probs, labels: Sequence[str]) -> None:
     """Replace this version's scores for these examples."""
     p = np.asarray(probs, dtype=float)
@@ -96,18 +81,6 @@ def get_version(s: Session, version_id: int) -> ModelVersion:
 
 def version_of_run(s: Session, run_id: int) -> ModelVersion | None:
     return s.scalar(select(ModelVersion).where(ModelVersion.run_id == run_id))
-
-
-def get_run(s: Session, run_id: int) -> TrainingRun:
-    run = s.get(TrainingRun, run_id)
-    if run is None:
-        raise NotFound(f"No training run with id {run_id}.")
-    return run
-
-
-def unfinished_runs(s: Session) -> list[TrainingRun]:
-    """Runs still marked queued or running (at start: left so by a process that died)."""
-    return list(s.scalars(select(TrainingRun).where(TrainingRun.status.in_(("queued", "running")))))
 
 
 def has_scores(s: Session, version_id: int) -> bool:

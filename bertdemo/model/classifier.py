@@ -2,6 +2,9 @@
 
 Knows nothing of versions or the database. Texts given to it are already cleaned
 (`bertdemo.text.clean_text`); it tokenizes, runs the model and returns small frozen dataclasses.
+This is the serving path (predictions, sentence embeddings, precision, an int8 graph); the
+inspection views of the same model (tokenization, hidden states, attention maps) are
+model/views.py, which run through `Classifier.exclusive`.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import math
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -21,7 +23,6 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from bertdemo.errors import BadInput
 from bertdemo.model.packing import PackedLinear, cast_linear
 from bertdemo.model.pooling import masked_mean, pooling_of, use_pooling
 
@@ -54,25 +55,15 @@ class Prediction:
         return self.probs[self.label]
 
 
-@dataclass(frozen=True)
-class TokenView:
-    """One text as the model sees it. The lists are parallel: one entry per position."""
-
-    tokens: list[str]
-    ids: list[int]
-    attention_mask: list[int]  # 1 = attended, 0 = [PAD]
-    special: list[bool]  # [CLS], [SEP], [PAD]
-    word_ids: list[int | None]  # which word of the text each WordPiece came from
-    token_type_ids: list[int]
-    truncated: bool  # the text had more tokens than max_length
-
-
-@dataclass(frozen=True)
-class HiddenStates:
-    """Per-layer vectors of one text: layer 0 is the embedding output."""
-
-    view: TokenView
-    states: np.ndarray  # (num_layers + 1, T, hidden), float32
+def length_sorted_batches(tokenizer, texts: Sequence[str], max_length: int,
+                          batch_size: int) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+    """(indices into `texts`, padded batch) pairs, sorted by length: similar lengths share a batch,
+    so padding is minimal. The texts are tokenized once; each batch is padded to its longest member."""
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        yield idx, tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
 
 
 def resolve_device(setting: str = "auto") -> torch.device:
@@ -160,6 +151,26 @@ class Classifier:
         """The PyTorch inference precision: "bf16", "fp16" or "fp32"."""
         return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.amp_dtype, "fp32")
 
+    def use_amp(self, dtype: torch.dtype | None) -> torch.dtype | None:
+        """Run forwards under autocast to `dtype` (None: fp32); returns the dtype it replaces, so
+        training can set its own precision and give the serving one back."""
+        before, self.amp_dtype = self.amp_dtype, dtype
+        return before
+
+    def adopt(self, model: torch.nn.Module | None = None, device: torch.device | None = None) -> None:
+        """Take a module trained outside (the training loop's unwrapped model) and/or the device it
+        is on now; the serving copy is rebuilt on the next forward."""
+        with self._lock:
+            if model is not None:
+                self.model = model
+            if device is not None:
+                self.device = device
+            self._serving = None
+
+    def rename(self, name: str) -> None:
+        """The version name the views show (the registry names a classifier when it serves)."""
+        self.name = name
+
     def use_graph(self, graph) -> None:
         """Serve inference from `graph` (None: back to PyTorch). Swapped under the lock, so a
         batch runs wholly on one path."""
@@ -172,7 +183,15 @@ class Classifier:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     @contextlib.contextmanager
-    def threads_for(self, tokens: int) -> Iterator[None]:
+    def exclusive(self, tokens: int) -> Iterator[None]:
+        """Run a forward pass of `tokens` tokens outside the serving path (the inspection views in
+        model/views.py, attributions in model/explain.py): under the classifier's lock, so it never
+        overlaps a prediction or a model swap, and with the thread count `_threads_for` picks."""
+        with self._lock, self._threads_for(tokens):
+            yield
+
+    @contextlib.contextmanager
+    def _threads_for(self, tokens: int) -> Iterator[None]:
         """Run the block with 1 CPU thread for small inputs, all cores for large ones (see
         PARALLEL_MIN_TOKENS). torch's thread count is per calling thread once it has run an op, so
         it is set here, in the thread that runs the forward, and restored afterwards."""
@@ -211,22 +230,6 @@ class Classifier:
             self._serving = (key, fast)
         return self._serving[1]
 
-    def encode(self, texts: Sequence[str], pad_to: int | None = None) -> dict[str, torch.Tensor]:
-        """Tokenize with dynamic padding (to the longest text) or to a fixed `pad_to`."""
-        return self.tokenizer(
-            list(texts), truncation=True, max_length=pad_to or self.max_length,
-            padding="max_length" if pad_to else True, return_tensors="pt",
-        )
-
-    def _batches(self, texts: Sequence[str], batch_size: int) -> Iterator[tuple[list[int], dict]]:
-        """Length-sorted batches: similar lengths share a batch, so padding is minimal. The texts
-        are tokenized once; each batch is padded to its longest member."""
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
-        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            yield idx, self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
-
     # ----------------------------------------------------------------- inference
     def logits(self, texts: Sequence[str], batch_size: int = 64, path=None) -> np.ndarray:
         """(N, num_labels) float32 logits, in the order of `texts`. `path`: None = the serving
@@ -252,7 +255,7 @@ class Classifier:
         # the lock is taken per batch, not for the whole call: a prediction waits for one batch of a
         # long re-scoring pass (~0.3 s), not for all of it (a minute for 27k tweets)
         guarded: list[int] = []  # rows an exported graph scored too close to call: fp32 decides
-        for idx, batch in self._batches(texts, batch_size):
+        for idx, batch in length_sorted_batches(self.tokenizer, texts, self.max_length, batch_size):
             with self._lock:
                 graph = self.graph if path is None else (None if path in ("fp32", "torch") else path)
                 if graph is not None:
@@ -269,7 +272,7 @@ class Classifier:
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 model = self.model if path == "fp32" else self.serving_model()
                 amp = torch.autocast(self.device.type, enabled=False) if path == "fp32" else self._autocast()
-                with self.threads_for(batch["input_ids"].numel()), torch.inference_mode(), amp:
+                with self._threads_for(batch["input_ids"].numel()), torch.inference_mode(), amp:
                     res = model(**batch, output_hidden_states=embed)
                     out[idx] = res.logits.float().cpu().numpy()
                     if embed:
@@ -301,96 +304,11 @@ class Classifier:
             for t, p in zip(texts, probs)
         ]
 
-    def tokenize(self, text: str, pad_to: int | None = None) -> TokenView:
-        """The tokenization of one text: WordPieces, ids, specials, mask (and [PAD] if pad_to)."""
-        if pad_to is not None and not 2 <= pad_to <= 512:
-            raise BadInput(f"The padded length must be a whole number from 2 to 512, got {pad_to}.")
-        enc = self.tokenizer(text, truncation=True, max_length=pad_to or self.max_length,
-                             padding="max_length" if pad_to else False,
-                             return_special_tokens_mask=True, return_token_type_ids=True)
-        full = len(self.tokenizer(text, truncation=False)["input_ids"])
-        ids = enc["input_ids"]
-        return TokenView(
-            tokens=self.tokenizer.convert_ids_to_tokens(ids), ids=list(ids),
-            attention_mask=list(enc["attention_mask"]),
-            special=[bool(s) for s in enc["special_tokens_mask"]],
-            word_ids=list(enc.word_ids()), token_type_ids=list(enc["token_type_ids"]),
-            truncated=full > (pad_to or self.max_length),
-        )
-
-    def hidden_states(self, text: str) -> HiddenStates:
-        """Every layer's vectors for one text, fp32 (no autocast: similarities need precision)."""
-        view = self.tokenize(text)
-        ids = torch.tensor([view.ids], device=self.device)
-        mask = torch.tensor([view.attention_mask], device=self.device)
-        with self._lock, self.threads_for(ids.numel()), torch.inference_mode():
-            out = self.model.base_model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-        # tuple of (1, T, H) -> (L+1, T, H)
-        states = torch.stack([h[0] for h in out.hidden_states]).float().cpu().numpy()
-        return HiddenStates(view=view, states=states)
-
-    def attentions(self, text: str) -> tuple[TokenView, np.ndarray]:
-        """Attention probabilities (num_layers, num_heads, T, T), fp32.
-
-        The fast SDPA kernels do not return attention weights, so they are recomputed from each
-        layer's input: softmax(Q K^T / sqrt(d_head) + mask), exactly what eager attention does.
-        """
-        hs = self.hidden_states(text)
-        layers = self._attention_modules()
-        maps = []
-        with self._lock, torch.inference_mode():
-            for i, attn in enumerate(layers):
-                h = torch.from_numpy(hs.states[i]).to(self.device)[None]  # (1, T, H)
-                n_heads = self.model.config.num_attention_heads
-                d = h.shape[-1] // n_heads
-                q = attn.query(h).view(1, -1, n_heads, d).transpose(1, 2)  # (1, nh, T, hs)
-                k = attn.key(h).view(1, -1, n_heads, d).transpose(1, 2)
-                scores = q @ k.transpose(-1, -2) / math.sqrt(d)  # (1, nh, T, T)
-                maps.append(scores.softmax(-1)[0].float().cpu().numpy())
-        return hs.view, np.stack(maps)
-
-    def _attention_modules(self) -> list:
-        try:
-            return [layer.attention.self for layer in self.model.base_model.encoder.layer]
-        except AttributeError as exc:
-            raise NotImplementedError(
-                f"attention maps need a BERT-style encoder (layer.attention.self.query/key); "
-                f"{type(self.model).__name__} has another layout"
-            ) from exc
-
-    @property
-    def num_layers(self) -> int:
-        return int(self.model.config.num_hidden_layers)
-
-    @property
-    def num_heads(self) -> int:
-        return int(self.model.config.num_attention_heads)
-
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
-
-    def hidden_states_batch(self, texts: Sequence[str], batch_size: int = 32) -> list[HiddenStates]:
-        """hidden_states() for many texts at once, in the order of `texts`.
-
-        Length-sorted batches padded to their longest text; each result is cut back to its own
-        tokens, so it equals hidden_states(text) up to float rounding (padding is masked). fp32."""
-        views = [self.tokenize(t) for t in texts]
-        out: list[HiddenStates | None] = [None] * len(texts)
-        if not texts:
-            return []
-        with self._lock, torch.inference_mode():
-            for idx, batch in self._batches(texts, batch_size):
-                batch = {k: v.to(self.device) for k, v in batch.items()}
-                with self.threads_for(batch["input_ids"].numel()):
-                    hidden = self.model.base_model(**batch, output_hidden_states=True).hidden_states
-                stacked = torch.stack(hidden, dim=1).float().cpu().numpy()  # (B, L+1, T, H)
-                for row, i in enumerate(idx):
-                    n = len(views[i].ids)  # padding is on the right: the first n positions are real
-                    out[i] = HiddenStates(view=views[i], states=np.ascontiguousarray(stacked[row, :, :n]))
-        return out  # type: ignore[return-value]
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

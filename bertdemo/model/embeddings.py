@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bertdemo.errors import BadInput
+from bertdemo.model import views
 from bertdemo.model.classifier import Classifier
 from bertdemo.text import TextError, clean_text
 from bertdemo.validate import number
@@ -241,7 +242,7 @@ def compare(clf: Classifier, sentences: object, word: object, layer: int | None 
     if len(lines) > MAX_SENTENCES:
         raise BadInput(f"You gave {len(lines)} sentences; the limit is {MAX_SENTENCES}. "
                            "Keep the ones you want to compare.")
-    num_layers = clf.num_layers
+    num_layers = views.num_layers(clf)
     layer = layer_of(layer, num_layers)
 
     skipped: list[Skipped] = []
@@ -252,7 +253,7 @@ def compare(clf: Classifier, sentences: object, word: object, layer: int | None 
         except TextError as exc:
             skipped.append(Skipped(n, line.strip(), str(exc)))
 
-    hidden = clf.hidden_states_batch([t for _, t in kept]) if kept else []
+    hidden = views.hidden_states_batch(clf, [t for _, t in kept])
     occurrences: list[Occurrence] = []
     vecs: list[np.ndarray] = []  # each (L+1, H)
     notes: list[str] = []
@@ -337,14 +338,14 @@ def corpus_vectors(clf: Classifier, rows: Iterable[tuple[int, str, str | None]],
     ids, texts, labels, nths, vecs = [], [], [], [], []
     for start in range(0, len(rows), 64):  # chunks bound the memory of the full hidden states
         chunk = rows[start:start + 64]
-        for (ex_id, text, label), hs in zip(chunk, clf.hidden_states_batch([r[1] for r in chunk], batch_size)):
+        for (ex_id, text, label), hs in zip(chunk, views.hidden_states_batch(clf, [r[1] for r in chunk], batch_size)):
             for nth, (a, b) in enumerate(find_spans(hs.view.tokens, hs.view.ids, pieces), start=1):
                 ids.append(ex_id)
                 texts.append(text)
                 labels.append(label)
                 nths.append(nth)
                 vecs.append(hs.states[:, a:b].mean(axis=1))  # (L+1, H)
-    dim = (clf.num_layers + 1, clf.model.config.hidden_size)
+    dim = (views.num_layers(clf) + 1, clf.model.config.hidden_size)
     vectors = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, *dim), np.float32)
     return CorpusVectors(tuple(ids), tuple(texts), tuple(labels), tuple(nths), vectors,
                          searched=len(rows), matching=matching, capped=matching > len(rows))

@@ -13,7 +13,8 @@ import pandas as pd
 import torch
 from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
 
-from bertdemo.model.classifier import Classifier, TokenView
+from bertdemo.model import views
+from bertdemo.model.classifier import Classifier
 from bertdemo.model.packing import attention_for_backward
 from bertdemo.validate import number
 
@@ -43,17 +44,15 @@ class AttentionMap:
     head: int | None  # 1-based; None = mean over heads
 
 
-def token_table(view: TokenView) -> pd.DataFrame:
-    """The seed's tokenization view: one row per position."""
-    return pd.DataFrame({
-        "position": range(len(view.tokens)),
-        "token": view.tokens,
-        "id": view.ids,
-        "special": ["yes" if s else "" for s in view.special],
-        "attention_mask": view.attention_mask,
-        "segment": view.token_type_ids,
-        "word": ["" if w is None else w for w in view.word_ids],
-    })
+# the columns of the tokenization table (the Predict tab shows them as headers before a first run)
+TOKEN_COLUMNS = ("position", "token", "id", "special", "attention_mask", "segment", "word")
+
+
+def token_table(view: views.TokenView) -> pd.DataFrame:
+    """The seed's tokenization view: one row per position, in the columns TOKEN_COLUMNS."""
+    columns = (range(len(view.tokens)), view.tokens, view.ids, ["yes" if s else "" for s in view.special],
+               view.attention_mask, view.token_type_ids, ["" if w is None else w for w in view.word_ids])
+    return pd.DataFrame(dict(zip(TOKEN_COLUMNS, columns)))
 
 
 @contextlib.contextmanager
@@ -117,12 +116,11 @@ def _attribute(clf: Classifier, text: str, target: str | None, method: str, n_st
     target_idx = clf.labels.index(served.label if target is None else target)
 
     with contextlib.ExitStack() as stack:
-        stack.enter_context(clf._lock)
+        stack.enter_context(clf.exclusive(3 * n_steps * ids.shape[1]))  # a backward costs ~2 forwards
         model = clf.model
-        stack.enter_context(clf.threads_for(3 * n_steps * ids.shape[1]))  # a backward costs ~2 forwards
         stack.enter_context(_input_gradients_only(model))
         if low_precision:
-            stack.enter_context(clf._autocast())
+            stack.enter_context(torch.autocast(clf.device.type, dtype=clf.amp_dtype))
             stack.enter_context(attention_for_backward(clf.device))
 
         def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -185,10 +183,10 @@ def highlighted(a: Attribution, merge: bool = False, show_special: bool = False)
 
 def attention_map(clf: Classifier, text: str, layer: int, head: int | None = None) -> AttentionMap:
     """Attention of one layer (1-based) and head (1-based, None = mean over heads)."""
-    layer = int(number(layer, "The layer", 1, clf.num_layers, whole=True))
+    layer = int(number(layer, "The layer", 1, views.num_layers(clf), whole=True))
     if head is not None:
-        head = int(number(head, "The head", 1, clf.num_heads, whole=True))
-    view, maps = clf.attentions(text)  # (L, H, T, T)
+        head = int(number(head, "The head", 1, views.num_heads(clf), whole=True))
+    view, maps = views.attentions(clf, text)  # (L, H, T, T)
     m = maps[layer - 1]
     weights = m.mean(0) if head is None else m[head - 1]
     return AttentionMap(tokens=view.tokens, weights=weights, layer=layer, head=head)

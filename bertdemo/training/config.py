@@ -1,9 +1,10 @@
-"""Training options and results: TrainConfig (which owns its limits), Progress, FitResult, and the
-training errors. Shared by the loop, the runner, the registry, the Train tab and the CLI, so it
+"""Training options, data and results: TrainConfig (which owns its limits), TrainingData, Progress,
+FitResult, and the training errors. Shared by the loop, the runner, the registry, the Train tab and the CLI, so it
 imports nothing of theirs (the registry reads TrainConfig without pulling in the loop)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 
 from bertdemo.errors import UserError
@@ -33,7 +34,7 @@ class Limit:
         return range_text(self.low, self.high, whole=self.whole, low_open=self.low_open)
 
 
-def _opt(default: object, low: float, high: float, label: str, *, whole: bool = False, low_open: bool = False,  # noqa: ANN202
+def _opt(default: object, low: float, high: float, label: str, *, whole: bool = False, low_open: bool = False,
          nullable: bool = False):
     # nullable: None is a value too (options whose default is None are nullable anyway)
     return field(default=default, metadata={"limit": Limit(low, high, whole, low_open, label),
@@ -115,6 +116,26 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingData:
+    """What one run trains and validates on. The sequences are parallel: `texts[i]` has the label id
+    `labels[i]` and the loss weight `weights[i]` (None: every example weighs 1); likewise
+    `val_texts` and `val_labels`, whose loss is never weighted. Picklable (a ZeroGPU worker gets it)."""
+
+    texts: Sequence[str]
+    labels: Sequence[int]
+    val_texts: Sequence[str]
+    val_labels: Sequence[int]
+    weights: Sequence[float] | None = None
+
+    def check(self) -> None:
+        """ValueError when the parallel sequences differ in length or a weight is not above 0."""
+        if len(self.texts) != len(self.labels) or len(self.val_texts) != len(self.val_labels):
+            raise ValueError("texts and labels must have the same length")
+        if self.weights is not None and (len(self.weights) != len(self.texts) or min(self.weights) <= 0):
+            raise ValueError("sample_weights needs one weight above 0 per training example")
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 import math
 import random
-import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,7 +35,15 @@ from bertdemo.training.accelerator import (
     make_accelerator,
     shard_batches,
 )
-from bertdemo.training.config import FitResult, Progress, TrainConfig, TrainingCancelled, TrainingError
+from bertdemo.training.config import (
+    FitResult,
+    Progress,
+    TrainConfig,
+    TrainingCancelled,
+    TrainingData,
+    TrainingError,
+)
+from bertdemo.training.optim import param_groups, set_dropout
 
 if TYPE_CHECKING:  # accelerate is optional: imported only under `accelerate launch`
     from accelerate import Accelerator
@@ -80,40 +88,6 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.
     return batches
 
 
-def set_dropout(model: torch.nn.Module, p: float) -> int:
-    """Give every dropout layer of `model` the rate `p` (for training; evaluation never drops);
-    returns how many there are."""
-    layers = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
-    for m in layers:
-        m.p = p
-    return len(layers)
-
-
-_LAYER_RE = re.compile(r"\.layer\.(\d+)\.")
-
-
-def param_groups(model: torch.nn.Module, lr: float, weight_decay: float, layer_decay: float = 1.0) -> list[dict]:
-    """AdamW's parameter groups: weight decay on matrices only (not biases and LayerNorms), and with
-    layer_decay < 1 a learning rate per depth: the head (and pooler) at `lr`, encoder layer i of L at
-    lr * layer_decay**(L - i), the embeddings at lr * layer_decay**(L + 1). Trainable parameters only."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    n_layers = 1 + max((int(m.group(1)) for n, _ in named if (m := _LAYER_RE.search(n))), default=-1)
-
-    def depth(name: str) -> int:  # 0: the embeddings .. n_layers + 1: above the encoder
-        if (m := _LAYER_RE.search(name)):
-            return int(m.group(1)) + 1
-        return 0 if "embeddings" in name else n_layers + 1
-
-    groups: dict[tuple[int, bool], dict] = {}
-    for name, p in named:
-        d = depth(name) if layer_decay != 1.0 else n_layers + 1
-        key = (d, p.ndim >= 2)
-        g = groups.setdefault(key, {"params": [], "weight_decay": weight_decay if key[1] else 0.0,
-                                    "lr": lr * layer_decay ** (n_layers + 1 - d)})
-        g["params"].append(p)
-    return [groups[k] for k in sorted(groups)]
-
-
 def check_labels(labels: Sequence[int], label_names: Sequence[str], min_per_class: int = 2) -> None:
     counts = np.bincount(np.asarray(labels, dtype=int), minlength=len(label_names))
     missing = [name for name, n in zip(label_names, counts) if n < min_per_class]
@@ -134,7 +108,9 @@ def _evaluate(clf: Classifier, enc: list[dict], labels: np.ndarray, loss_fn,
     chunks = np.array_split(labels, len(enc))
     mine = range(acc.process_index, len(enc), acc.num_processes)
     parts = []  # (batch index, summed loss, predictions)
-    with torch.inference_mode(), clf._autocast():
+    # the classifier's own precision (the run set it with use_amp): autocast off for fp32
+    with torch.inference_mode(), torch.autocast(clf.device.type, dtype=clf.amp_dtype,
+                                                enabled=clf.amp_dtype is not None):
         for i in mine:
             batch = {k: v.to(clf.device) for k, v in enc[i].items()}
             logits = model(**batch).logits.float()
@@ -144,30 +120,22 @@ def _evaluate(clf: Classifier, enc: list[dict], labels: np.ndarray, loss_fn,
     return sum(loss for _i, loss, _p in parts) / len(labels), np.concatenate([p for _i, _l, p in parts])
 
 
-def fit(clf: Classifier, train_texts: Sequence[str], train_labels: Sequence[int],
-        val_texts: Sequence[str], val_labels: Sequence[int], config: TrainConfig = TrainConfig(),
+def fit(clf: Classifier, data: TrainingData, config: TrainConfig = TrainConfig(),
         on_progress: Callable[[Progress], None] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-        sample_weights: Sequence[float] | None = None) -> FitResult:
-    """Fine-tune `clf.model` in place; on return it holds the weights with the best val loss.
-    `sample_weights` (one per training example, e.g. how sure the labellers were) scale each
-    example's share of the training loss; the validation loss is never weighted."""
-    names = clf.labels
-    if len(train_texts) != len(train_labels) or len(val_texts) != len(val_labels):
-        raise ValueError("texts and labels must have the same length")
-    check_labels(train_labels, names, 1)
-    if len(val_texts) == 0:
+        should_stop: Callable[[], bool] | None = None) -> FitResult:
+    """Fine-tune `clf.model` on `data` in place; on return it holds the weights with the best
+    validation loss. `data.weights` (one per training example, e.g. how sure the labellers were)
+    scale each example's share of the training loss; the validation loss is never weighted."""
+    data.check()
+    check_labels(data.labels, clf.labels, 1)
+    if len(data.val_texts) == 0:
         raise TrainingError("the validation split is empty; label more examples")
-    if sample_weights is not None and (len(sample_weights) != len(train_texts) or min(sample_weights) <= 0):
-        raise ValueError("sample_weights needs one weight above 0 per training example")
     set_seed(config.seed)
-    rng = random.Random(config.seed)
-    serving_dtype = clf.amp_dtype
-    clf.amp_dtype = None if config.precision == "fp32" else (
-        torch.bfloat16 if config.precision == "bf16" else clf.amp_dtype)
+    # the run's precision; the serving one is given back below
+    serving_dtype = clf.use_amp(None if config.precision == "fp32" else (
+        torch.bfloat16 if config.precision == "bf16" else clf.amp_dtype))
     try:
-        return _fit(clf, train_texts, train_labels, val_texts, val_labels, config, on_progress, should_stop, rng,
-                    sample_weights)
+        return _fit(clf, data, config, on_progress, should_stop)
     except (torch.OutOfMemoryError, RuntimeError) as exc:
         if not _is_oom(exc):
             raise
@@ -178,50 +146,85 @@ def fit(clf: Classifier, train_texts: Sequence[str], train_labels: Sequence[int]
             f"{config.max_length}; try a smaller batch size or max length (the serving model is unchanged)"
         ) from exc
     finally:
-        clf.amp_dtype = serving_dtype  # the training precision is not the serving one
+        clf.use_amp(serving_dtype)  # the training precision is not the serving one
         clf.model.eval()
         clf.model.zero_grad(set_to_none=True)  # the last step's gradients: a model's size of memory, never used again
 
 
-def _fit(clf, train_texts, train_labels, val_texts, val_labels, config, on_progress, should_stop, rng,
-         sample_weights=None):
-    names = clf.labels
+def _fit(clf: Classifier, data: TrainingData, config: TrainConfig, on_progress: Callable[[Progress], None] | None,
+         should_stop: Callable[[], bool] | None) -> FitResult:
+    """The run as a story: set up (device, data, loss, optimizer), train step by step with an
+    evaluation every `eval_every` steps, then put the best weights back and measure them."""
     precision = str(clf.amp_dtype).replace("torch.", "") if clf.amp_dtype else "fp32"
     # several processes (accelerate launch): the same loop, data-parallel; else a SingleProcess stand-in
     acc = make_accelerator(clf.device, clf.amp_dtype)
-    rank, world = acc.process_index, acc.num_processes
-    clf.device = torch.device(device_setting(acc.device))  # prepare() puts the model on this process's device
-    if world > 1:
-        # every process read the database itself: they must train on the same rows
-        if len(set(gather_objects(acc, [digest(train_texts, train_labels, val_texts, val_labels)]))) > 1:
-            raise TrainingError("the processes read different labelled data (did the labels change while they "
-                                "started?); no version was saved. Run it again.")
-    device, model = clf.device, clf.model
+    clf.adopt(device=torch.device(device_setting(acc.device)))  # prepare() puts the model on this process's device
+    _check_same_data(acc, data)
+    run = _set_up(clf, acc, _encode(clf.tokenizer, data, config.max_length), config)
+    if acc.is_main_process:
+        log.info("training on %d examples (%d validation), %d steps, %s on %s%s",
+                 len(data.texts), len(data.val_texts), run.total, precision, clf.device,
+                 f", data-parallel over {acc.num_processes} processes (world size {acc.num_processes})"
+                 if acc.num_processes > 1 else "")
+    state = _train(run, config, on_progress, should_stop)
+    return _result(run, state, precision)
 
-    tok = clf.tokenizer
-    train_ids = tok(list(train_texts), truncation=True, max_length=config.max_length)["input_ids"]
-    lengths = [len(x) for x in train_ids]
-    y_train = np.asarray(train_labels, dtype=np.int64)
-    y_val = np.asarray(val_labels, dtype=np.int64)
+
+# ------------------------------------------------------------------------------ set up
+@dataclass(frozen=True)
+class _Encoded:
+    """The run's data, tokenized once."""
+
+    train_ids: list[list[int]]  # WordPieces of each training text, unpadded (batches pad on the fly)
+    y_train: np.ndarray  # (N,) label ids
+    w_train: np.ndarray | None  # (N,) loss weights; None: all 1
+    val_batches: list[dict]  # padded validation batches, the texts sorted by length
+    y_val: np.ndarray  # (M,) label ids, in the validation batches' order
+    n_val: int
+
+
+def _encode(tok, data: TrainingData, max_length: int) -> _Encoded:
+    train_ids = tok(list(data.texts), truncation=True, max_length=max_length)["input_ids"]
     # validation batches: length-sorted once, labels permuted the same way
-    order = np.argsort([len(t) for t in val_texts])
-    val_sorted = [val_texts[i] for i in order]
-    y_val_sorted = y_val[order]
-    n_val_batches = max(1, math.ceil(len(val_sorted) / 64))
-    val_enc = [tok(list(chunk), truncation=True, max_length=config.max_length, padding=True,
-                   return_tensors="pt") for chunk in np.array_split(np.array(val_sorted, dtype=object), n_val_batches)]
+    order = np.argsort([len(t) for t in data.val_texts])
+    val_sorted = [data.val_texts[i] for i in order]
+    n_batches = max(1, math.ceil(len(val_sorted) / 64))
+    val_batches = [tok(list(chunk), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+                   for chunk in np.array_split(np.array(val_sorted, dtype=object), n_batches)]
+    return _Encoded(train_ids, np.asarray(data.labels, dtype=np.int64),
+                    None if data.weights is None else np.asarray(data.weights, dtype=np.float32),
+                    val_batches, np.asarray(data.val_labels, dtype=np.int64)[order], len(data.val_texts))
 
+
+@dataclass
+class _Run:
+    """What every step uses, set up once before the loop (nanoGPT's train.py), so the step is
+    written once for one process or several."""
+
+    clf: Classifier
+    acc: Accelerator | SingleProcess
+    net: torch.nn.Module  # what the forward and backward go through: the model, or its DDP wrapper
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    params: list[torch.nn.Parameter]  # the trainable ones (gradient clipping)
+    loss_fn: torch.nn.CrossEntropyLoss  # the batch mean: validation, and training without weights
+    per_example: torch.nn.CrossEntropyLoss  # one loss per example: weighted training
+    data: _Encoded
+    total: int  # optimizer steps of the run
+    steps_per_epoch: int
+    eval_every: int
+
+
+def _set_up(clf: Classifier, acc: Accelerator | SingleProcess, data: _Encoded, config: TrainConfig) -> _Run:
+    weight = None
     if config.class_weighted:
-        present = np.unique(y_train)
-        w = np.ones(len(names), dtype=np.float32)
-        w[present] = compute_class_weight("balanced", classes=present, y=y_train)
-        weight = torch.tensor(w, device=device)
-    else:
-        weight = None
+        present = np.unique(data.y_train)
+        w = np.ones(len(clf.labels), dtype=np.float32)
+        w[present] = compute_class_weight("balanced", classes=present, y=data.y_train)
+        weight = torch.tensor(w, device=clf.device)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
-    w_train = None if sample_weights is None else np.asarray(sample_weights, dtype=np.float32)
     per_example = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing, reduction="none")
-
+    model = clf.model
     if config.freeze_encoder:
         for p in model.base_model.parameters():
             p.requires_grad_(False)
@@ -236,97 +239,143 @@ def _fit(clf, train_texts, train_labels, val_texts, val_labels, config, on_progr
     except (RuntimeError, TypeError):
         opt = torch.optim.AdamW(groups, lr=config.learning_rate)
     # batch_size is per process: N processes take N batches per optimizer step
-    steps_per_epoch = math.ceil(math.ceil(len(train_texts) / config.batch_size) / world)
+    steps_per_epoch = math.ceil(math.ceil(len(data.train_ids) / config.batch_size) / acc.num_processes)
     total = max(1, int(round(config.epochs * steps_per_epoch)))
     if config.max_steps:
         total = min(total, config.max_steps)
     sched = get_linear_schedule_with_warmup(opt, int(config.warmup_ratio * total), total)
-    eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
-    net = model  # what the forward and backward go through: the model, or its DDP wrapper
     # several processes: DDP, the start weights broadcast from the main process and gradients
     # averaged in backward; one process: the optimizer steps through the GradScaler
     net, opt, sched = acc.prepare(model, opt, sched)
+    return _Run(clf, acc, net, opt, sched, params, loss_fn, per_example, data, total, steps_per_epoch,
+                eval_every=max(1, steps_per_epoch // config.evals_per_epoch))
 
-    best_loss, best_step, best_state = math.inf, 0, None
-    history: list[dict] = []
-    step, seen, t0, running = 0, 0, time.perf_counter(), []
-    if acc.is_main_process:
-        log.info("training on %d examples (%d validation), %d steps, %s on %s%s",
-                 len(train_texts), len(val_texts), total, precision, device,
-                 f", data-parallel over {world} processes (world size {world})" if world > 1 else "")
-    while step < total:
+
+def _check_same_data(acc: Accelerator | SingleProcess, data: TrainingData) -> None:
+    """Every process read the database itself: they must train on the same rows."""
+    if acc.num_processes == 1:
+        return
+    if len(set(gather_objects(acc, [digest(data.texts, data.labels, data.val_texts, data.val_labels)]))) > 1:
+        raise TrainingError("the processes read different labelled data (did the labels change while they "
+                            "started?); no version was saved. Run it again.")
+
+
+# ------------------------------------------------------------------------------ the loop
+@dataclass
+class _State:
+    """How far the run got: advanced by every step."""
+
+    step: int = 0
+    seen: int = 0  # training examples this process went through
+    losses: list[float] = field(default_factory=list)  # every step's training loss
+    history: list[dict] = field(default_factory=list)  # one row per step (FitResult.history)
+    best_loss: float = math.inf
+    best_step: int = 0
+    best_weights: dict | None = None  # a copy of the state dict at the best validation loss
+    started: float = field(default_factory=time.perf_counter)
+
+
+def _train(run: _Run, config: TrainConfig, on_progress: Callable[[Progress], None] | None,
+           should_stop: Callable[[], bool] | None) -> _State:
+    acc, state = run.acc, _State()
+    rng = random.Random(config.seed)
+    lengths = [len(x) for x in run.data.train_ids]
+    while state.step < run.total:
         # the same seeded order on every process; each takes its own share of the batches
-        for batch_idx in shard_batches(length_grouped_batches(lengths, config.batch_size, rng), rank, world):
-            if step >= total:
+        batches = length_grouped_batches(lengths, config.batch_size, rng)
+        for batch_idx in shard_batches(batches, acc.process_index, acc.num_processes):
+            if state.step >= run.total:
                 break
             if any_process(acc, bool(should_stop and should_stop())):
-                raise TrainingCancelled(f"training was cancelled at step {step} of {total}")
-            net.train()
-            batch = tok.pad({"input_ids": [train_ids[i] for i in batch_idx]}, return_tensors="pt")
-            batch = {k: v.to(device) for k, v in batch.items()}
-            y = torch.as_tensor(y_train[batch_idx], device=device)
-            with acc.autocast(), attention_for_backward(device):
-                logits = net(**batch).logits.float()  # (B, C)
-            if w_train is None:
-                loss = loss_fn(logits, y)
-            else:  # the weighted mean over the batch
-                w = torch.as_tensor(w_train[batch_idx], device=device)
-                loss = (per_example(logits, y) * w).sum() / w.sum()
-            # the mean over the processes: every process sees the same value and stops on the same NaN
-            step_loss = acc.reduce(loss.detach(), "mean")
-            if not torch.isfinite(step_loss):
-                raise TrainingError(
-                    f"the training loss became {step_loss.item()} at step {step + 1}; no version was saved and "
-                    "the serving model is unchanged. Try a lower learning rate or precision fp32.")
-            opt.zero_grad(set_to_none=True)
-            acc.backward(loss)  # fp16: the loss is scaled so that small gradients survive
-            acc.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            step += 1
-            seen += len(batch_idx)
-            running.append(step_loss.item())
-            elapsed = time.perf_counter() - t0
-            row = {"step": step, "epoch": step / steps_per_epoch, "train_loss": float(np.mean(running[-20:]))}
+                raise TrainingCancelled(f"training was cancelled at step {state.step} of {run.total}")
+            state.losses.append(_step(run, batch_idx, state.step))
+            state.step += 1
+            state.seen += len(batch_idx)
+            elapsed = time.perf_counter() - state.started
+            row = {"step": state.step, "epoch": state.step / run.steps_per_epoch,
+                   "train_loss": float(np.mean(state.losses[-20:]))}
             # evaluate every eval_every steps and at the end, not a second time just before it
-            if (step % eval_every == 0 and total - step >= eval_every // 2) or step == total:
-                val_loss, pred = _evaluate(clf, val_enc, y_val_sorted, loss_fn, acc)
-                if not math.isfinite(val_loss):
-                    raise TrainingError(
-                        f"the validation loss became {val_loss} at step {step}; no version was saved and the "
-                        "serving model is unchanged. Try a lower learning rate or precision fp32.")
-                row |= {"val_loss": val_loss, "val_macro_f1": float(f1_score(y_val_sorted, pred, average="macro"))}
-                if val_loss < best_loss:  # keep the checkpoint with the best validation loss
-                    best_loss, best_step = val_loss, step
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                if acc.is_main_process:
-                    log.info("step %d/%d epoch %.2f train_loss %.4f val_loss %.4f val_macro_f1 %.4f",
-                             step, total, row["epoch"], row["train_loss"], val_loss, row["val_macro_f1"])
-            history.append(row)
+            step, total, every = state.step, run.total, run.eval_every
+            if (step % every == 0 and total - step >= every // 2) or step == total:
+                row |= _validate(run, state)
+            state.history.append(row)
             if on_progress:  # examples/s estimated for all processes from this one's count
                 on_progress(Progress(step, total, row["epoch"], row["train_loss"], row.get("val_loss"),
-                                     row.get("val_macro_f1"), elapsed, seen * world / max(elapsed, 1e-9)))
-    seconds = time.perf_counter() - t0
+                                     row.get("val_macro_f1"), elapsed,
+                                     state.seen * acc.num_processes / max(elapsed, 1e-9)))
+    return state
+
+
+def _step(run: _Run, batch_idx: list[int], step: int) -> float:
+    """One optimizer step on the examples `batch_idx`; returns the loss, averaged over the processes."""
+    acc, device, d = run.acc, run.clf.device, run.data
+    run.net.train()
+    batch = run.clf.tokenizer.pad({"input_ids": [d.train_ids[i] for i in batch_idx]}, return_tensors="pt")
+    batch = {k: v.to(device) for k, v in batch.items()}
+    y = torch.as_tensor(d.y_train[batch_idx], device=device)
+    with acc.autocast(), attention_for_backward(device):
+        logits = run.net(**batch).logits.float()  # (B, C)
+    if d.w_train is None:
+        loss = run.loss_fn(logits, y)
+    else:  # the weighted mean over the batch
+        w = torch.as_tensor(d.w_train[batch_idx], device=device)
+        loss = (run.per_example(logits, y) * w).sum() / w.sum()
+    # the mean over the processes: every process sees the same value and stops on the same NaN
+    step_loss = acc.reduce(loss.detach(), "mean")
+    if not torch.isfinite(step_loss):
+        raise TrainingError(
+            f"the training loss became {step_loss.item()} at step {step + 1}; no version was saved and "
+            "the serving model is unchanged. Try a lower learning rate or precision fp32.")
+    run.opt.zero_grad(set_to_none=True)
+    acc.backward(loss)  # fp16: the loss is scaled so that small gradients survive
+    acc.clip_grad_norm_(run.params, 1.0)
+    run.opt.step()
+    run.sched.step()
+    return step_loss.item()
+
+
+def _validate(run: _Run, state: _State) -> dict:
+    """Validation loss and macro-F1 now; keeps a copy of the weights when the loss is the best yet."""
+    val_loss, pred = _evaluate(run.clf, run.data.val_batches, run.data.y_val, run.loss_fn, run.acc)
+    if not math.isfinite(val_loss):
+        raise TrainingError(
+            f"the validation loss became {val_loss} at step {state.step}; no version was saved and the "
+            "serving model is unchanged. Try a lower learning rate or precision fp32.")
+    out = {"val_loss": val_loss, "val_macro_f1": float(f1_score(run.data.y_val, pred, average="macro"))}
+    if val_loss < state.best_loss:  # keep the checkpoint with the best validation loss
+        state.best_loss, state.best_step = val_loss, state.step
+        state.best_weights = {k: v.detach().clone() for k, v in run.clf.model.state_dict().items()}
+    if run.acc.is_main_process:
+        log.info("step %d/%d epoch %.2f train_loss %.4f val_loss %.4f val_macro_f1 %.4f", state.step, run.total,
+                 state.step / run.steps_per_epoch, float(np.mean(state.losses[-20:])), val_loss, out["val_macro_f1"])
+    return out
+
+
+# ------------------------------------------------------------------------------ the result
+def _result(run: _Run, state: _State, precision: str) -> FitResult:
+    """The best weights back in `run.clf`, measured once more on the validation split."""
+    acc, clf, d = run.acc, run.clf, run.data
+    seconds = time.perf_counter() - state.started
     # clf.model again, without the DDP and autocast wrappers prepare() put on it
-    model = clf.model = acc.unwrap_model(net, keep_fp32_wrapper=False)
-    per_process = gather_objects(acc, [seen])
+    model = acc.unwrap_model(run.net, keep_fp32_wrapper=False)
+    clf.adopt(model=model)
+    per_process = gather_objects(acc, [state.seen])
     seen = sum(per_process)
-    if world > 1 and acc.is_main_process:
+    if acc.num_processes > 1 and acc.is_main_process:
         log.info("data-parallel over %d processes: %d steps each, training examples per process %s",
-                 world, step, per_process)
-    if best_state is not None:
-        model.load_state_dict(best_state)
+                 acc.num_processes, state.step, per_process)
+    if state.best_weights is not None:
+        model.load_state_dict(state.best_weights)
     model.eval()
-    val_loss, pred = _evaluate(clf, val_enc, y_val_sorted, loss_fn, acc)
-    ids = list(range(len(names)))
-    report = classification_report(y_val_sorted, pred, labels=ids, target_names=list(names), digits=4, zero_division=0)
-    rdict = classification_report(y_val_sorted, pred, labels=ids, target_names=list(names), output_dict=True,
-                                  zero_division=0)
+    val_loss, pred = _evaluate(clf, d.val_batches, d.y_val, run.loss_fn, acc)
+    names, ids = list(clf.labels), list(range(len(clf.labels)))
+    report = classification_report(d.y_val, pred, labels=ids, target_names=names, digits=4, zero_division=0)
+    rdict = classification_report(d.y_val, pred, labels=ids, target_names=names, output_dict=True, zero_division=0)
     return FitResult(
-        labels=tuple(names), best_step=best_step, best_val_loss=float(val_loss),
+        labels=tuple(names), best_step=state.best_step, best_val_loss=float(val_loss),
         macro_f1=float(rdict["macro avg"]["f1-score"]), accuracy=float(rdict["accuracy"]),
-        report=report, report_dict=rdict,
-        confusion=confusion_matrix(y_val_sorted, pred, labels=ids).tolist(), history=history,
-        train_size=len(train_texts), val_size=len(val_texts), seconds=seconds,
-        samples_per_s=seen / max(seconds, 1e-9), device=str(device), precision=precision, processes=world,
+        report=report, report_dict=rdict, confusion=confusion_matrix(d.y_val, pred, labels=ids).tolist(),
+        history=state.history, train_size=len(d.train_ids), val_size=d.n_val, seconds=seconds,
+        samples_per_s=seen / max(seconds, 1e-9), device=str(clf.device), precision=precision,
+        processes=acc.num_processes,
     )

@@ -12,18 +12,26 @@ missing), and a later start only opens it. On a GPU PyTorch always serves."""
 
 from __future__ import annotations
 
+import csv
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from bertdemo.db import examples
 from bertdemo.model import int8
 from bertdemo.model.classifier import Classifier, amp_dtype_for
+from bertdemo.training.files import VALIDATION_FILE
 
 log = logging.getLogger(__name__)
 
 GateSet = Callable[[], tuple[list[str], list[int], str, list[str]]]  # texts, label ids, what they are, calibration
+GATE_SAMPLE = 2000  # labelled examples the int8 gate uses for a version saved without its split
+CALIBRATION_SAMPLE = 500  # texts that fix the int8 graph's activation scales (one at a time: ~8 s)
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,7 @@ def precision_for(mode: str) -> str:
 
 def reset_precision(clf: Classifier, mode: str) -> None:
     """Serve a freshly trained classifier as a freshly loaded one would (training sets its own)."""
-    clf.amp_dtype = amp_dtype_for(precision_for(mode), clf.device)
+    clf.use_amp(amp_dtype_for(precision_for(mode), clf.device))
 
 
 def _torch(clf: Classifier, why: str, gate: int8.Gate | None = None, pending: bool = False) -> Serving:
@@ -104,3 +112,27 @@ def build(clf: Classifier, folder: Path, mode: str, gate_set: GateSet) -> Servin
         return _torch(clf, f"building the int8 graph failed ({type(exc).__name__}: {str(exc)[:200]}).")
     log.info("%s (export %.1f s, gate %.1f s)", gate.summary(), exported, gate.seconds)
     return _decide(clf, d, mode, gate, scorer)
+
+
+def gate_set(engine: Engine, folder: Path, name: str, labels: Sequence[str]) -> tuple[list[str], list[int], str,
+                                                                                     list[str]]:
+    """The labelled texts the int8 gate of version `name` (in `folder`) compares on (its validation
+    split, or for a version saved without it, a fixed sample of labelled examples) and the texts its
+    activation scales are calibrated on (a fixed sample of the other examples)."""
+    labels = list(labels)
+    f = folder / VALIDATION_FILE
+    with Session(engine) as s:  # one read of the database for both
+        if f.is_file():
+            with open(f, encoding="utf-8", newline="") as fh:
+                rows = [(r["text"], r["label"]) for r in csv.DictReader(fh) if r["label"] in labels]
+            on = f"the validation split of {name}"
+        else:
+            rows = [(t, lab) for _i, t, lab in examples.labeled_examples(s) if lab in labels]
+            rows = rows[:: max(1, len(rows) // GATE_SAMPLE)][:GATE_SAMPLE]
+            on = "a sample of the labelled examples"
+        texts = [t for t, _ in rows]
+        held_out = set(texts)
+        others = [t for _i, t in examples.all_texts(s) if t not in held_out]
+    calibration = (others[:: max(1, len(others) // CALIBRATION_SAMPLE)][:CALIBRATION_SAMPLE]
+                   or texts[:CALIBRATION_SAMPLE])
+    return texts, [labels.index(lab) for _, lab in rows], on, calibration

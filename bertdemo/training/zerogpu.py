@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from bertdemo.training.config import FitResult, TrainConfig
+from bertdemo.training.config import FitResult, TrainConfig, TrainingData
 from bertdemo.training.loop import fit, start_model
 
 
@@ -29,14 +29,13 @@ def gpu_task(fn: Callable, duration: int = 600) -> Callable:
     return spaces.GPU(duration=duration)(fn)
 
 
-def fit_and_save(source: str, labels: Sequence[str], device: str, max_length: int, train_texts: Sequence[str],
-                 train_labels: Sequence[int], val_texts: Sequence[str], val_labels: Sequence[int],
-                 config: TrainConfig, out_dir: str, sample_weights: Sequence[float] | None = None) -> FitResult:
-    """A whole run as one picklable call: load `source`, fine-tune, save the best weights to
-    `out_dir`, return the metrics. ZeroGPU runs `spaces.GPU` functions in a worker process whose
+def fit_and_save(source: str, labels: Sequence[str], device: str, max_length: int, data: TrainingData,
+                 config: TrainConfig, out_dir: str) -> FitResult:
+    """A whole run as one picklable call: load `source`, fine-tune on `data`, save the best weights
+    to `out_dir`, return the metrics. ZeroGPU runs `spaces.GPU` functions in a worker process whose
     arguments and result cross by pickling, so in-place updates and callbacks would be lost there;
     this shape loses only the live progress and cancel."""
     clf = start_model(source, labels, device, max_length, config)
-    result = fit(clf, train_texts, train_labels, val_texts, val_labels, config, sample_weights=sample_weights)
+    result = fit(clf, data, config)
     clf.save(out_dir)
     return result

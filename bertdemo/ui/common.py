@@ -54,6 +54,12 @@ def guarded(fn: Callable) -> Callable:
     return wrapper
 
 
+def user_of(request: gr.Request | None) -> str | None:
+    """The signed-in name of the person behind a request (None without accounts or without a request).
+    The one place the UI reads it: handlers pass it on, and the actions decide what it may do."""
+    return getattr(request, "username", None) if request is not None else None
+
+
 def uploaded(path: str | None) -> str:
     """The path of the file the person chose, or a gr.Error asking for one."""
     if not path:

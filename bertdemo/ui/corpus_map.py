@@ -1,5 +1,6 @@
-"""Map tab: layout and wiring only; the work is in bertdemo.actions.corpus_map (points, selection)
-and bertdemo.actions.bulk (preview, apply, undo).
+"""Map tab: layout, wiring and its handlers (MapHandlers; its map_selection, label_examples and
+undo_bulk_label are also API endpoints); the work is in bertdemo.actions.corpus_map (points,
+selection) and bertdemo.actions.bulk (preview, apply, undo).
 
 The map is a gr.HTML canvas drawn by MAP_JS from the points the server sends (JSON in the
 component's value): drag a box, or hold Shift and draw a lasso; the region, in map coordinates,
@@ -9,13 +10,15 @@ comes back as the `select` event's data. Example texts are never put into the pa
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 import gradio as gr
+import pandas as pd
 
-from bertdemo.actions.annotate import AnnotateActions
-from bertdemo.actions.bulk import MAX_BULK
+from bertdemo.actions.bulk import MAX_BULK, SAMPLE_COLUMNS, BulkLabels, BulkPreview
+from bertdemo.actions.corpus_map import CorpusMap
 from bertdemo.errors import BadInput
-from bertdemo.ui.common import guarded
+from bertdemo.ui.common import guarded, user_of
 
 MAP_TEMPLATE = '<div class="map-wrap"><canvas class="map-canvas" width="900" height="520"></canvas>' \
                '<div class="map-legend"></div></div>'
@@ -91,11 +94,95 @@ load();
 """
 
 
-def _user(request: gr.Request | None) -> str | None:
-    return getattr(request, "username", None) if request is not None else None
+SAMPLE_WIDTHS = ["8%", "12%", "12%", "68%"]  # shares of the panel: the short columns narrow, the text wraps
 
 
-def build(actions: AnnotateActions) -> None:
+class Selected(NamedTuple):
+    """A region selected on the map (the outputs, in order)."""
+
+    ids: list[int]
+    message: str
+    preview: BulkPreview | None  # cleared: a new selection needs a new preview
+    sample: pd.DataFrame  # SAMPLE_COLUMNS
+
+
+class Previewed(NamedTuple):
+    preview: BulkPreview
+    message: str
+    sample: pd.DataFrame
+
+
+class MapHandlers:
+    def __init__(self, corpus: CorpusMap, bulk: BulkLabels) -> None:
+        self.corpus = corpus
+        self.bulk = bulk
+
+    @guarded
+    def draw_map(self, colour_by: str) -> tuple[str, str]:
+        """(the points as JSON for the canvas, a line saying how many and of which version)."""
+        view = self.corpus.view(colour_by)
+        return json.dumps(view.as_json()), f"{len(view.points):,} examples, embeddings of {view.version}."
+
+    @guarded
+    def select_region(self, evt: gr.EventData) -> Selected:
+        return self.selected((evt._data or {}).get("region"))
+
+    def selected(self, region: object) -> Selected:
+        ids = self.corpus.select(region)
+        return Selected(ids, f"**{len(ids):,}** examples selected.", None, pd.DataFrame(columns=SAMPLE_COLUMNS))
+
+    @guarded
+    def send_selection_to_queue(self, ids: list, request: gr.Request) -> str:
+        if not ids:
+            raise BadInput("The selection is empty: drag a box on the map first.")
+        n = self.corpus.keep_selection(ids, user_of(request))
+        return f"Your *Map selection (yours)* queue in the Label view now holds these {n:,} examples."
+
+    @guarded
+    def preview_map_label(self, ids: list, label: str | None) -> Previewed:
+        if not label:
+            raise BadInput("Choose the label to give the selection first.")
+        p = self.bulk.preview(ids, label)
+        return Previewed(p, p.summary() + " Press **Apply to all** to label them.", p.sample)
+
+    @guarded
+    def apply_map_label(self, preview: BulkPreview | None, request: gr.Request) -> tuple[None, str | None, str]:
+        """(the preview, used up; the batch, for its undo; a summary)."""
+        if preview is None:
+            raise BadInput("Preview the bulk label first (nothing was changed).")
+        result = self.bulk.apply(preview, user_of(request))
+        return None, result.batch, result.summary()
+
+    @guarded
+    def undo_map_label(self, batch: str | None, request: gr.Request) -> tuple[None, str]:
+        if not batch:
+            raise BadInput("No bulk label of yours to undo in this session.")
+        return None, self.bulk.undo(batch, user_of(request)).summary()
+
+    # ---------------------------------------------------------------- API
+    @guarded
+    def map_selection(self, region: dict, request: gr.Request = None) -> list[int]:  # type: ignore[assignment]
+        """The example ids inside a region of the map ({"box": [x0, y0, x1, y1]} or {"lasso": [[x, y],
+        ...]}), which also become your "Map selection (yours)" queue."""
+        ids = self.corpus.select(region)
+        self.corpus.keep_selection(ids, user_of(request))
+        return ids
+
+    @guarded
+    def label_examples(self, example_ids: list[int], label: str, request: gr.Request = None) -> dict:  # type: ignore[assignment]
+        """Give every example of `example_ids` (at most 100,000) one label, as one batch that
+        /undo_bulk_label takes back in one step; rows already labelled so are left alone (admins only)."""
+        return self.bulk.apply(self.bulk.preview(example_ids, label), user_of(request)).as_api()
+
+    @guarded
+    def undo_bulk_label(self, batch: str, request: gr.Request = None) -> dict:  # type: ignore[assignment]
+        """Take back a bulk label (its `batch` id): rows changed since are left as they are (admins only)."""
+        return self.bulk.undo(batch, user_of(request)).as_api()
+
+
+def build(handlers: MapHandlers, labels: tuple[str, ...]) -> None:
+    """The Map tab, wired."""
+    private = {"api_visibility": "private"}
     with gr.Tab("Map"):
         gr.Markdown("Every example as a point, placed by the serving model's sentence embeddings (PCA to 2-D). "
                     "**Drag** a box, or hold **Shift** and draw a lasso, to select a region; then send it to "
@@ -114,54 +201,24 @@ def build(actions: AnnotateActions) -> None:
         selected = gr.Markdown("Nothing selected yet.", elem_id="map-selected")
         with gr.Row():
             to_queue = gr.Button("Send to my queue", elem_id="map-to-queue")
-            label = gr.Radio(list(actions.labels), label="Label the selection", elem_id="map-label")
+            label = gr.Radio(list(labels), label="Label the selection", elem_id="map-label")
             preview_btn = gr.Button("Preview", elem_id="map-preview")
             apply_btn = gr.Button("Apply to all", variant="primary", elem_id="map-apply")
             undo_btn = gr.Button("Undo that bulk label", elem_id="map-undo")
         message = gr.Markdown(elem_id="map-message")
-        sample = gr.Dataframe(label="Preview (first rows)", headers=["id", "text", "label now", "after"],
-                              interactive=False, elem_id="map-sample")
+        sample = gr.Dataframe(label="Preview (first rows)", headers=SAMPLE_COLUMNS, column_widths=SAMPLE_WIDTHS,
+                              wrap=True, interactive=False, elem_id="map-sample")
 
-    @guarded
-    def draw_map(colour_by: str):
-        view = actions.map.view(colour_by)
-        return json.dumps(view.as_json()), f"{len(view.points):,} examples, embeddings of {view.version}."
+    gr.on([draw_btn.click, colour.input], handlers.draw_map, [colour], [canvas, message], **private)
+    canvas.select(handlers.select_region, None, [chosen, selected, preview_state, sample], **private)
+    to_queue.click(handlers.send_selection_to_queue, [chosen], [message], **private)
+    preview_btn.click(handlers.preview_map_label, [chosen, label], [preview_state, message, sample], **private)
+    apply_btn.click(handlers.apply_map_label, [preview_state], [preview_state, batch_state, message], **private)
+    undo_btn.click(handlers.undo_map_label, [batch_state], [batch_state, message], **private)
 
-    @guarded
-    def select_region(evt: gr.EventData):
-        ids = actions.map.select((evt._data or {}).get("region"))
-        return ids, f"**{len(ids):,}** examples selected.", None, None
 
-    @guarded
-    def send_selection_to_queue(ids: list, request: gr.Request):
-        if not ids:
-            raise BadInput("The selection is empty: drag a box on the map first.")
-        n = actions.map.keep_selection(ids, _user(request))
-        return f"Your *Map selection (yours)* queue in the Label view now holds these {n:,} examples."
-
-    @guarded
-    def preview_map_label(ids: list, lab: str | None):
-        if not lab:
-            raise BadInput("Choose the label to give the selection first.")
-        p = actions.bulk.preview(ids, lab)
-        return p, p.summary() + " Press **Apply to all** to label them.", p.sample
-
-    @guarded
-    def apply_map_label(p, request: gr.Request):
-        if p is None:
-            raise BadInput("Preview the bulk label first (nothing was changed).")
-        result = actions.label_in_bulk(p, _user(request))
-        return None, result.batch, result.summary()
-
-    @guarded
-    def undo_map_label(batch: str | None, request: gr.Request):
-        if not batch:
-            raise BadInput("No bulk label of yours to undo in this session.")
-        return None, actions.bulk.undo(batch, _user(request)).summary()
-
-    gr.on([draw_btn.click, colour.input], draw_map, [colour], [canvas, message], api_visibility="private")
-    canvas.select(select_region, None, [chosen, selected, preview_state, sample], api_visibility="private")
-    to_queue.click(send_selection_to_queue, [chosen], [message], api_visibility="private")
-    preview_btn.click(preview_map_label, [chosen, label], [preview_state, message, sample], api_visibility="private")
-    apply_btn.click(apply_map_label, [preview_state], [preview_state, batch_state, message], api_visibility="private")
-    undo_btn.click(undo_map_label, [batch_state], [batch_state, message], api_visibility="private")
+def register_api(handlers: MapHandlers) -> None:
+    """The map's and bulk labels' endpoints (after the last tab of the row: an endpoint ends a row of tabs)."""
+    gr.api(handlers.map_selection, api_name="map_selection")
+    gr.api(handlers.label_examples, api_name="label_examples")
+    gr.api(handlers.undo_bulk_label, api_name="undo_bulk_label")

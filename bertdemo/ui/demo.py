@@ -9,7 +9,7 @@ import gradio as gr
 from sqlalchemy.engine import Engine
 
 from bertdemo import auth
-from bertdemo.actions.annotate import AnnotateActions
+from bertdemo.actions.annotate import AnnotateAdapters
 from bertdemo.actions.embeddings import EmbeddingActions
 from bertdemo.actions.predict import PredictActions
 from bertdemo.actions.train import TrainingActions
@@ -90,13 +90,13 @@ def build_demo(services: Services) -> gr.Blocks:
         with gr.Tab("Predict", id="predict"):
             sync, sliders = predict.build(PredictActions(services))
         with gr.Tab("Annotate", id="annotate") as annotate_tab:
-            annotate_actions = AnnotateActions(services)
-            queue = annotate.build(annotate_actions, PredictActions(services), annotate_tab)
+            annotate_adapters = AnnotateAdapters.create(services)
+            queue = annotate.build(annotate_adapters, PredictActions(services), annotate_tab)
         with gr.Tab("Train", id="train"):
             train_tab.build(TrainingActions(services))
         with gr.Tab("Embeddings", id="embeddings") as embeddings_ui:
             embeddings_tab.build(EmbeddingActions(services), embeddings_ui)
         demo.load(sync, None, list(sliders), api_visibility="private")
-        demo.load(annotate_actions.default_queue, None, [queue], api_visibility="private")
+        demo.load(annotate_adapters.labelling.default_queue, None, [queue], api_visibility="private")
     demo.queue(default_concurrency_limit=4)
     return demo

@@ -1,8 +1,11 @@
-"""Embeddings tab: layout and wiring only; the work is in bertdemo.actions.embeddings (EmbeddingActions)."""
+"""Embeddings tab: panels (the inputs, the plots, the corpus neighbours) and the module-level
+handlers `build` wires (values in, values out, testable without a browser); the work is in
+bertdemo.actions.embeddings (EmbeddingActions)."""
 
 from __future__ import annotations
 
 import html
+from typing import Any, NamedTuple
 
 import gradio as gr
 import pandas as pd
@@ -12,6 +15,7 @@ from bertdemo.actions.presets import DEFAULT_PRESET, PRESETS
 from bertdemo.errors import BadInput
 from bertdemo.model.embeddings import Neighbours, WordComparison
 from bertdemo.ui import plots
+from bertdemo.ui.binding import bind
 from bertdemo.ui.common import guarded, md_text, warn
 
 INTRO = (
@@ -21,6 +25,7 @@ INTRO = (
     "different vector in each sentence. Type sentences (one per line) that use a word in different "
     "senses and see how similar its occurrences are, layer by layer, on the model the app serves."
 )
+NEIGHBOUR_COLUMNS = ["similarity", "label", "occurrence", "text"]
 STATIC_NOTE = (
     "**Static input embedding**: the row of the word-embedding matrix for this token. It is the same "
     "row in every sentence, so every similarity here is **1.0 whatever the context: that is the "
@@ -30,9 +35,9 @@ STATIC_NOTE = (
 
 def summary_markdown(c: WordComparison) -> str:
     """What the user should read off the plots, in words."""
-    lines = [f"**{len(c.occurrences)} occurrences** of *{md_text(c.word)}* in "
-             f"{len({o.sentence_index for o in c.occurrences})} sentence(s), model: {c.model_name}, "
-             f"layer {c.layer} of {c.num_layers} (0 = input embeddings)."]
+    lines = [(f"**{len(c.occurrences)} occurrences** of *{md_text(c.word)}* in "
+              f"{len({o.sentence_index for o in c.occurrences})} sentence(s), model: {c.model_name}, "
+              f"layer {c.layer} of {c.num_layers} (0 = input embeddings).")]
     if c.pooled:
         lines.append(f"*{md_text(c.word)}* is split into {len(c.pieces)} WordPieces "
                      f"({html.escape(' '.join(c.pieces), quote=False)}): "
@@ -80,8 +85,78 @@ def model_layers(actions: EmbeddingActions) -> int:
         return 12  # compare() checks the real bound and says so
 
 
-def build(actions: EmbeddingActions, tab: gr.Tab | None = None) -> None:
-    num_layers = model_layers(actions)
+
+class Drawn(NamedTuple):
+    """A comparison as the tab shows it."""
+
+    summary: str  # Markdown: summary_markdown
+    heatmap: Any  # matplotlib Figures, from bertdemo.ui.plots
+    static: Any
+    projection: Any
+    lines: Any
+    occurrence: dict  # gr.update of the occurrence dropdown: the comparison's labels, the first chosen
+
+
+class Preset(NamedTuple):
+    sentences: Any  # str, or gr.update() (unchanged) for an unknown preset
+    word: Any
+    explanation: Any
+
+
+class NeighbourTable(NamedTuple):
+    info: str  # Markdown: neighbours_markdown
+    table: pd.DataFrame  # NEIGHBOUR_COLUMNS
+
+
+# ------------------------------------------------------------------------- handlers
+@guarded
+def draw(actions: EmbeddingActions, sentences: str, word: str, layer: float, model: str) -> Drawn:
+    """Compare `word` across `sentences` and draw it; notes and skipped lines become warnings."""
+    c = actions.compare(sentences, word, int(layer), model)
+    warn(c.notes)
+    if c.skipped:
+        gr.Warning(f"{len(c.skipped)} line(s) skipped: "
+                   + ", ".join(f"line {x.line_number}" for x in c.skipped[:10]))
+    return Drawn(summary_markdown(c), plots.similarity_heatmap(c), plots.similarity_heatmap(c, static=True),
+                 plots.projection(c), plots.layer_lines(c), gr.update(choices=c.labels, value=c.labels[0]))
+
+
+def load_preset(name: str) -> Preset:
+    p = PRESETS.get(name)
+    if p is None:
+        return Preset(gr.update(), gr.update(), gr.update())
+    return Preset(p.text, p.word, p.explanation)
+
+
+@guarded
+def find_neighbours(actions: EmbeddingActions, sentences: str, word: str, layer: float, model: str,
+                    occurrence: str, k: float) -> NeighbourTable:
+    if not occurrence:
+        raise BadInput("Compare first, then choose an occurrence.")
+    n = actions.neighbours(actions.compare(sentences, word, int(layer), model), occurrence, int(k), model)
+    rows = [(round(x.similarity, 4), x.label or "", f"#{x.nth}", x.text) for x in n.items]
+    return NeighbourTable(neighbours_markdown(n), pd.DataFrame(rows, columns=NEIGHBOUR_COLUMNS))
+
+
+@guarded
+def compare_word(actions: EmbeddingActions, sentences: str, word: str, layer: int) -> dict:
+    """The occurrences of `word` in `sentences` (one per line) and their cosine-similarity
+    matrix at `layer`, on the active fine-tuned model."""
+    return actions.compare(sentences, word, layer, ACTIVE_MODEL).to_json()
+
+
+# ------------------------------------------------------------------------- panels
+class Inputs(NamedTuple):
+    preset: gr.Dropdown
+    explanation: gr.Markdown
+    sentences: gr.Textbox
+    word: gr.Textbox
+    layer: gr.Slider
+    model: gr.Radio
+    go: gr.Button
+
+
+def inputs_panel(num_layers: int) -> Inputs:
     preset0 = PRESETS[DEFAULT_PRESET]
     gr.Markdown(INTRO)
     with gr.Row():
@@ -96,6 +171,11 @@ def build(actions: EmbeddingActions, tab: gr.Tab | None = None) -> None:
                               elem_id="emb-layer")
             model = gr.Radio(list(MODEL_CHOICES), value=ACTIVE_MODEL, label="Model", elem_id="emb-model")
             go = gr.Button("Compare", variant="primary", elem_id="emb-compare")
+    return Inputs(preset, explanation, sentences, word, layer, model, go)
+
+
+def plots_panel() -> list:
+    """The summary and the four plots, in the order of Drawn (less the occurrence dropdown)."""
     summary = gr.Markdown(elem_id="emb-summary")
     with gr.Row():
         heat = gr.Plot(label="Contextual similarity", elem_id="emb-heatmap")
@@ -105,6 +185,10 @@ def build(actions: EmbeddingActions, tab: gr.Tab | None = None) -> None:
     with gr.Row():
         pca = gr.Plot(label="PCA projection", elem_id="emb-pca")
         lines = gr.Plot(label="Similarity by layer", elem_id="emb-lines")
+    return [summary, heat, static, pca, lines]
+
+
+def neighbours_panel() -> tuple[gr.Dropdown, gr.Slider, gr.Button, gr.Markdown, gr.Dataframe]:
     with gr.Accordion("Corpus neighbours: the same word in the stored tweets", open=False):
         gr.Markdown("For one occurrence, the stored examples whose occurrence of the same word is most "
                     "similar at the chosen layer (computed on demand for the chosen model and cached per "
@@ -113,50 +197,27 @@ def build(actions: EmbeddingActions, tab: gr.Tab | None = None) -> None:
             occurrence = gr.Dropdown([], label="Occurrence", elem_id="emb-occurrence")
             k = gr.Slider(1, 30, value=10, step=1, label="k")
             find = gr.Button("Find neighbours", elem_id="emb-neighbours-button")
-        neighbours_info = gr.Markdown(elem_id="emb-neighbours-info")
-        table = gr.Dataframe(headers=["similarity", "label", "occurrence", "text"], interactive=False,
-                             wrap=True, elem_id="emb-neighbours")
+        info = gr.Markdown(elem_id="emb-neighbours-info")
+        table = gr.Dataframe(headers=NEIGHBOUR_COLUMNS, interactive=False, wrap=True, elem_id="emb-neighbours")
+    return occurrence, k, find, info, table
 
-    # ---------------------------------------------------------------- callbacks
-    @guarded
-    def run(s: str, w: str, lay: float, m: str):
-        c = actions.compare(s, w, int(lay), m)
-        warn(c.notes)
-        if c.skipped:
-            gr.Warning(f"{len(c.skipped)} line(s) skipped: "
-                       + ", ".join(f"line {x.line_number}" for x in c.skipped[:10]))
-        choice = gr.update(choices=c.labels, value=c.labels[0])
-        return (summary_markdown(c), plots.similarity_heatmap(c),
-                plots.similarity_heatmap(c, static=True), plots.projection(c),
-                plots.layer_lines(c), choice)
 
-    def load_preset(name: str):
-        p = PRESETS.get(name)
-        if p is None:
-            return gr.update(), gr.update(), gr.update()
-        return p.text, p.word, p.explanation
+def build(actions: EmbeddingActions, tab: gr.Tab | None = None) -> None:
+    num_layers = model_layers(actions)
+    ui = inputs_panel(num_layers)
+    shown = plots_panel()
+    occurrence, k, find, neighbours_info, table = neighbours_panel()
 
-    @guarded
-    def find_neighbours(s: str, w: str, lay: float, m: str, occ: str, kk: float):
-        if not occ:
-            raise BadInput("Compare first, then choose an occurrence.")
-        n = actions.neighbours(actions.compare(s, w, int(lay), m), occ, int(kk), m)
-        rows = [(round(x.similarity, 4), x.label or "", f"#{x.nth}", x.text) for x in n.items]
-        return neighbours_markdown(n), pd.DataFrame(rows, columns=["similarity", "label", "occurrence", "text"])
-
-    @guarded
-    def compare_word(sentences: str, word: str, layer: int = num_layers) -> dict:
-        """The occurrences of `word` in `sentences` (one per line) and their cosine-similarity
-        matrix at `layer`, on the active fine-tuned model."""
-        return actions.compare(sentences, word, layer, ACTIVE_MODEL).to_json()
-
-    inputs = [sentences, word, layer, model]
-    outputs = [summary, heat, static, pca, lines, occurrence]
+    inputs = [ui.sentences, ui.word, ui.layer, ui.model]
+    outputs = [*shown, occurrence]
+    drawn = bind(draw, actions)
     # opening the tab draws the default preset; it is one listener with Compare and the rest, so a
     # Compare clicked while that first draw runs is drawn after it (always_last), not beneath it
-    triggers = [go.click, word.submit, layer.release, model.change] + ([tab.select] if tab is not None else [])
-    gr.on(triggers, run, inputs, outputs, api_visibility="private", trigger_mode="always_last")
-    preset.input(load_preset, [preset], [sentences, word, explanation], api_visibility="private").then(
-        run, inputs, outputs, api_visibility="private")
-    find.click(find_neighbours, [*inputs, occurrence, k], [neighbours_info, table], api_visibility="private")
-    gr.api(compare_word, api_name="compare_word")
+    triggers = [ui.go.click, ui.word.submit, ui.layer.release, ui.model.change] + ([tab.select] if tab else [])
+    gr.on(triggers, drawn, inputs, outputs, api_visibility="private", trigger_mode="always_last")
+    ui.preset.input(load_preset, [ui.preset], [ui.sentences, ui.word, ui.explanation],
+                    api_visibility="private").then(drawn, inputs, outputs, api_visibility="private")
+    find.click(bind(find_neighbours, actions), [*inputs, occurrence, k], [neighbours_info, table],
+               api_visibility="private")
+    # the API's layer defaults to the last one, known only once the model's config is read
+    gr.api(bind(compare_word, actions, layer=num_layers), api_name="compare_word")

@@ -14,6 +14,13 @@ from matplotlib.figure import Figure
 from bertdemo.model.embeddings import WordComparison
 
 MAX_PAIRS_PLOTTED = 15  # lines in the per-layer plot; more are unreadable
+LABEL_BAND_IN = 0.4  # inches kept free at the top of a figure: gr.Plot lays its label over the image there
+
+
+def _layout_under_label(fig: Figure) -> None:
+    """tight_layout with a band free at the top, so gr.Plot's label does not hide a title or the top
+    of the axes (the Train tab's plots had their tops cut off by it)."""
+    fig.tight_layout(rect=(0, 0, 1, 1 - LABEL_BAND_IN / fig.get_figheight()))
 
 
 def attention_heatmap(tokens: Sequence[str], weights: np.ndarray, title: str) -> Figure:
@@ -33,8 +40,9 @@ def attention_heatmap(tokens: Sequence[str], weights: np.ndarray, title: str) ->
 
 
 def training_curves(history: Sequence[dict]) -> Figure:
-    fig = Figure(figsize=(7, 3.4), dpi=90)
+    fig = Figure(figsize=(7, 3.8), dpi=90)
     ax = fig.add_subplot()
+    axes = [ax]
     if history:
         steps = [h["step"] for h in history]
         ax.plot(steps, [h["train_loss"] for h in history], label="training loss (mean of last 20 steps)")
@@ -46,11 +54,14 @@ def training_curves(history: Sequence[dict]) -> Figure:
                      label="validation macro-F1")
             ax2.set_ylim(0, 1)
             ax2.set_ylabel("macro-F1")
-            ax2.legend(loc="upper right", fontsize=8)
-        ax.legend(loc="upper left", fontsize=8)
+            axes.append(ax2)
+        # one legend for both axes, under the plot: it never covers a curve
+        handles = [h for a in axes for h in a.get_legend_handles_labels()[0]]
+        ax.legend(handles, [h.get_label() for h in handles], loc="upper center", bbox_to_anchor=(0.5, -0.2),
+                  ncol=len(handles), fontsize=8, frameon=False)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    fig.tight_layout()
+    _layout_under_label(fig)
     return fig
 
 
@@ -67,7 +78,7 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> 
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    fig.tight_layout()
+    _layout_under_label(fig)
     return fig
 
 
@@ -90,7 +101,7 @@ def reliability_diagram(bins: Sequence[dict], ece: float | None) -> Figure:
     ax.set_ylabel("accuracy")
     ax.set_title(f"Reliability (ECE {ece:.3f})" if ece is not None else "Reliability")
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
+    _layout_under_label(fig)
     return fig
 
 
@@ -176,6 +187,8 @@ def layer_lines(comparison: WordComparison) -> Figure:
     ax.set_ylabel("cosine similarity")
     shown = "" if len(pairs) <= MAX_PAIRS_PLOTTED else f" (first {MAX_PAIRS_PLOTTED} of {len(pairs)} pairs)"
     ax.set_title(f"'{comparison.word}'{shown}", fontsize=10, loc="right")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: lines stay visible
+    # outside the axes, so the lines stay visible; 10 pt, the size of the tick labels: the figure is
+    # shown scaled down to half the page, where 7 pt could not be read
+    ax.legend(fontsize=10, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import sqlite3
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -208,15 +209,33 @@ def test_bad_texts_on_the_text_endpoints(text_outcomes, entry):
 
 
 @pytest.mark.parametrize("entry", BAD_TEXTS, ids=ids(BAD_TEXTS))
-def test_bad_texts_as_sentences_word_and_search(text_outcomes, entry):
+def test_bad_texts_as_sentences_word_and_search(app, text_outcomes, entry):
     # compared, or refused with a message
     out = text_outcomes[entry["name"], "sentences"].check()
     if out is not None:
         assert len(out["occurrences"]) >= 2 and len(out["similarity"]) == len(out["occurrences"])
     text_outcomes[entry["name"], "word"].check()
-    # found or not found, or refused (too long) with a message
-    item = text_outcomes[entry["name"], "search"].check()
-    assert item is None or isinstance(item["id"], int)
+    # refused (too long) with a message, or exactly what a literal search of the database finds
+    search = text_outcomes[entry["name"], "search"]
+    item = search.check()
+    if search.error is None:
+        matches = literal_matches(app[1], text_of(entry).strip())
+        assert (item is None) == (not matches), (item, matches[:5])
+        assert item is None or item["id"] in matches
+
+
+def literal_matches(data_dir: Path, needle: str) -> list[int]:
+    """The ids whose raw or cleaned text holds `needle` literally (%, _ and \\ as themselves), as
+    the search queue defines it, read straight from the app's SQLite file."""
+    if not needle:
+        return []
+    pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    con = sqlite3.connect(data_dir / "bertdemo.sqlite3")
+    try:
+        return [i for (i,) in con.execute("SELECT id FROM examples WHERE raw_text LIKE ? ESCAPE '\\' "
+                                          "OR text LIKE ? ESCAPE '\\' ORDER BY id", (pattern, pattern))]
+    finally:
+        con.close()
 
 
 @pytest.mark.parametrize("entry", SURROGATE_TEXTS, ids=ids(SURROGATE_TEXTS))

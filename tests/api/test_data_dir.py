@@ -12,9 +12,24 @@ from gradio_client import Client
 
 from tests.support import launched_app
 
+TEXT = "what a lovely crew"
+
+
+def expected_of(services) -> dict[str, float]:
+    """v1's probabilities for TEXT, computed in the test process on the same weights and precision
+    (bf16) the launched app serves: the app must answer exactly this version's prediction."""
+    (pred,) = services.registry.active().predict([TEXT])
+    return pred.probs
+
+
+def assert_serves_v1(out: dict, expected: dict[str, float]) -> None:
+    assert out["label"] == max(expected, key=expected.get), (out, expected)  # the same top class
+    got = {c["label"]: c["confidence"] for c in out["confidences"]}
+    assert got.keys() == expected.keys() and all(abs(got[k] - expected[k]) < 0.02 for k in got), (got, expected)
+
 
 def _serves(url: str) -> bool:
-    Client(url, verbose=False).predict("what a lovely crew", api_name="/predict")
+    Client(url, verbose=False).predict(TEXT, api_name="/predict")
     return True
 
 
@@ -25,19 +40,20 @@ def test_a_moved_data_directory_serves_at_once(tmp_path, trained_services, tiny_
     shutil.copytree(old, new)  # a restored backup, a volume mounted elsewhere
     shutil.rmtree(old.parent)
     with launched_app(new, tiny_csv, _serves, timeout=180) as url:
-        out = Client(url, verbose=False).predict("what a lovely crew", api_name="/predict")
-    assert out["label"] in ("negative", "neutral", "positive") and len(out["confidences"]) == 3
+        out = Client(url, verbose=False).predict(TEXT, api_name="/predict")
+    assert_serves_v1(out, expected_of(trained_services))
     log = (new.parent / "app.log").read_text()
     assert "cannot be loaded" not in log and "Internal error" not in log
 
 
-def test_corrupted_weights_serve_the_previous_version_with_a_message(tmp_path, two_versions, tiny_csv, browser):
+def test_corrupted_weights_serve_the_previous_version_with_a_message(tmp_path, two_versions, tiny_csv, browser,
+                                                                    trained_services):
     data = tmp_path / "runtime"
     shutil.copytree(two_versions, data)
     weights = data / "models" / "v2" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 3])  # a copy cut short
     with launched_app(data, tiny_csv, _serves, timeout=180) as url:
-        out = Client(url, verbose=False).predict("what a lovely crew", api_name="/predict")
+        out = Client(url, verbose=False).predict(TEXT, api_name="/predict")
         page = browser.new_page()
         try:
             page.goto(url)
@@ -46,7 +62,7 @@ def test_corrupted_weights_serve_the_previous_version_with_a_message(tmp_path, t
             text = status.inner_text()
         finally:
             page.close()
-    assert out["label"] in ("negative", "neutral", "positive")
+    assert_serves_v1(out, expected_of(trained_services))  # two_versions' v1 is trained_services' v1, copied
     assert "Warning: Model version v2 cannot be loaded from" in text and "Serving v1 instead" in text
     log = (data.parent / "app.log").read_text()
     assert "Model version v2 cannot be loaded" in log

@@ -35,7 +35,7 @@ import pytest
 from bertdemo.actions.train import MODES, STARTS
 from bertdemo.auth import LOCAL_USER
 from bertdemo.config import REPO_ROOT
-from tests.support import LABELS, free_port
+from tests.support import LABELS, free_port, wait_for
 
 TEXTS = ["@united lost my bag again, worst airline", "thanks for the upgrade, the crew was great",
          "what time does the flight to Boston leave"]
@@ -133,14 +133,12 @@ def test_sigkill_mid_training_keeps_the_database_and_the_serving_version(app):
     # long enough to be mid-run when killed: 20 epochs of 27 steps; serve it when done (it never is)
     msg = client.predict(20, 1e-4, 8, 32, 1, MODES[0], STARTS[0], 0, True, api_name="/start_training")
     run_id = int(msg.split("#")[1].split()[0])
-    deadline = time.time() + 60
-    while True:
+    def stepped() -> dict | None:
         st = client.predict(api_name="/training_status")
         assert st["run_id"] == run_id and st["state"] == "running", st
-        if st["step"] > 0:
-            break
-        assert time.time() < deadline, f"the run made no step in 60 s: {st}"
-        time.sleep(0.2)
+        return st if st["step"] > 0 else None
+
+    st = wait_for(stepped, timeout=60, interval=0.2, what="the run's first step")
     app.kill()
     assert st["step"] < st["total_steps"]
 
@@ -197,11 +195,11 @@ def test_sigkill_during_a_burst_of_label_saves_loses_no_acknowledged_write(app):
     threads = [threading.Thread(target=saver, args=(k,), daemon=True) for k in range(BURST_THREADS)]
     for t in threads:
         t.start()
-    deadline = time.time() + 60
-    while len(acks) < 150:  # well into the burst: every thread has saves in flight
+    def well_into_the_burst() -> bool:  # every thread has saves in flight
         assert not failures, failures
-        assert time.time() < deadline, f"only {len(acks)} saves in 60 s"
-        time.sleep(0.01)
+        return len(acks) >= 150
+
+    wait_for(well_into_the_burst, timeout=60, interval=0.01, what="150 acknowledged saves")
     killed_at[0] = time.time()
     app.kill()
     for t in threads:

@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 
 from bertdemo.text import clean_text
-from tests.support import db_fingerprint, seed_data_dir, signed_in_page
+from tests.support import db_fingerprint, seed_data_dir, signed_in_page, wait_for
 
 LABELS = ("negative", "neutral", "positive")
 ANN = ("ann", "ann-password")
@@ -189,18 +189,17 @@ def test_an_annotator_may_use_every_other_endpoint(secure_app, ann):
 
 
 def test_an_admin_may_use_the_admin_endpoints(secure_app, boss):
-    import time
-
     url, data_dir = secure_app
     assert boss.predict(*valid_args("/import_csv", boss), api_name="/import_csv") == "Added 2 examples; skipped 0."
     kappa, counts, _pairs = boss.predict(api_name="/agreement")
     assert "kappa" in kappa.lower() or "Not enough items" in kappa
     msg = boss.predict(*TRAIN, api_name="/start_training")
     run = int(re.match(r"Training run #(\d+) started", msg).group(1))
-    deadline = time.time() + 180
-    while (st := boss.predict(api_name="/training_status"))["run_id"] != run or st["state"] in ("queued", "running"):
-        assert time.time() < deadline, f"run {run} did not finish: {st}"
-        time.sleep(1)
+    def finished() -> dict | None:
+        st = boss.predict(api_name="/training_status")
+        return st if st["run_id"] == run and st["state"] not in ("queued", "running") else None
+
+    st = wait_for(finished, timeout=180, interval=1, what=f"run {run} to finish")
     assert st["state"] == "succeeded", st
     assert boss.predict(st["version"], api_name="/activate_version").startswith(f"Now serving **{st['version']}**")
     assert boss.predict("v1", api_name="/activate_version").startswith("Now serving **v1**")  # back to v1

@@ -18,10 +18,16 @@ UNLABELED = ["Seat 14C was fine I guess", "Why is the lounge closed today", "Bes
 
 
 @pytest.fixture(scope="module")
-def auth_app(tmp_path_factory, tiny_csv, app_launcher):
+def auth_data_dir(tmp_path_factory):
+    """The data dir of auth_app (its SQLite database), for tests that read what the app stored."""
+    return tmp_path_factory.mktemp("annot-app") / "runtime"
+
+
+@pytest.fixture(scope="module")
+def auth_app(auth_data_dir, tiny_csv, app_launcher):
     """app.py with two accounts and five unlabelled examples besides the tiny labelled sample;
     yields its URL once version 1 is trained and the examples scored."""
-    data_dir = tmp_path_factory.mktemp("annot-app") / "runtime"
+    data_dir = auth_data_dir
     seed_data_dir(data_dir, [(*ANN, "annotator"), (*BOSS, "admin")], UNLABELED)
     from gradio_client import Client
 
@@ -33,7 +39,26 @@ def auth_app(tmp_path_factory, tiny_csv, app_launcher):
         yield url
 
 
-def test_api_requires_sign_in_and_records_the_user(auth_app):
+def first_suspicious(data_dir) -> tuple[int, str] | None:
+    """(id, label) of the first item of the "suspicious labels" queue, computed as the app does it
+    (model.label_noise over the active version's stored scores, read from the app's database)."""
+    from sqlalchemy.orm import Session
+
+    from bertdemo.db import examples, versions
+    from bertdemo.db.engine import make_engine
+    from bertdemo.model.label_noise import find_suspicious
+
+    engine = make_engine(f"sqlite:///{data_dir / 'bertdemo.sqlite3'}")
+    try:
+        with Session(engine) as s:
+            rows = [r for r in examples.scored_examples(s, versions.active_version(s).id) if r[2] is not None]
+            ids = find_suspicious(rows, LABELS)
+            return (ids[0], examples.get(s, ids[0]).label) if ids else None
+    finally:
+        engine.dispose()
+
+
+def test_api_requires_sign_in_and_records_the_user(auth_app, auth_data_dir):
     from gradio_client import Client
 
     with pytest.raises(Exception):  # noqa: B017 - gradio_client raises a plain ValueError on bad credentials
@@ -50,7 +75,8 @@ def test_api_requires_sign_in_and_records_the_user(auth_app):
     with pytest.raises(Exception, match="Only admins"):
         c.predict(api_name="/agreement")
     suspicious = c.predict("suspicious", "", [], api_name="/next_item")  # cleanlab over the stored scores
-    assert suspicious is None or suspicious["label"] in LABELS
+    expected = first_suspicious(auth_data_dir)
+    assert (None if suspicious is None else (suspicious["id"], suspicious["label"])) == expected
     exported = c.predict(api_name="/export_csv")
     df = pd.read_csv(exported, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     row = df[df["text"] == UNLABELED[1]].iloc[0]
@@ -83,6 +109,15 @@ def sign_in(browser, url: str, who: tuple[str, str]):
     ctx, page = signed_in_page(browser, url, who)
     page.get_by_role("tab", name="Annotate").click()
     return ctx, page
+
+
+def headers_inside(page, elem_id: str) -> list[list]:
+    """[header, whether it lies inside the table's panel] of a gr.Dataframe, left to right."""
+    return page.evaluate("""(id) => {
+        const panel = document.getElementById(id).getBoundingClientRect().right;
+        return [...document.querySelectorAll('#' + id + ' th')].filter(th => th.innerText.trim())
+            .map(th => [th.innerText.trim(), th.getBoundingClientRect().right <= panel + 1]);
+    }""", elem_id)
 
 
 def choose_queue(page, name: str) -> None:
@@ -168,6 +203,9 @@ def test_browser_label_with_keys_undo_switch_history_and_admin_agreement(auth_ap
 
     # the table: filter by annotator, pick a row, change its label there
     page.get_by_role("tab", name="Table").click()
+    expect(page.locator("#annot-table")).to_contain_text("changed (UTC)")  # its own headers before the first filter
+    page.locator("#annot-row-save").click()  # nothing picked yet
+    expect(page.get_by_text("Select a row first").first).to_be_visible(timeout=30_000)
     page.locator("#annot-f-user input, #annot-f-user textarea").first.fill("boss")
     page.locator("#annot-filter").click()
     table = page.locator("#annot-table")
@@ -245,6 +283,10 @@ def test_browser_similar_examples_the_map_bulk_labels_comments_and_guidelines(au
         expect(page.locator("#annot-similar-note")).to_contain_text("10 most similar to your text", timeout=30_000)
         first = boss_api.predict(None, "my flight was delayed for hours again", 10, api_name="/similar_examples")
         expect(page.locator("#annot-similar")).to_contain_text(first[0]["text"][:20])
+        # the short columns first and the text wrapped: every header lies inside the panel (none scrolled
+        # off to the right)
+        assert headers_inside(page, "annot-similar") == [
+            [c, True] for c in ("id", "label", "model", "similarity", "version", "text")]
         page.locator("#annot-similar-label").get_by_text("neutral").click()
         page.locator("#annot-similar-apply").click()
         expect(page.locator("#annot-similar-note")).to_contain_text("Labelled", timeout=30_000)
@@ -279,8 +321,9 @@ def test_browser_similar_examples_the_map_bulk_labels_comments_and_guidelines(au
         assert 10 < n < 240
         page.locator("#map-label").get_by_text("positive").click()
         page.locator("#map-preview").click()
-        expect(page.locator("#map-message")).to_contain_text(f"selected examples would change to", timeout=30_000)
+        expect(page.locator("#map-message")).to_contain_text("selected examples would change to", timeout=30_000)
         expect(page.locator("#map-sample")).to_contain_text("after")
+        assert headers_inside(page, "map-sample") == [[c, True] for c in ("id", "label now", "after", "text")]
         page.locator("#map-apply").click()
         expect(page.locator("#map-message")).to_contain_text("Labelled", timeout=30_000)
         page.locator("#map-colour").get_by_text("model vs. label").click()

@@ -5,7 +5,6 @@ sees Predict use the new version."""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 from sqlalchemy import select
@@ -18,11 +17,12 @@ from bertdemo.db.models import Score
 from bertdemo.errors import Forbidden, NotFound
 from bertdemo.services import Services
 from bertdemo.training.config import TrainConfig
-from tests.support import TINY_TRAIN
+from tests.support import TINY_TRAIN, wait_for
 
 QUICK = TrainConfig(**(TINY_TRAIN.to_dict() | {"max_steps": 2}))
 FORM = dict(epochs=1, learning_rate=1e-4, batch_size=16, max_length=32, seed=3, mode=MODES[0],
             start_from=STARTS[0], max_steps=2)
+FORM_CONFIG = TrainingActions.config_from_form(**FORM)
 
 
 @pytest.fixture
@@ -53,13 +53,13 @@ def test_only_admins_start_cancel_and_activate(services):
     auth.add_user(services.engine, "boss", "pw-boss-123", "admin")
     for who, msg in ((None, "Sign in first"), ("ann", "Only admins may do this; 'ann' is an annotator")):
         with pytest.raises(Forbidden, match=msg):
-            actions.start(**FORM, activate=True, username=who)
+            actions.start(FORM_CONFIG, who, serve=True)
         with pytest.raises(Forbidden, match=msg):
             actions.activate("v1", who)
         with pytest.raises(Forbidden, match=msg):
             actions.cancel(who)
     assert services.jobs.status().state == "idle"  # nothing was started
-    assert "started" in actions.start(**FORM, activate=True, username="boss")
+    assert "started" in actions.start(FORM_CONFIG, "boss", serve=True)
     services.jobs.wait(120)
     with Session(services.engine) as s:
         assert versions.latest_run(s).user == "boss"
@@ -70,7 +70,7 @@ def test_status_view_after_a_run(services):
     services.ensure_dataset()
     actions = TrainingActions(services)
     assert actions.status().state == "idle" and actions.status().confusion is None
-    msg = actions.start(**FORM, activate=False, username=None)  # single-user mode: everyone is admin
+    msg = actions.start(FORM_CONFIG, None, serve=False)  # single-user mode: everyone is admin
     assert "activate it below" in msg
     services.jobs.wait(120)
     v = actions.status()
@@ -137,15 +137,15 @@ def test_activate_rolls_back_and_rescores_in_the_background(two_versions):
 
 # ------------------------------------------------------------------ the launched app
 def _wait_state(client, run_id: int, want: str, timeout: float = 180) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    def state():
         st = client.predict(api_name="/training_status")
         assert st["run_id"] == run_id, st  # start_training made this run the current one
         if st["state"] == want:
             return st
         assert st["state"] == "running", st
-        time.sleep(1)
-    raise AssertionError(f"training did not reach {want}: {st}")
+        return None
+
+    return wait_for(state, timeout, 1.0, f"training run #{run_id} reaching {want}")
 
 
 @pytest.mark.browser
@@ -171,7 +171,15 @@ def test_browser_trains_activates_and_predict_uses_it(page):
     curves = pg.locator("#train-curves img, #train-curves svg").first
     curves.wait_for(state="visible", timeout=30000)
     pg.locator("#train-confusion img, #train-confusion svg").first.wait_for(state="visible", timeout=30000)
-    assert "macro avg" in pg.locator("#train-report textarea").input_value()
+    # the report: monospace, the plots' full width, its header line aligned (starts with "class")
+    report = pg.locator("#train-report")
+    text = report.locator(".cm-content").inner_text()
+    assert "macro avg" in text and text.startswith("class"), text
+    font = pg.evaluate("getComputedStyle(document.querySelector('#train-report .cm-content')).fontFamily")
+    assert "mono" in font.lower(), font
+    assert report.bounding_box()["width"] >= 0.95 * pg.locator("#train-curves").bounding_box()["width"]
+    headers = pg.locator("#versions-table thead").inner_text()
+    assert "macro-F1 per dataset" in headers and "serving" in headers, headers
     msg = pg.locator("#train-progress-text").inner_text()
     new = re.search(r"Version (v\d+) saved", msg).group(1)
     assert new != "v1"  # v1 is the version trained at start

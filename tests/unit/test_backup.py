@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bertdemo import backup
-from bertdemo.actions.annotate import AnnotateActions
+from bertdemo.actions.annotate import AnnotateAdapters
 from bertdemo.cli import backup as backup_cli
 from bertdemo.config import Settings
 from bertdemo.db.migrate import head_revision
@@ -79,7 +79,7 @@ def test_verify_finds_every_kind_of_damage(live, tmp_path):
 def test_a_backup_taken_while_labels_are_saved_holds_every_acknowledged_label(live, tmp_path):
     """People keep labelling while the backup runs: every save acknowledged before the backup
     started is in it (SQLite's online backup is one consistent snapshot), none is half-written."""
-    acts = AnnotateActions(live)
+    acts = AnnotateAdapters.create(live).labelling
     ids = acts.queue_ids("search", "a")[:400]
     acked: list[tuple[int, str, float]] = []  # (example id, label, when acknowledged)
     stop = threading.Event()

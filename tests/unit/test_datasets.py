@@ -162,7 +162,7 @@ def tiny_general(tmp_path):
 def test_both_bundled_datasets_import_once_each_with_their_dataset_stored(tmp_path, tiny_general):
     from sqlalchemy.orm import Session
 
-    from bertdemo.actions.annotate import AnnotateActions
+    from bertdemo.actions.annotate import AnnotateAdapters
     from bertdemo.config import Settings
     from bertdemo.db import examples
     from bertdemo.services import Services
@@ -181,12 +181,12 @@ def test_both_bundled_datasets_import_once_each_with_their_dataset_stored(tmp_pa
         metas = [examples.get(s, i).meta for i in rows[:5]]
     assert rows and set(kinds.values()) == {"general"}
     assert all("topic" in m for m in metas)
-    acts = AnnotateActions(services)
-    table = acts.table("any", dataset="general", limit=1000)
+    acts = AnnotateAdapters.create(services)
+    table = acts.labelling.table("any", dataset="general", limit=1000)
     assert len(table) == sum(1 for d in kinds.values() if d == "general") or len(table) >= len(rows)
-    assert set(acts.export_frame()["dataset"]) == {"airline", "general"}
+    assert set(acts.transfer.export_frame()["dataset"]) == {"airline", "general"}
     with pytest.raises(Exception, match="The dataset must be one of"):
-        acts.table("any", dataset="sports")
+        acts.labelling.table("any", dataset="sports")
     # only the airline set when the setting says so
     only = Services.create(settings.with_(data_dir=tmp_path / "rt2", datasets=("airline",)))
     only.ensure_dataset()

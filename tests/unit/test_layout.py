@@ -1,7 +1,9 @@
 """The package's layout rules (docs/architecture.md), checked on the source so they cannot erode:
-no import cycles; dependencies point down the layers; every SQL query in db/; only ui/common makes
-gr.Error; no module over 400 lines; every module opens with a docstring; the environment is read
-in config.py (and by the CLI for a password)."""
+no import cycles; dependencies point down the layers; every SQL query and ORM write in db/; only
+ui/common makes gr.Error; no module over 400 lines, function over 80 lines or 8 parameters, class
+over 15 public methods; every module opens with a docstring; the environment is read in config.py
+(and by the CLI for a password); docs/architecture.md names every module. Each checker is also run
+on an injected violation, so a check that cannot fail would show."""
 
 from __future__ import annotations
 
@@ -87,20 +89,117 @@ def test_dependencies_point_down(module):
 
 
 SQL_CALLS = {"select", "insert", "update", "delete", "aliased", "text"}
-SQL_METHODS = {"execute", "scalar", "scalars", "get", "add", "add_all", "query"}
+# what a Session does for its caller: queries and writes
+SESSION_METHODS = {"execute", "scalar", "scalars", "get", "add", "add_all", "delete", "merge", "query", "flush",
+                   "refresh", "bulk_save_objects", "bulk_insert_mappings", "bulk_update_mappings"}
+
+
+def mapped_columns() -> set[str]:
+    """The attribute names of the ORM models (db/models.py's `name: Mapped[...]` lines)."""
+    tree = ast.parse((PACKAGE / "db" / "models.py").read_text())
+    return {n.target.id for c in ast.walk(tree) if isinstance(c, ast.ClassDef) for n in c.body
+            if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name) and "Mapped" in ast.unparse(n.annotation)}
+
+
+def _session_names(fn: ast.AST) -> set[str]:
+    """Names that hold a Session in `fn`: `with Session(...) as x`, `x = Session(...)`, a parameter
+    annotated Session, and the conventional `s` and `session`."""
+    names = {"s", "session"}
+    for n in ast.walk(fn):
+        if isinstance(n, ast.withitem) and isinstance(n.optional_vars, ast.Name) and \
+                isinstance(n.context_expr, ast.Call) and "Session" in ast.unparse(n.context_expr.func):
+            names.add(n.optional_vars.id)
+        elif isinstance(n, ast.Assign) and isinstance(n.value, ast.Call) and "Session" in ast.unparse(n.value.func):
+            names |= {t.id for t in n.targets if isinstance(t, ast.Name)}
+        elif isinstance(n, ast.arg) and n.annotation is not None and "Session" in ast.unparse(n.annotation):
+            names.add(n.arg)
+    return names
+
+
+def sql_outside_db(source: str, columns: set[str]) -> list[str]:
+    """What a module outside db/ does that belongs in db/: SQL built with SQLAlchemy's constructs, a
+    Session asked to query or write (on any name that holds one), or a mapped row's column assigned
+    in a function that has a Session (an ORM write that the session's commit would flush)."""
+    tree = ast.parse(source)
+    found: list[str] = []
+    sqlalchemy_names = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                        and (n.module or "").startswith("sqlalchemy") for a in n.names}
+    found += [f"line {n.lineno}: {n.func.id}()" for n in ast.walk(tree) if isinstance(n, ast.Call)
+              and isinstance(n.func, ast.Name) and n.func.id in SQL_CALLS & sqlalchemy_names]
+    for fn in [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
+        sessions = _session_names(fn)
+        found += [f"line {n.lineno}: {n.func.value.id}.{n.func.attr}()" for n in ast.walk(fn)
+                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                  and isinstance(n.func.value, ast.Name) and n.func.value.id in sessions
+                  and n.func.attr in SESSION_METHODS]
+        if sessions - {"s", "session"} or any(isinstance(n, ast.Name) and n.id in sessions for n in ast.walk(fn)):
+            targets = [t for n in ast.walk(fn) if isinstance(n, (ast.Assign, ast.AugAssign))
+                       for target in (n.targets if isinstance(n, ast.Assign) else [n.target])
+                       for t in (target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target])]
+            found += [f"line {t.lineno}: {ast.unparse(t)} = ..." for t in targets
+                      if isinstance(t, ast.Attribute) and t.attr in columns and isinstance(t.value, ast.Name)
+                      and t.value.id not in ("self", "cls")]
+    return sorted(set(found))
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if not m.startswith("bertdemo.db")))
-def test_every_sql_query_lives_in_db(module):
-    tree = ast.parse(MODULES[module].read_text())
-    sqlalchemy_names = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
-                        and (n.module or "").startswith("sqlalchemy") for a in n.names}
-    used = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
-            and n.func.id in SQL_CALLS & sqlalchemy_names}
-    on_session = {n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call)
-                  and isinstance(n.func, ast.Attribute) and isinstance(n.func.value, ast.Name)
-                  and n.func.value.id == "s" and n.func.attr in SQL_METHODS}
-    assert not used and not on_session, f"{module} builds or runs SQL: {sorted(used | on_session)}"
+def test_every_sql_query_and_orm_write_lives_in_db(module):
+    found = sql_outside_db(MODULES[module].read_text(), mapped_columns())
+    assert not found, f"{module} runs SQL or writes rows outside db/: {found}"
+
+
+def test_the_sql_check_finds_injected_violations():
+    cols = mapped_columns()
+    assert {"status", "label", "version"} <= cols
+    ok = "def f(engine):\n    with Session(engine) as s, s.begin():\n        return examples.get(s, 1)\n"
+    assert sql_outside_db(ok, cols) == []
+    assert sql_outside_db("def f(engine):\n    with Session(engine) as db_s:\n        db_s.add(Run())\n", cols)
+    assert sql_outside_db("def f(sess: Session):\n    sess.delete(row)\n", cols)
+    assert sql_outside_db("from sqlalchemy import select\nq = select(Run)\n", cols)
+    write = "def f(engine):\n    with Session(engine) as s, s.begin():\n        run = runs.get(s, 1)\n        run.status, run.step = 'x', 2\n"
+    assert sql_outside_db(write, cols) == ["line 4: run.status = ...", "line 4: run.step = ..."]
+    # a plain object's attribute in a function without a session is not a row
+    assert sql_outside_db("def f(job):\n    job.status = 'x'\n", cols) == []
+
+
+# the size rules of ../shared/ARCHITECTURE.md: short functions, few parameters, classes with one job
+MAX_FUNCTION_LINES, MAX_PARAMETERS, MAX_PUBLIC_METHODS = 80, 8, 15
+
+
+def too_big(source: str) -> list[str]:
+    """Functions over MAX_FUNCTION_LINES lines or MAX_PARAMETERS parameters (self and cls not
+    counted), classes over MAX_PUBLIC_METHODS public methods (properties count: they are API)."""
+    found = []
+    for n in ast.walk(ast.parse(source)):
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            lines = n.end_lineno - n.lineno + 1
+            a = n.args
+            params = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs if x.arg not in ("self", "cls")]
+            if lines > MAX_FUNCTION_LINES:
+                found.append(f"{n.name}: {lines} lines")
+            if len(params) > MAX_PARAMETERS:
+                found.append(f"{n.name}: {len(params)} parameters")
+        elif isinstance(n, ast.ClassDef):
+            public = [b.name for b in n.body if isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef))
+                      and not b.name.startswith("_")]
+            if len(public) > MAX_PUBLIC_METHODS:
+                found.append(f"class {n.name}: {len(public)} public methods")
+    return found
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_functions_and_classes_stay_small(module):
+    found = too_big(MODULES[module].read_text())
+    assert not found, f"{module}: {found}"
+
+
+def test_the_size_check_finds_injected_violations():
+    assert too_big("def f(a, b):\n    return a\n") == []
+    assert too_big("def f(self, a, b, c, d, e, f, g, h):\n    pass\n") == []  # self is not counted
+    assert too_big("def f(a, b, c, d, e, f, g, h, i):\n    pass\n") == ["f: 9 parameters"]
+    assert too_big("def f():\n" + "    x = 1\n" * 80) == ["f: 81 lines"]
+    methods = "".join(f"    def m{i}(self):\n        pass\n" for i in range(16))
+    assert too_big("class C:\n" + methods + "    def _private(self):\n        pass\n") == ["class C: 16 public methods"]
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if m != "bertdemo.ui.common"))
@@ -121,3 +220,27 @@ def test_modules_are_small_and_say_their_job(module):
 def test_the_environment_is_read_in_one_place(module):
     text = MODULES[module].read_text()
     assert "os.environ" not in text and "os.getenv" not in text, f"{module} reads the environment"
+
+
+def _named_in(block: str) -> set[str]:
+    """The paths a tree listing names: the first word of each line that ends in .py."""
+    return {line.split()[0] for line in block.splitlines() if line.strip() and line.split()[0].endswith(".py")}
+
+
+def test_docs_architecture_names_every_module_and_only_those():
+    text = (REPO_ROOT / "docs" / "architecture.md").read_text()
+    listing = text.split("## Modules", 1)[1].split("```")[1]
+    named = _named_in(listing) - {"app.py"}
+    files = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
+             if "migrations" not in p.parts and p.name != "__init__.py"}
+    assert not files - named, f"docs/architecture.md does not name {sorted(files - named)}"
+    assert not named - files, f"docs/architecture.md names modules that do not exist: {sorted(named - files)}"
+
+
+def test_readme_tree_names_every_module_and_script():
+    text = (REPO_ROOT / "README.md").read_text()
+    tree = text.split("## Architecture", 1)[1].split("```")[1]
+    named = {n.rsplit("/", 1)[-1] for n in _named_in(tree)}
+    files = {p.name for p in PACKAGE.rglob("*.py") if "migrations" not in p.parts and p.name != "__init__.py"}
+    files |= {p.name for p in (REPO_ROOT / "scripts").glob("*.py")}
+    assert not files - named, f"the README's tree does not name {sorted(files - named)}"

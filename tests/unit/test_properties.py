@@ -95,15 +95,15 @@ def test_length_cap_is_on_the_raw_text(text):
 # ---------------------------------------------------------------------------- CSV import
 @pytest.fixture(scope="module")
 def importer(tmp_path_factory):
-    """AnnotateActions on one database for the whole module (no model: import needs none), with
+    """ImportExport (the Annotate adapters' import) on one database for the whole module (no model: import needs none), with
     a size cap small enough that the generator reaches it now and then."""
-    from bertdemo.actions.annotate import AnnotateActions
+    from bertdemo.actions.annotate import AnnotateAdapters
     from bertdemo.config import Settings
     from bertdemo.services import Services
 
     services = Services.create(Settings(serving="bf16", data_dir=tmp_path_factory.mktemp("props") / "rt", bootstrap=False,
                                         max_upload_mb=0.02))
-    return AnnotateActions(services), tmp_path_factory.mktemp("csv")
+    return AnnotateAdapters.create(services).transfer, tmp_path_factory.mktemp("csv")
 
 
 CELLS = st.one_of(

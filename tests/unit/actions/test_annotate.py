@@ -1,4 +1,4 @@
-"""AnnotateActions without Gradio or a model: a temporary SQLite store with a fake active
+"""The Annotate tab's adapters (Labelling, ImportExport, TeamProgress) without Gradio or a model: a temporary SQLite store with a fake active
 version whose stored scores we choose, so every queue's order is known."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bertdemo import auth
-from bertdemo.actions.annotate import AnnotateActions
+from bertdemo.actions.annotate import AnnotateAdapters
+from bertdemo.actions.labelling import Labelling
 from bertdemo.config import Settings
 from bertdemo.datasets import CSVError
 from bertdemo.db import examples, versions
@@ -43,8 +44,13 @@ def seed(services, rows, probs=None):
 
 
 @pytest.fixture
-def acts(services) -> AnnotateActions:
-    return AnnotateActions(services)
+def adapters(services) -> AnnotateAdapters:
+    return AnnotateAdapters.create(services)
+
+
+@pytest.fixture
+def acts(adapters) -> Labelling:
+    return adapters.labelling
 
 
 def test_queues_use_stored_scores_in_the_documented_order(services, acts):
@@ -118,7 +124,7 @@ def test_concurrent_saves_of_one_row_never_overwrite_silently(services, acts):
     assert len(acts.history(ids[0])) == 2
 
 
-def test_accounts_record_the_signed_in_user_and_agreement_is_for_admins(services, acts):
+def test_accounts_record_the_signed_in_user_and_agreement_is_for_admins(services, acts, adapters):
     ids = seed(services, [(f"t{i}", None) for i in range(6)])
     auth.add_user(services.engine, "ann", "password1", "annotator")
     auth.add_user(services.engine, "boss", "password2", "admin")
@@ -131,8 +137,8 @@ def test_accounts_record_the_signed_in_user_and_agreement_is_for_admins(services
         acts.save_label(ids[i], lb, None, "boss")
     assert acts.item(ids[0]).updated_by == "boss"
     with pytest.raises(Forbidden, match="Only admins"):
-        acts.agreement("ann")
-    a = acts.agreement("boss")
+        adapters.progress.agreement("ann")
+    a = adapters.progress.agreement("boss")
     from sklearn.metrics import cohen_kappa_score
     assert a.shared_items == 5
     assert a.kappa == pytest.approx(cohen_kappa_score(a_labels, b_labels), abs=1e-4)
@@ -161,11 +167,11 @@ def write(tmp_path, name, rows, header=("text", "label")):
     return str(p)
 
 
-def test_import_preview_then_import_and_bad_files_change_nothing(services, acts, tmp_path):
+def test_import_preview_then_import_and_bad_files_change_nothing(services, acts, adapters, tmp_path):
     seed(services, [("already here", "neutral")])
     path = write(tmp_path, "in.csv", [("new one", "Positive"), ("Already HERE", ""), ("bad label", "great"),
                                       ("new one", "negative"), ("   ", ""), ("<b>bold</b> =1+2", "")])
-    p = acts.preview_import(path)
+    p = adapters.transfer.preview_import(path)
     assert list(p.add["text"]) == ["new one", "<b>bold</b> =1+2"]
     reasons = dict(zip(p.skipped["row"], p.skipped["reason"]))
     assert reasons[2].startswith("duplicate: already") and reasons[4].startswith("duplicate: repeated")
@@ -175,14 +181,14 @@ def test_import_preview_then_import_and_bad_files_change_nothing(services, acts,
         assert examples.count_examples(s) == 1  # preview writes nothing
     auth.add_user(services.engine, "ann", "password1", "annotator")
     with pytest.raises(Forbidden):
-        acts.import_csv(path, "ann")
+        adapters.transfer.import_csv(path, "ann")
     auth.add_user(services.engine, "boss", "password2", "admin")
-    done = acts.import_csv(path, "boss")
+    done = adapters.transfer.import_csv(path, "boss")
     assert (done.added, done.skipped) == (2, 4)
     with Session(services.engine) as s:
         assert examples.label_counts(s) == {"neutral": 1, "positive": 1, None: 1}
     with pytest.raises(CSVError, match="Nothing to import"):
-        acts.import_csv(path, "boss")  # now all duplicates
+        adapters.transfer.import_csv(path, "boss")  # now all duplicates
 
     def unchanged():
         with Session(services.engine) as s:
@@ -192,22 +198,22 @@ def test_import_preview_then_import_and_bad_files_change_nothing(services, acts,
     bad = tmp_path / "bad.csv"
     bad.write_text('text,label\n"unterminated,positive\nx,y,z,w\n')
     with pytest.raises(CSVError, match="not valid CSV"):
-        acts.import_csv(str(bad), "boss")
+        adapters.transfer.import_csv(str(bad), "boss")
     big = tmp_path / "big.csv"
     with open(big, "wb") as f:
         f.write(b"text\n")
         f.truncate(50 * 2**20)
     with pytest.raises(CSVError, match="50.0 MB; the limit is 1 MB"):
-        acts.preview_import(str(big))
+        adapters.transfer.preview_import(str(big))
     with pytest.raises(CSVError, match="'text' column"):
-        acts.import_csv(write(tmp_path, "nocol.csv", [("a", "b")], header=("body", "label")), "boss")
+        adapters.transfer.import_csv(write(tmp_path, "nocol.csv", [("a", "b")], header=("body", "label")), "boss")
     assert unchanged() == before
 
 
-def test_export_is_formula_safe_and_counts_changes(services, acts, tmp_path):
+def test_export_is_formula_safe_and_counts_changes(services, acts, adapters, tmp_path):
     ids = seed(services, [("=HYPERLINK(\"http://x\")", "negative"), ("plain", None)])
     acts.save_label(ids[0], "neutral", 1, "local")
-    path = acts.export_csv(None)
+    path = adapters.transfer.export_csv(None)
     df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     assert list(df["text"]) == ["'=HYPERLINK(\"http://x\")", "plain"]
     assert list(df["label"]) == ["neutral", ""] and list(df["annotator"]) == ["local", ""]
@@ -293,15 +299,15 @@ def test_next_item_refuses_bad_arguments(services, acts, queue, search, exclude,
         acts.next_item(queue, search, exclude)
 
 
-def test_import_of_rows_with_missing_fields(services, acts, tmp_path):
+def test_import_of_rows_with_missing_fields(services, acts, adapters, tmp_path):
     path = tmp_path / "ragged.csv"
     path.write_text("text,label\nno label field here\n,positive\n")
-    done = acts.import_csv(str(path), None)
+    done = adapters.transfer.import_csv(str(path), None)
     assert (done.added, done.skipped) == (1, 1)
     assert acts.next_item("search", "no label field").label is None  # not an unknown label 'nan'
 
 
-def test_accepting_the_models_suggestion_is_recorded_as_such(services, acts):
+def test_accepting_the_models_suggestion_is_recorded_as_such(services, acts, adapters):
     """The `a` key / accepted_suggestion: the label must be the active version's prediction; the
     history row's source is 'suggestion', and the agreement view counts them per person."""
     ids = seed(services, [("a", None), ("b", None)], [[0.9, 0.05, 0.05], [0.1, 0.1, 0.8]])
@@ -315,12 +321,12 @@ def test_accepting_the_models_suggestion_is_recorded_as_such(services, acts):
     assert (saved.source, saved.label) == ("suggestion", "negative")
     other = acts.save_label(ids[1], "neutral", 0, None)  # a person's own label, against the model
     assert other.source == "annotator"
-    counts = acts.agreement(None).counts
+    counts = adapters.progress.agreement(None).counts
     row = counts.to_dict("records")[0]
     assert len(counts) == 1 and {k: row[k] for k in ("annotator", "changes", "items", "accepted suggestions",
                                                      "last hour")} == {"annotator": "local", "changes": 2, "items": 2,
                                                                        "accepted suggestions": 1, "last hour": 2}
-    assert acts.agreement(None).items_left == 0  # both items are labelled
+    assert adapters.progress.agreement(None).items_left == 0  # both items are labelled
     assert acts.undo(item.id, None).label is None  # an accepted suggestion is undone like any label
 
 

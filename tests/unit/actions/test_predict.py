@@ -22,7 +22,8 @@ def test_predict_returns_label_format(actions):
     assert r.label == max(r.confidences, key=r.confidences.get)
     assert r.cleaned == "the crew was wonderful" and r.version == "v1" and r.warnings == []
     api = r.as_label()  # what the HTTP API's /predict returns: gr.Label's client format
-    assert api["label"] == r.label and [c["label"] for c in api["confidences"]][0] == r.label
+    assert api["label"] == r.label
+    assert [c["label"] for c in api["confidences"]] == sorted(r.confidences, key=r.confidences.get, reverse=True)
     assert [c["confidence"] for c in api["confidences"]] == sorted(r.confidences.values(), reverse=True)
 
 
@@ -63,8 +64,20 @@ def test_tokens_padded_length_none_zero_or_text(actions):
 def test_tokens_table_with_padding(actions):
     t = actions.tokens("hello world", 6)
     assert t["token"].tolist() == ["[CLS]", "hello", "world", "[SEP]", "[PAD]", "[PAD]"]
-    with pytest.raises(ValueError, match="at least 4"):
+    with pytest.raises(ValueError, match="The text has 4 tokens; choose a padded length of at least 4"):
         actions.tokens("hello world", 3)
+    with pytest.raises(ValueError, match="choose a padded length of at least 4"):
+        actions.tokens("hello world", 1)  # under [CLS] + [SEP]: the same answer, not the view's 2..512 bound
+
+
+def test_tokens_tokenizes_the_text_once(actions, monkeypatch):
+    from bertdemo.model import views
+
+    calls = []
+    real = views.tokenize
+    monkeypatch.setattr(views, "tokenize", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    assert actions.tokens("hello world", 6)["attention_mask"].tolist() == [1, 1, 1, 1, 0, 0]
+    assert calls == [{"pad_to": 6}]
 
 
 def test_explain_api_shape(actions):

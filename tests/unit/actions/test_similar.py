@@ -4,39 +4,38 @@ example and by typed text, a region selected on the map, and bulk labels from bo
 from __future__ import annotations
 
 import shutil
-import time
 
 import numpy as np
 import pytest
 
-from bertdemo.actions.annotate import AnnotateActions
+from bertdemo.actions.annotate import AnnotateAdapters
 from bertdemo.errors import BadInput, NotReady
 from bertdemo.model import vectors
 from bertdemo.services import Services
 
 
 @pytest.fixture(scope="module")
-def acts(trained_services) -> AnnotateActions:
-    return AnnotateActions(trained_services)
+def acts(trained_services) -> AnnotateAdapters:
+    return AnnotateAdapters.create(trained_services)
 
 
 @pytest.fixture
-def own(tmp_path, trained_services) -> AnnotateActions:
+def own(tmp_path, trained_services) -> AnnotateAdapters:
     """A copy of the trained data directory to change."""
     data = tmp_path / "runtime"
     shutil.copytree(trained_services.settings.data_dir, data)
-    return AnnotateActions(Services.create(trained_services.settings.with_(data_dir=data)))
+    return AnnotateAdapters.create(Services.create(trained_services.settings.with_(data_dir=data)))
 
 
 def test_rescoring_stores_unit_length_embeddings_of_every_example(acts):
     index = acts.similar.index()
-    n = len(acts.table("any", limit=1000))  # every stored example
+    n = len(acts.labelling.table("any", limit=1000))  # every stored example
     assert n > 200 and len(index) == n and index.vectors.shape == (n, 384)
     assert np.allclose(np.linalg.norm(index.vectors, axis=1), 1.0, atol=2e-3)
 
 
 def test_neighbours_of_an_example_are_the_most_similar_others_best_first(acts):
-    ex = acts.queue_ids("search", "delayed")[0]
+    ex = acts.labelling.queue_ids("search", "delayed")[0]
     found = acts.similar.of_example(ex, 5)
     assert len(found.rows) == 5 and ex not in found.ids
     sims = list(found.rows["similarity"])
@@ -44,16 +43,12 @@ def test_neighbours_of_an_example_are_the_most_similar_others_best_first(acts):
     index = acts.similar.index()
     brute = index.vectors @ index.vector_of(ex)
     brute_ids = [int(index.ids[n]) for n in np.argsort(-brute) if int(index.ids[n]) != ex][:5]
-    assert found.ids == brute_ids  # the same as an exhaustive search
-    start = time.perf_counter()
-    for _ in range(20):
-        acts.similar.of_example(ex, 10)
-    assert (time.perf_counter() - start) / 20 < 0.1  # stored vectors: no model pass over the corpus
+    assert found.ids == brute_ids  # the same as an exhaustive search (its speed: bench/bench_similar.py)
 
 
 def test_find_similar_to_typed_text_ranks_a_stored_tweet_first(acts):
-    ex = acts.queue_ids("search", "delayed")[0]
-    text = acts.item(ex).text
+    ex = acts.labelling.queue_ids("search", "delayed")[0]
+    text = acts.labelling.item(ex).text
     found = acts.similar.of_text(text, 3)
     assert found.ids[0] == ex and found.rows["similarity"].iloc[0] > 0.99
     with pytest.raises(BadInput, match="Nothing is left"):
@@ -63,15 +58,15 @@ def test_find_similar_to_typed_text_ranks_a_stored_tweet_first(acts):
 
 
 def test_label_the_similar_examples_in_one_batch_anyone_may_undo_their_own(own):
-    ex = own.queue_ids("search", "delayed")[0]
+    ex = own.labelling.queue_ids("search", "delayed")[0]
     found = own.similar.of_example(ex, 5)
-    before = {i: own.item(i).label for i in found.ids}
+    before = {i: own.labelling.item(i).label for i in found.ids}
     preview = own.bulk.preview(found.ids, "positive")
-    result = own.label_in_bulk(preview, None, admin=False)  # single-user mode: the local person
+    result = own.bulk.apply(preview, None, admin=False)  # single-user mode: the local person
     assert result.changed == sum(lab != "positive" for lab in before.values()) >= 1
-    assert all(own.item(i).label == "positive" for i in found.ids)
+    assert all(own.labelling.item(i).label == "positive" for i in found.ids)
     own.bulk.undo(result.batch, None, admin=False)
-    assert {i: own.item(i).label for i in found.ids} == before
+    assert {i: own.labelling.item(i).label for i in found.ids} == before
 
 
 def test_the_map_has_a_point_per_example_coloured_three_ways(acts):
@@ -82,7 +77,7 @@ def test_the_map_has_a_point_per_example_coloured_three_ways(acts):
     by_label = acts.map.view("label")
     names = [n for n, _c in by_label.legend]
     counts = np.bincount([p[2] for p in by_label.points], minlength=len(names))
-    stored = acts.table("any", limit=1000)["label"].value_counts()
+    stored = acts.labelling.table("any", limit=1000)["label"].value_counts()
     assert list(counts[:3]) == [stored[lab] for lab in names[:3]] and counts[3] == 0
     with pytest.raises(BadInput, match="Colour by"):
         acts.map.view("mood")
@@ -110,14 +105,14 @@ def test_a_map_selection_becomes_the_persons_own_queue(own):
     view = own.map.view("label")
     chosen = [p[3] for p in view.points[:4]]
     assert own.map.keep_selection(chosen, None) == 4
-    item = own.next_item("selection", "", [], None)
+    item = own.labelling.next_item("selection", "", [], None)
     assert item.id in chosen and item.remaining == 4
 
 
 def test_without_stored_embeddings_similar_examples_say_they_are_coming(own):
-    info = own.services.registry.active_version()
-    (own.services.registry.folder(info) / vectors.VECTORS_FILE).unlink()
+    info = own.labelling.services.registry.active_version()
+    (own.labelling.services.registry.folder(info) / vectors.VECTORS_FILE).unlink()
     with pytest.raises(NotReady, match="being computed"):
         own.similar.of_example(1, 5)
-    own.services.jobs.wait_rescore(120)  # the look-up started re-scoring, which writes them
+    own.labelling.services.jobs.wait_rescore(120)  # the look-up started re-scoring, which writes them
     assert len(own.similar.index()) > 200

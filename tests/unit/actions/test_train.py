@@ -50,9 +50,9 @@ def test_a_refused_start_writes_no_run(services):
     actions = TrainingActions(services)
     for bad in (GOOD | {"epochs": 1e30}, GOOD | {"seed": 2**40}):
         with pytest.raises(BadInput):
-            actions.start(**bad, activate=False, username=None)
+            actions.start(TrainingActions.config_from_form(**bad), None, serve=False)
     with pytest.raises(BadInput, match="serve when trained must be true or false, got 'false'"):
-        actions.start(**GOOD, activate="false", username=None)
+        actions.start(TrainingActions.config_from_form(**GOOD), None, serve="false")
     with Session(services.engine) as s:
         assert s.scalar(select(func.count()).select_from(TrainingRun)) == 0
     assert not services.jobs.status().running

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from bertdemo.config import packaged_model_path
 from bertdemo.model.classifier import Classifier, PackedLinear, autocast_dtype, resolve_device
 
 SENTENCES = ["I love this airline", "the flight was late", "ok", "what time is boarding for the flight to boston?"]
@@ -45,39 +44,6 @@ def test_empty_batch(base_clf):
     assert base_clf.predict_proba([]).shape == (0, 3)
 
 
-def test_tokenize_shows_specials_mask_and_padding(base_clf):
-    v = base_clf.tokenize("Jim Henson was a puppeteer", pad_to=10)
-    assert v.tokens == ["[CLS]", "jim", "henson", "was", "a", "puppet", "##eer", "[SEP]", "[PAD]", "[PAD]"]
-    assert v.ids[:2] == [101, 3958] and v.ids[-3:] == [102, 0, 0]
-    assert v.attention_mask == [1] * 8 + [0] * 2
-    assert v.special == [True] + [False] * 6 + [True] * 3
-    assert v.word_ids[5:7] == [4, 4] and not v.truncated
-
-
-def test_tokenize_marks_truncation(base_clf):
-    assert base_clf.tokenize("word " * 300).truncated
-    with pytest.raises(ValueError, match="The padded length must be a whole number from 2 to 512, got 1000"):
-        base_clf.tokenize("x", pad_to=1000)
-
-
-def test_hidden_states_per_layer(base_clf):
-    hs = base_clf.hidden_states("a bat flew")
-    assert hs.states.shape == (7, len(hs.view.tokens), 384) and hs.states.dtype == np.float32
-
-
-def test_attention_matches_eager_attention(base_clf):
-    view, maps = base_clf.attentions("Jim Henson was a puppeteer")
-    assert maps.shape == (6, 12, 8, 8)
-    np.testing.assert_allclose(maps.sum(-1), 1, atol=1e-5)
-    eager = Classifier.load(packaged_model_path(), base_clf.labels)
-    eager.model.set_attn_implementation("eager")
-    enc = eager.tokenizer("Jim Henson was a puppeteer", return_tensors="pt")
-    with torch.no_grad():
-        ref = eager.model(**enc, output_attentions=True).attentions
-    for layer in range(6):
-        np.testing.assert_allclose(maps[layer], ref[layer][0].numpy(), atol=1e-5)
-
-
 def test_wrong_head_size_is_refused(base_clf):
     with pytest.raises(ValueError, match="model has 3 output labels, expected 2"):
         Classifier(base_clf.model, base_clf.tokenizer, ("a", "b"), base_clf.device)
@@ -103,7 +69,7 @@ def test_bf16_serving_copy_gives_autocast_numbers_and_follows_weight_changes(bas
     if autocast_dtype(torch.device("cpu")) is None:
         pytest.skip("this CPU has no native bf16")
     clf = Classifier(base_clf.model, base_clf.tokenizer, base_clf.labels, base_clf.device, precision="bf16")
-    enc = clf.encode(SENTENCES)
+    enc = clf.tokenizer(SENTENCES, padding=True, return_tensors="pt")
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         reference = clf.model(**enc).logits.float().numpy()
         served = clf.serving_model()(**enc).logits.float().numpy()
@@ -135,8 +101,8 @@ def test_bf16_serving_copy_gives_autocast_numbers_and_follows_weight_changes(bas
 
 def test_small_inputs_run_on_one_thread_large_ones_on_every_core(base_clf):
     before = torch.get_num_threads()
-    with base_clf.threads_for(30):
+    with base_clf.exclusive(30):
         assert torch.get_num_threads() == 1
-    with base_clf.threads_for(64 * 32):
+    with base_clf.exclusive(64 * 32):
         assert torch.get_num_threads() == base_clf.max_threads
     assert torch.get_num_threads() == before

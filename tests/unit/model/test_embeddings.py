@@ -10,7 +10,7 @@ import pytest
 
 from bertdemo.actions import presets
 from bertdemo.errors import BadInput
-from bertdemo.model import embeddings
+from bertdemo.model import embeddings, views
 from bertdemo.model.classifier import Classifier
 from bertdemo.ui import plots
 
@@ -20,9 +20,9 @@ SEED = "I encountered a bat when I went to buy a cricket bat."
 
 def test_batched_hidden_states_equal_single(base_clf):
     texts = ["A bat flew out of the cave at dusk.", SEED, "ok"]
-    batched = base_clf.hidden_states_batch(texts)
+    batched = views.hidden_states_batch(base_clf, texts)
     for text, hb in zip(texts, batched):  # order kept although batches are length-sorted
-        hs = base_clf.hidden_states(text)
+        hs = views.hidden_states(base_clf, text)
         assert hb.view.tokens == hs.view.tokens
         assert hb.states.shape == hs.states.shape  # (L+1, T, H): padding cut off
         np.testing.assert_allclose(hb.states, hs.states, atol=1e-4)
@@ -57,8 +57,8 @@ def test_occurrences_are_whole_words_case_insensitive(base_clf):
     assert [s.line_number for s in r.skipped] == [3]
     assert "not in it" in r.skipped[0].reason
     for o in r.occurrences:
-        assert base_clf.tokenize(o.sentence).tokens[o.start:o.end] == ["bat"]
-    assert r.vectors.shape == (base_clf.num_layers + 1, 3, 384)  # (L+1, N, H)
+        assert views.tokenize(base_clf, o.sentence).tokens[o.start:o.end] == ["bat"]
+    assert r.vectors.shape == (views.num_layers(base_clf) + 1, 3, 384)  # (L+1, N, H)
     assert r.similarity.shape == (3, 3)
     np.testing.assert_allclose(np.diag(r.similarity), 1.0, atol=1e-5)
     # the same word in the same sentence gets different vectors: not 1.0 beyond layer 0
@@ -70,7 +70,7 @@ def test_multi_piece_word_is_mean_pooled(base_clf):
     r = embeddings.compare(base_clf, texts, "echolocation", layer=3)
     assert r.pooled and r.pieces == ("echo", "##lo", "##cation")
     o = r.occurrences[1]
-    hs = base_clf.hidden_states(o.sentence)
+    hs = views.hidden_states(base_clf, o.sentence)
     np.testing.assert_allclose(r.vectors[3, 1], hs.states[3, o.start:o.end].mean(0), atol=1e-4)
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bertdemo.model import explain
+from bertdemo.model import explain, views
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_attention_map_mean_and_head(clf):
 
 
 def test_token_table_columns(clf):
-    t = explain.token_table(clf.tokenize("hi", pad_to=5))
+    t = explain.token_table(views.tokenize(clf, "hi", pad_to=5))
     assert list(t.columns) == ["position", "token", "id", "special", "attention_mask", "segment", "word"]
     assert t["token"].tolist() == ["[CLS]", "hi", "[SEP]", "[PAD]", "[PAD]"]
     assert t["attention_mask"].tolist() == [1, 1, 1, 0, 0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import sys
 import types
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ from bertdemo.config import packaged_model_path
 from bertdemo.db import versions
 from bertdemo.model.classifier import Classifier
 from bertdemo.training.accelerator import launch_state, shard_batches
-from bertdemo.training.config import TrainConfig, TrainingCancelled, TrainingError
+from bertdemo.training.config import TrainConfig, TrainingCancelled, TrainingData, TrainingError
 from bertdemo.training.loop import check_labels, fit, length_grouped_batches, param_groups, start_model
 from bertdemo.training.zerogpu import gpu_task
 from tests.support import LABELS, TINY_TRAIN
@@ -33,7 +34,7 @@ def data(tiny_csv):
     df = pd.read_csv(tiny_csv, keep_default_na=False).sample(frac=1, random_state=1)
     y = [LABELS.index(lab) for lab in df["label"]]
     texts = df["text"].tolist()
-    return texts[:60], y[:60], texts[60:90], y[60:90]
+    return TrainingData(texts[:60], y[:60], texts[60:90], y[60:90])
 
 
 @pytest.fixture
@@ -78,7 +79,7 @@ def test_check_labels_names_the_missing_class():
 
 def test_fit_reports_progress_history_and_metrics(clf, data):
     seen = []
-    r = fit(clf, *data, TWO_STEPS, on_progress=seen.append)
+    r = fit(clf, data, TWO_STEPS, on_progress=seen.append)
     assert [p.step for p in seen] == [1, 2] and seen[-1].total_steps == 2
     assert seen[-1].val_loss is not None and seen[-1].fraction == 1.0
     assert [h["step"] for h in r.history] == [1, 2] and "val_loss" in r.history[-1]
@@ -92,7 +93,7 @@ def test_frozen_encoder_trains_only_the_head(clf, data):
     enc_before = clf.model.base_model.embeddings.word_embeddings.weight.detach().clone()
     head = [p for n, p in clf.model.named_parameters() if n.startswith("classifier")]
     head_before = [p.detach().clone() for p in head]
-    fit(clf, *data, TrainConfig(**(TWO_STEPS.to_dict() | {"freeze_encoder": True, "evals_per_epoch": 1})))
+    fit(clf, data, TrainConfig(**(TWO_STEPS.to_dict() | {"freeze_encoder": True, "evals_per_epoch": 1})))
     assert torch.equal(enc_before, clf.model.base_model.embeddings.word_embeddings.weight)
     assert any(not torch.equal(a, b) for a, b in zip(head_before, head))
 
@@ -100,12 +101,12 @@ def test_frozen_encoder_trains_only_the_head(clf, data):
 def test_dropout_is_set_for_training_or_left_as_the_model_has_it(clf, data):
     rates = lambda: {m.p for m in clf.model.modules() if isinstance(m, torch.nn.Dropout)}  # noqa: E731
     assert rates() == {0.1}  # BERT's own
-    fit(clf, *data, TrainConfig(**(TWO_STEPS.to_dict() | {"dropout": None})))
+    fit(clf, data, TrainConfig(**(TWO_STEPS.to_dict() | {"dropout": None})))
     assert rates() == {0.1}
-    fit(clf, *data, TrainConfig(**(TWO_STEPS.to_dict() | {"dropout": 0.0})))
+    fit(clf, data, TrainConfig(**(TWO_STEPS.to_dict() | {"dropout": 0.0})))
     assert rates() == {0.0}
     clf.model.train()  # no dropout: two passes in training mode agree
-    batch = clf.tokenizer(data[0][:4], padding=True, return_tensors="pt")
+    batch = clf.tokenizer(data.texts[:4], padding=True, return_tensors="pt")
     with torch.no_grad():
         assert torch.equal(clf.model(**batch).logits, clf.model(**batch).logits)
     clf.model.eval()
@@ -133,7 +134,7 @@ def test_layer_wise_decay_slows_the_lower_layers_in_training(data):
     def change(decay):
         clf = start_model(str(packaged_model_path()), LABELS, "cpu", 32, TWO_STEPS)
         before = clf.model.bert.encoder.layer[0].output.dense.weight.detach().clone()
-        fit(clf, *data, TrainConfig(**(TWO_STEPS.to_dict() | {"layer_lr_decay": decay, "warmup_ratio": 0.0})))
+        fit(clf, data, TrainConfig(**(TWO_STEPS.to_dict() | {"layer_lr_decay": decay, "warmup_ratio": 0.0})))
         return (clf.model.bert.encoder.layer[0].output.dense.weight - before).abs().max().item()
 
     assert change(0.1) < change(1.0) / 100  # layer 0 of 6 learns at 0.1**6 of the top's rate
@@ -144,7 +145,7 @@ def test_layer_wise_decay_slows_the_lower_layers_in_training(data):
 def test_evaluations_are_spread_over_the_run_and_not_repeated_at_its_end(clf, data):
     # 60 examples in batches of 4: 15 steps; 2 evaluations per epoch: every 7 steps and at the end,
     # where step 14 would evaluate a second time one step before it
-    r = fit(clf, *data, TrainConfig(**(TWO_STEPS.to_dict() | {"batch_size": 4, "max_steps": None,
+    r = fit(clf, data, TrainConfig(**(TWO_STEPS.to_dict() | {"batch_size": 4, "max_steps": None,
                                                               "evals_per_epoch": 2})))
     assert [h["step"] for h in r.history if "val_loss" in h] == [7, 15]
 
@@ -163,20 +164,20 @@ def test_sample_weights_scale_each_examples_share_of_the_loss(data):
 
     def first_loss(weights):
         clf = start_model(str(packaged_model_path()), LABELS, "cpu", 32, one_step)  # the same head each time
-        return fit(clf, *data, one_step, sample_weights=weights).history[0]["train_loss"]
+        return fit(clf, replace(data, weights=weights), one_step).history[0]["train_loss"]
 
     plain = first_loss(None)
-    assert first_loss([1.0] * len(data[0])) == pytest.approx(plain, rel=1e-5)  # all 1: the plain mean
-    assert first_loss([0.5] * len(data[0])) == pytest.approx(plain, rel=1e-5)  # a weighted mean: the scale cancels
-    skewed = [1.0 if y == 0 else 0.01 for y in data[1]]
+    assert first_loss([1.0] * len(data.texts)) == pytest.approx(plain, rel=1e-5)  # all 1: the plain mean
+    assert first_loss([0.5] * len(data.texts)) == pytest.approx(plain, rel=1e-5)  # a weighted mean: the scale cancels
+    skewed = [1.0 if y == 0 else 0.01 for y in data.labels]
     assert abs(first_loss(skewed) - plain) > 1e-3
     with pytest.raises(ValueError, match="one weight above 0 per training example"):
-        fit(Classifier.load(packaged_model_path(), LABELS, precision="fp32"), *data, TWO_STEPS, sample_weights=[1.0])
+        fit(Classifier.load(packaged_model_path(), LABELS, precision="fp32"), replace(data, weights=[1.0]), TWO_STEPS)
 
 
 def test_should_stop_cancels(clf, data):
     with pytest.raises(TrainingCancelled, match="cancelled at step 0"):
-        fit(clf, *data, TWO_STEPS, should_stop=lambda: True)
+        fit(clf, data, TWO_STEPS, should_stop=lambda: True)
 
 
 def test_nan_loss_is_a_clear_error(clf, data, monkeypatch):
@@ -184,7 +185,7 @@ def test_nan_loss_is_a_clear_error(clf, data, monkeypatch):
     monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", lambda self, x, y: real(self, x, y) * float("nan"))
     serving = clf.amp_dtype
     with pytest.raises(TrainingError, match="training loss became nan at step 1.*serving model is unchanged"):
-        fit(clf, *data, TWO_STEPS)
+        fit(clf, data, TWO_STEPS)
     assert clf.amp_dtype == serving and not clf.model.training
 
 
@@ -194,7 +195,7 @@ def test_out_of_memory_is_a_clear_error(clf, data, monkeypatch):
 
     monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", oom)
     with pytest.raises(TrainingError, match="out of CPU memory with batch size 16 and max length 32; try a smaller"):
-        fit(clf, *data, TWO_STEPS)
+        fit(clf, data, TWO_STEPS)
 
 
 def test_other_runtime_errors_are_not_mistaken_for_oom(clf, data, monkeypatch):
@@ -203,7 +204,7 @@ def test_other_runtime_errors_are_not_mistaken_for_oom(clf, data, monkeypatch):
 
     monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", boom)
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        fit(clf, *data, TWO_STEPS)
+        fit(clf, data, TWO_STEPS)
 
 
 def test_gpu_task_wraps_with_spaces_gpu_only_when_spaces_is_importable(monkeypatch):
@@ -259,7 +260,7 @@ def test_cli_trains_and_registers_a_version(tmp_path, tiny_csv, monkeypatch):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_training_uses_mixed_precision(data):
     gpu = Classifier.load(packaged_model_path(), LABELS, device="cuda")
-    r = fit(gpu, *data, TrainConfig(**(TINY_TRAIN.to_dict() | {"max_steps": 3})))
+    r = fit(gpu, data, TrainConfig(**(TINY_TRAIN.to_dict() | {"max_steps": 3})))
     expected = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"  # fp16 runs with GradScaler
     assert r.device.startswith("cuda") and r.precision == expected
     assert np.isfinite(r.best_val_loss)

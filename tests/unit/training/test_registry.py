@@ -167,22 +167,24 @@ def test_a_folder_removed_while_serving_gives_a_message(two_versions, tmp_path, 
 def test_the_int8_gate_compares_on_the_validation_split_or_else_on_a_sample(trained_services, tmp_path):
     import shutil
 
-    from bertdemo.training import registry as registry_module
+    from bertdemo.training import files, serving
 
     data = tmp_path / "runtime"
     shutil.copytree(trained_services.settings.data_dir, data)
     services = Services.create(trained_services.settings.with_(data_dir=data))
     info = services.registry.active_version()
-    texts, y, on, calibration = services.registry.gate_set(info)
+    texts, y, on, calibration = serving.gate_set(services.engine, services.registry.folder(info), info.name,
+                                                 services.settings.labels)
     assert on == "the validation split of v1" and len(texts) == len(y) > 0
     assert calibration and not set(calibration) & set(texts)  # calibrated on other texts than it is gated on
-    (services.registry.folder(info) / registry_module.VALIDATION_FILE).unlink()  # a version saved without it
-    texts, y, on, calibration = services.registry.gate_set(info)
+    (services.registry.folder(info) / files.VALIDATION_FILE).unlink()  # a version saved without it
+    texts, y, on, calibration = serving.gate_set(services.engine, services.registry.folder(info), info.name,
+                                                 services.settings.labels)
     with Session(services.engine) as s:
         labelled = {t: lab for _i, t, lab in examples.labeled_examples(s)}
-    assert on == "a sample of the labelled examples" and 0 < len(texts) <= registry_module.GATE_SAMPLE
+    assert on == "a sample of the labelled examples" and 0 < len(texts) <= serving.GATE_SAMPLE
     assert [services.settings.labels[i] for i in y] == [labelled[t] for t in texts]
     if set(labelled) - set(texts):
         assert calibration and not set(calibration) & set(texts)
     else:  # the tiny sample is all in the gate set: nothing else to calibrate on but its texts
-        assert calibration == texts[:registry_module.CALIBRATION_SAMPLE]
+        assert calibration == texts[:serving.CALIBRATION_SAMPLE]

@@ -180,7 +180,7 @@ def test_a_death_between_saving_and_recording_keeps_the_version_and_closes_the_r
     monkeypatch.setattr(runner, "fit", lambda *_a, **_kw: result)  # the training itself is not the point
     monkeypatch.setattr(served.registry, "activate", killed)
     with pytest.raises(KeyboardInterrupt):
-        served.jobs._execute(served.jobs._open_run(QUICK, "t"), QUICK, "t", True)
+        served.jobs._execute(served.jobs.records.open(QUICK, "t"), QUICK, "t", True)
     monkeypatch.undo()
     [run_id] = [r.id for r in _all_runs(served) if r.status == "running"]
     restarted = Services.create(served.settings)
@@ -211,7 +211,7 @@ def test_a_death_while_rescoring_keeps_the_run_succeeded_and_the_next_start_resc
 
     monkeypatch.setattr(services.jobs, "rescore", dies)
     with pytest.raises(KeyboardInterrupt):
-        services.jobs._execute(services.jobs._open_run(QUICK, "system"), QUICK, "system", True)
+        services.jobs._execute(services.jobs.records.open(QUICK, "system"), QUICK, "system", True)
     assert outcome_during_rescore == ["succeeded"]  # durable before the re-scoring began
 
     restarted = Services.create(settings)
@@ -289,27 +289,27 @@ def test_imported_labels_weigh_their_crowd_confidence_and_a_persons_label_weighs
     conf = {text: meta["label_confidence"] for _i, text, _l, meta in rows}
     raw = TrainConfig(**(QUICK.to_dict() | {"keep_class_shares": False}))
     inputs = services.jobs.training_inputs(raw)
-    train_texts = inputs.split[0]
-    assert len(inputs.train_weights) == len(train_texts)
-    assert list(inputs.train_weights) == pytest.approx([conf[t] for t in train_texts])
-    assert inputs.train_weights.min() < 0.7 and inputs.train_weights.max() == 1.0  # the sample has unsure labels
+    train_texts = inputs.data.texts
+    assert len(inputs.data.weights) == len(train_texts)
+    assert list(inputs.data.weights) == pytest.approx([conf[t] for t in train_texts])
+    assert inputs.data.weights.min() < 0.7 and inputs.data.weights.max() == 1.0  # the sample has unsure labels
     # the default keeps each class's share: within a class the weights are the confidences over their mean
     shared = services.jobs.training_inputs(QUICK)
-    assert shared.split[0] == train_texts
+    assert shared.data.texts == train_texts
     for c in range(len(LABELS)):
-        cls = shared.split[1] == c
-        assert shared.train_weights[cls].sum() == pytest.approx(cls.sum(), rel=1e-5)
-        assert list(shared.train_weights[cls]) == pytest.approx(list(inputs.train_weights[cls] / inputs.train_weights[cls].mean()))
+        cls = shared.data.labels == c
+        assert shared.data.weights[cls].sum() == pytest.approx(cls.sum(), rel=1e-5)
+        assert list(shared.data.weights[cls]) == pytest.approx(list(inputs.data.weights[cls] / inputs.data.weights[cls].mean()))
     unsure = next((i, t, lab) for i, t, lab, meta in rows if meta["label_confidence"] < 0.7 and t in train_texts)
     with Session(services.engine) as s, s.begin():  # a person relabels it: their label weighs 1
         examples.set_label(s, unsure[0], next(x for x in LABELS if x != unsure[2]), "ann", "annotator", LABELS)
         assert unsure[0] not in examples.label_confidences(s, [unsure[0]])
     again = services.jobs.training_inputs(raw)
-    weight_of = dict(zip(again.split[0], again.train_weights))
+    weight_of = dict(zip(again.data.texts, again.data.weights))
     if unsure[1] in weight_of:  # (the new label may move it to the validation split)
         assert weight_of[unsure[1]] == 1.0
     plain = TrainConfig(**(QUICK.to_dict() | {"confidence_weighted": False, "general_weight": 1.0}))
-    assert services.jobs.training_inputs(plain).train_weights is None
+    assert services.jobs.training_inputs(plain).data.weights is None
 
 
 def test_the_general_tweets_weigh_general_weight_times_their_confidence(settings, tmp_path):
@@ -329,13 +329,13 @@ def test_the_general_tweets_weigh_general_weight_times_their_confidence(settings
     assert {dataset[t] for t in dataset} == {"airline", "general"}
 
     plain = TrainConfig(**(QUICK.to_dict() | {"confidence_weighted": False, "general_weight": 1.0}))
-    assert services.jobs.training_inputs(plain).train_weights is None  # general_weight 1, no confidence: no weights
+    assert services.jobs.training_inputs(plain).data.weights is None  # general_weight 1, no confidence: no weights
     half = services.jobs.training_inputs(TrainConfig(**(plain.to_dict() | {"general_weight": 0.5})))
-    got = dict(zip(half.split[0], half.train_weights))
+    got = dict(zip(half.data.texts, half.data.weights))
     assert {t: w for t, w in got.items()} == {t: (0.5 if dataset[t] == "general" else 1.0) for t in got}
     both = services.jobs.training_inputs(TrainConfig(**(QUICK.to_dict() | {"keep_class_shares": False})))
     assert TrainConfig().general_weight == 0.5  # the default
-    got = dict(zip(both.split[0], both.train_weights))
+    got = dict(zip(both.data.texts, both.data.weights))
     want = {t: (0.5 if dataset[t] == "general" else 1.0) * (conf[t] if conf[t] is not None else 1.0) for t in got}
     assert list(got.values()) == pytest.approx(list(want.values()))
     assert any(conf[t] is None for t in got if dataset[t] == "general")  # some general tweets have no crowd figure

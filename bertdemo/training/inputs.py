@@ -1,0 +1,75 @@
+"""What a run trains on, read from the database when it starts: the labelled examples with a final
+label, split into training and validation (stratified, grouped by dataset), the loss weights, and
+the model to start from. Writes nothing, so every process of a data-parallel launch can read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from bertdemo.config import Settings
+from bertdemo.datasets import stratified_split
+from bertdemo.db import examples
+from bertdemo.db.decisions import awaiting_adjudication
+from bertdemo.training.config import TrainConfig, TrainingData, TrainingError
+from bertdemo.training.loop import check_labels
+from bertdemo.training.registry import Registry
+from bertdemo.training.weights import example_weights
+
+MIN_EXAMPLES = 20
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingInputs:
+    """What one run trains on."""
+
+    snapshot: list[tuple[int, str, str]]  # (example id, text, label) of every labelled example trained on
+    data: TrainingData  # the split, with each training example's loss weight (TrainConfig.confidence_weighted,
+    # general_weight) or None: all 1
+    source: str  # the start model: the base encoder's source or the active version's folder
+    start_name: str  # "the base encoder" or the active version's name, for messages
+    awaiting: int = 0  # labelled items left out: their annotators disagree and no admin decided yet
+    val_datasets: tuple[str | None, ...] = ()  # the dataset of each validation example, in split order
+
+    def validation_rows(self, labels: tuple[str, ...]) -> list[tuple[str, str]]:
+        """The validation split as (text, label name) rows (saved beside the version)."""
+        return [(t, labels[int(i)]) for t, i in zip(self.data.val_texts, self.data.val_labels)]
+
+
+def read_inputs(settings: Settings, engine: Engine, registry: Registry, config: TrainConfig) -> TrainingInputs:
+    """Read and check what a run with `config` trains on (TrainingError saying what to do when it
+    cannot run: too few labels, a class without examples, no active version to start from)."""
+    labels = settings.labels
+    with Session(engine) as s:
+        snapshot = examples.labeled_examples(s)
+        contested = set(awaiting_adjudication(s))
+        dataset_of = examples.datasets_of(s, [row[0] for row in snapshot])
+        confidence = examples.label_confidences(s, [row[0] for row in snapshot]) if config.confidence_weighted else {}
+    # the final label: an adjudicated item trains on the admin's label (its current one); an item
+    # whose annotators disagree and that nobody adjudicated yet has no final label: left out
+    before = len(snapshot)
+    snapshot = [row for row in snapshot if row[0] not in contested]
+    if len(snapshot) < MIN_EXAMPLES:
+        raise TrainingError(f"Training needs at least {MIN_EXAMPLES} labelled examples; "
+                            f"the database has {len(snapshot)}. Label or import more first.")
+    y = np.array([labels.index(lab) for _i, _t, lab in snapshot])
+    check_labels(y, labels, min_per_class=2)
+    texts = [t for _i, t, _l in snapshot]
+    groups = [dataset_of.get(i) for i, _t, _l in snapshot]
+    tr, va = stratified_split(y, config.val_fraction, config.seed, groups)
+    source, start_name = settings.model_source, "the base encoder"
+    if config.init_from == "active":
+        current = registry.active_version()
+        if current is None:
+            raise TrainingError("'Start from the active version' needs an active version; "
+                                "there is none yet. Start from the base encoder instead.")
+        source, start_name = str(registry.folder(current)), current.name
+    weights = None
+    if confidence or config.general_weight != 1.0:
+        weights = example_weights([confidence.get(snapshot[i][0]) for i in tr], [groups[i] for i in tr], y[tr],
+                                  config.general_weight, config.keep_class_shares)
+    data = TrainingData([texts[i] for i in tr], y[tr], [texts[i] for i in va], y[va], weights)
+    return TrainingInputs(snapshot, data, source, start_name, before - len(snapshot), tuple(groups[i] for i in va))
