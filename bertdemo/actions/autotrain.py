@@ -48,23 +48,24 @@ class AutoRetrain:
         return n
 
     def pending(self) -> tuple[int, int]:
-        """(label changes since the count started, N)."""
+        """(distinct examples people relabelled since the count started, N)."""
         with Session(self.engine) as s:
             every = int(leases.get_setting(s, EVERY_KEY, 0))  # type: ignore[arg-type]
             if not every:
                 return 0, 0
-            return examples.human_events_since(s, int(leases.get_setting(s, MARK_KEY, 0))), every  # type: ignore[arg-type]
+            return examples.examples_changed_since(s, int(leases.get_setting(s, MARK_KEY, 0))), every  # type: ignore[arg-type]
 
     def after_labels(self) -> int | None:
-        """Start a run when N label changes were made since the count started; the run's id or None."""
+        """Start a run when people changed the labels of N distinct examples since the count started
+        (flipping one example back and forth counts once); the run's id or None."""
         done, every = self.pending()
         if not every or done < every or self.services.jobs.status().running:
             return None
         with Session(self.engine) as s, s.begin():
             leases.set_setting(s, MARK_KEY, examples.newest_event_id(s), USER)
             start_from = "active" if self.services.registry.active_version() else "base"
-        reason = (f"started automatically after {done:,} new labels (the admin setting: retrain every "
-                  f"{every:,} labels)")
+        reason = (f"started automatically after {done:,} examples were relabelled (the admin setting: retrain "
+                  f"every {every:,} labels)")
         config = TrainConfig(epochs=1 if start_from == "active" else self.services.settings.initial_epochs,
                              init_from=start_from)
         try:

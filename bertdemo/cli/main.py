@@ -5,6 +5,7 @@
     bertdemo users add NAME     manage accounts
     bertdemo migrate current    run Alembic commands on the configured database
     bertdemo backup create DIR  back up the database and model versions (also verify, restore)
+    bertdemo review v1 v2       review a candidate version against a baseline; exit 1 if the gate fails
 
 Each command is also a module of its own (`python -m bertdemo.cli.train`), which is what
 `accelerate launch -m bertdemo.cli.train` needs.
@@ -22,6 +23,7 @@ COMMANDS = {
     "users": ("bertdemo.cli.users", "add and list accounts"),
     "migrate": ("bertdemo.cli.migrate", "Alembic commands on the configured database (upgrade, current, ...)"),
     "backup": ("bertdemo.cli.backup", "back up the data directory while the app runs; verify; restore"),
+    "review": ("bertdemo.cli.review", "review candidate vB against baseline vA: slices, flips, behaviour, the gate"),
 }
 
 

@@ -253,10 +253,11 @@ def human_events(s: Session, example_ids: Sequence[int] | None = None
     return sorted(tuple(r) for r in rows_where_in(s, q, LabelEvent.example_id, example_ids))  # type: ignore[misc]
 
 
-def human_events_since(s: Session, event_id: int) -> int:
-    """How many label changes people made after history row `event_id`."""
-    q = select(func.count()).select_from(LabelEvent).where(LabelEvent.id > event_id,
-                                                          LabelEvent.source.in_(HUMAN_SOURCES))
+def examples_changed_since(s: Session, event_id: int) -> int:
+    """How many distinct examples people changed after history row `event_id` (one example
+    relabelled back and forth ten times counts once)."""
+    q = select(func.count(func.distinct(LabelEvent.example_id))).where(LabelEvent.id > event_id,
+                                                                       LabelEvent.source.in_(HUMAN_SOURCES))
     return s.scalar(q) or 0
 
 
@@ -363,3 +364,17 @@ def export_rows(s: Session) -> list[tuple]:
     q = select(E.id, E.external_id, E.raw_text, E.text, E.label, E.updated_by, E.updated_at, E.source,
                E.dataset).order_by(E.id)
     return [tuple(r) for r in s.execute(q)]
+
+
+PERSON_SOURCES = ("annotator", "undo", "suggestion", "adjudication", "bulk")  # a label a person set here
+
+
+def review_rows(s: Session, texts: Sequence[str]) -> dict[str, tuple[int, str, str | None, bool]]:
+    """By cleaned text: (example id, raw text, dataset, whether a person changed its label here) of
+    the examples holding `texts` (a version's validation split, saved as cleaned texts)."""
+    q = select(Example.text, Example.id, Example.raw_text, Example.dataset)
+    rows = {t: (i, raw, ds) for t, i, raw, ds in rows_where_in(s, q, Example.text, list(texts))}
+    ids = [i for i, _raw, _ds in rows.values()]
+    changed = {i for (i,) in rows_where_in(s, select(LabelEvent.example_id).where(
+        LabelEvent.source.in_(PERSON_SOURCES)), LabelEvent.example_id, ids)}
+    return {t: (i, raw, ds, i in changed) for t, (i, raw, ds) in rows.items()}

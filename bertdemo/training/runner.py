@@ -21,6 +21,7 @@ from bertdemo.errors import Busy, UserError
 from bertdemo.model import vectors
 from bertdemo.model.classifier import Classifier
 from bertdemo.training import serving
+from bertdemo.training.comparison import compare, review_set
 from bertdemo.training.config import FitResult, TrainConfig, TrainingCancelled, TrainingError
 from bertdemo.training.evaluation import evaluate
 from bertdemo.training.inputs import TrainingInputs, read_inputs
@@ -166,11 +167,14 @@ class JobRunner:
             result = self.evaluate(clf, inputs, result)
             log.info("run %d finished: macro-F1 %.4f\n%s", run_id, result.macro_f1, result.report)
             info = self._save(run_id, clf, result, config, user, inputs)
+            refused = self._review(info, clf, result) if activate else None
+            serve = activate and refused is None
             done = (f"Version {info.name} saved (macro-F1 {result.macro_f1:.4f})"
-                    + (" and now serving." if activate else ".")
+                    + (" and now serving." if serve else ".")
+                    + (f" Not served: {refused} An admin may still activate it in Versions." if refused else "")
                     + (f" {inputs.awaiting} labelled items await adjudication (their annotators disagree) "
                        "and were left out." if inputs.awaiting else ""))
-            if activate:
+            if serve:
                 self._serve(run_id, info, clf, user, done)
             records.finish(run_id, "succeeded", done, info.id)
         except TrainingCancelled as exc:
@@ -213,6 +217,23 @@ class JobRunner:
         serving.reset_precision(clf, self.settings.serving)  # serve as a freshly loaded version would
         self.records.update(version_name=info.name)
         return info
+
+    def _review(self, info: VersionInfo, clf: Classifier, result: FitResult) -> str | None:
+        """The activation gate before a version serves by itself (training/comparison.py): the new
+        version against the serving one on its validation split, and the behaviour suite. None when
+        it may serve (or nothing serves yet: the first version has no baseline), else the sentence
+        naming the checks that failed. The comparison's report joins the run's report."""
+        active = self.registry.active_version()
+        if active is None:
+            return None
+        self.records.update(phase="reviewing", message=f"Comparing {info.name} with the serving {active.name}: "
+                                                       "slices with intervals, behaviour tests")
+        labels = self.settings.labels
+        rs = review_set(self.engine, self.registry.folder(info), info.name, labels)
+        c = compare((active.name, self.registry.active().predict_proba), (info.name, clf.predict_proba), rs, labels)
+        self.records.update(report=result.report.rstrip() + "\n\n" + c.report() + "\n")
+        return None if c.gate.passed else f"the activation gate failed against {active.name}: " + \
+            "; ".join(c.gate.failed) + "."
 
     def _serve(self, run_id: int, info: VersionInfo, clf: Classifier, user: str, done: str) -> None:
         self.registry.activate(info.id, clf, user=user, reason=f"served when trained (run #{run_id})")

@@ -64,10 +64,12 @@ class TeamHandlers:
 
     @guarded
     def set_retrain_every(self, labels_between_runs: float, request: gr.Request = None) -> str:  # type: ignore[assignment]
-        """Start a training run in the background after every N new labels (0 = off, else 10 to
-        1,000,000; admins only). Counting starts now."""
+        """Start a training run in the background once people relabelled N distinct examples (0 = off,
+        else 10 to 1,000,000; admins only). Counting starts now. The new version serves only if it
+        passes the activation gate against the serving one."""
         n = self.autotrain.set_every(labels_between_runs, user_of(request))
-        return f"A training run starts after every {n:,} new labels." if n else "Automatic retraining is off."
+        return (f"A training run starts each time {n:,} distinct examples were relabelled." if n
+                else "Automatic retraining is off.")
 
     @guarded
     def set_guidelines(self, guidelines: str, request: gr.Request = None) -> str:  # type: ignore[assignment]
@@ -148,8 +150,9 @@ def settings_layout(handlers: TeamHandlers) -> list:
         every_btn = gr.Button("Set", elem_id="team-retrain-set")
     message = gr.Markdown("With 2 or more annotations per item, each item goes to that many different "
                           "people before it leaves the queues: what makes the agreement below meaningful. "
-                          "Retrain every N: after N new labels a training run starts in the background "
-                          "(the Train tab says why).", elem_id="annot-overlap-msg")
+                          "Retrain every N: once N distinct examples were relabelled, a training run starts in "
+                          "the background (the Train tab says why); it serves only if it passes the "
+                          "activation gate.", elem_id="annot-overlap-msg")
     with gr.Accordion("Labelling guidelines (shown beside every example; Markdown)", open=False):
         guide = gr.Textbox(handlers.notes.guidelines(), lines=8, label="Guidelines", elem_id="team-guidelines")
         guide_btn = gr.Button("Save the guidelines", elem_id="team-guidelines-save")

@@ -193,17 +193,23 @@ def test_retrain_every_n_labels_starts_one_run_that_says_why(team):
     jobs = FakeJobs()
     team.autotrain.services = type("S", (), {"jobs": jobs, "registry": team.labelling.services.registry,
                                              "settings": team.labelling.services.settings})()
+    seed(team.labelling.services, [(f"another tweet {i}", None) for i in range(6)])  # 12 in all
     team.autotrain.set_every(10, "boss")
     ids = team.labelling.queue_ids("unlabeled")
-    for n in range(9):
+    for n in range(12):  # one example flipped back and forth counts once: 6 examples so far
         item = team.labelling.item(ids[n % 6])
         team.labelling.save_label(item.id, ["negative", "positive"][n % 2], item.version, "boss")
+    assert jobs.started == [] and team.autotrain.pending() == (6, 10)
+    for n in range(6, 9):
+        item = team.labelling.item(ids[n])
+        team.labelling.save_label(item.id, "positive", item.version, "boss")
     assert jobs.started == [] and team.autotrain.pending() == (9, 10)
-    item = team.labelling.item(ids[0])
+    item = team.labelling.item(ids[9])
     team.labelling.save_label(item.id, "neutral", item.version, "boss")
     assert len(jobs.started) == 1
     config, user, reason = jobs.started[0]
-    assert user == "auto-retrain" and "after 10 new labels" in reason and config.init_from == "base"
+    assert user == "auto-retrain" and config.init_from == "base"
+    assert reason == "started automatically after 10 examples were relabelled (the admin setting: retrain every 10 labels)"
     assert team.autotrain.pending() == (0, 10)
 
 
@@ -221,12 +227,13 @@ def test_the_train_tab_shows_why_a_run_started(team):
 def test_an_automatic_run_records_its_reason_even_when_it_fails(team):
     from bertdemo.actions.train import TrainingActions
 
+    seed(team.labelling.services, [(f"another tweet {i}", None) for i in range(6)])  # 12 in all
     team.autotrain.set_every(10, "boss")
     ids = team.labelling.queue_ids("unlabeled")
     for n in range(10):
-        item = team.labelling.item(ids[n % 6])
+        item = team.labelling.item(ids[n])
         team.labelling.save_label(item.id, ["negative", "positive"][n % 2], item.version, "boss")
     status = team.labelling.services.jobs.wait(60)
-    assert status.state == "failed" and "at least 20 labelled examples" in status.message  # 6 examples
-    assert status.reason.startswith("started automatically after 10 new labels")
+    assert status.state == "failed" and "at least 20 labelled examples" in status.message  # 10 examples
+    assert status.reason.startswith("started automatically after 10 examples were relabelled")
     assert TrainingActions(team.labelling.services).status().reason == status.reason

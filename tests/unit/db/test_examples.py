@@ -176,7 +176,7 @@ def test_batches_comments_and_decisions_on_every_backend(engine):
         assert examples.states(s, [1, 3, 99]) == {1: (1, "positive"), 3: (2, "positive")}
         assert awaiting_adjudication(s) == [3]  # ann and bob disagree; a bulk label is nobody's decision
         assert comments.by_example(s) == {3: [("ann", "sarcasm? 🙃")]}
-        assert examples.human_events_since(s, 0) == 4
+        assert examples.examples_changed_since(s, 0) == 3  # 4 changes, of 3 examples
     with Session(engine) as s, s.begin():
         examples.set_label(s, 3, "neutral", "boss", "adjudication", LABELS)
     with Session(engine) as s:

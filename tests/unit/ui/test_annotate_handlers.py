@@ -151,9 +151,9 @@ def test_a_bulk_label_through_the_adapter_counts_towards_retrain_every_n(adapter
                                                  "settings": services.settings})()
     handlers = corpus_map.MapHandlers(adapters.map, adapters.bulk)
     handlers.label_examples(list(ids.values()), "negative", None)  # 4 change (airline one is negative already)
-    assert jobs.started == [] and adapters.autotrain.pending() == (7, 10)
-    handlers.label_examples(list(ids.values()), "positive", None)  # 5 more: 12
-    assert jobs.started == ["started automatically after 12 new labels (the admin setting: retrain every 10 labels)"]
+    assert jobs.started == [] and adapters.autotrain.pending() == (4, 10)  # distinct examples: the 3, and 1 more
+    handlers.label_examples(list(ids.values()), "positive", None)  # all 5 change: 5 distinct examples in all
+    assert jobs.started == [] and adapters.autotrain.pending() == (5, 10)  # relabelling the same rows counts once
 
 
 # ------------------------------------------------------------------------- panels' tables
