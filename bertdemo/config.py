@@ -43,6 +43,7 @@ class Settings:
     max_chars: int = 2000  # texts longer than this are refused with a clear message
     device: str = "auto"  # auto = CUDA when present, else CPU
     max_upload_mb: float = 20.0  # batch-prediction and import CSV size cap
+    max_csv_rows: int = 20_000  # rows one batch-prediction CSV may hold (~2.5 min of CPU here); more: split it
     initial_epochs: float = 1.0  # the first-start fine-tune that makes version 1 (on every bundled dataset)
     lease_minutes: float = 5.0  # how long an example handed to a person stays theirs without a save
     bootstrap: bool = True  # import the bundled data and train version 1 on first start
@@ -65,6 +66,8 @@ class Settings:
             raise ValueError(f"device must be one of {DEVICES} or 'cuda:N', got {self.device!r}")
         if self.max_upload_mb <= 0:
             raise ValueError(f"max_upload_mb must be positive, got {self.max_upload_mb!r}")
+        if self.max_csv_rows < 1:
+            raise ValueError(f"max_csv_rows must be positive, got {self.max_csv_rows!r}")
         if self.initial_epochs <= 0:
             raise ValueError(f"initial_epochs must be positive, got {self.initial_epochs!r}")
         if not self.datasets or any(d not in BUNDLED_NAMES for d in self.datasets):
@@ -122,6 +125,8 @@ class Settings:
             kw["device"] = env["BERTDEMO_DEVICE"].strip().lower()
         if env.get("BERTDEMO_MAX_UPLOAD_MB"):
             kw["max_upload_mb"] = num("BERTDEMO_MAX_UPLOAD_MB", float)
+        if env.get("BERTDEMO_MAX_CSV_ROWS"):
+            kw["max_csv_rows"] = num("BERTDEMO_MAX_CSV_ROWS", int)
         if env.get("BERTDEMO_INITIAL_EPOCHS"):
             kw["initial_epochs"] = num("BERTDEMO_INITIAL_EPOCHS", float)
         if env.get("BERTDEMO_LEASE_MINUTES"):

@@ -6,6 +6,10 @@ import codecs
 import csv
 import io
 import os
+import shutil
+import tempfile
+import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,3 +173,25 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     # CRLF line ends (RFC 4180): the csv writer then quotes every cell holding \r or \n, which
     # with a bare \n it does not do for \r (a lone \r would split the row in a spreadsheet)
     safe.to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
+
+
+DOWNLOADS = Path(tempfile.gettempdir()) / "bertdemo-downloads"  # files handed to a person's browser
+DOWNLOAD_KEEP_S = 600.0
+
+
+def download_path(filename: str, root: Path = DOWNLOADS, keep_s: float = DOWNLOAD_KEEP_S) -> Path:
+    """A new path named `filename` (in a folder of its own) for a file a person downloads. The folders
+    of earlier downloads older than `keep_s` are removed first, so exports and batch predictions do
+    not pile up: Gradio copies a returned file into its own cache as it answers, so ours is needed
+    only for that moment (the cache itself is cleaned by ui/demo.py's delete_cache)."""
+    root.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - keep_s
+    for old in root.iterdir():
+        try:
+            if old.is_dir() and not old.is_symlink() and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except FileNotFoundError:  # another request removed it first
+            continue
+    folder = root / uuid.uuid4().hex
+    folder.mkdir()
+    return folder / filename

@@ -23,7 +23,7 @@ from bertdemo.actions.distribution import REVIEW_QUEUES, WorkDistribution
 from bertdemo.actions.notes import Notes
 from bertdemo.db import examples, versions
 from bertdemo.db.models import LabelEvent
-from bertdemo.errors import BadInput, Conflict, NotReady
+from bertdemo.errors import BadInput, Conflict, Forbidden, NotReady
 from bertdemo.model.label_noise import find_suspicious
 from bertdemo.services import Services
 from bertdemo.validate import choice, id_list, row_version, search_text, short
@@ -248,9 +248,12 @@ class Labelling:
             raise BadInput(f"The model suggests {score.predicted!r} for example {example_id}, not {label!r}.")
 
     def undo(self, example_id: int, username: str | None, version: int | None = None) -> Saved:
-        """Restore the label before the row's newest change, as a new history row (source 'undo')."""
+        """Restore the label before the row's newest change, as a new history row (source 'undo').
+        Who may: an annotator only when that newest change is their own (and not an adjudication);
+        an admin any change. A bulk label's rows are undone as their batch, never one by one."""
         example_id, version = validate.example_id(example_id), row_version(version)
         who = self.user(username)
+        admin = auth.role_of(self.engine, username) == "admin"  # everyone is, without accounts
         with Session(self.engine) as s, s.begin():
             examples.get(s, example_id)
             last = examples.latest_event(s, example_id)
@@ -260,6 +263,7 @@ class Labelling:
                 raise Conflict(
                     f"Example {example_id} was changed by {last.user} (now {last.label!r}) after your "
                     "change; reload it and decide again.")
+            _may_undo(last, who, admin)
             ev = examples.set_label(s, example_id, last.previous_label, who, "undo", self.labels,
                                     expected_version=last.version)
             self._work.undone(s, example_id, last.user, who)
@@ -291,3 +295,17 @@ class Labelling:
         return pd.DataFrame([(i, t, lab or "", who or "", at.strftime("%Y-%m-%d %H:%M") if at else "", v,
                               p or "", round(c, 3) if c is not None else None)
                              for i, t, lab, who, at, v, p, c in rows], columns=TABLE_COLUMNS)
+
+
+def _may_undo(last: LabelEvent, who: str, admin: bool) -> None:
+    """Forbidden unless `who` may undo `last`, an example's newest change (see Labelling.undo)."""
+    if last.source == "bulk":
+        raise Forbidden(f"Example {last.example_id} was last changed by a bulk label; undo the whole batch where "
+                        "it was made (the map or the similar examples), not one row of it.")
+    if admin:
+        return
+    if last.source == "adjudication":
+        raise Forbidden(f"Example {last.example_id}'s label is an adjudication; only admins may undo it.")
+    if last.user != who:
+        raise Forbidden(f"Example {last.example_id} was last changed by {last.user}; you may undo only your own "
+                        "changes (an admin may undo any).")

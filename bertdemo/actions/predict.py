@@ -4,14 +4,13 @@ plain Python values out. Tested without Gradio; the UI only turns UserErrors int
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from bertdemo.datasets import read_csv, write_csv
+from bertdemo.datasets import download_path, read_csv, write_csv
 from bertdemo.errors import BadInput
 from bertdemo.model import explain, views
 from bertdemo.model.classifier import Classifier
@@ -167,6 +166,11 @@ class PredictActions:
     def predict_csv(self, path: str) -> CsvResult:
         t0 = time.perf_counter()
         table = read_csv(path, int(self.settings.max_upload_mb * 2**20))
+        limit = self.settings.max_csv_rows
+        if len(table.frame) > limit:  # bounded work per request: 2,000 rows take ~15 s of both cores here
+            raise BadInput(f"The file has {len(table.frame):,} rows; one batch prediction takes at most {limit:,} "
+                           "(BERTDEMO_MAX_CSV_ROWS). Split the file, or score it from Python with "
+                           "bertdemo.actions.predict.PredictActions.predict_csv on your own machine.")
         clf = self.model()
         frame = table.frame
         cleaned, problems = zip(*(try_clean(t, self.settings.max_chars) for t in frame[table.text_column]))
@@ -182,7 +186,7 @@ class PredictActions:
             for j, lab in enumerate(clf.labels):
                 out.loc[out.index[ok], f"p_{lab}"] = probs[:, j].round(5)
         stem = Path(path).stem[:60] or "upload"
-        dest = Path(tempfile.mkdtemp(prefix="bertdemo-")) / f"{stem}-predictions.csv"
+        dest = download_path(f"{stem}-predictions.csv")
         write_csv(out, dest)
         counts = {lab: int((out["predicted_label"] == lab).sum()) for lab in clf.labels}
         return CsvResult(path=str(dest), rows=len(frame), predicted=len(ok), problems=len(frame) - len(ok),

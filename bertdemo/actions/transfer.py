@@ -4,16 +4,14 @@ comments. No Gradio here."""
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 from sqlalchemy.orm import Session
 
 from bertdemo import auth
 from bertdemo.actions.notes import Notes
-from bertdemo.datasets import CSVError, read_csv, write_csv
+from bertdemo.datasets import CSVError, download_path, read_csv, write_csv
 from bertdemo.db import examples
 from bertdemo.db.examples import NewExample
 from bertdemo.db.models import text_key
@@ -113,6 +111,6 @@ class ImportExport:
     def export_csv(self, username: str | None) -> str:
         """Every example with its current label, annotator and number of changes; formula-safe."""
         auth.current_user(self.engine, username)  # Forbidden when accounts exist and nobody signed in
-        dest = Path(tempfile.mkdtemp(prefix="bertdemo-export-")) / "bertdemo-labels.csv"
+        dest = download_path("bertdemo-labels.csv")
         write_csv(self.export_frame(), dest)
         return str(dest)

@@ -78,11 +78,15 @@ def launch_options(services: Services) -> dict:
         # sign-in only when accounts exist (`bertdemo users add NAME`); else single-user local mode
         "auth": gradio_auth(services.engine),
         "auth_message": f"bertdemo: sign in to annotate. {auth.SIGNIN_NOTICE}",
+        # Gradio's /monitoring dashboard would let any visitor make the server print its access key
+        "enable_monitoring": False,
     }
 
 
 def build_demo(services: Services) -> gr.Blocks:
-    with gr.Blocks(title="bertdemo") as demo:
+    # delete_cache: the files Gradio copied to answer downloads (exports, batch predictions) and
+    # uploads are removed hourly once an hour old, instead of piling up until a restart
+    with gr.Blocks(title="bertdemo", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# {TITLE}")
         status = gr.Markdown(status_line(services), elem_id="status-line")
         timer = gr.Timer(2.0)

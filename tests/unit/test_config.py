@@ -18,13 +18,14 @@ def test_from_env_reads_every_variable(tmp_path):
         "BERTDEMO_MODEL": "bert-base-uncased", "BERTDEMO_DATA_DIR": str(tmp_path),
         "BERTDEMO_DB_URL": "postgresql://u@localhost/db", "BERTDEMO_LABELS": "bad, good",
         "BERTDEMO_MAX_LENGTH": "256", "BERTDEMO_DEVICE": "CPU", "BERTDEMO_BOOTSTRAP": "0",
-        "BERTDEMO_MAX_UPLOAD_MB": "5", "BERTDEMO_INITIAL_EPOCHS": "0.5",
+        "BERTDEMO_MAX_UPLOAD_MB": "5", "BERTDEMO_INITIAL_EPOCHS": "0.5", "BERTDEMO_MAX_CSV_ROWS": "500",
     })
     assert s.model_source == "bert-base-uncased"
     assert s.data_dir == tmp_path.resolve()
     assert s.database_url == "postgresql://u@localhost/db"
     assert s.labels == ("bad", "good")
     assert (s.max_length, s.device, s.bootstrap, s.max_upload_mb, s.initial_epochs) == (256, "cpu", False, 5.0, 0.5)
+    assert s.max_csv_rows == 500
 
 
 def test_empty_environment_gives_defaults():
@@ -35,6 +36,7 @@ def test_empty_environment_gives_defaults():
     ({"BERTDEMO_MAX_LENGTH": "lots"}, "BERTDEMO_MAX_LENGTH must be a int, got 'lots'"),
     ({"BERTDEMO_MAX_LENGTH": "4"}, "max_length must be in [8, 512], got 4"),
     ({"BERTDEMO_DEVICE": "tpu"}, "device must be one of"),
+    ({"BERTDEMO_MAX_CSV_ROWS": "0"}, "max_csv_rows must be positive, got 0"),
     ({"BERTDEMO_LABELS": "only"}, "labels must be at least two"),
     ({"BERTDEMO_LABELS": "a,a"}, "labels must be at least two distinct"),
 ])

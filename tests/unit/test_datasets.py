@@ -1,11 +1,14 @@
+import os
 import re
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from bertdemo.config import BUNDLED_DATASET
-from bertdemo.datasets import CSVError, csv_safe, load_bundled, read_csv, stratified_split, write_csv
+from bertdemo.datasets import (CSVError, csv_safe, download_path, load_bundled, read_csv, stratified_split,
+                               write_csv)
 
 MB = 2**20
 
@@ -200,3 +203,25 @@ def test_the_split_holds_out_each_dataset_in_its_own_proportion():
     tr, va = stratified_split(y, 0.1, 0, groups)
     assert len(va) == 60 and sum(1 for i in va if groups[i] == "general") == 15
     assert not set(tr) & set(va)
+
+
+def test_download_files_are_removed_once_served_and_old(tmp_path):
+    first = download_path("bertdemo-labels.csv", root=tmp_path)
+    first.write_text("id,label\n")
+    second = download_path("bertdemo-labels.csv", root=tmp_path)  # the same name, its own folder
+    assert first.parent != second.parent and first.parent.parent == second.parent.parent == tmp_path
+    assert first.exists()  # younger than keep_s: a download may still be in flight
+    old = time.time() - 3600
+    os.utime(first.parent, (old, old))
+    third = download_path("predictions.csv", root=tmp_path)
+    assert not first.parent.exists() and second.parent.exists() and third.parent.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([second.parent.name, third.parent.name])
+
+
+def test_exports_and_batch_predictions_are_written_under_the_downloads_folder():
+    import inspect
+
+    from bertdemo.actions import predict, transfer
+    for module in (predict, transfer):  # never a tempfile.mkdtemp of their own, which nothing removes
+        source = inspect.getsource(module)
+        assert "download_path(" in source and "mkdtemp" not in source, module.__name__

@@ -97,11 +97,12 @@ def test_with_overlap_two_both_annotations_are_kept_without_a_conflict(team):
 
 
 def test_someone_elses_undo_puts_the_item_back_for_the_team(team):
-    """ann labels an item, bob undoes her change: the item is unlabelled and not done by anyone,
-    so the Unlabeled queue hands it out again (it was stuck 'finished' before)."""
+    """ann labels an item, an admin undoes her change: the item is unlabelled and not done by
+    anyone, so the Unlabeled queue hands it out again (it was stuck 'finished' before). (An
+    annotator may not undo ann's change: tests/unit/actions/test_ownership.py.)"""
     item = team.labelling.next_item("unlabeled", "", [], "ann")
     team.labelling.save_label(item.id, "negative", item.version, "ann")
-    team.labelling.undo(item.id, "bob")
+    team.labelling.undo(item.id, "boss")
     assert item.id in team.labelling.queue_ids("unlabeled")
     assert team.labelling.next_item("unlabeled", "", [], "cid").id == item.id
 

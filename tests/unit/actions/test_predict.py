@@ -1,5 +1,7 @@
 """The Predict tab's adapters, with every bad input the issue lists."""
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 
@@ -150,3 +152,14 @@ def test_predict_csv_50_mb_is_refused_before_parsing(actions, tmp_path):
 def test_no_model_yet_says_training_is_running(services):
     with pytest.raises(NoModelError, match="No model version is active"):
         PredictActions(services).predict("hello")
+
+
+def test_predict_csv_over_the_row_cap_is_refused_with_what_to_do(trained_services, tmp_path):
+    capped = PredictActions(replace(trained_services, settings=trained_services.settings.with_(max_csv_rows=3)))
+    src = tmp_path / "five.csv"
+    pd.DataFrame({"text": [f"flight {i}" for i in range(5)]}).to_csv(src, index=False)
+    with pytest.raises(BadInput, match=r"The file has 5 rows; one batch prediction takes at most 3 "
+                                       r"\(BERTDEMO_MAX_CSV_ROWS\)\. Split the file"):
+        capped.predict_csv(str(src))
+    src.write_text("text\nflight 1\nflight 2\nflight 3\n")
+    assert capped.predict_csv(str(src)).rows == 3  # at the cap: scored

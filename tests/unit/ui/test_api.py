@@ -61,3 +61,10 @@ def test_internal_endpoints_are_not_public(api_info):
         "serve_when_trained"]
     assert [p["parameter_name"] for p in api_info["/explain"]["parameters"]] == [
         "text", "target_class", "merge_wordpieces"]
+
+
+def test_the_monitoring_dashboard_is_off_and_the_cache_is_cleaned(services):
+    from bertdemo.ui.demo import build_demo, launch_options
+
+    assert launch_options(services)["enable_monitoring"] is False  # /monitoring would print the server's key
+    assert build_demo(services).delete_cache == (3600, 3600)
