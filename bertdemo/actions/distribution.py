@@ -95,6 +95,11 @@ class WorkDistribution:
         mine = leases.held_by(s, example_id, user, now())
         return mine is not None and not mine.done and int(leases.get_setting(s, OVERLAP_KEY, 1)) > 1
 
+    def is_independent(self, example_id: int, user: str) -> bool:
+        """`independent`, in a session of its own: may the item be shown blind to `user`?"""
+        with Session(self.engine) as s:
+            return self.independent(s, example_id, user)
+
     def done(self, s: Session, example_id: int, user: str) -> None:
         """`user` saved a label on the example (in the caller's transaction)."""
         leases.finish(s, example_id, user, now())

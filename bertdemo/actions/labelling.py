@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import pandas as pd
@@ -58,13 +58,21 @@ class Item:
     queue: str
     remaining: int  # items of the queue this person may still be handed (not seen this session), this one included
     team_remaining: int = 0  # items of the queue not yet labelled by as many people as annotations per item
+    # handed out for an independent annotation (2+ annotations per item): the current label, who set
+    # it and the history are withheld (label, updated_by, updated_at are None), so labels stay independent
+    blind: bool = False
 
     def as_api(self) -> dict:
         return {"id": self.id, "text": self.text, "label": self.label, "version": self.version,
                 "predicted": self.predicted, "confidence": self.confidence, "probs": self.probs,
                 "updated_by": self.updated_by,
                 "updated_at": self.updated_at.isoformat() if self.updated_at else None,
-                "queue": self.queue, "remaining": self.remaining, "team_remaining": self.team_remaining}
+                "queue": self.queue, "remaining": self.remaining, "team_remaining": self.team_remaining,
+                "blind": self.blind}
+
+    def blinded(self) -> Item:
+        """This item as a person labelling it independently sees it: nobody's label, name or time."""
+        return replace(self, label=None, updated_by=None, updated_at=None, blind=True)
 
 
 @dataclass(frozen=True)
@@ -189,7 +197,13 @@ class Labelling:
         handout = self._work.hand_out(who, ids, review=queue in REVIEW_QUEUES)
         if handout.example_id is None:
             return None
-        return self.item(handout.example_id, queue, handout.left_for_you, handout.left_for_team)
+        item = self.item(handout.example_id, queue, handout.left_for_you, handout.left_for_team)
+        # blind labelling: an annotator handed an item for an independent annotation sees no one
+        # else's label (admins and the review queues still do)
+        if queue not in REVIEW_QUEUES and auth.role_of(self.engine, username) != "admin" and \
+                self._work.is_independent(item.id, who):
+            return item.blinded()
+        return item
 
     def skip(self, example_id: int, username: str | None) -> bool:
         """Give an item back without labelling it: someone else may be handed it at once."""

@@ -60,6 +60,9 @@ def describe(item: Item | None, note: str = "") -> str:
         return note
     pred = (f"model suggests **{item.predicted}** ({item.confidence:.0%}; **a** accepts)" if item.predicted
             else "no model suggestion yet")
+    if item.blind:  # an independent annotation: nobody's label, name or history on screen
+        return (f"#{item.id} · independent annotation: other people's labels are hidden until the item is "
+                f"done · {pred} · version {item.version}" + (f"\n\n{note}" if note else ""))
     who = f", last changed by {item.updated_by} at {item.updated_at:%Y-%m-%d %H:%M} UTC" if item.updated_by else ""
     return (f"#{item.id} · current label **{item.label or 'none'}** · {pred}{who} · version {item.version}"
             + (f"\n\n{note}" if note else ""))
@@ -74,8 +77,9 @@ def screen(labelling: Labelling, item: Item | None, seen: list[int], stack: list
         return Screen("", describe(None), done.strip(), None, seen, stack, pd.DataFrame(columns=HISTORY_COLUMNS))
     progress = (f"**{QUEUES.get(item.queue, 'Item')}**: {item.remaining:,} left for you · "
                 f"{item.team_remaining:,} for the team · {len(seen):,} seen this session")
-    current = {"id": item.id, "version": item.version, "predicted": item.predicted}
-    return Screen(item.text, describe(item, note), progress, current, seen, stack, labelling.history(item.id))
+    current = {"id": item.id, "version": item.version, "predicted": item.predicted, "blind": item.blind}
+    history = pd.DataFrame(columns=HISTORY_COLUMNS) if item.blind else labelling.history(item.id)
+    return Screen(item.text, describe(item, note), progress, current, seen, stack, history)
 
 
 class LabelHandlers:

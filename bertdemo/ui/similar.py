@@ -12,7 +12,7 @@ import gradio as gr
 import pandas as pd
 
 from bertdemo.actions.bulk import BulkLabels
-from bertdemo.actions.labelling import Labelling
+from bertdemo.actions.labelling import HISTORY_COLUMNS, Labelling
 from bertdemo.actions.notes import Notes
 from bertdemo.actions.similar import Neighbours, SimilarExamples
 from bertdemo.errors import BadInput, UserError
@@ -103,6 +103,8 @@ class SimilarHandlers:
             raise BadInput("Load an example first.")
         self.notes.comment(current["id"], text, user_of(request))
         gr.Info("Comment saved.")
+        if current.get("blind"):  # an independent annotation: the history (others' labels) stays hidden
+            return "", pd.DataFrame(columns=HISTORY_COLUMNS)
         return "", self.labelling.history(current["id"])
 
     # ---------------------------------------------------------------- API

@@ -5,6 +5,8 @@ counted as done."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bertdemo.errors import Conflict, Forbidden
@@ -68,3 +70,32 @@ def test_an_undo_after_someone_elses_change_is_a_conflict_not_a_loss(team):  # n
     with pytest.raises(Conflict, match="was changed by boss"):
         team.labelling.undo(saved.example_id, "ann", saved.version)  # ann's undo of her change, now stale
     assert team.labelling.item(saved.example_id).label == "positive"
+
+
+# ------------------------------------------------------------------------- blind labelling
+def test_with_two_annotations_per_item_the_second_person_sees_no_one_elses_label(team):  # noqa: F811
+    from bertdemo.ui.annotate_label import describe, screen
+
+    team.work.set_overlap(2, "boss")
+    first = _labelled_by(team, "ann", "positive")
+    item = team.labelling.next_item("unlabeled", "", [], "bob")
+    assert item.id == first.example_id and item.blind  # ann's item, handed to bob for his own label
+    assert (item.label, item.updated_by, item.updated_at) == (None, None, None)
+    api = item.as_api()
+    assert api["label"] is None and api["updated_by"] is None and api["blind"] is True
+    shown = screen(team.labelling, item, [], [])
+    assert not re.search(r"\bann\b|positive", shown.info)  # not her name, not her label
+    assert "independent annotation: other people's labels are hidden" in describe(item)
+    assert shown.history.empty and list(shown.history.columns)  # headers, no rows
+    assert shown.current["blind"] is True
+    # his save is his own annotation; an admin (and the review queues) still see every label
+    team.labelling.save_label(item.id, "negative", item.version, "bob")
+    assert team.labelling.item(item.id).label == "negative"
+    seen_by_admin = team.labelling.next_item("recent", "", [], "boss")
+    assert seen_by_admin.blind is False and seen_by_admin.label is not None
+
+
+def test_with_one_annotation_per_item_nothing_is_hidden(team):  # noqa: F811
+    saved = _labelled_by(team, "ann", "positive")
+    item = team.labelling.next_item("recent", "", [], "bob")
+    assert item.id == saved.example_id and not item.blind and item.label == "positive" and item.updated_by == "ann"

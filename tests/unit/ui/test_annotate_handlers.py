@@ -86,11 +86,11 @@ def test_label_and_next_returns_the_next_item_and_the_undo_stack(adapters, ids):
     handlers = LabelHandlers(adapters.labelling, predict=None)
     first = handlers.load_queue("unlabeled", "", "airline", [], None)
     assert isinstance(first, Screen)
-    assert first.current == {"id": ids["airline two"], "version": 0, "predicted": "positive"}
+    assert first.current == {"id": ids["airline two"], "version": 0, "predicted": "positive", "blind": False}
     assert first.text == "airline two" and first.seen == [] and first.undo_stack == []
     nxt = handlers.label_and_next("negative", first.current, "unlabeled", "", "airline", first.seen,
                                   first.undo_stack, None)
-    assert nxt.current == {"id": ids["airline three"], "version": 0, "predicted": "positive"}
+    assert nxt.current == {"id": ids["airline three"], "version": 0, "predicted": "positive", "blind": False}
     assert nxt.text == "airline three"
     assert nxt.seen == [ids["airline two"]]
     assert nxt.undo_stack == [(ids["airline two"], 1)]
@@ -109,7 +109,7 @@ def test_undo_takes_back_the_last_change_and_shows_that_item_again(adapters, ids
     nxt = handlers.label_and_next("positive", first.current, "unlabeled", "", "airline", first.seen,
                                   first.undo_stack, None)
     undone = handlers.undo_last("unlabeled", "", "airline", nxt.seen, nxt.undo_stack, None)
-    assert undone.current == {"id": ids["airline two"], "version": 2, "predicted": "positive"}
+    assert undone.current == {"id": ids["airline two"], "version": 2, "predicted": "positive", "blind": False}
     assert undone.undo_stack == [] and undone.seen == []
     assert undone.info.endswith(f"Undone #{ids['airline two']}: back to none.")
     assert adapters.labelling.item(ids["airline two"]).label is None
