@@ -4,6 +4,7 @@ literally, and API inputs that answer a malformed value with a message."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import html
 import logging
 import re
@@ -54,10 +55,42 @@ def guarded(fn: Callable) -> Callable:
     return wrapper
 
 
+GUEST_COOKIE = "bertdemo_guest"
+GUEST_KEY = re.compile(r"[A-Za-z0-9-]{16,64}")
+# run in every page's <head> (launch_options): a random id per browser, kept a year, so a guest is
+# the same person across reloads; SameSite=None on https, where a Space runs inside an iframe
+GUEST_COOKIE_JS = f"""<script>
+(() => {{
+  if (document.cookie.split("; ").some((c) => c.startsWith("{GUEST_COOKIE}="))) return;
+  const id = (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2) + Date.now());
+  const site = location.protocol === "https:" ? "SameSite=None; Secure" : "SameSite=Lax";
+  document.cookie = "{GUEST_COOKIE}=" + id + "; path=/; max-age=31536000; " + site;
+}})();
+</script>"""
+
+
+def guest_name(key: str) -> str:
+    """The name a guest's changes are recorded under: `guest-` and 8 hex digits of a hash of their
+    key (the key itself identifies them, so it is never shown)."""
+    return "guest-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
 def user_of(request: gr.Request | None) -> str | None:
-    """The signed-in name of the person behind a request (None without accounts or without a request).
-    The one place the UI reads it: handlers pass it on, and the actions decide what it may do."""
-    return getattr(request, "username", None) if request is not None else None
+    """The person behind a request, the one place the UI reads it (the actions decide what they may
+    do): the signed-in name; without accounts a guest, one per browser (the GUEST_COOKIE its page
+    set) or, for an API client that keeps no cookie, one per gradio_client session (session_hash).
+    So two tabs, two people on a shared link, or 20 API clients are different annotators."""
+    if request is None:
+        return None
+    name = getattr(request, "username", None)
+    if name:
+        return name
+    raw = getattr(request, "request", None)
+    cookie = raw.cookies.get(GUEST_COOKIE) if raw is not None and hasattr(raw, "cookies") else None
+    if cookie and GUEST_KEY.fullmatch(cookie):
+        return guest_name(cookie)
+    session = getattr(request, "session_hash", None)
+    return guest_name(session) if isinstance(session, str) and session else None
 
 
 def uploaded(path: str | None) -> str:

@@ -17,7 +17,7 @@ from bertdemo.services import Services
 from bertdemo.ui import annotate, predict
 from bertdemo.ui import embeddings as embeddings_tab
 from bertdemo.ui import train as train_tab
-from bertdemo.ui.common import md_text
+from bertdemo.ui.common import GUEST_COOKIE_JS, md_text
 
 TITLE = "bertdemo: see, correct and retrain a BERT sentiment classifier"
 
@@ -80,6 +80,8 @@ def launch_options(services: Services) -> dict:
         "auth_message": f"bertdemo: sign in to annotate. {auth.SIGNIN_NOTICE}",
         # Gradio's /monitoring dashboard would let any visitor make the server print its access key
         "enable_monitoring": False,
+        # without accounts each browser is its own guest (ui/common.user_of): the cookie it keeps
+        "head": GUEST_COOKIE_JS,
     }
 
 

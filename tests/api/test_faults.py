@@ -33,8 +33,8 @@ from pathlib import Path
 import pytest
 
 from bertdemo.actions.train import MODES, STARTS
-from bertdemo.auth import LOCAL_USER
 from bertdemo.config import REPO_ROOT
+from bertdemo.ui.common import guest_name
 from tests.support import LABELS, free_port, wait_for
 
 TEXTS = ["@united lost my bag again, worst airline", "thanks for the upgrade, the crew was great",
@@ -169,11 +169,14 @@ def test_sigkill_during_a_burst_of_label_saves_loses_no_acknowledged_write(app):
         app.start()
     rows = app.sql("SELECT id, version FROM examples ORDER BY id")
     history_before = app.sql("SELECT count(*) FROM label_events")[0][0]
-    acks: list[tuple[int, str, int]] = []  # (example id, label, version) of every acknowledged save
+    acks: list[tuple[int, str, int, str]] = []  # (example id, label, version, guest) of every acknowledged save
     failures: list[tuple[float, str]] = []  # (time, error) of calls that got no answer
     lock = threading.Lock()
     killed_at = [float("inf")]
     clients = [app.client() for _ in range(BURST_THREADS)]
+    # without accounts each API client is its own guest (one per gradio_client session)
+    guests = [guest_name(c.session_hash) for c in clients]
+    assert len(set(guests)) == BURST_THREADS
 
     def saver(k: int) -> None:
         mine = rows[k::BURST_THREADS]
@@ -187,10 +190,10 @@ def test_sigkill_during_a_burst_of_label_saves_loses_no_acknowledged_write(app):
                 with lock:
                     failures.append((time.time(), f"{type(exc).__name__}: {exc}"[:200]))
                 return
-            assert (saved["example_id"], saved["label"], saved["user"]) == (ex_id, label, LOCAL_USER), saved
+            assert (saved["example_id"], saved["label"], saved["user"]) == (ex_id, label, guests[k]), saved
             versions[ex_id] = saved["version"]
             with lock:
-                acks.append((ex_id, label, saved["version"]))
+                acks.append((ex_id, label, saved["version"], guests[k]))
 
     threads = [threading.Thread(target=saver, args=(k,), daemon=True) for k in range(BURST_THREADS)]
     for t in threads:
@@ -213,14 +216,14 @@ def test_sigkill_during_a_burst_of_label_saves_loses_no_acknowledged_write(app):
         assert app.sql("PRAGMA integrity_check") == [("ok",)]
         events = {(e, v): (lab, user, src) for e, v, lab, user, src in app.sql(
             "SELECT example_id, version, label, user, source FROM label_events")}
-        for ex_id, label, version in acked:  # every acknowledged save, exactly as acknowledged
-            assert events.get((ex_id, version)) == (label, LOCAL_USER, "annotator"), (ex_id, version)
+        for ex_id, label, version, guest in acked:  # every acknowledged save, exactly as acknowledged
+            assert events.get((ex_id, version)) == (label, guest, "annotator"), (ex_id, version)
         stored = app.sql("SELECT id, label, version FROM examples ORDER BY id")
         counts = dict(app.sql("SELECT example_id, count(*) FROM label_events GROUP BY example_id"))
         newest = {e: events[(e, v)][0] for e, v in app.sql(
             "SELECT example_id, max(version) FROM label_events GROUP BY example_id")}
         last_ack = {}
-        for ex_id, label, version in acked:
+        for ex_id, label, version, _guest in acked:
             last_ack[ex_id] = max(last_ack.get(ex_id, (0, "")), (version, label))
         for ex_id, label, version in stored:  # never half-written
             assert version == counts.get(ex_id, 0) and label == newest.get(ex_id), (ex_id, label, version)

@@ -365,3 +365,33 @@ def test_api_adjudication_of_two_people_who_disagree(auth_app):
         assert left is None or left["item"]["id"] != item["id"]
     finally:
         boss.predict(1, api_name="/set_annotations_per_item")
+
+
+@pytest.mark.browser
+def test_browser_two_guests_without_accounts_are_shown_different_items(app_url, browser):
+    """A link shared without accounts: two browsers are two guests (each keeps its own cookie, also
+    across a reload), so the same queue hands them different examples."""
+    from playwright.sync_api import expect
+
+    from bertdemo.ui.common import GUEST_COOKIE
+
+    contexts = [browser.new_context(viewport={"width": 1300, "height": 1400}) for _ in range(2)]
+    try:
+        shown, keys = [], []
+        for ctx in contexts:
+            page = ctx.new_page()
+            page.goto(app_url)
+            page.get_by_role("tab", name="Annotate").click()
+            choose_queue(page, "Text search")
+            page.locator("#annot-search input, #annot-search textarea").first.fill("a")
+            page.locator("#annot-load").click()
+            expect(page.locator("#annot-progress")).to_contain_text("for the team", timeout=30_000)
+            shown.append(page.locator("#annot-text textarea").input_value())
+            keys.append({c["name"]: c["value"] for c in ctx.cookies()}.get(GUEST_COOKIE))
+            page.reload()
+            assert {c["name"]: c["value"] for c in ctx.cookies()}.get(GUEST_COOKIE) == keys[-1]  # kept
+        assert shown[0] and shown[1] and shown[0] != shown[1]
+        assert keys[0] and keys[1] and keys[0] != keys[1]
+    finally:
+        for ctx in contexts:
+            ctx.close()

@@ -42,3 +42,42 @@ def test_a_missing_upload_asks_for_a_file():
     assert uploaded("/tmp/x.csv") == "/tmp/x.csv"
     with pytest.raises(gr.Error, match="Choose a CSV file first"):
         guarded(lambda: uploaded(None))()
+
+
+# ------------------------------------------------------------------------- who is behind a request
+class _Raw:  # the part of starlette's Request that user_of reads
+    def __init__(self, cookies: dict) -> None:
+        self.cookies = cookies
+
+
+class _Req:
+    def __init__(self, username=None, cookies=None, session_hash=None) -> None:  # noqa: ANN001
+        self.username, self.session_hash = username, session_hash
+        self.request = _Raw(cookies or {})
+
+
+def test_user_of_is_the_account_then_a_guest_per_browser_then_per_api_session():
+    from bertdemo.ui.common import GUEST_COOKIE, guest_name, user_of
+
+    browser = "0f8e2b5c-6a1d-4c3e-9b7a-2d4f6e8a0c1b"
+    assert user_of(None) is None
+    assert user_of(_Req(username="alice", cookies={GUEST_COOKIE: browser})) == "alice"
+    # the same browser (its cookie) is the same guest in every tab and after a reload (a new session_hash)
+    tab1 = user_of(_Req(cookies={GUEST_COOKIE: browser}, session_hash="s1"))
+    tab2 = user_of(_Req(cookies={GUEST_COOKIE: browser}, session_hash="s2"))
+    assert tab1 == tab2 == guest_name(browser) and tab1.startswith("guest-") and len(tab1) == 14
+    assert browser not in tab1  # the key identifies the guest; the name shown to others does not reveal it
+    # another browser, or an API client without cookies (one per gradio_client session), is someone else
+    assert user_of(_Req(cookies={GUEST_COOKIE: "1" * 32}, session_hash="s1")) != tab1
+    assert user_of(_Req(session_hash="abc123")) == guest_name("abc123") != user_of(_Req(session_hash="xyz789"))
+    # a malformed cookie is not trusted as a key
+    assert user_of(_Req(cookies={GUEST_COOKIE: "<script>"}, session_hash="abc123")) == guest_name("abc123")
+    assert user_of(_Req()) is None
+
+
+def test_every_page_sets_the_guest_cookie(services):
+    from bertdemo.ui.common import GUEST_COOKIE, GUEST_COOKIE_JS
+    from bertdemo.ui.demo import launch_options
+
+    head = launch_options(services)["head"]
+    assert head == GUEST_COOKIE_JS and f'"{GUEST_COOKIE}=" + id' in head and "max-age=31536000" in head
