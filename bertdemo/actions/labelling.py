@@ -205,6 +205,13 @@ class Labelling:
             return item.blinded()
         return item
 
+    def progress(self, queue: str, search: str = "", dataset: str = "", seen: list[int] | None = None) -> tuple[int, int]:
+        """(items of `queue` not in `seen`, items of it the team has still to finish): the progress
+        line after an undo, which hands no new item out."""
+        ids = self.queue_ids(queue, search_text(search), dataset)
+        seen_set = set(id_list(seen))
+        return sum(1 for i in ids if i not in seen_set), self._work.left_for_team(ids)
+
     def skip(self, example_id: int, username: str | None) -> bool:
         """Give an item back without labelling it: someone else may be handed it at once."""
         return self._work.skip(validate.example_id(example_id), self.user(username))

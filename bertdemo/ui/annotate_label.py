@@ -158,8 +158,9 @@ class LabelHandlers:
         example_id, version = stack[-1]
         saved = self.labelling.undo(example_id, user_of(request), version)
         seen = [i for i in seen if i != example_id]
-        left = [i for i in self.labelling.queue_ids(queue, search, dataset) if i not in set(seen)]
-        item = self.labelling.item(example_id, queue, max(len(left), 1))
+        # the undone item is on screen again, so it counts as left for this person whatever the queue says
+        left, team = self.labelling.progress(queue, search, dataset, seen)
+        item = self.labelling.item(example_id, queue, max(left, 1), max(team, 1))
         return screen(self.labelling, item, seen, stack[:-1], f"Undone #{example_id}: back to {saved.label or 'none'}.")
 
     @guarded

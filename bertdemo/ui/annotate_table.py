@@ -49,7 +49,10 @@ class TableHandlers:
 
     @guarded
     def filter_table(self, label: str, annotator: str, text: str, dataset: str) -> pd.DataFrame:
-        return self.rows(Filters(label, annotator, text, dataset))
+        rows = self.rows(Filters(label, annotator, text, dataset))
+        if rows.empty:  # say so: an empty table alone looks like a page that did not load
+            gr.Info("No example matches these filters (Annotator means: who changed the label last).")
+        return rows
 
     def rows(self, filters: Filters) -> pd.DataFrame:
         return self.labelling.table(filters.label, filters.annotator or "", filters.text or "",

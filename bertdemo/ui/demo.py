@@ -90,6 +90,8 @@ def build_demo(services: Services) -> gr.Blocks:
     # uploads are removed hourly once an hour old, instead of piling up until a restart
     with gr.Blocks(title="bertdemo", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# {TITLE}")
+        if auth.has_users(services.engine):  # Gradio's own route ends the session (accounts added later: a restart)
+            gr.HTML('<a href="logout" id="sign-out">Sign out</a>', elem_id="sign-out-link")
         status = gr.Markdown(status_line(services), elem_id="status-line")
         timer = gr.Timer(2.0)
         timer.tick(lambda: status_line(services), None, [status], api_visibility="private", show_progress="hidden")

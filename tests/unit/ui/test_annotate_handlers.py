@@ -75,10 +75,26 @@ def test_save_in_the_table_needs_a_row_and_relabels_only_the_row_shown(adapters,
                       "general two": None, "airline three": None}
 
 
-def test_an_empty_table_keeps_its_headers(adapters, ids):
+def test_an_empty_table_keeps_its_headers_and_says_nothing_matched(adapters, ids, monkeypatch):
+    said = []
+    monkeypatch.setattr(gr, "Info", said.append)
     handlers = TableHandlers(adapters.labelling)
     empty = handlers.filter_table("any", "nobody", "", "all")
     assert empty.empty and list(empty.columns) == TABLE_COLUMNS
+    assert said == ["No example matches these filters (Annotator means: who changed the label last)."]
+    assert not handlers.filter_table("any", "", "", "all").empty and len(said) == 1  # rows: nothing said
+
+
+def test_the_sign_out_link_is_there_with_accounts_only(services):
+    from bertdemo.auth import add_user
+    from bertdemo.ui.demo import build_demo
+
+    def has_link() -> bool:
+        return any(getattr(b, "elem_id", None) == "sign-out-link" for b in build_demo(services).blocks.values())
+
+    assert not has_link()  # no accounts: nobody signs in, so nobody signs out
+    add_user(services.engine, "alice", "alice-password-1", "admin")
+    assert has_link()
 
 
 # ------------------------------------------------------------------------- the Label view
@@ -112,6 +128,8 @@ def test_undo_takes_back_the_last_change_and_shows_that_item_again(adapters, ids
     assert undone.current == {"id": ids["airline two"], "version": 2, "predicted": "positive", "blind": False}
     assert undone.undo_stack == [] and undone.seen == []
     assert undone.info.endswith(f"Undone #{ids['airline two']}: back to none.")
+    # the progress line counts the queue again: both unlabelled airline items, for her and the team
+    assert undone.progress == "**Unlabeled**: 2 left for you · 2 for the team · 0 seen this session"
     assert adapters.labelling.item(ids["airline two"]).label is None
     assert list(undone.history["source"]) == ["annotator", "undo"]
     with pytest.raises(gr.Error, match="Nothing to undo in this session"):
