@@ -4,6 +4,7 @@ plain Python values out. Tested without Gradio; the UI only turns UserErrors int
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,10 @@ from bertdemo.training.registry import NoModelError
 from bertdemo.validate import number, short
 
 MAX_BATCH = 256  # texts per /predict_batch call
+# Bounded work per request: one batch job (/predict_batch, a CSV) scores at a time, in this process,
+# whoever sends it; the others wait their turn. Single /predict calls do not wait for it (the
+# classifier serialises forward passes per chunk of 64 texts, so one slips in between chunks).
+BULK_SCORING = threading.BoundedSemaphore(1)
 
 
 @dataclass(frozen=True)
@@ -128,8 +133,10 @@ class PredictActions:
                 raise BadInput(f"Text {i + 1} of {len(texts)}: {why}")
             cleaned.append(c)
         clf = self.model()
+        with BULK_SCORING:
+            predictions = clf.predict(cleaned)
         return [PredictResult(confidences=p.probs, label=p.label, cleaned=c, version=clf.name)
-                for c, p in zip(cleaned, clf.predict(cleaned))]
+                for c, p in zip(cleaned, predictions)]
 
     def tokens(self, text: str, pad_to: float | None = None) -> pd.DataFrame:
         """The tokenization table; `pad_to` (None or 0 = no padding) pads with [PAD] to that length."""
@@ -175,7 +182,8 @@ class PredictActions:
         frame = table.frame
         cleaned, problems = zip(*(try_clean(t, self.settings.max_chars) for t in frame[table.text_column]))
         ok = [i for i, c in enumerate(cleaned) if c is not None]
-        probs = clf.predict_proba([cleaned[i] for i in ok], batch_size=64)
+        with BULK_SCORING:
+            probs = clf.predict_proba([cleaned[i] for i in ok], batch_size=64)
         out = frame.copy()
         out["predicted_label"] = ""
         for lab in clf.labels:

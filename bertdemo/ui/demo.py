@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import gradio as gr
 from sqlalchemy.engine import Engine
+from starlette.middleware import Middleware
 
 from bertdemo import auth
 from bertdemo.actions.annotate import AnnotateAdapters
@@ -18,6 +19,7 @@ from bertdemo.ui import annotate, predict
 from bertdemo.ui import embeddings as embeddings_tab
 from bertdemo.ui import train as train_tab
 from bertdemo.ui.common import GUEST_COOKIE_JS, md_text
+from bertdemo.ui.limits import MAX_BODY_BYTES, BodyLimit
 
 TITLE = "bertdemo: see, correct and retrain a BERT sentiment classifier"
 
@@ -82,6 +84,8 @@ def launch_options(services: Services) -> dict:
         "enable_monitoring": False,
         # without accounts each browser is its own guest (ui/common.user_of): the cookie it keeps
         "head": GUEST_COOKIE_JS,
+        # a JSON body over 10 MB is refused (413) before it is read whole; uploads: max_file_size
+        "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)]},
     }
 
 

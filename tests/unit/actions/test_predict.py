@@ -163,3 +163,35 @@ def test_predict_csv_over_the_row_cap_is_refused_with_what_to_do(trained_service
         capped.predict_csv(str(src))
     src.write_text("text\nflight 1\nflight 2\nflight 3\n")
     assert capped.predict_csv(str(src)).rows == 3  # at the cap: scored
+
+
+def test_batch_jobs_score_one_at_a_time_while_single_predictions_go_on(actions, monkeypatch):
+    import threading
+
+    clf = actions.model()
+    real_predict, busy, most = clf.predict, [0], [0]
+    lock, inside, release = threading.Lock(), threading.Event(), threading.Event()
+
+    def held_predict(texts, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if len(texts) > 1:  # a batch job: count how many run at once, and hold the first until released
+            with lock:
+                busy[0] += 1
+                most[0] = max(most[0], busy[0])
+            inside.set()
+            release.wait(30)
+            with lock:
+                busy[0] -= 1
+        return real_predict(texts, *a, **k)
+
+    monkeypatch.setattr(clf, "predict", held_predict)
+    jobs = [threading.Thread(target=actions.predict_batch, args=(["great crew", "lost my bag"],)) for _ in range(3)]
+    for t in jobs:
+        t.start()
+    assert inside.wait(30)
+    single = actions.predict("thanks for the flight")  # answered while a batch job is mid-way
+    answered_while_busy = busy[0] == 1
+    release.set()
+    for t in jobs:
+        t.join(30)
+    assert single.label in single.confidences and answered_while_busy
+    assert most[0] == 1  # never two batch jobs at once

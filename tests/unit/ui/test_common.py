@@ -81,3 +81,42 @@ def test_every_page_sets_the_guest_cookie(services):
 
     head = launch_options(services)["head"]
     assert head == GUEST_COOKIE_JS and f'"{GUEST_COOKIE}=" + id' in head and "max-age=31536000" in head
+
+
+# ------------------------------------------------------------------------- request-size limit
+def test_a_body_over_the_limit_is_refused_before_it_is_read():
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from bertdemo.ui.limits import BodyLimit
+
+    read = []
+
+    async def echo(request: Request) -> JSONResponse:
+        body = await request.body()
+        read.append(len(body))
+        return JSONResponse({"bytes": len(body)})
+
+    app = Starlette(routes=[Route("/gradio_api/call/predict", echo, methods=["POST"]),
+                            Route("/gradio_api/upload", echo, methods=["POST"])],
+                    middleware=[Middleware(BodyLimit, max_bytes=1000)])
+    client = TestClient(app)
+    assert client.post("/gradio_api/call/predict", content=b"x" * 1000).json() == {"bytes": 1000}
+    big = client.post("/gradio_api/call/predict", content=b"x" * 5000)
+    assert big.status_code == 413 and big.json()["detail"].startswith("The request body is 0.0 MB; the limit is 0 MB")
+    chunked = client.post("/gradio_api/call/predict", content=iter([b"x" * 600, b"x" * 600]))  # no length
+    assert chunked.status_code == 413
+    assert client.post("/gradio_api/upload", content=b"x" * 5000).json() == {"bytes": 5000}  # Gradio's own cap
+    assert read == [1000, 5000]  # the refused bodies never reached the route
+
+
+def test_the_app_is_launched_with_the_body_limit(services):
+    from bertdemo.ui.demo import launch_options
+    from bertdemo.ui.limits import MAX_BODY_BYTES, BodyLimit
+
+    (mw,) = launch_options(services)["app_kwargs"]["middleware"]
+    assert mw.cls is BodyLimit and mw.kwargs == {"max_bytes": MAX_BODY_BYTES}
