@@ -29,6 +29,17 @@ def md_text(text: object) -> str:
     return MD_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False))
 
 
+MD_IMAGE = re.compile(r"!\[([^\]]*)\]\(")
+
+
+def safe_markdown(text: str) -> str:
+    """Markdown an admin wrote (the guidelines), rendered without any HTML of its own: every `<`
+    becomes `&lt;`, so a <form>, <input>, <img> or <script> shows as text (Gradio's sanitizer keeps
+    forms and remote images), and a Markdown image becomes a link, so no remote image loads (and
+    tells its server who is reading). Headings, lists, emphasis, tables and links still render."""
+    return MD_IMAGE.sub(r"[image: \1](", text.replace("<", "&lt;"))
+
+
 def plain(message: str) -> str:
     """A message for a toast (gr.Error, gr.Warning), which Gradio renders as HTML: characters
     that would make markup (a text echoed in a message) are shown as themselves."""

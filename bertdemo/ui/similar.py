@@ -16,7 +16,7 @@ from bertdemo.actions.labelling import HISTORY_COLUMNS, Labelling
 from bertdemo.actions.notes import Notes
 from bertdemo.actions.similar import Neighbours, SimilarExamples
 from bertdemo.errors import BadInput, UserError
-from bertdemo.ui.common import guarded, user_of
+from bertdemo.ui.common import guarded, safe_markdown, user_of
 
 K = 10
 # the short columns first and narrow, the text last and wrapped: the labels stay on screen
@@ -63,12 +63,12 @@ class SimilarHandlers:
         """On every new item: the guidelines as they are now, and its neighbours (a message instead
         of a toast when there are none to show yet)."""
         if not current:
-            return Refreshed(self.notes.guidelines(), *nothing_found())
+            return Refreshed(safe_markdown(self.notes.guidelines()), *nothing_found())
         try:
-            return Refreshed(self.notes.guidelines(), *found(self.similar.of_example(current["id"], K),
+            return Refreshed(safe_markdown(self.notes.guidelines()), *found(self.similar.of_example(current["id"], K),
                                                              f"#{current['id']}"))
         except UserError as exc:
-            return Refreshed(self.notes.guidelines(), *nothing_found(str(exc)))
+            return Refreshed(safe_markdown(self.notes.guidelines()), *nothing_found(str(exc)))
 
     @guarded
     def find_similar(self, text: str, current: dict | None) -> Found:
@@ -126,7 +126,7 @@ def build(handlers: SimilarHandlers, labels: tuple[str, ...], current: gr.State,
     """The panels, under the example, refreshed whenever the item on screen (`current`) changes."""
     private = {"api_visibility": "private"}
     with gr.Accordion("Guidelines", open=True):
-        guidelines = gr.Markdown(handlers.notes.guidelines(), elem_id="annot-guidelines")
+        guidelines = gr.Markdown(safe_markdown(handlers.notes.guidelines()), elem_id="annot-guidelines")
     with gr.Accordion("Similar examples", open=False):
         with gr.Row():
             query = gr.Textbox(label="Find similar to... (empty: the example on screen)", elem_id="annot-similar-text",

@@ -120,3 +120,16 @@ def test_the_app_is_launched_with_the_body_limit(services):
 
     (mw,) = launch_options(services)["app_kwargs"]["middleware"]
     assert mw.cls is BodyLimit and mw.kwargs == {"max_bytes": MAX_BODY_BYTES}
+
+
+def test_guidelines_render_markdown_but_no_html_of_their_own_and_no_remote_image():
+    from bertdemo.ui.common import safe_markdown
+
+    md = ('# Rules\n- **negative**: complaints\n<form action="https://evil.example"><input name="pw"></form>\n'
+          '![tracker](https://evil.example/pixel.png) <img src="https://evil.example/x.png"> [ok](https://ok.example)')
+    out = safe_markdown(md)
+    assert "<form" not in out and "<input" not in out and "<img" not in out
+    assert '&lt;form action="https://evil.example"&gt;' not in out  # only < is escaped; > stays for quotes
+    assert '&lt;form action="https://evil.example">' in out and '&lt;img src="https://evil.example/x.png">' in out
+    assert "![" not in out and "[image: tracker](https://evil.example/pixel.png)" in out  # a link, not an image
+    assert out.startswith("# Rules\n- **negative**: complaints\n") and "[ok](https://ok.example)" in out
