@@ -11,8 +11,6 @@ both times and their ratio, with the CPU model.
 from __future__ import annotations
 
 import argparse
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,17 +20,11 @@ from sklearn.metrics import f1_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchlib import cpu_model  # noqa: E402
+
 from bertdemo.training.review import flips, paired_bootstrap, review, slice_masks  # noqa: E402
 
 LABELS = ("negative", "neutral", "positive")
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def synthetic(n: int, seed: int = 0):

@@ -5,6 +5,7 @@ saves against the database (lost / duplicated writes)."""
 from __future__ import annotations
 
 import os
+import platform
 import socket
 import ssl
 import statistics
@@ -156,3 +157,12 @@ def verify_saves(data_dir: Path, acks: Sequence[tuple[int, int, str]], after_eve
     lost = sum((acked - stored).values())
     duplicated = sum((stored - acked).values()) + sum(n - 1 for n in stored.values() if n > 1)
     return lost, duplicated, mismatched
+
+
+def cpu_model() -> str:
+    """`lscpu`'s model name, printed with every bench row (a path that wins on one CPU can lose on another)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        return platform.processor() or "unknown CPU"
