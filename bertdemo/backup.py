@@ -38,8 +38,8 @@ from bertdemo.db.engine import make_engine, read_only_engine, sqlite_backup, sql
 from bertdemo.db.migrate import current_revision
 from bertdemo.db.models import now
 from bertdemo.errors import BadInput
-from bertdemo.validate import short
 from bertdemo.training.files import fsync_tree, version_folder
+from bertdemo.validate import short
 
 log = logging.getLogger(__name__)
 

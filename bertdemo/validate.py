@@ -130,3 +130,11 @@ def choice(value: object, name: str, options: tuple | list) -> str:
     if not isinstance(value, str) or value not in options:
         raise BadInput(f"{name} must be one of {list(options)}, got {short(value)}.")
     return value
+
+
+def flag(value: object, name: str) -> bool:
+    """A yes/no input: True, False or None (False); 1 and 0 too, since they equal True and False.
+    Anything else is BadInput: a string "false" must never mean yes."""
+    if value not in (True, False, None):
+        raise BadInput(f"{name} must be true or false, got {short(value)}.")
+    return bool(value)

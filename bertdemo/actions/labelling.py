@@ -26,7 +26,7 @@ from bertdemo.db.models import LabelEvent
 from bertdemo.errors import BadInput, Conflict, Forbidden, NotReady
 from bertdemo.model.label_noise import find_suspicious
 from bertdemo.services import Services
-from bertdemo.validate import choice, id_list, row_version, search_text, short
+from bertdemo.validate import choice, id_list, row_version, search_text
 
 QUEUES = {  # key -> what the person sees in the queue selector
     "unlabeled": "Unlabeled",
@@ -205,7 +205,8 @@ class Labelling:
             return item.blinded()
         return item
 
-    def progress(self, queue: str, search: str = "", dataset: str = "", seen: list[int] | None = None) -> tuple[int, int]:
+    def progress(self, queue: str, search: str = "", dataset: str = "",
+                 seen: list[int] | None = None) -> tuple[int, int]:
         """(items of `queue` not in `seen`, items of it the team has still to finish): the progress
         line after an undo, which hands no new item out."""
         ids = self.queue_ids(queue, search_text(search), dataset)
@@ -236,8 +237,7 @@ class Labelling:
         version's prediction), recorded as source 'suggestion' so agreement with the model and
         suggestion bias can be measured."""
         choice(label, "The label", self.labels)
-        if accepted_suggestion not in (True, False, None):  # 1 and 0 too; a string "false" must not mean yes
-            raise BadInput(f"accepted_suggestion must be true or false, got {short(accepted_suggestion)}.")
+        accepted_suggestion = validate.flag(accepted_suggestion, "accepted_suggestion")
         example_id, version = validate.example_id(example_id), row_version(version)
         who = self.user(username)
         for attempt in range(3):

@@ -11,7 +11,7 @@ import gradio as gr
 import pandas as pd
 
 from bertdemo.actions.transfer import ImportExport
-from bertdemo.ui.common import api_file, guarded, uploaded, user_of, warn
+from bertdemo.ui.common import ADMIN_ONLY, api_file, guarded, uploaded, user_of, warn
 
 ADD_COLUMNS = ["row", "text", "label"]
 SKIP_COLUMNS = ["row", "text", "reason"]
@@ -59,7 +59,7 @@ def build(transfer: ImportExport, labels: tuple[str, ...], max_upload_mb: float)
     upload = api_file(label="CSV to import", file_types=[".csv"], elem_id="annot-upload")
     with gr.Row():
         preview_btn = gr.Button("Preview", elem_id="annot-preview")
-        import_btn = gr.Button("Import", variant="primary", elem_id="annot-import")
+        import_btn = gr.Button("Import", variant="primary", elem_id="annot-import", elem_classes=ADMIN_ONLY)
     import_summary = gr.Markdown(elem_id="annot-import-summary")
     with gr.Row():
         to_add = gr.Dataframe(headers=ADD_COLUMNS, label="Will be added", interactive=False, max_height=300)

@@ -80,6 +80,9 @@ GUEST_COOKIE_JS = f"""<script>
 </script>"""
 
 
+ADMIN_ONLY = ["admin-only"]  # elem_classes of what only admins may use: ui/demo.py hides it from the others
+
+
 def guest_name(key: str) -> str:
     """The name a guest's changes are recorded under: `guest-` and 8 hex digits of a hash of their
     key (the key itself identifies them, so it is never shown)."""

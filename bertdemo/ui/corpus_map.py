@@ -18,7 +18,7 @@ import pandas as pd
 from bertdemo.actions.bulk import MAX_BULK, SAMPLE_COLUMNS, BulkLabels, BulkPreview
 from bertdemo.actions.corpus_map import CorpusMap
 from bertdemo.errors import BadInput
-from bertdemo.ui.common import guarded, user_of
+from bertdemo.ui.common import ADMIN_ONLY, guarded, user_of
 
 MAP_TEMPLATE = '<div class="map-wrap"><canvas class="map-canvas" width="900" height="520"></canvas>' \
                '<div class="map-legend"></div></div>'
@@ -203,7 +203,7 @@ def build(handlers: MapHandlers, labels: tuple[str, ...]) -> None:
             to_queue = gr.Button("Send to my queue", elem_id="map-to-queue")
             label = gr.Radio(list(labels), label="Label the selection", elem_id="map-label")
             preview_btn = gr.Button("Preview", elem_id="map-preview")
-            apply_btn = gr.Button("Apply to all", variant="primary", elem_id="map-apply")
+            apply_btn = gr.Button("Apply to all", variant="primary", elem_id="map-apply", elem_classes=ADMIN_ONLY)
             undo_btn = gr.Button("Undo that bulk label", elem_id="map-undo")
         message = gr.Markdown(elem_id="map-message")
         sample = gr.Dataframe(label="Preview (first rows)", headers=SAMPLE_COLUMNS, column_widths=SAMPLE_WIDTHS,

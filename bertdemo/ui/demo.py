@@ -18,7 +18,8 @@ from bertdemo.services import Services
 from bertdemo.ui import annotate, predict
 from bertdemo.ui import embeddings as embeddings_tab
 from bertdemo.ui import train as train_tab
-from bertdemo.ui.common import GUEST_COOKIE_JS, md_text
+from bertdemo.ui.binding import bind
+from bertdemo.ui.common import ADMIN_ONLY, GUEST_COOKIE_JS, md_text, user_of
 from bertdemo.ui.limits import MAX_BODY_BYTES, BodyLimit
 
 TITLE = "bertdemo: see, correct and retrain a BERT sentiment classifier"
@@ -110,5 +111,16 @@ def build_demo(services: Services) -> gr.Blocks:
             embeddings_tab.build(EmbeddingActions(services), embeddings_ui)
         demo.load(sync, None, list(sliders), api_visibility="private")
         demo.load(annotate_adapters.labelling.default_queue, None, [queue], api_visibility="private")
+        admin_only = [b for b in demo.blocks.values() if ADMIN_ONLY[0] in (getattr(b, "elem_classes", None) or [])]
+        demo.load(bind(role_view, services.engine, len(admin_only)), None, admin_only,
+                  api_visibility="private")
     demo.queue(default_concurrency_limit=4)
     return demo
+
+
+def role_view(engine: Engine, n: int, request: gr.Request) -> list:
+    """On each page load: what only admins may use (elem_classes ADMIN_ONLY) is shown to admins
+    only, so an annotator never finds a button that answers "Only admins may do this". Each
+    endpoint still checks the role itself; this only shapes the page."""
+    admin = auth.role_of(engine, user_of(request)) == "admin"  # everyone is, without accounts
+    return [gr.update(visible=admin)] * n

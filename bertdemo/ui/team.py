@@ -16,7 +16,7 @@ from bertdemo.actions.annotate import AnnotateAdapters
 from bertdemo.actions.autotrain import MAX_EVERY
 from bertdemo.actions.distribution import MAX_OVERLAP
 from bertdemo.errors import BadInput, Conflict
-from bertdemo.ui.common import api_number, guarded, user_of
+from bertdemo.ui.common import ADMIN_ONLY, api_number, guarded, user_of
 
 COUNT_COLUMNS = ["annotator", "changes", "items", "accepted suggestions", "last hour", "last change (UTC)"]
 PAIR_COLUMNS = ["annotator_a", "annotator_b", "items", "kappa"]
@@ -199,6 +199,10 @@ def build(adapters: AnnotateAdapters) -> None:
     """The Team tab, wired."""
     handlers = TeamHandlers(adapters)
     with gr.Tab("Team (admins)"):
-        settings = settings_layout(handlers)
-        review = review_layout(adapters.labels)
+        # the tab's button stays (Gradio does not hide an unopened tab on a load update); its
+        # contents are an admin's only, and each endpoint checks the role anyway
+        gr.Markdown("The team's settings, progress and adjudication: for admins.", elem_id="team-note")
+        with gr.Column(elem_classes=ADMIN_ONLY, elem_id="team-admin"):
+            settings = settings_layout(handlers)
+            review = review_layout(adapters.labels)
     wire(TeamView(*settings, *review), handlers, adapters.labels)

@@ -21,7 +21,7 @@ from bertdemo.actions.train import MODES, STARTS, TrainingActions, TrainingView,
 from bertdemo.training.config import TrainConfig
 from bertdemo.ui import plots, train_versions
 from bertdemo.ui.binding import bind
-from bertdemo.ui.common import api_number, api_slider, guarded, user_of
+from bertdemo.ui.common import ADMIN_ONLY, api_number, api_slider, guarded, user_of
 from bertdemo.ui.train_versions import VersionsShown
 
 
@@ -163,8 +163,8 @@ def options_panel(actions: TrainingActions) -> None:
         }
     assert list(form) == [f.name for f in fields(TrainForm)]  # the API's parameters, in its order
     with gr.Row():
-        start = gr.Button("Train", variant="primary", elem_id="train-start")
-        cancel = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
+        start = gr.Button("Train", variant="primary", elem_id="train-start", elem_classes=ADMIN_ONLY)
+        cancel = gr.Button("Cancel", variant="stop", elem_id="train-cancel", elem_classes=ADMIN_ONLY)
     message = gr.Markdown(elem_id="train-message")
     start.click(bind(start_training, actions), inputs_kwargs=form, outputs=[message], api_name="start_training")
     cancel.click(bind(cancel_training, actions), None, [message], api_visibility="private")

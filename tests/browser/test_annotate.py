@@ -395,3 +395,30 @@ def test_browser_two_guests_without_accounts_are_shown_different_items(app_url, 
     finally:
         for ctx in contexts:
             ctx.close()
+
+
+@pytest.mark.browser
+def test_browser_an_annotator_is_not_shown_what_only_admins_may_use(auth_app, browser):
+    """The page is shaped by role: no team settings or adjudication, no Import, no Apply to all for
+    an annotator (the server refuses them anyway); an admin sees them; both see Sign out."""
+    from playwright.sync_api import expect
+
+    for who, admin in ((ANN, False), (BOSS, True)):
+        ctx, page = sign_in(browser, auth_app, who)
+        try:
+            expect(page.locator("#sign-out")).to_be_visible(timeout=30_000)
+            page.get_by_role("tab", name="Team (admins)").click()
+            expect(page.locator("#team-note")).to_be_visible(timeout=30_000)
+            if admin:
+                expect(page.locator("#annot-overlap")).to_be_visible(timeout=30_000)
+            else:  # the settings, progress and adjudication are not there for her
+                expect(page.locator("#annot-overlap")).to_be_hidden(timeout=30_000)
+                expect(page.locator("#adj-next")).to_be_hidden()
+            page.get_by_role("tab", name="Import / export").click()
+            expect(page.locator("#annot-export")).to_be_visible(timeout=30_000)  # everyone may export
+            if admin:
+                expect(page.locator("#annot-import")).to_be_visible()
+            else:
+                expect(page.locator("#annot-import")).to_be_hidden()
+        finally:
+            ctx.close()

@@ -70,3 +70,12 @@ def test_every_refusal_is_a_user_error_and_a_value_error():
         validate.whole("x", "n")
     with pytest.raises(ValueError):
         validate.whole("x", "n")
+
+
+def test_flag_takes_true_false_none_and_nothing_else():
+    from bertdemo.validate import flag
+
+    assert [flag(v, "x") for v in (True, False, None, 1, 0)] == [True, False, False, True, False]
+    for bad in ("false", "yes", 2, [], 0.5):
+        with pytest.raises(BadInput, match="x must be true or false, got"):
+            flag(bad, "x")

@@ -133,3 +133,19 @@ def test_guidelines_render_markdown_but_no_html_of_their_own_and_no_remote_image
     assert '&lt;form action="https://evil.example">' in out and '&lt;img src="https://evil.example/x.png">' in out
     assert "![" not in out and "[image: tracker](https://evil.example/pixel.png)" in out  # a link, not an image
     assert out.startswith("# Rules\n- **negative**: complaints\n") and "[ok](https://ok.example)" in out
+
+
+def test_controls_only_admins_may_use_are_shown_to_admins_only(services):
+    from bertdemo.auth import add_user
+    from bertdemo.ui.common import ADMIN_ONLY
+    from bertdemo.ui.demo import build_demo, role_view
+
+    demo = build_demo(services)
+    tagged = {getattr(b, "elem_id", None) or getattr(b, "label", None) for b in demo.blocks.values()
+              if ADMIN_ONLY[0] in (getattr(b, "elem_classes", None) or [])}
+    assert {"team-admin", "annot-import", "map-apply"} <= tagged
+    assert role_view(services.engine, 2, _Req(session_hash="s")) == [{"__type__": "update", "visible": True}] * 2
+    add_user(services.engine, "alice", "alice-password-1", "admin")
+    add_user(services.engine, "bob", "bob-password-12", "annotator")
+    assert role_view(services.engine, 1, _Req(username="alice")) == [{"__type__": "update", "visible": True}]
+    assert role_view(services.engine, 1, _Req(username="bob")) == [{"__type__": "update", "visible": False}]
