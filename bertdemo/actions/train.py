@@ -1,33 +1,37 @@
 """The Train tab's actions, one per UI action, plain Python values in and out (no Gradio here):
-start / poll / cancel a training run, list and activate versions, and compare two versions
-(metrics side by side, the examples whose prediction changed, one text's attributions).
+start / poll / cancel a training run, list and activate versions, and review a candidate version
+against a baseline (actions/review.py: slices with intervals, flips, the gate; one text's
+attributions under both).
 
 Admin-only actions check the role server-side with `auth.require_role`, so the HTTP API
-(`start_training`, `activate_version`) is protected exactly like the buttons.
+(`start_training`, `activate_version`, `review_version`) is protected exactly like the buttons.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field, replace
+import time
+from dataclasses import dataclass, replace
 
 from sqlalchemy.orm import Session
 
 from bertdemo import auth
-from bertdemo.db import runs, versions
-from bertdemo.errors import BadInput, NotFound
+from bertdemo.actions import review as version_review
+from bertdemo.db import runs
+from bertdemo.errors import NotFound
 from bertdemo.model import explain
 from bertdemo.model.classifier import Classifier
 from bertdemo.services import Services
 from bertdemo.text import clean_text
+from bertdemo.training.comparison import review_set
 from bertdemo.training.config import TrainConfig
 from bertdemo.training.registry import VersionInfo
-from bertdemo.validate import choice, number, short
+from bertdemo.training.review import FLIP_KINDS
+from bertdemo.validate import choice, flag, number, short
+from bertdemo.validate import text as typed_text
 
 MODES = ("full fine-tune", "frozen encoder (train the head only)")
 STARTS = ("base encoder", "active version")
-METRIC_ROWS = ("macro_f1", "accuracy", "best_val_loss", "best_step", "train_size", "val_size", "seconds",
-               "samples_per_s", "device", "precision")
 
 
 @dataclass(frozen=True)
@@ -59,22 +63,14 @@ class TrainingView:
                 "serving": self.serving}
 
 
-@dataclass(frozen=True)
-class VersionComparison:
-    a: str
-    b: str
-    metrics: list[list]  # rows: [metric, value under a, value under b] (+ per-class F1 rows)
-    changed: list[list]  # rows: [example id, text, current label, prediction a, prediction b]
-    n_compared: int  # examples with a stored score under both versions
-    notes: list[str] = field(default_factory=list)
-
-
 class TrainingActions:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.settings = services.settings
-        self._models: dict[int, Classifier] = {}  # versions loaded for comparison (at most 2)
+        self._models: dict[int, Classifier] = {}  # versions loaded for the review (at most 2)
         self._lock = threading.Lock()
+        self._scored: tuple[tuple[int, int], version_review.Scored] | None = None  # the last reviewed pair
+        self._last_gate: tuple[int, bool] | None = None  # (candidate id, gate passed) of the last review
 
     # ------------------------------------------------------------------ training
     @staticmethod
@@ -96,9 +92,8 @@ class TrainingActions:
         form). With `serve` False the new version is only registered: the admin compares it with
         the serving one and activates it below."""
         user = auth.require_role(self.services.engine, username, "admin")
-        if serve not in (True, False, None):  # 1 and 0 too; a string "false" must not mean yes
-            raise BadInput(f"serve when trained must be true or false, got {short(serve)}.")
-        run_id = self.services.jobs.start(config, user=user, activate=bool(serve))  # Busy if one runs
+        serve = flag(serve, "serve when trained")
+        run_id = self.services.jobs.start(config, user=user, activate=serve)  # Busy if one runs
         then = "it will serve as soon as it is trained" if serve else "activate it below when you are happy"
         return f"Training run #{run_id} started; {then}."
 
@@ -144,14 +139,26 @@ class TrainingActions:
         """One row per version, newest first (version_row)."""
         return [version_row(v) for v in self.versions()]
 
-    def activate(self, name: str, username: str | None) -> str:
+    def activate(self, name: str, username: str | None, reason: str = "") -> str:
+        """Serve `name` (admins only). `reason`: why, from the review's Activate B (recorded with
+        the activation, and with the gate's verdict when this version was the last one reviewed)."""
         who = auth.require_role(self.services.engine, username, "admin")
         target = self._by_name(name)
+        why = typed_text(reason or "", "The reason", 500).strip()
         serving = self.services.registry.active_version()
         kind = "rollback" if serving is not None and target.id < serving.id else "activation"
-        info = self.services.jobs.activate(target.id, user=who, reason=f"{kind} in the Train tab")
+        recorded = f"{kind} in the Train tab" + (f" after the review{self._verdict_of(target)}: {why}" if why else "")
+        info = self.services.jobs.activate(target.id, user=who, reason=recorded)
         return (f"Now serving **{info.name}** in every tab. The annotation queues are being re-scored "
                 "with it in the background.")
+
+    def _verdict_of(self, target: VersionInfo) -> str:
+        """' (gate failed: manual override)' when `target` was the candidate of the last review and
+        failed its gate; ' (gate passed)' when it passed; '' when it was not reviewed here."""
+        last = self._last_gate
+        if last is None or last[0] != target.id:
+            return ""
+        return " (gate passed)" if last[1] else " (gate failed: manual override)"
 
     def _by_name(self, name: str | None) -> VersionInfo:
         for v in self.versions():
@@ -159,7 +166,7 @@ class TrainingActions:
                 return v
         raise NotFound(f"No model version named {short(name)}; choose one from the list.")
 
-    # ------------------------------------------------------------------ before / after
+    # ------------------------------------------------------------------ the version review
     def _model(self, info: VersionInfo) -> Classifier:
         reg = self.services.registry
         if reg.active_id() == info.id:
@@ -171,41 +178,75 @@ class TrainingActions:
                 self._models[info.id] = reg.load(info)
             return self._models[info.id]
 
-    def _ensure_scores(self, info: VersionInfo) -> bool:
-        """Score every example with `info` unless it was already (versions never activated)."""
-        with Session(self.services.engine) as s:
-            if versions.has_scores(s, info.id):
-                return False
-        self.services.jobs.rescore(info, self._model(info))
-        return True
-
-    def compare(self, a_name: str, b_name: str, limit: int = 200) -> VersionComparison:
+    def review(self, a_name: str, b_name: str, kind: str | None = None, limit: int = 200, *,
+               username: str | None = None, progress: version_review.Progress | None = None
+               ) -> version_review.VersionReview:
+        """Candidate `b_name` against baseline `a_name` on B's validation split (admins only: it may
+        load models): slices with intervals, the flips (counts are totals; `kind` "fixed", "broken"
+        or "changed" filters the listed rows), the gate's verdict. Probabilities from the stored
+        scores where both versions have them; the last pair's are kept, so a filter is instant."""
+        auth.require_role(self.services.engine, username, "admin")
+        started = time.perf_counter()
         a, b = self._by_name(a_name), self._by_name(b_name)
-        notes = [f"Scored the examples with {v.name} first (it had never been activated)."
-                 for v in ({a.id: a, b.id: b}.values()) if self._ensure_scores(v)]
-        rows = [[m, a.metrics.get(m), b.metrics.get(m)] for m in METRIC_ROWS]
-        for lab in self.settings.labels:
-            fa = (a.metrics.get("report_dict") or {}).get(lab, {}).get("f1-score")
-            fb = (b.metrics.get("report_dict") or {}).get(lab, {}).get("f1-score")
-            rows.append([f"F1 {lab}", fa, fb])
-        rows = [[m, _round(x), _round(y)] for m, x, y in rows]
-        with Session(self.services.engine) as s:
-            n, changed = versions.changed_predictions(s, a.id, b.id, limit)
-        if a.id == b.id:
-            notes.append("Both sides are the same version.")
-        return VersionComparison(a.name, b.name, rows, changed, n, notes)
+        kind = None if kind in (None, "", "all") else choice(kind, "The kind of flips", FLIP_KINDS)
+        limit = int(number(limit, "The number of rows", 0, 10_000, whole=True))
+        say = progress or (lambda _f, _m: None)
+        scored = self._scored_pair(a, b, say)
+        say(0.8, "Statistics: slices with bootstrap intervals, flips, the gate")
+        result = version_review.build(scored, (a.name, b.name), self.settings.labels,
+                                      lambda: self._model(b).predict_proba, kind=kind, limit=limit)
+        with self._lock:
+            self._last_gate = (b.id, result.gate.passed)
+        return replace(result, seconds=time.perf_counter() - started,
+                       notes=result.notes + (("Both sides are the same version.",) if a.id == b.id else ()))
 
-    def attributions(self, text: str, a_name: str, b_name: str) -> tuple[list, list, str]:
-        """Integrated Gradients of one text under each version (for gr.HighlightedText), and a
-        line with both predictions."""
+    def _scored_pair(self, a: VersionInfo, b: VersionInfo, say: version_review.Progress) -> version_review.Scored:
+        key = (a.id, b.id)
+        with self._lock:
+            if self._scored is not None and self._scored[0] == key:
+                return self._scored[1]
+        say(0.05, f"Reading the validation split of {b.name}")
+        rs = review_set(self.services.engine, self.services.registry.folder(b), b.name, self.settings.labels)
+        say(0.1, "Reading the stored scores of both versions")
+        scored = version_review.score(self.services.engine, rs, (a, b), self._model, self.settings.labels,
+                                      progress=say)
+        with self._lock:
+            self._scored = (key, scored)  # one pair: the filter re-reads it, memory stays bounded
+        return scored
+
+    def attributions(self, text: str, a_name: str, b_name: str) -> AttributionPair:
+        """Integrated Gradients of one text under each version, each towards the class that version
+        predicts, labelled with the version and the class."""
         cleaned = clean_text(text, self.settings.max_chars)
-        out, lines = [], []
-        for name in (a_name, b_name):
-            info = self._by_name(name)
-            attr = explain.integrated_gradients(self._model(info), cleaned)
-            out.append(explain.highlighted(attr, merge=True))
-            lines.append(f"**{name}**: {attr.target} ({attr.probs[attr.target]:.0%})")
-        return out[0], out[1], " · ".join(lines)
+        sides = []
+        for name, role in ((a_name, "A"), (b_name, "B")):
+            attr = explain.integrated_gradients(self._model(self._by_name(name)), cleaned)
+            sides.append(AttributionSide(name, role, attr.target, attr.probs[attr.target],
+                                         explain.highlighted(attr, merge=True)))
+        return AttributionPair(sides[0], sides[1])
+
+
+@dataclass(frozen=True)
+class AttributionSide:
+    """One version's attributions of a text, towards the class it predicts."""
+    version: str
+    role: str  # "A" (baseline) or "B" (candidate)
+    target: str
+    prob: float
+    highlighted: list  # (word, score) pairs for gr.HighlightedText
+
+    def label(self) -> str:
+        """'v1 (A): towards negative (87%)': which version, which class the colours explain."""
+        return f"{self.version} ({self.role}): towards {self.target} ({self.prob:.0%})"
+
+
+@dataclass(frozen=True)
+class AttributionPair:
+    a: AttributionSide
+    b: AttributionSide
+
+    def line(self) -> str:
+        return " · ".join(f"**{s.version}** ({s.role}): {s.target} ({s.prob:.0%})" for s in (self.a, self.b))
 
 
 VERSION_COLUMNS = ("version", "serving", "macro-F1", "accuracy", "created", "by", "settings", "macro-F1 per dataset",

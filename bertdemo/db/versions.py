@@ -88,6 +88,18 @@ def has_scores(s: Session, version_id: int) -> bool:
     return s.scalar(select(Score.example_id).where(Score.version_id == version_id).limit(1)) is not None
 
 
+def stored_probs(s: Session, version_ids: Sequence[int], example_ids: Sequence[int]) -> dict[int, dict[int, list]]:
+    """{version id: {example id: stored probabilities}} of these versions for these examples (the
+    scores written when each version was activated); an example a version never scored is absent.
+    The version review reads these instead of running the models."""
+    out: dict[int, dict[int, list]] = {int(v): {} for v in version_ids}
+    q = select(Score.version_id, Score.example_id, Score.probs).where(Score.version_id.in_(list(out)))
+    for chunk in chunks(sorted({int(i) for i in example_ids})):
+        for vid, eid, probs in s.execute(q.where(Score.example_id.in_(chunk))):
+            out[vid][eid] = probs
+    return out
+
+
 def changed_predictions(s: Session, a_id: int, b_id: int, limit: int) -> tuple[int, list[list]]:
     """(examples scored by both versions, [id, text, label, prediction of a, prediction of b] of the
     first `limit` whose predictions differ, by id)."""

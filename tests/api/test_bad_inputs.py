@@ -486,6 +486,13 @@ ARGUMENT_CASES = [
     ("/activate_version", [" v1"], "No model version named ' v1'"),
     ("/activate_version", ["../v1"], "No model version named '../v1'"),
     ("/activate_version", ["v1'; DROP TABLE model_versions;--"], "No model version named"),
+    ("/review_version", ["v99", "v1", None], "No model version named 'v99'"),
+    ("/review_version", ["v1", None, None], "No model version named None"),
+    ("/review_version", ["v1", ["v1"], None], "No model version named"),
+    ("/review_version", ["v1", "v1", "worse"], "The kind of flips must be one of ['fixed', 'broken', 'changed']"),
+    ("/review_version", ["v1", "v1", 5], "The kind of flips must be one of"),
+    ("/review_version", ["v1", "v1", None], False),  # a version against itself: no flips, the gate passes
+    ("/review_version", ["v1", "v1", "broken"], False),
     ("/compare_word", ["A bat.\nA bat.", "bat", 99], "The layer must be a whole number from 0 (input embeddings) "
                                                      "to 6, got 99."),
     ("/compare_word", ["A bat.\nA bat.", "bat", -1], "The layer must be"),

@@ -46,6 +46,7 @@ ENDPOINT_ROLES = {  # who may call each endpoint; with no accounts (single-user 
     "/import_csv": ADMIN, "/agreement": ADMIN, "/start_training": ADMIN, "/activate_version": ADMIN,
     "/set_annotations_per_item": ADMIN, "/label_examples": ADMIN, "/undo_bulk_label": ADMIN,
     "/set_retrain_every": ADMIN, "/set_guidelines": ADMIN, "/adjudicate": ADMIN, "/next_disagreement": ADMIN,
+    "/review_version": ADMIN,  # it may load two models
 }
 TRAIN = (1, 1e-4, 16, 32, 1, "full fine-tune", "base encoder", 1, False)  # one step, not served
 
@@ -127,6 +128,7 @@ def valid_args(api: str, client) -> tuple:  # noqa: ANN001
         "/similar_examples": (None, "lovely crew", 3), "/map_selection": ({"box": [-100, -100, 100, 100]},),
         "/label_examples": ([1], "neutral"), "/undo_bulk_label": ("no-such-batch",), "/set_retrain_every": (0,),
         "/set_guidelines": ("# Rules",), "/adjudicate": (1, "neutral", 1), "/next_disagreement": ([],),
+        "/review_version": ("v1", "v1", None),
     }[api]
 
 

@@ -1,19 +1,18 @@
 """The Train tab: its actions without Gradio (admin checks, form -> config, status, versions,
-before/after), the HTTP API with gradio_client, and a real browser that trains, activates and
-sees Predict use the new version."""
+the version review), the HTTP API with gradio_client, and a real browser that trains, reviews the
+new version (slices, the gate, the broken filter, a flip's attributions under both versions),
+activates it and sees Predict use it."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bertdemo import auth
 from bertdemo.actions.train import MODES, STARTS, TrainingActions
 from bertdemo.db import versions
-from bertdemo.db.models import Score
 from bertdemo.errors import Forbidden, NotFound
 from bertdemo.services import Services
 from bertdemo.training.config import TrainConfig
@@ -95,35 +94,43 @@ def test_after_a_restart_the_tab_shows_the_last_recorded_run(two_versions, tmp_p
     assert v.state == "failed" and "stopped during this run" in v.message and v.version_name is None
 
 
-def test_compare_two_versions(two_versions):
+def test_review_two_versions(two_versions):
     actions = TrainingActions(two_versions)
-    v1, v2 = sorted(two_versions.registry.versions(), key=lambda v: v.id)
-    c = actions.compare("v1", "v2")
-    assert any("Scored the examples with v2" in n for n in c.notes)  # v2 had never been scored
-    metrics = {r[0]: r[1:] for r in c.metrics}
-    assert metrics["macro_f1"] == [round(v1.macro_f1, 4), round(v2.macro_f1, 4)]
-    assert "F1 neutral" in metrics
-    with Session(two_versions.engine) as s:
-        a = dict(s.execute(select(Score.example_id, Score.predicted)
-                           .where(Score.version_id == v1.id)).all())
-        b = dict(s.execute(select(Score.example_id, Score.predicted)
-                           .where(Score.version_id == v2.id)).all())
-    expected = sorted(i for i in a if a[i] != b[i])
-    assert c.n_compared == len(a) == len(b) > 200
-    assert [r[0] for r in c.changed] == expected[:200] and expected  # these two versions disagree somewhere
-    assert all(r[3] == a[r[0]] and r[4] == b[r[0]] for r in c.changed)
+    r = actions.review("v1", "v2")
+    n = r.flips.n
+    assert n > 0 and r.on == "the validation split of v2"
+    assert r.stored == (n, 0)  # v1 was activated (scored); v2 never was: its model scored the split
+    assert "v1: stored scores; v2: its model" in r.source()
+    assert [row[0] for row in r.slice_rows()][:2] == ["all", "airline"]
+    assert r.flips.total == sum(r.flips.kinds.values()) == sum(r.flips.transitions.values())
+    assert len(r.rows) == min(200, r.flips.total) and r.flips.total > 0  # these two versions disagree somewhere
+    assert all(f.a_label != f.b_label for f in r.rows)
+    assert r.verdict().startswith("Gate passed" if r.gate.passed else "Gate failed")
+    api = r.as_api()
+    assert api["flips"]["total"] == r.flips.total and api["gate"]["passed"] == r.gate.passed
+    assert set(api["rows"][0]) == {"id", "text", "gold", "A predicts", "A prob.", "B predicts", "B prob.", "kind"}
     with pytest.raises(NotFound, match="No model version named 'v9'"):
-        actions.compare("v1", "v9")
+        actions.review("v1", "v9")
+    # Activate B with a reason: recorded with the activation, with the review's verdict
+    assert "Now serving **v2**" in actions.activate("v2", None, "fewer broken airline tweets")
+    with Session(two_versions.engine) as s:
+        reason = versions.activations(s, 1)[0].reason
+    verdict = "gate passed" if r.gate.passed else "gate failed: manual override"
+    assert reason == f"activation in the Train tab after the review ({verdict}): fewer broken airline tweets"
+    two_versions.jobs.wait_rescore(60)
 
 
 def test_attributions_under_both_versions(two_versions):
     actions = TrainingActions(two_versions)
-    ha, hb, line = actions.attributions("@united the crew was great, thanks!", "v1", "v2")
-    for h in (ha, hb):
-        words = [t for t, _s in h]
+    pair = actions.attributions("@united the crew was great, thanks!", "v1", "v2")
+    for side in (pair.a, pair.b):
+        words = [t for t, _s in side.highlighted]
         assert "crew" in words and "great" in words
-    assert ha != hb  # different weights, different attributions
-    assert re.search(r"\*\*v1\*\*: \w+ \(\d+%\) · \*\*v2\*\*: \w+ \(\d+%\)", line)
+        assert side.target in ("negative", "neutral", "positive")
+    assert pair.a.highlighted != pair.b.highlighted  # different weights, different attributions
+    assert re.fullmatch(r"v1 \(A\): towards \w+ \(\d+%\)", pair.a.label())
+    assert re.fullmatch(r"v2 \(B\): towards \w+ \(\d+%\)", pair.b.label())
+    assert re.search(r"\*\*v1\*\* \(A\): \w+ \(\d+%\) · \*\*v2\*\* \(B\): \w+ \(\d+%\)", pair.line())
 
 
 def test_activate_rolls_back_and_rescores_in_the_background(two_versions):
@@ -136,6 +143,42 @@ def test_activate_rolls_back_and_rescores_in_the_background(two_versions):
 
 
 # ------------------------------------------------------------------ the launched app
+def _review_in_the_browser(pg, new: str) -> None:
+    """Review `new` (B, the newest) against v1 (A, the one before): slices and the gate's verdict,
+    the flips' totals unchanged by the broken filter, a flip's attributions under both versions,
+    each panel labelled with its version and class; then Activate B with a reason."""
+    pg.wait_for_function(f"document.querySelector('#compare-b input')?.value === '{new}'", timeout=30000)
+    assert pg.locator("#compare-a input").input_value() == "v1"
+    pg.locator("#review-button").click()
+    pg.wait_for_function("/Gate (passed|failed)/.test(document.querySelector('#review-gate')?.innerText)",
+                         timeout=120000)
+    slices = pg.locator("#review-slices").inner_text()
+    assert "airline" in slices and "95% CI" in slices, slices
+    counts = pg.locator("#review-counts").inner_text()
+    total = re.search(r"Flips: ([\d,]+) of ([\d,]+) examples changed prediction \(fixed \d+, broken (\d+)", counts)
+    assert total, counts
+    pg.locator("#review-filter").get_by_label("broken").check()
+    pg.wait_for_function("document.querySelector('#review-counts')?.innerText.includes('listed: ')"
+                         " && document.querySelector('#review-counts')?.innerText.includes(' broken.')", timeout=30000)
+    after = pg.locator("#review-counts").inner_text()
+    assert after.split("; listed")[0] == counts.split("; listed")[0]  # the totals stay those of every flip
+    if int(total.group(3)) == 0:  # nothing broken to click: list every flip again
+        pg.locator("#review-filter").get_by_label("all").check()
+        pg.wait_for_function("document.querySelector('#review-counts')?.innerText.includes('of any kind')",
+                             timeout=30000)
+    if int(total.group(1).replace(",", "")):
+        pg.locator('#review-flips [data-testid="cell-0-1"]').first.click()  # the first flip's text
+    else:  # the two versions agree everywhere: explain a typed text instead
+        pg.locator("#compare-text textarea, #compare-text input").first.fill("the crew was great")
+        pg.locator("#compare-explain").click()
+    for panel, who in (("#attr-a", "v1 (A): towards "), ("#attr-b", f"{new} (B): towards ")):
+        pg.wait_for_function(f"document.querySelector('{panel}')?.innerText.includes('{who}')", timeout=60000)
+    pg.locator("#review-reason textarea, #review-reason input").first.fill("reviewed in the browser test")
+    pg.locator("#review-activate").click()
+    pg.wait_for_function(f"document.querySelector('#review-activate-message')?.innerText.includes('Now serving {new}')",
+                         timeout=60000)
+
+
 def _wait_state(client, run_id: int, want: str, timeout: float = 180) -> dict:
     def state():
         st = client.predict(api_name="/training_status")
@@ -184,6 +227,7 @@ def test_browser_trains_activates_and_predict_uses_it(page):
     new = re.search(r"Version (v\d+) saved", msg).group(1)
     assert new != "v1"  # v1 is the version trained at start
     pg.wait_for_function(f"document.querySelector('#versions-table')?.innerText.includes('{new}')", timeout=30000)
+    _review_in_the_browser(pg, new)
     # activate the new version
     pg.locator("#version-choice input").click()
     pg.get_by_role("option", name=new, exact=True).click()

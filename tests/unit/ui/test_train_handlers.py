@@ -142,3 +142,137 @@ def test_the_report_header_names_its_first_column():
     shown = train.report_text(sk)
     assert shown.startswith("class         precision") and len(shown) == len(sk)
     assert train.report_text("") == "" and train.report_text("already text") == "already text"
+
+
+# ------------------------------------------------------------------ the version review
+def _review_set(n: int = 40):
+    import numpy as np
+
+    from bertdemo.training.comparison import ReviewSet
+
+    y = np.arange(n) % 3
+    return ReviewSet(texts=[f"text {i}" for i in range(n)], raw_texts=[f"Text {i} @united" for i in range(n)],
+                     y=y, ids=list(range(100, 100 + n)), datasets=["airline"] * n, sources=["crowd"] * n,
+                     on="the validation split of v2")
+
+
+def _scored(n: int = 40):
+    """A right on all but the first 6; B fixes 4 of those, breaks examples 10-12, changes 4-5's wrong label."""
+    import numpy as np
+
+    from bertdemo.actions.review import Scored
+
+    rs = _review_set(n)
+    pa = np.full((n, 3), 0.1)
+    pa[np.arange(n), rs.y] = 0.8
+    pa[:6] = 0.1
+    pa[np.arange(6), (rs.y[:6] + 1) % 3] = 0.8  # A wrong on 0-5
+    pb = pa.copy()
+    pb[:4] = 0.1
+    pb[np.arange(4), rs.y[:4]] = 0.7  # fixed
+    pb[4:6] = 0.1
+    pb[np.arange(4, 6), (rs.y[4:6] + 2) % 3] = 0.6  # changed: wrong under both, differently
+    pb[10:13] = 0.1
+    pb[np.arange(10, 13), (rs.y[10:13] + 1) % 3] = 0.9  # broken
+    return Scored(rs, pa, pb, (n, n))
+
+
+@dataclass
+class FakeReviewActions:
+    """What the review handlers use of TrainingActions: review (on fixed probabilities, 2 rows at
+    most, as a capped list would), attributions and activate."""
+
+    calls: list = field(default_factory=list)
+
+    def review(self, a, b, kind=None, limit=200, *, username=None, progress=None):
+        from bertdemo.actions.review import build
+
+        self.calls.append((a, b, kind, username))
+        if progress:
+            progress(0.5, "scoring")
+        return build(_scored(), (a, b), ("negative", "neutral", "positive"), None, kind=kind, limit=2, n_boot=200)
+
+    def attributions(self, text, a, b):
+        from bertdemo.actions.train import AttributionPair, AttributionSide
+
+        return AttributionPair(AttributionSide(a, "A", "negative", 0.81, [("late", 0.9)]),
+                               AttributionSide(b, "B", "neutral", 0.55, [("late", 0.2)]))
+
+    def activate(self, name, username, reason=""):
+        self.calls.append(("activate", name, reason))
+        return f"Now serving **{name}**"
+
+
+def test_the_review_shows_total_flip_counts_though_the_list_is_capped():
+    from bertdemo.actions.review import FLIP_COLUMNS, SLICE_COLUMNS
+    from bertdemo.ui.train_versions import run_review
+
+    actions = FakeReviewActions()
+    status, verdict, slices, counts, flips, reviewed = run_review(actions, "v1", "v2", "all", None)
+    assert counts.startswith("**Flips:** 9 of 40 examples changed prediction (fixed 4, broken 3, changed 2).")
+    assert "listed: 2 of any kind" in counts and len(flips) == 2  # the rows are capped, the counts are not
+    assert list(flips.columns) == list(FLIP_COLUMNS) and list(slices.columns) == list(SLICE_COLUMNS)
+    assert "negative -> neutral" in counts and "on the validation split of v2 (40 examples" in status
+    assert slices.iloc[0]["slice"] == "all" and "(" in slices.iloc[0]["A macro-F1 (95% CI)"]
+    assert reviewed == {"a": "v1", "b": "v2", "passed": "Gate passed" in verdict}
+    assert actions.calls == [("v1", "v2", None, None)]
+
+
+def test_the_filter_keeps_the_totals_and_lists_one_kind():
+    from bertdemo.ui.train_versions import filter_flips, run_review
+
+    actions = FakeReviewActions()
+    everything = run_review(actions, "v1", "v2", "all", None)[3]
+    counts, flips = filter_flips(actions, {"a": "v1", "b": "v2", "passed": True}, "broken", None)
+    assert counts.replace("listed: 2 broken", "") == everything.replace("listed: 2 of any kind", "")
+    assert set(flips["kind"]) == {"broken"} and len(flips) == 2
+    assert actions.calls[-1] == ("v1", "v2", "broken", None)
+    assert filter_flips(actions, None, "fixed", None) == (gr.update(), gr.update())  # nothing reviewed yet
+
+
+def test_a_worse_slice_is_marked_and_the_gate_names_it():
+    from bertdemo.actions.review import WORSE, build
+
+    s = _scored(300)
+    worse = build(type(s)(s.rs, s.probs_a, _shifted(s.probs_a), s.stored), ("v1", "v2"),
+                  ("negative", "neutral", "positive"), None, n_boot=200)
+    marked = {r[0] for r in worse.slice_rows() if r[-1] == WORSE}
+    assert "airline" in marked and "all" in marked
+    assert not worse.gate.passed and worse.verdict().startswith("Gate failed: airline macro-F1")
+    api = worse.as_api()
+    assert api["gate"]["passed"] is False and api["flips"]["total"] == worse.flips.total > 0
+    assert api["slices"][0]["slice"] == "all" and len(api["rows"]) == min(200, worse.flips.total)
+
+
+def _shifted(p):
+    import numpy as np
+
+    return np.roll(p, 1, axis=1)  # every prediction one class off: always wrong where A was right
+
+
+def test_a_flips_attributions_are_labelled_with_version_and_class():
+    from bertdemo.ui.train_versions import pick_flip, run_explain
+
+    actions = FakeReviewActions()
+    ha, hb, line = run_explain(actions, "my flight was late", "v7", "v8", {"a": "v1", "b": "v2", "passed": True})
+    assert ha["label"] == "v1 (A): towards negative (81%)" and hb["label"] == "v2 (B): towards neutral (55%)"
+    assert ha["value"] == [("late", 0.9)] and "**v2** (B): neutral (55%)" in line
+    rows = table([[1, "the text", "negative", "neutral", 0.8, "negative", 0.7, "fixed"]],
+                 ("id", "text", "gold", "A predicts", "A prob.", "B predicts", "B prob.", "kind"))
+    assert pick_flip(rows, gr.SelectData(None, {"index": [0, 4], "value": 0.8})) == "the text"
+    with pytest.raises(gr.Error, match="Type a text to explain"):
+        run_explain(actions, " ", "v1", "v2", None)
+
+
+def test_activate_b_needs_a_reason_only_after_a_failed_gate():
+    from bertdemo.ui.train_versions import activate_reviewed
+
+    actions = FakeReviewActions()
+    with pytest.raises(gr.Error, match="Review a version first"):
+        activate_reviewed(actions, None, "why", None)
+    with pytest.raises(gr.Error, match="The gate failed for v2: say why"):
+        activate_reviewed(actions, {"a": "v1", "b": "v2", "passed": False}, "  ", None)
+    assert activate_reviewed(actions, {"a": "v1", "b": "v2", "passed": False}, "fixes the lounge tweets", None) \
+        == "Now serving **v2**"
+    assert activate_reviewed(actions, {"a": "v1", "b": "v3", "passed": True}, "", None) == "Now serving **v3**"
+    assert actions.calls == [("activate", "v2", "fixes the lounge tweets"), ("activate", "v3", "")]
