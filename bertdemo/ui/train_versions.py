@@ -99,13 +99,13 @@ def filter_flips(actions: TrainingActions, reviewed: dict | None, kind: str, req
 
 
 @guarded
-def review_version(actions: TrainingActions, a: str, b: str, kind: str | None = None,
+def review_version(actions: TrainingActions, baseline: str, candidate: str, kind: str | None = None,
                    request: gr.Request = None) -> dict:  # type: ignore[assignment]
-    """The review of candidate version `b` against baseline `a` on b's validation split (admins
-    only): slices (macro-F1 of A and B with 95% bootstrap intervals, B - A, ECE), the activation
-    gate's verdict, the flips' totals per kind and transition, and up to 200 flips (`kind`: all,
-    fixed, broken or changed)."""
-    return actions.review(a, b, _kind(kind), username=user_of(request)).as_api()
+    """The review of version `candidate` (B, e.g. "v2") against `baseline` (A, e.g. "v1") on the
+    candidate's validation split (admins only): slices (macro-F1 of A and B with 95% bootstrap
+    intervals, B - A, ECE), the activation gate's verdict, the flips' totals per kind and
+    transition, and up to 200 flips (`kind`: all, fixed, broken or changed)."""
+    return actions.review(baseline, candidate, _kind(kind), username=user_of(request)).as_api()
 
 
 @guarded
