@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 import numpy as np
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from bertdemo.db.engine import chunks
-from bertdemo.db.models import Activation, Example, ModelVersion, Score, now
+from bertdemo.db.models import Activation, ModelVersion, Score, now
 
 # the run functions lived here before db/runs.py: callers that read versions and runs together keep one import
 from bertdemo.db.runs import create_run, fail_stale_runs, get_run, latest_run, unfinished_runs  # noqa: F401
@@ -98,18 +98,6 @@ def stored_probs(s: Session, version_ids: Sequence[int], example_ids: Sequence[i
         for vid, eid, probs in s.execute(q.where(Score.example_id.in_(chunk))):
             out[vid][eid] = probs
     return out
-
-
-def changed_predictions(s: Session, a_id: int, b_id: int, limit: int) -> tuple[int, list[list]]:
-    """(examples scored by both versions, [id, text, label, prediction of a, prediction of b] of the
-    first `limit` whose predictions differ, by id)."""
-    sa, sb = aliased(Score), aliased(Score)
-    both = (select(Example.id, Example.text, Example.label, sa.predicted, sb.predicted)
-            .join(sa, (sa.example_id == Example.id) & (sa.version_id == a_id))
-            .join(sb, (sb.example_id == Example.id) & (sb.version_id == b_id)))
-    n = s.scalar(select(func.count()).select_from(both.subquery())) or 0
-    changed = [list(r) for r in s.execute(both.where(sa.predicted != sb.predicted).order_by(Example.id).limit(limit))]
-    return n, changed
 
 
 def activations(s: Session, limit: int = 20) -> list[Activation]:
