@@ -1,5 +1,5 @@
 """Model versions and per-version scores: register, activate, list; store the active model's scores
-for the queues. Training runs' rows are in db/runs.py (its functions are importable from here too)."""
+for the queues. Training runs' rows are in db/runs.py."""
 
 from __future__ import annotations
 
@@ -11,9 +11,6 @@ from sqlalchemy.orm import Session
 
 from bertdemo.db.engine import chunks
 from bertdemo.db.models import Activation, ModelVersion, Score, now
-
-# the run functions lived here before db/runs.py: callers that read versions and runs together keep one import
-from bertdemo.db.runs import create_run, fail_stale_runs, get_run, latest_run, unfinished_runs  # noqa: F401
 from bertdemo.errors import NotFound
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from bertdemo import auth
 from bertdemo.actions.train import MODES, STARTS, TrainingActions
-from bertdemo.db import versions
+from bertdemo.db import runs, versions
 from bertdemo.errors import Forbidden, NotFound
 from bertdemo.services import Services
 from bertdemo.training.config import TrainConfig
@@ -61,7 +61,7 @@ def test_only_admins_start_cancel_and_activate(services):
     assert "started" in actions.start(FORM_CONFIG, "boss", serve=True)
     services.jobs.wait(120)
     with Session(services.engine) as s:
-        assert versions.latest_run(s).user == "boss"
+        assert runs.latest_run(s).user == "boss"
     assert services.registry.active().name == "v1"
 
 
@@ -88,7 +88,7 @@ def test_after_a_restart_the_tab_shows_the_last_recorded_run(two_versions, tmp_p
     assert v.state == "succeeded" and v.version_name == "v2" and v.step == v.total_steps == 2
     assert len(v.history) == 2 and "macro avg" in v.report and len(v.confusion) == 3
     with Session(fresh.engine) as s, s.begin():
-        versions.create_run(s, "t", QUICK.to_dict())  # left running by a process that died
+        runs.create_run(s, "t", QUICK.to_dict())  # left running by a process that died
     fresh.start()
     v = TrainingActions(Services.create(two_versions.settings)).status()
     assert v.state == "failed" and "stopped during this run" in v.message and v.version_name is None

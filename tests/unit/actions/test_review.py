@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from bertdemo.actions.annotate import AnnotateAdapters
 from bertdemo.auth import add_user
 from bertdemo.config import Settings
-from bertdemo.db import examples
+from bertdemo.db import examples, runs
 from bertdemo.errors import BadInput, Conflict, Forbidden, NotFound
 from bertdemo.services import Services
 from tests.unit.actions.test_annotate import seed
@@ -215,10 +215,9 @@ def test_retrain_every_n_labels_starts_one_run_that_says_why(team):
 
 def test_the_train_tab_shows_why_a_run_started(team):
     from bertdemo.actions.train import TrainingActions
-    from bertdemo.db import versions
 
     with Session(team.labelling.engine) as s, s.begin():
-        run = versions.create_run(s, "auto-retrain", {"epochs": 1, "reason": "started automatically after 50 new labels"})
+        run = runs.create_run(s, "auto-retrain", {"epochs": 1, "reason": "started automatically after 50 new labels"})
         run.status = "succeeded"
     view = TrainingActions(team.labelling.services).status()
     assert view.reason == "started automatically after 50 new labels" and view.as_api()["reason"] == view.reason

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bertdemo.db import examples, versions
+from bertdemo.db import examples, runs, versions
 from bertdemo.db.examples import NewExample
 from bertdemo.db.models import Example, LabelEvent, now
 from bertdemo.errors import BadInput, Conflict, NotFound
@@ -107,11 +107,11 @@ def test_datetimes_are_naive_utc_and_json_round_trips(engine):
     add(engine, NewExample("t", "t", "neutral", external_id="x1", meta=meta))
     with Session(engine) as s, s.begin():
         ex = s.get(Example, 1)
-        run = versions.create_run(s, "alice", {"epochs": 1.0, "lr": 2e-5})
+        run = runs.create_run(s, "alice", {"epochs": 1.0, "lr": 2e-5})
         run.history = [{"step": 1, "train_loss": 0.5}]
     with Session(engine) as s:
         ex = s.get(Example, 1)
-        assert ex.meta == meta and versions.latest_run(s).history == [{"step": 1, "train_loss": 0.5}]
+        assert ex.meta == meta and runs.latest_run(s).history == [{"step": 1, "train_loss": 0.5}]
         assert ex.created_at.tzinfo is None and ex.created_at == ex.updated_at  # one stamp, naive, exact
         assert abs((now() - ex.created_at).total_seconds()) < 60  # UTC, whatever the server's zone
         assert isinstance(examples.history(s, 1)[0].created_at, datetime)

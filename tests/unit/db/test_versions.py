@@ -4,7 +4,7 @@ points at a PostgreSQL database."""
 
 from sqlalchemy.orm import Session
 
-from bertdemo.db import versions
+from bertdemo.db import runs, versions
 
 
 def test_versions_activate_exactly_one(engine):
@@ -21,9 +21,9 @@ def test_versions_activate_exactly_one(engine):
 
 def test_interrupted_runs_are_marked_failed(engine):
     with Session(engine) as s, s.begin():
-        versions.create_run(s, "alice", {})
+        runs.create_run(s, "alice", {})
     with Session(engine) as s, s.begin():
-        assert versions.fail_stale_runs(s) == 1
+        assert runs.fail_stale_runs(s) == 1
     with Session(engine) as s:
-        run = versions.latest_run(s)
+        run = runs.latest_run(s)
         assert run.status == "failed" and "stopped" in run.message and run.finished_at is not None

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bertdemo.config import REPO_ROOT, Settings
-from bertdemo.db import versions
+from bertdemo.db import runs
 from bertdemo.db.models import TrainingRun
 from bertdemo.services import Services
 from tests.support import free_port
@@ -50,5 +50,5 @@ def test_two_processes_train_one_version(tmp_path, tiny_csv):
     assert sorted(p.name for p in services.settings.models_dir.iterdir()) == ["v1"]
     with Session(services.engine) as s:
         assert s.scalar(select(func.count()).select_from(TrainingRun)) == 1
-        run = versions.latest_run(s)
+        run = runs.latest_run(s)
         assert run.status == "succeeded" and run.total_steps == 4 and [h["step"] for h in run.history] == [1, 2, 3, 4]

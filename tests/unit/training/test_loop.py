@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from bertdemo.cli import train as train_cli
 from bertdemo.config import packaged_model_path
-from bertdemo.db import versions
+from bertdemo.db import runs
 from bertdemo.model.classifier import Classifier
 from bertdemo.training.accelerator import launch_state, shard_batches
 from bertdemo.training.config import TrainConfig, TrainingCancelled, TrainingData, TrainingError
@@ -253,7 +253,7 @@ def test_cli_trains_and_registers_a_version(tmp_path, tiny_csv, monkeypatch):
     assert v.name == "v1" and v.created_by == "cron" and not v.is_active
     assert v.train_config["max_steps"] == 2
     with Session(services.engine) as s:
-        assert versions.latest_run(s).status == "succeeded"
+        assert runs.latest_run(s).status == "succeeded"
 
 
 @pytest.mark.gpu

@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from bertdemo.config import Settings
-from bertdemo.db import examples, versions
+from bertdemo.db import examples, runs
 from bertdemo.db.models import Example, Score, TrainingRun
 from bertdemo.errors import Busy
 from bertdemo.services import Services
@@ -162,7 +162,7 @@ def test_start_marks_runs_of_a_dead_process_failed(tmp_path, tiny_csv):
     settings = Settings(serving="bf16", data_dir=tmp_path / "rt", dataset_path=tiny_csv, datasets=("airline",), bootstrap=False)
     services = Services.create(settings)
     with Session(services.engine) as s, s.begin():
-        run_id = versions.create_run(s, "alice", QUICK.to_dict()).id  # left "running" by a killed process
+        run_id = runs.create_run(s, "alice", QUICK.to_dict()).id  # left "running" by a killed process
     Services.create(settings).start()  # the next app start
     run = _run(services, run_id)
     assert run.status == "failed" and "stopped during this run" in run.message
