@@ -9,7 +9,8 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from bertdemo.db.models import ModelVersion, TrainingRun, now
+from bertdemo.db.models import TrainingRun, now
+from bertdemo.db.versions import version_of_run
 from bertdemo.errors import NotFound
 
 OPEN = ("queued", "running")  # the states of a run that has not finished
@@ -85,7 +86,7 @@ def succeed_saved_runs(s: Session) -> list[tuple[int, str]]:
     and recording the run): recorded succeeded with their version. Returns (run id, version name)."""
     closed = []
     for run in unfinished_runs(s):
-        v = s.scalar(select(ModelVersion).where(ModelVersion.run_id == run.id))
+        v = version_of_run(s, run.id)
         if v is None:
             continue
         f1 = (v.metrics or {}).get("macro_f1")

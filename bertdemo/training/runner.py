@@ -30,8 +30,6 @@ from bertdemo.training.records import JobStatus, RunRecords
 from bertdemo.training.registry import Registry, VersionInfo
 from bertdemo.training.zerogpu import fit_and_save, gpu_task, zero_gpu
 
-__all__ = ["JobRunner", "JobStatus"]  # JobStatus moved to records.py; callers still import it from here
-
 log = logging.getLogger(__name__)
 
 

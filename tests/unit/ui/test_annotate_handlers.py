@@ -148,7 +148,7 @@ class FakeJobs:
         self.started: list[str] = []
 
     def status(self):
-        from bertdemo.training.runner import JobStatus
+        from bertdemo.training.records import JobStatus
 
         return JobStatus(state="running" if self.started else "idle")
 
