@@ -108,7 +108,8 @@ class VersionReview:
     def slice_rows(self) -> list[list]:
         """SLICE_COLUMNS rows, the slices worse beyond their interval marked."""
         worse = {s.name for s in self.review.worse_slices()}
-        return [[s.name, s.macro_f1.n, _ci(s.macro_f1.a), _ci(s.macro_f1.b), _ci(s.macro_f1.diff, signed=True),
+        return [[s.name, s.macro_f1.n, s.macro_f1.a.brief(), s.macro_f1.b.brief(),
+                 s.macro_f1.diff.brief(signed=True),
                  round(s.ece_a, 4), round(s.ece_b, 4), WORSE if s.name in worse else ""] for s in self.review.slices]
 
     def verdict(self) -> str:
@@ -161,8 +162,3 @@ def build(scored: Scored, names: tuple[str, str], labels: Sequence[str], b_proba
                           round(max(r.b_probs), 4), r.kind) for r in f.rows)
     return VersionReview(names[0], names[1], rs.on, rv, gate(rv, failures, None), f, rows, kind, scored.stored,
                          time.perf_counter() - started, notes)
-
-
-def _ci(iv: object, signed: bool = False) -> str:
-    fmt = "{:+.3f}" if signed else "{:.3f}"
-    return f"{fmt.format(iv.value)} ({fmt.format(iv.low)} to {fmt.format(iv.high)})"

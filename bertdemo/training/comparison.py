@@ -75,7 +75,7 @@ class Comparison:
         lines.append(f"{'slice':<34} {'n':>6}  {'A':>6}  {'B':>6}  {'B - A (95% CI)':<24} {'ECE A':>6} {'ECE B':>6}")
         for sl in self.review.slices:
             m = sl.macro_f1
-            diff = f"{m.diff.value:+.3f} ({m.diff.low:+.3f} to {m.diff.high:+.3f})"
+            diff = m.diff.brief(signed=True)
             lines.append(f"{sl.name:<34} {m.n:>6,}  {m.a.value:6.3f}  {m.b.value:6.3f}  {diff:<24} "
                          f"{sl.ece_a:6.3f} {sl.ece_b:6.3f}")
         lines += ["", self.flips.summary() + ": " + ", ".join(f"{k} {v:,}" for k, v in self.flips.kinds.items()),

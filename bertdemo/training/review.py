@@ -53,6 +53,11 @@ class Interval:
     def text(self) -> str:
         return f"{self.value:.3f} (95% CI {self.low:.3f} to {self.high:.3f})"
 
+    def brief(self, signed: bool = False) -> str:
+        """'0.812 (0.790 to 0.830)', or with `signed` '+0.012 (-0.004 to +0.027)': a table cell."""
+        fmt = "{:+.3f}" if signed else "{:.3f}"
+        return f"{fmt.format(self.value)} ({fmt.format(self.low)} to {fmt.format(self.high)})"
+
 
 @dataclass(frozen=True)
 class PairedBootstrap:

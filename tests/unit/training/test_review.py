@@ -208,3 +208,10 @@ def test_a_must_pass_failure_or_a_failed_int8_gate_makes_the_gate_fail():
     assert not g.passed and g.failed[0].startswith("the int8 gate failed")
     first = gate(None, [], int8_ok=None)  # nothing active yet: served as today
     assert first.passed and first.checked == ("behaviour tests",)
+
+
+def test_an_interval_as_a_table_cell():
+    from bertdemo.training.review import Interval
+
+    assert Interval(0.8123, 0.79, 0.83).brief() == "0.812 (0.790 to 0.830)"
+    assert Interval(0.012, -0.004, 0.027).brief(signed=True) == "+0.012 (-0.004 to +0.027)"
