@@ -6,6 +6,7 @@ Every other module receives a `Settings` object; nothing else calls `os.environ`
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,17 @@ def packaged_model_path() -> str:
     return str(Path(list(spec.submodule_search_locations)[0]) / "model")
 
 
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine reaches: localhost, 127.x.y.z, ::1."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime configuration. `Settings.from_env()` documents the variable for each field."""
@@ -51,6 +63,12 @@ class Settings:
     general_dataset_path: Path = GENERAL_DATASET
     datasets: tuple[str, ...] = BUNDLED_NAMES  # the bundled datasets imported at first start (and so trained on)
     serving: str = "auto"  # auto | int8 | bf16 | fp32: what scores texts on the CPU (training/serving.py)
+    # who else can reach the app (auth.py: guests): True/False from BERTDEMO_SHARED, None = decide
+    # from SPACE_ID (set on a Hugging Face Space) and the address it listens on (shared_link)
+    shared: bool | None = None
+    server_name: str = ""  # the address the app listens on (GRADIO_SERVER_NAME or --host); "" = 127.0.0.1
+    space_id: str = ""  # SPACE_ID: the app runs on a Hugging Face Space
+    admin_password: str = field(default="", repr=False)  # BERTDEMO_ADMIN_PASSWORD: guests' admin sign-in
     malloc_arenas: int | None = 2  # glibc malloc arenas of the app's process (memory.py); None: glibc's own,
     # as when the person sets MALLOC_ARENA_MAX themselves
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -76,6 +94,17 @@ class Settings:
             raise ValueError(f"serving must be one of {SERVING_MODES}, got {self.serving!r}")
         if not 0 < self.lease_minutes <= 24 * 60:
             raise ValueError(f"lease_minutes must be in (0, 1440], got {self.lease_minutes!r}")
+        if self.admin_password and len(self.admin_password) < 12:
+            raise ValueError("BERTDEMO_ADMIN_PASSWORD must have at least 12 characters (anyone with the link "
+                             "may try it)")
+
+    @property
+    def shared_link(self) -> bool:
+        """Whether others can reach the app, so that guests are annotators (auth.py): BERTDEMO_SHARED
+        when set, else True on a Space or when listening on any address but loopback."""
+        if self.shared is not None:
+            return self.shared
+        return bool(self.space_id) or not is_loopback(self.server_name or "127.0.0.1")
 
     @property
     def model_source(self) -> str:
@@ -141,6 +170,11 @@ class Settings:
             kw["datasets"] = tuple(x.strip().lower() for x in env["BERTDEMO_DATASETS"].split(",") if x.strip())
         if env.get("BERTDEMO_SERVING"):
             kw["serving"] = env["BERTDEMO_SERVING"].strip().lower()
+        if env.get("BERTDEMO_SHARED", "").strip().lower() not in ("", "auto"):
+            kw["shared"] = env["BERTDEMO_SHARED"].strip().lower() not in ("0", "false", "no", "off")
+        kw["server_name"] = env.get("GRADIO_SERVER_NAME", "").strip()
+        kw["space_id"] = env.get("SPACE_ID", "").strip()
+        kw["admin_password"] = env.get("BERTDEMO_ADMIN_PASSWORD", "")
         if "MALLOC_ARENA_MAX" in env:  # glibc applied the person's own value when the process started
             kw["malloc_arenas"] = None
         return cls(**kw)  # type: ignore[arg-type]

@@ -40,10 +40,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def launched_app(data_dir: Path, tiny_csv: Path, ready: Callable[[str], bool], timeout: float = 300) -> Iterator[str]:
+def launched_app(data_dir: Path, tiny_csv: Path, ready: Callable[[str], bool], timeout: float = 300,
+                 env: dict[str, str] | None = None) -> Iterator[str]:
     """`python app.py` in a subprocess on `data_dir` (first start: imports the tiny sample and
     trains version 1, exactly as a fresh install does with the full data); yields its URL once
-    `ready(url)` returns True, and stops it afterwards."""
+    `ready(url)` returns True, and stops it afterwards. `env`: more variables (e.g. BERTDEMO_SHARED)."""
     port = free_port()
     env = os.environ | {
         "BERTDEMO_DATA_DIR": str(data_dir), "BERTDEMO_DATASET": str(tiny_csv), "BERTDEMO_DATASETS": "airline", "BERTDEMO_INITIAL_EPOCHS": "1",
@@ -53,7 +54,8 @@ def launched_app(data_dir: Path, tiny_csv: Path, ready: Callable[[str], bool], t
         # (tests/unit/training/test_serving.py covers that path)
         "BERTDEMO_SERVING": "bf16",
         "BERTDEMO_DB_URL": "",  # its own SQLite file, never the database the storage tests were pointed at
-    }
+        "BERTDEMO_SHARED": "0", "BERTDEMO_ADMIN_PASSWORD": "",  # a local app unless the test says otherwise
+    } | (env or {})
     log_path = data_dir.parent / "app.log"
     log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

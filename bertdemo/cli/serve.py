@@ -21,6 +21,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bertdemo.memory import limit_malloc_arenas
 
     settings = Settings.from_env()
+    if args.host:  # where it listens decides whether the link is shared (Settings.shared_link)
+        settings = settings.with_(server_name=args.host)
     limit_malloc_arenas(settings.malloc_arenas)  # before the imports below start threads
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from bertdemo.services import Services

@@ -4,7 +4,6 @@ literally, and API inputs that answer a malformed value with a message."""
 from __future__ import annotations
 
 import functools
-import hashlib
 import html
 import logging
 import re
@@ -14,6 +13,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 from pydantic import ConfigDict, ValidationError
 
+from bertdemo.auth import guest_name  # re-exported: the tests name guests with it
 from bertdemo.errors import BadInput, UserError
 from bertdemo.validate import short
 
@@ -83,28 +83,31 @@ GUEST_COOKIE_JS = f"""<script>
 ADMIN_ONLY = ["admin-only"]  # elem_classes of what only admins may use: ui/demo.py hides it from the others
 
 
-def guest_name(key: str) -> str:
-    """The name a guest's changes are recorded under: `guest-` and 8 hex digits of a hash of their
-    key (the key itself identifies them, so it is never shown)."""
-    return "guest-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+def guest_key(request: gr.Request | None) -> str | None:
+    """The secret that makes a guest one person: their browser's GUEST_COOKIE or, for an API client
+    that keeps no cookie, its gradio_client session (session_hash). None when there is neither."""
+    if request is None:
+        return None
+    raw = getattr(request, "request", None)
+    cookie = raw.cookies.get(GUEST_COOKIE) if raw is not None and hasattr(raw, "cookies") else None
+    if cookie and GUEST_KEY.fullmatch(cookie):
+        return cookie
+    session = getattr(request, "session_hash", None)
+    return session if isinstance(session, str) and session else None
 
 
 def user_of(request: gr.Request | None) -> str | None:
     """The person behind a request, the one place the UI reads it (the actions decide what they may
-    do): the signed-in name; without accounts a guest, one per browser (the GUEST_COOKIE its page
-    set) or, for an API client that keeps no cookie, one per gradio_client session (session_hash).
-    So two tabs, two people on a shared link, or 20 API clients are different annotators."""
+    do): the signed-in name; without accounts a guest (auth.guest_name of guest_key), one per
+    browser or, for an API client, one per gradio_client session. So two tabs, two people on a
+    shared link, or 20 API clients are different annotators."""
     if request is None:
         return None
     name = getattr(request, "username", None)
     if name:
         return name
-    raw = getattr(request, "request", None)
-    cookie = raw.cookies.get(GUEST_COOKIE) if raw is not None and hasattr(raw, "cookies") else None
-    if cookie and GUEST_KEY.fullmatch(cookie):
-        return guest_name(cookie)
-    session = getattr(request, "session_hash", None)
-    return guest_name(session) if isinstance(session, str) and session else None
+    key = guest_key(request)
+    return guest_name(key) if key else None
 
 
 def uploaded(path: str | None) -> str:

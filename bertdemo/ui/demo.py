@@ -15,7 +15,7 @@ from bertdemo.actions.embeddings import EmbeddingActions
 from bertdemo.actions.predict import PredictActions
 from bertdemo.actions.train import TrainingActions
 from bertdemo.services import Services
-from bertdemo.ui import annotate, predict
+from bertdemo.ui import annotate, predict, shared_link
 from bertdemo.ui import embeddings as embeddings_tab
 from bertdemo.ui import train as train_tab
 from bertdemo.ui.binding import bind
@@ -50,8 +50,8 @@ def status_line(services: Services) -> str:
 
 
 def gradio_auth(engine: Engine) -> Callable[[str, str], Awaitable[bool]] | None:
-    """The `auth=` for Gradio's launch(): a checker when accounts exist, None (single-user local
-    mode, no sign-in) otherwise. Users added later take effect after a restart.
+    """The `auth=` for Gradio's launch(): a checker when accounts exist, None (no sign-in: guests,
+    auth.py) otherwise. Users added later take effect after a restart.
 
     The checker is a coroutine function, so Gradio awaits it and the check (scrypt, ~50 ms, and
     the database) runs in a worker thread instead of blocking the event loop. A locked-out name
@@ -78,7 +78,7 @@ def launch_options(services: Services) -> dict:
         # Gradio refuses uploads over this itself; the app's own, smaller cap (BERTDEMO_MAX_UPLOAD_MB)
         # answers first with a clearer message
         "max_file_size": f"{max(100, 2 * services.settings.max_upload_mb):.0f}mb",
-        # sign-in only when accounts exist (`bertdemo users add NAME`); else single-user local mode
+        # sign-in only when accounts exist (`bertdemo users add NAME`); else guests (auth.py)
         "auth": gradio_auth(services.engine),
         "auth_message": f"bertdemo: sign in to annotate. {auth.SIGNIN_NOTICE}",
         # Gradio's /monitoring dashboard would let any visitor make the server print its access key
@@ -95,6 +95,9 @@ def build_demo(services: Services) -> gr.Blocks:
     # uploads are removed hourly once an hour old, instead of piling up until a restart
     with gr.Blocks(title="bertdemo", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# {TITLE}")
+        # on a shared link without accounts guests are annotators; the admin password makes one admin
+        auth.configure_guests(services.engine, services.settings.shared_link, services.settings.admin_password)
+        signin = shared_link.panel(services.engine)
         if auth.has_users(services.engine):  # Gradio's own route ends the session (accounts added later: a restart)
             gr.HTML('<a href="logout" id="sign-out">Sign out</a>', elem_id="sign-out-link")
         status = gr.Markdown(status_line(services), elem_id="status-line")
@@ -114,6 +117,8 @@ def build_demo(services: Services) -> gr.Blocks:
         admin_only = [b for b in demo.blocks.values() if ADMIN_ONLY[0] in (getattr(b, "elem_classes", None) or [])]
         demo.load(bind(role_view, services.engine, len(admin_only)), None, admin_only,
                   api_visibility="private")
+        if signin is not None:
+            signin.wire(services.engine, admin_only)
     demo.queue(default_concurrency_limit=4)
     return demo
 
@@ -122,5 +127,5 @@ def role_view(engine: Engine, n: int, request: gr.Request) -> list:
     """On each page load: what only admins may use (elem_classes ADMIN_ONLY) is shown to admins
     only, so an annotator never finds a button that answers "Only admins may do this". Each
     endpoint still checks the role itself; this only shapes the page."""
-    admin = auth.role_of(engine, user_of(request)) == "admin"  # everyone is, without accounts
+    admin = auth.role_of(engine, user_of(request)) == "admin"  # everyone is on a loopback-only app without accounts
     return [gr.update(visible=admin)] * n

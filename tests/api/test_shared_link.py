@@ -5,11 +5,17 @@ the limit is refused before it is read; Gradio's monitoring dashboard is not ser
 
 from __future__ import annotations
 
+import re
+
 import httpx
+import pytest
 from gradio_client import Client
 
 from bertdemo.ui.common import guest_name
+from tests.api.test_security import ADMIN, ENDPOINT_ROLES, valid_args
 from tests.support import wait_for
+
+ADMIN_PASSWORD = "the admin password of the link"
 
 
 def test_two_api_clients_without_accounts_are_two_guests(app_url):
@@ -45,3 +51,53 @@ def test_the_monitoring_dashboard_is_not_served(app_url):
         r = httpx.get(app_url + path, timeout=30, follow_redirects=True)
         assert r.status_code in (403, 404) and "See console for monitoring URL" not in r.text, (path, r.text)
     assert httpx.get(app_url + "monitoring", timeout=30).json() == {"detail": "Monitoring is not enabled."}
+
+
+# ------------------------------------------------------------------------- a shared link (e.g. a Space)
+@pytest.fixture(scope="module")
+def shared_url(tmp_path_factory, tiny_csv, app_launcher):
+    """The app as on a Space (BERTDEMO_SHARED=1, as SPACE_ID or a non-loopback address would make it),
+    without accounts, with an admin password."""
+    def ready(url: str) -> bool:
+        Client(url, verbose=False).predict("hello", api_name="/predict")
+        return True
+
+    env = {"BERTDEMO_SHARED": "1", "BERTDEMO_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    with app_launcher(tmp_path_factory.mktemp("shared") / "runtime", tiny_csv, ready, timeout=240, env=env) as url:
+        yield url
+
+
+def test_on_a_shared_link_guests_label_but_only_the_admin_password_makes_an_admin(shared_url):
+    guest, boss = Client(shared_url, verbose=False), Client(shared_url, verbose=False)
+    # a visitor labels, as a guest of their own
+    item = wait_for(lambda: guest.predict("uncertain", "", [], "all", api_name="/next_item"), timeout=180,
+                    interval=1, what="an item in the uncertain queue (v1's scores stored)")
+    saved = guest.predict(item["id"], "neutral", item["version"], api_name="/save_label")
+    assert saved["user"] == guest_name(guest.session_hash) and saved["user"].startswith("guest-")
+    # ... but may not retrain, change settings or switch the model
+    for call in (lambda c: c.predict(2, api_name="/set_annotations_per_item"),
+                 lambda c: c.predict("v1", api_name="/activate_version")):
+        for who in (guest, boss):
+            with pytest.raises(Exception, match="Only admins may do this"):
+                call(who)
+    with pytest.raises(Exception, match="not the admin password"):
+        boss.predict("a guess at the password", api_name="/admin_sign_in")
+    assert "Signed in as admin" in boss.predict(ADMIN_PASSWORD, api_name="/admin_sign_in")
+    try:
+        assert "2" in boss.predict(2, api_name="/set_annotations_per_item")
+        with pytest.raises(Exception, match="Only admins may do this"):  # the other visitor is still a guest
+            guest.predict(1, api_name="/set_annotations_per_item")
+    finally:
+        boss.predict(1, api_name="/set_annotations_per_item")
+
+
+def test_on_a_shared_link_a_guest_is_refused_every_admin_endpoint(shared_url):
+    from gradio_client.exceptions import AppError
+
+    guest = Client(shared_url, verbose=False)
+    listed = set(guest.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert listed == set(ENDPOINT_ROLES) | {"/admin_sign_in"}  # the sign-in only where guests need it
+    name = guest_name(guest.session_hash)
+    for api in [a for a, role in ENDPOINT_ROLES.items() if role == ADMIN]:
+        with pytest.raises(AppError, match=re.escape(f"Only admins may do this; {name!r} is an annotator.")):
+            guest.predict(*valid_args(api, guest), api_name=api)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from bertdemo import auth
 from bertdemo.cli import users as users_cli
 from bertdemo.db.models import LoginAttempt, User
-from bertdemo.errors import Forbidden
+from bertdemo.errors import BadInput, Forbidden
 from bertdemo.ui.demo import gradio_auth
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)  # attempts carry injected times: no sleeping
@@ -220,3 +220,90 @@ def test_a_deleted_accounts_open_session_is_refused(engine):
     with pytest.raises(Forbidden, match="Sign in first"):
         auth.require_role(engine, "bob", "annotator")
     assert auth.current_user(engine, "alice") == "alice"
+
+
+# ------------------------------------------------------------------------- guests on a shared link
+ADMIN_PW = "the team's admin secret"
+
+
+def test_without_accounts_a_local_app_makes_everyone_admin(engine):
+    auth.configure_guests(engine, shared=False)
+    assert auth.role_of(engine, auth.guest_name("k" * 32)) == "admin"
+    assert auth.role_of(engine, None) == "admin"  # the CLI, on the server
+
+
+def test_on_a_shared_link_guests_are_annotators_until_the_admin_password(engine):
+    auth.configure_guests(engine, shared=True, admin_password=ADMIN_PW)
+    key, other = "a" * 32, "b" * 32
+    guest = auth.guest_name(key)
+    assert guest.startswith("guest-") and auth.role_of(engine, guest) == "annotator"
+    with pytest.raises(Forbidden, match="Only admins"):
+        auth.require_role(engine, guest, "admin")
+    assert auth.role_of(engine, None) is None  # a request without any identity is nobody
+    with pytest.raises(Forbidden, match="not the admin password"):
+        auth.guest_admin_sign_in(engine, key, "wrong password!")
+    assert auth.guest_name(key) == guest  # a failure changes nothing
+    admin = auth.guest_admin_sign_in(engine, key, ADMIN_PW)
+    assert admin == auth.guest_name(key) == "admin-" + guest.removeprefix("guest-")
+    assert auth.require_role(engine, admin, "admin") == admin
+    assert auth.role_of(engine, auth.guest_name(other)) == "annotator"  # only that browser became admin
+    assert auth.guest_admin_sign_out(key) == guest and auth.role_of(engine, auth.guest_name(key)) == "annotator"
+
+
+def test_admin_sign_in_is_by_the_secret_key_never_by_the_public_name(engine, monkeypatch):
+    auth.configure_guests(engine, shared=True, admin_password=ADMIN_PW)
+    monkeypatch.setattr(auth, "_ADMIN_SESSIONS", auth._AdminSessions())
+    # two keys whose public names collide (the same 8 hex digits; crafting one takes ~2**32 hashes)
+    digests = {"c" * 32: "12345678" + "a" * 56, "d" * 32: "12345678" + "b" * 56}
+    monkeypatch.setattr(auth, "_digest", digests.__getitem__)
+    auth.guest_admin_sign_in(engine, "c" * 32, ADMIN_PW)
+    assert auth.guest_name("c" * 32) == "admin-12345678"
+    assert auth.guest_name("d" * 32) == "guest-12345678"  # the same public digits, another key: a guest
+    assert auth.role_of(engine, auth.guest_name("d" * 32)) == "annotator"
+
+
+def test_admin_sign_in_needs_a_shared_link_without_accounts_and_a_password(engine):
+    auth.configure_guests(engine, shared=False, admin_password=ADMIN_PW)
+    with pytest.raises(BadInput, match="you are admin already"):
+        auth.guest_admin_sign_in(engine, "e" * 32, ADMIN_PW)
+    auth.configure_guests(engine, shared=True)
+    with pytest.raises(BadInput, match="No admin password is set"):
+        auth.guest_admin_sign_in(engine, "e" * 32, "anything at all")
+    auth.configure_guests(engine, shared=True, admin_password=ADMIN_PW)
+    auth.add_user(engine, "ann", "correct horse", "admin")
+    with pytest.raises(BadInput, match="This app has accounts"):
+        auth.guest_admin_sign_in(engine, "e" * 32, ADMIN_PW)
+    assert auth.role_of(engine, auth.guest_name("e" * 32)) is None  # with accounts, guests are nobody
+
+
+def test_guessing_the_admin_password_is_limited_per_guest_and_for_everyone(engine, monkeypatch):
+    auth.configure_guests(engine, shared=True, admin_password=ADMIN_PW)
+    monkeypatch.setattr(auth, "_ADMIN_SESSIONS", auth._AdminSessions())
+    monkeypatch.setattr(auth, "verify_password", lambda password, stored: password == ADMIN_PW)  # no scrypt
+    clock = [1000.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: clock[0])
+    for _ in range(auth.GUEST_FAILURES):
+        with pytest.raises(Forbidden, match="not the admin password"):
+            auth.guest_admin_sign_in(engine, "f" * 32, "guess")
+    with pytest.raises(Forbidden, match="Too many failed admin sign-ins; try again in 15 min"):
+        auth.guest_admin_sign_in(engine, "f" * 32, ADMIN_PW)  # refused without checking, even when right
+    assert auth.guest_admin_sign_in(engine, "g" * 32, ADMIN_PW).startswith("admin-")  # others may
+    clock[0] += auth.FAILURE_WINDOW + 1  # the failures leave the window
+    assert auth.guest_admin_sign_in(engine, "f" * 32, ADMIN_PW).startswith("admin-")
+    # many guests (rotating keys) together: after ALL_FAILURES everyone waits
+    for i in range(auth.ALL_FAILURES):
+        with pytest.raises(Forbidden, match="not the admin password"):
+            auth.guest_admin_sign_in(engine, f"{i:032d}", "guess")
+    with pytest.raises(Forbidden, match="Too many failed"):
+        auth.guest_admin_sign_in(engine, "h" * 32, ADMIN_PW)
+
+
+def test_an_admin_sign_in_expires(engine, monkeypatch):
+    auth.configure_guests(engine, shared=True, admin_password=ADMIN_PW)
+    monkeypatch.setattr(auth, "_ADMIN_SESSIONS", auth._AdminSessions())
+    clock = [50.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: clock[0])
+    admin = auth.guest_admin_sign_in(engine, "i" * 32, ADMIN_PW)
+    assert auth.role_of(engine, auth.guest_name("i" * 32)) == "admin" and admin.startswith("admin-")
+    clock[0] += auth.ADMIN_SESSION + 1
+    assert auth.role_of(engine, auth.guest_name("i" * 32)) == "annotator"

@@ -61,3 +61,31 @@ def test_which_bundled_datasets_are_imported():
     assert Settings.from_env({"BERTDEMO_DATASETS": " Airline , general "}).datasets == ("airline", "general")
     with pytest.raises(ValueError, match="datasets must name some of"):
         Settings.from_env({"BERTDEMO_DATASETS": "airline,sports"})
+
+
+@pytest.mark.parametrize(("env", "shared"), [
+    ({}, False),  # python app.py: Gradio listens on 127.0.0.1
+    ({"GRADIO_SERVER_NAME": "127.0.0.1"}, False),
+    ({"GRADIO_SERVER_NAME": "localhost"}, False),
+    ({"GRADIO_SERVER_NAME": "::1"}, False),
+    ({"GRADIO_SERVER_NAME": "0.0.0.0"}, True),  # every interface: others can reach it
+    ({"GRADIO_SERVER_NAME": "10.1.2.3"}, True),
+    ({"GRADIO_SERVER_NAME": "myhost.example"}, True),  # a name may resolve to anything
+    ({"SPACE_ID": "team/bertdemo"}, True),  # a Hugging Face Space
+    ({"SPACE_ID": "team/bertdemo", "BERTDEMO_SHARED": "0"}, False),  # said explicitly
+    ({"GRADIO_SERVER_NAME": "127.0.0.1", "BERTDEMO_SHARED": "1"}, True),  # e.g. behind a proxy
+    ({"GRADIO_SERVER_NAME": "0.0.0.0", "BERTDEMO_SHARED": "auto"}, True),
+])
+def test_whether_the_link_is_shared(env, shared):
+    assert Settings.from_env(env).shared_link is shared
+
+
+def test_the_host_of_bertdemo_serve_decides_too():
+    assert Settings.from_env({}).with_(server_name="0.0.0.0").shared_link
+
+
+def test_the_admin_password_is_read_kept_out_of_repr_and_must_be_long():
+    s = Settings.from_env({"BERTDEMO_ADMIN_PASSWORD": "a long admin secret"})
+    assert s.admin_password == "a long admin secret" and "secret" not in repr(s)
+    with pytest.raises(ValueError, match="at least 12 characters"):
+        Settings.from_env({"BERTDEMO_ADMIN_PASSWORD": "short"})
