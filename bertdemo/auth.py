@@ -95,6 +95,14 @@ def add_user(engine: Engine, name: str, password: str, role: str = "annotator") 
         return accounts.add_user(s, name, role, password_hash)
 
 
+def remove_user(engine: Engine, name: str) -> None:
+    """Delete an account: its open sessions are refused from then on (ui/sessions.py, within
+    seconds), its past changes keep its name. BadInput when there is no such account."""
+    with Session(engine) as s, s.begin():
+        if not accounts.remove_user(s, name.strip()):
+            raise BadInput(f"no user named {name.strip()!r}")
+
+
 def has_users(engine: Engine) -> bool:
     with Session(engine) as s:
         return accounts.count_users(s) > 0

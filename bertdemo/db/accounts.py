@@ -30,6 +30,11 @@ def add_user(s: Session, name: str, role: str, password_hash: str) -> User:
     return user
 
 
+def remove_user(s: Session, name: str) -> bool:
+    """Delete the account (its labels and history keep its name). True when it existed."""
+    return bool(s.execute(delete(User).where(User.name == name)).rowcount)
+
+
 def role_of(s: Session, name: str) -> str | None:
     return s.scalar(select(User.role).where(User.name == name))
 

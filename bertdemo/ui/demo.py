@@ -21,6 +21,7 @@ from bertdemo.ui import train as train_tab
 from bertdemo.ui.binding import bind
 from bertdemo.ui.common import ADMIN_ONLY, GUEST_COOKIE_JS, md_text, user_of
 from bertdemo.ui.limits import MAX_BODY_BYTES, BodyLimit
+from bertdemo.ui.sessions import GoneAccounts
 
 TITLE = "bertdemo: see, correct and retrain a BERT sentiment classifier"
 
@@ -86,7 +87,9 @@ def launch_options(services: Services) -> dict:
         # without accounts each browser is its own guest (ui/common.user_of): the cookie it keeps
         "head": GUEST_COOKIE_JS,
         # a JSON body over 10 MB is refused (413) before it is read whole; uploads: max_file_size
-        "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)]},
+        # and the sessions of a deleted account end (ui/sessions.py)
+        "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES),
+                                      Middleware(GoneAccounts, engine=services.engine)]},
     }
 
 

@@ -30,6 +30,7 @@ from tests.support import db_fingerprint, seed_data_dir, signed_in_page, wait_fo
 LABELS = ("negative", "neutral", "positive")
 ANN = ("ann", "ann-password")
 BOSS = ("boss", "boss-password")
+GONE = ("gone", "gone-password")  # an annotator whose account is removed while signed in
 CORPUS = Path(__file__).parents[1] / "data" / "bad_inputs"  # tests/data/bad_inputs
 XSS_IMG = '<img src=x onerror="window.__xss=1">'
 XSS_SCRIPT = "<script>window.__xss=2</script>"
@@ -58,7 +59,7 @@ def secure_app(tmp_path_factory, tiny_csv, app_launcher) -> Iterator[tuple[str, 
     script) besides the tiny labelled sample; yields (url, data dir) once version 1 is trained
     and the examples scored."""
     data_dir = tmp_path_factory.mktemp("secure-app") / "runtime"
-    seed_data_dir(data_dir, [(*ANN, "annotator"), (*BOSS, "admin")], STORED)
+    seed_data_dir(data_dir, [(*ANN, "annotator"), (*BOSS, "admin"), (*GONE, "annotator")], STORED)
     from gradio_client import Client
 
     def ready(url: str) -> bool:
@@ -270,6 +271,31 @@ def test_a_request_cannot_make_the_server_read_its_own_files(secure_app):
 
 
 # ---------------------------------------------------------------------------- (b) the browser
+def test_a_removed_accounts_open_session_is_refused_everywhere(secure_app):
+    from gradio_client import Client
+
+    from bertdemo import auth
+    from bertdemo.db.engine import make_engine
+
+    url, data_dir = secure_app
+    browser, client = signed_in(url, GONE), Client(url, auth=GONE, verbose=False)
+    assert client.predict("great crew", api_name="/predict")["label"]
+    assert browser.get("/config").status_code == 200
+    engine = make_engine(f"sqlite:///{data_dir / 'bertdemo.sqlite3'}")
+    try:
+        auth.remove_user(engine, "gone")  # as `bertdemo users remove gone` does, from another process
+    finally:
+        engine.dispose()
+    # read-only routes too (a prediction records no user), within the middleware's cache time
+    r = wait_for(lambda: (r := browser.post("/gradio_api/call/predict", json={"data": ["great crew"]}))
+                 .status_code == 401 and r, timeout=30, interval=1, what="the removed account's session refused")
+    assert r.json()["detail"] == "The account 'gone' no longer exists; sign in with another one."
+    assert browser.get("/config").status_code == 401
+    with pytest.raises(Exception):  # noqa: B017, PT011 - the client only sees that the call failed
+        client.predict("great crew", api_name="/predict")
+    assert Client(url, auth=ANN, verbose=False).predict("great crew", api_name="/predict")["label"]  # others go on
+
+
 def test_user_text_is_escaped_for_markdown_and_toasts():
     from bertdemo.ui.common import md_text, plain
 

@@ -90,6 +90,13 @@ def test_cli_adds_and_lists_users(tmp_path, db_url, monkeypatch, capsys):
     assert "exists already" in capsys.readouterr().err
     assert users_cli.main(["list"]) == 0
     assert capsys.readouterr().out.startswith("boss\tadmin\t")
+    assert users_cli.main(["add", "ann"]) == 0
+    assert users_cli.main(["remove", "ann"]) == 0
+    assert "removed ann" in capsys.readouterr().out
+    assert users_cli.main(["remove", "ann"]) == 2
+    assert "no user named 'ann'" in capsys.readouterr().err
+    assert users_cli.main(["remove", "boss"]) == 0
+    assert "no account is left" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- sign-in limit
