@@ -101,3 +101,38 @@ def test_on_a_shared_link_a_guest_is_refused_every_admin_endpoint(shared_url):
     for api in [a for a, role in ENDPOINT_ROLES.items() if role == ADMIN]:
         with pytest.raises(AppError, match=re.escape(f"Only admins may do this; {name!r} is an annotator.")):
             guest.predict(*valid_args(api, guest), api_name=api)
+
+
+@pytest.mark.browser
+def test_browser_a_guest_on_a_shared_link_becomes_admin_only_with_the_password(shared_url, browser):
+    """On a Space-like link a visitor sees no Train or Import button; the admin password, typed in
+    the Admin sign-in accordion, shows them at once, and signing out hides them again."""
+    from playwright.sync_api import expect
+
+    ctx = browser.new_context(viewport={"width": 1300, "height": 1400})
+    try:
+        page = ctx.new_page()
+        page.goto(shared_url)
+        page.get_by_role("tab", name="Train").click()
+        expect(page.locator("#versions-table")).to_be_visible(timeout=30_000)  # the tab works for guests
+        expect(page.locator("#train-start")).to_be_hidden(timeout=30_000)
+        page.locator("#admin-signin").get_by_text("Admin sign-in (shared link)").click()
+        password = page.locator("#admin-password input, #admin-password textarea").first
+        password.fill("not it at all")
+        page.locator("#admin-signin-button").click()
+        expect(page.locator(".toast-body")).to_contain_text("That is not the admin password", timeout=30_000)
+        expect(page.locator("#train-start")).to_be_hidden()
+        password.fill(ADMIN_PASSWORD)
+        page.locator("#admin-signin-button").click()
+        expect(page.locator("#admin-signin-message")).to_contain_text("Signed in as admin (admin-", timeout=30_000)
+        expect(page.locator("#train-start")).to_be_visible(timeout=30_000)
+        assert password.input_value() == ""  # the password does not stay on the page
+        page.reload()  # the same browser (its cookie) stays admin
+        page.get_by_role("tab", name="Train").click()
+        expect(page.locator("#train-start")).to_be_visible(timeout=30_000)
+        page.locator("#admin-signin").get_by_text("Admin sign-in (shared link)").click()
+        page.locator("#admin-signout-button").click()
+        expect(page.locator("#admin-signin-message")).to_contain_text("an annotator", timeout=30_000)
+        expect(page.locator("#train-start")).to_be_hidden(timeout=30_000)
+    finally:
+        ctx.close()
