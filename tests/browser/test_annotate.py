@@ -370,10 +370,11 @@ def test_api_adjudication_of_two_people_who_disagree(auth_app):
 @pytest.mark.browser
 def test_browser_two_guests_without_accounts_are_shown_different_items(app_url, browser):
     """A link shared without accounts: two browsers are two guests (each keeps its own cookie, also
-    across a reload), so the same queue hands them different examples."""
+    across a reload), so the same queue hands them different examples, and each one's label and
+    undo are recorded under their own guest name."""
     from playwright.sync_api import expect
 
-    from bertdemo.ui.common import GUEST_COOKIE
+    from bertdemo.ui.common import GUEST_COOKIE, guest_name
 
     contexts = [browser.new_context(viewport={"width": 1300, "height": 1400}) for _ in range(2)]
     try:
@@ -392,6 +393,23 @@ def test_browser_two_guests_without_accounts_are_shown_different_items(app_url, 
             assert {c["name"]: c["value"] for c in ctx.cookies()}.get(GUEST_COOKIE) == keys[-1]  # kept
         assert shown[0] and shown[1] and shown[0] != shown[1]
         assert keys[0] and keys[1] and keys[0] != keys[1]
+        # each labels their item and undoes it: the change and its undo are recorded under their own name
+        for ctx, key in zip(contexts, keys):
+            page = ctx.pages[0]
+            page.get_by_role("tab", name="Annotate").click()
+            choose_queue(page, "Text search")
+            page.locator("#annot-search input, #annot-search textarea").first.fill("a")
+            page.locator("#annot-load").click()
+            expect(page.locator("#annot-progress")).to_contain_text("for the team", timeout=30_000)
+            page.locator("#annot-progress").click()  # focus off the search box, so keys reach the page
+            page.keyboard.press("2")
+            expect(page.locator("#annot-progress")).to_contain_text("1 seen this session", timeout=30_000)
+            page.keyboard.press("u")
+            expect(page.locator("#annot-info")).to_contain_text("back to", timeout=30_000)
+            page.get_by_text("History of this example").click()
+            history = page.locator("#annot-item-history")
+            expect(history).to_contain_text("undo", timeout=30_000)
+            expect(history).to_contain_text(guest_name(key))
     finally:
         for ctx in contexts:
             ctx.close()
