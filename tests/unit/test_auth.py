@@ -314,3 +314,28 @@ def test_an_admin_sign_in_expires(engine, monkeypatch):
     assert auth.role_of(engine, auth.guest_name("i" * 32)) == "admin" and admin.startswith("admin-")
     clock[0] += auth.ADMIN_SESSION + 1
     assert auth.role_of(engine, auth.guest_name("i" * 32)) == "annotator"
+
+
+def test_parallel_guesses_of_the_admin_password_cannot_pass_the_limit_together(engine, monkeypatch):
+    auth.configure_guests(engine, shared=True, admin_password=ADMIN_PW)
+    monkeypatch.setattr(auth, "_ADMIN_SESSIONS", auth._AdminSessions())
+    checked = []
+
+    def slow_verify(password, stored):  # as slow as scrypt
+        checked.append(password)
+        threading.Event().wait(0.02)
+        return False
+
+    monkeypatch.setattr(auth, "verify_password", slow_verify)
+
+    def guess(i: int) -> str:
+        try:
+            auth.guest_admin_sign_in(engine, "j" * 32, f"guess {i}")
+        except Forbidden as exc:
+            return str(exc)
+        return "signed in"
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(guess, range(20)))
+    assert len(checked) == auth.GUEST_FAILURES  # only that many passwords were ever checked
+    assert sum("Too many failed" in a for a in answers) == 20 - auth.GUEST_FAILURES
