@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import socket
+import sqlite3
 import ssl
 import statistics
 import subprocess
@@ -20,12 +22,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from sqlalchemy import func, select  # noqa: E402
-from sqlalchemy.orm import Session  # noqa: E402
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from bertdemo import auth
+from bertdemo.db import versions
 from bertdemo.db.engine import init_db, make_engine
-from bertdemo.db.models import Example, LabelEvent
+from bertdemo.db.models import Example, LabelEvent, Score
 
 PASSWORD = "bench-password"
 
@@ -63,8 +67,8 @@ def launch(data_dir: Path, port: int, **env: str) -> subprocess.Popen:
     full = os.environ | {"BERTDEMO_DATA_DIR": str(data_dir), "BERTDEMO_DB_URL": "",
                          "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
                          "GRADIO_ANALYTICS_ENABLED": "False"} | env
-    out = open(data_dir / "app.log", "a")
-    return subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=full, stdout=out, stderr=subprocess.STDOUT)
+    with open(data_dir / "app.log", "a") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=full, stdout=out, stderr=subprocess.STDOUT)
 
 
 def client(url: str, user: str | None):
@@ -100,6 +104,60 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def serving_and_scored(data_dir: Path) -> bool:
+    """An active version whose scores cover every example (the start's re-scoring is done); False
+    too while the starting app has not made the tables yet."""
+    engine = make_engine(db_url(data_dir))
+    try:
+        with Session(engine) as s:
+            v = versions.active_version(s)
+            if v is None:
+                return False
+            n = s.scalar(select(func.count()).select_from(Score).where(Score.version_id == v.id))
+            return n == s.scalar(select(func.count()).select_from(Example)) > 0
+    except OperationalError:  # no such table: the app is still migrating a new database
+        return False
+    finally:
+        engine.dispose()
+
+
+def prepare_trained(data_dir: Path, initial_epochs: float, timeout: float = 1800) -> None:
+    """Make `data_dir` a data dir with a trained, scored version 1: the app's first start (bundled
+    tweets, v1 fine-tuned for `initial_epochs`), stopped once v1 serves and its scores are stored."""
+    if (data_dir / "bertdemo.sqlite3").exists():
+        if serving_and_scored(data_dir):
+            return
+        raise SystemExit(f"{data_dir} has a database without a scored active version: remove it first")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    proc = launch(data_dir, port, BERTDEMO_INITIAL_EPOCHS=str(initial_epochs))
+    try:
+        deadline = time.time() + timeout
+        while not serving_and_scored(data_dir):
+            if proc.poll() is not None or time.time() > deadline:
+                raise SystemExit(f"no scored version 1 in {data_dir} (see its app.log)")
+            time.sleep(3)
+    finally:
+        stop(proc)
+
+
+def copy_data_dir(source: Path, data_dir: Path) -> None:
+    """A data dir made by prepare_trained into `data_dir`: its SQLite file copied with SQLite's
+    online backup (consistent even while an app uses it), its model folders hard-linked (the app
+    only reads them; linking costs no disk and no time)."""
+    src_path = source / "bertdemo.sqlite3"
+    if not src_path.is_file():
+        raise SystemExit(f"--data-dir: no database at {src_path}")
+    src = sqlite3.connect(f"file:{src_path}?mode=ro", uri=True)
+    dst = sqlite3.connect(data_dir / "bertdemo.sqlite3")
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    if (source / "models").is_dir():
+        shutil.copytree(source / "models", data_dir / "models", copy_function=os.link)
 
 
 def cpu_seconds(pid: int) -> float:

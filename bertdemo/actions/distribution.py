@@ -5,6 +5,8 @@ counts of what is left for the person and for the team. No Gradio here."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -31,6 +33,7 @@ class Handout:
     example_id: int | None
     left_for_you: int  # items of the queue this person may still be handed, this one included
     left_for_team: int  # items of the queue with a free or held slot (not done by enough people)
+    overlap: int = 1  # annotations per item when it was handed out: 2 or more may make the item blind
 
 
 class WorkDistribution:
@@ -61,33 +64,41 @@ class WorkDistribution:
         with Session(self.engine) as s:
             return leases.in_progress(s, overlap)
 
-    def left_for_team(self, ids: list[int]) -> int:
+    def left_for_team(self, ids: Collection[int]) -> int:
         """How many of `ids` are not yet labelled by annotations-per-item people."""
         overlap = self.overlap()
         with Session(self.engine) as s:
             finished = leases.finished(s, overlap)
-        return sum(1 for i in ids if i not in finished)
+        return len(ids) - len(finished.intersection(ids)) if isinstance(ids, AbstractSet) else \
+            sum(1 for i in ids if i not in finished)
 
-    def hand_out(self, user: str, ids: list[int], review: bool = False) -> Handout:
-        """Claim the first example of `ids` (a queue, best first) that `user` may work on: nobody else
-        holds its last free slot and they have not done it. Each claim is its own short
-        transaction that writes first, so on SQLite claims queue up on the write lock instead of
-        failing on a stale read. `review`: see REVIEW_QUEUES."""
+    def hand_out(self, user: str, ids: Sequence[int], review: bool = False, exclude: Collection[int] = (),
+                 members: AbstractSet[int] | None = None) -> Handout:
+        """Claim the first example of `ids` (a queue, best first) not in `exclude` (what this session
+        showed already) that `user` may work on: nobody else holds its last free slot and they have
+        not done it. `members`: `ids` as a set, when the caller keeps one (a cached queue), so the
+        counts cost the size of the leases, not of the queue. One short transaction whose first
+        statement writes: on SQLite it holds the write lock from there, so the leases it reads are
+        the ones its claim meets and the first candidate is taken at the first try (other backends
+        may still lose a race on the slot's key: then the next candidate). `review`: see
+        REVIEW_QUEUES."""
         overlap = self.overlap()
         at = now()
-        with Session(self.engine) as s:
+        members = frozenset(ids) if members is None else members
+        exclude = {i for i in exclude if i in members}
+        with Session(self.engine) as s, s.begin():
+            leases.drop_expired(s, at)  # the first statement writes: it waits for the lock
             blocked = leases.unavailable(s, user, overlap, at, count_done=not review)
             mine = leases.held_by_user(s, user, at)
-            finished = leases.finished(s, overlap)
-        candidates = [i for i in ids if i not in blocked or i in mine]
-        team = sum(1 for i in ids if i not in finished)
-        for example_id in candidates[:CLAIM_TRIES]:
-            with Session(self.engine) as s, s.begin():
-                leases.drop_expired(s, at)  # the first statement writes: it waits for the lock
+            team = len(members) - len(exclude | (leases.finished(s, overlap) & members))
+            passed = exclude | ((blocked - mine) & members)  # not candidates
+            for tried, example_id in enumerate(i for i in ids if i not in passed):
+                if tried >= CLAIM_TRIES:
+                    break
                 if leases.claim(s, example_id, user, overlap, at + self.lease, at, count_done=not review):
                     leases.release_others(s, user, keep=example_id)  # one item at a time per person
-                    return Handout(example_id, len(candidates) - candidates.index(example_id), team)
-        return Handout(None, 0, team)
+                    return Handout(example_id, len(members) - len(passed) - tried, team, overlap)
+        return Handout(None, 0, team, overlap)
 
     def independent(self, s: Session, example_id: int, user: str) -> bool:
         """True when `user` holds one of the item's slots and it has 2 or more: their label is an

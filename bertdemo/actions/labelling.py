@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from bertdemo import auth, validate
 from bertdemo.actions.distribution import REVIEW_QUEUES, WorkDistribution
 from bertdemo.actions.notes import Notes
+from bertdemo.actions.ranked import RANKED_QUEUES, Ranked, RankedQueues
 from bertdemo.db import examples, versions
 from bertdemo.db.models import LabelEvent
 from bertdemo.errors import BadInput, Conflict, Forbidden, NotReady
@@ -113,6 +114,7 @@ class Labelling:
         # derived data that any request may recompute, not per-user state
         self._suspicious: tuple[tuple, float, int, list[int]] | None = None
         self._suspicious_lock = threading.Lock()
+        self._ranked = RankedQueues()  # the score-ranked queues, re-read when the version's scores change
         self._work = work
         self._notes = notes
         self._selection = selection
@@ -148,25 +150,39 @@ class Labelling:
         return choice(value, "The dataset", ["all", *self.datasets()])
 
     def queue_ids(self, queue: str, search: str = "", dataset: str = "") -> list[int]:
+        return list(self._queue(queue, search, dataset).ids)
+
+    def _queue(self, queue: str, search: str = "", dataset: str = "") -> Ranked:
+        """The ids of `queue`, best first; the score-ranked ones from the cache (actions.ranked)."""
         choice(queue, "The queue", list(QUEUES))
         dataset = self._dataset(dataset)
+        # with 2+ annotations per item, labelled but unfinished items come first in Unlabeled (to finish
+        # them); read before the session below opens: a request holding one pooled connection while it
+        # waits for a second one starves the pool when 20 people ask at once (SQLAlchemy's TimeoutError)
+        unfinished = self._work.unfinished() if queue == "unlabeled" else []
         with Session(self.engine) as s:
             vid = self._version_id(s)
             if queue in ("disagree", "uncertain", "suspicious") and vid is None:
                 raise NotReady("No model version is active yet, so this queue has no scores; "
                                  "use 'Unlabeled' or 'Text search' until the first model is ready.")
             if queue == "selection":  # per person: next_item reads it (CorpusMap.selection)
-                return []
+                return Ranked.of([])
+            if queue in RANKED_QUEUES:
+                ranked = self._ranked.get(s, queue, vid, dataset)
+                if queue != "unlabeled":
+                    return ranked
+                if dataset and unfinished:
+                    of = examples.datasets_of(s, unfinished)
+                    unfinished = [i for i in unfinished if of.get(i) == dataset]
+                return Ranked.of(unfinished + list(ranked.ids)) if unfinished else ranked
             if queue == "suspicious":
                 ids = self._suspicious_ids(s, vid)
             else:
                 ids = examples.queue_ids(s, queue, vid, search_text(search), dataset=dataset)
-            if queue == "unlabeled":  # with 2+ annotations per item, labelled but unfinished items too
-                ids = self._work.unfinished() + ids
-            if dataset and queue in ("suspicious", "unlabeled"):
+            if dataset and queue == "suspicious":
                 of = examples.datasets_of(s, ids)
                 ids = [i for i in ids if of.get(i) == dataset]
-        return ids
+        return Ranked.of(ids)
 
     def _suspicious_ids(self, s: Session, vid: int | None) -> list[int]:
         """The "suspicious labels" queue: model.label_noise.find_suspicious over the labelled rows and
@@ -190,18 +206,17 @@ class Labelling:
         already showed) that nobody else is working on and this person has not labelled (a lease:
         WorkDistribution), or None."""
         who = self.user(username)
-        seen_set = set(id_list(seen))
-        queue_ids = (self._selection(who) if queue == "selection"
-                     else self.queue_ids(queue, search_text(search), dataset))
-        ids = [i for i in queue_ids if i not in seen_set]
-        handout = self._work.hand_out(who, ids, review=queue in REVIEW_QUEUES)
+        ranked = (Ranked.of(self._selection(who)) if queue == "selection"
+                  else self._queue(queue, search_text(search), dataset))
+        handout = self._work.hand_out(who, ranked.ids, review=queue in REVIEW_QUEUES, exclude=set(id_list(seen)),
+                                      members=ranked.members)
         if handout.example_id is None:
             return None
         item = self.item(handout.example_id, queue, handout.left_for_you, handout.left_for_team)
         # blind labelling: an annotator handed an item for an independent annotation sees no one
-        # else's label (admins and the review queues still do)
-        if queue not in REVIEW_QUEUES and auth.role_of(self.engine, username) != "admin" and \
-                self._work.is_independent(item.id, who):
+        # else's label (admins and the review queues still do); one annotation per item is never blind
+        if handout.overlap > 1 and queue not in REVIEW_QUEUES and auth.role_of(self.engine, username) != "admin" \
+                and self._work.is_independent(item.id, who):
             return item.blinded()
         return item
 
@@ -209,9 +224,9 @@ class Labelling:
                  seen: list[int] | None = None) -> tuple[int, int]:
         """(items of `queue` not in `seen`, items of it the team has still to finish): the progress
         line after an undo, which hands no new item out."""
-        ids = self.queue_ids(queue, search_text(search), dataset)
+        ranked = self._queue(queue, search_text(search), dataset)
         seen_set = set(id_list(seen))
-        return sum(1 for i in ids if i not in seen_set), self._work.left_for_team(ids)
+        return len(ranked.members) - len(seen_set & ranked.members), self._work.left_for_team(ranked.members)
 
     def skip(self, example_id: int, username: str | None) -> bool:
         """Give an item back without labelling it: someone else may be handed it at once."""

@@ -193,6 +193,15 @@ def queue_ids(s: Session, queue: str, version_id: int | None, search: str = "", 
     return list(s.scalars(q.limit(limit)))
 
 
+def score_count(s: Session) -> int:
+    """How many scores are stored, of every version: the watermark of the ranked queues (a
+    version's score of an example never changes, so only a re-scoring adding rows moves a
+    ranking). Counting the whole table is ~30 x cheaper on SQLite than one version's rows (no
+    index leads with the version), and a count that moves for another version only costs one
+    re-ranking."""
+    return s.scalar(select(func.count()).select_from(Score)) or 0
+
+
 def dataset_names(s: Session) -> list[str]:
     """The datasets stored examples came from, by name."""
     return sorted(d for d in s.scalars(select(Example.dataset).distinct()) if d)

@@ -114,12 +114,14 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read():
     assert read == [1000, 5000]  # the refused bodies never reached the route
 
 
-def test_the_app_is_launched_with_the_body_limit(services):
+def test_the_app_is_launched_with_the_body_limit_and_the_end_of_removed_accounts(services):
     from bertdemo.ui.demo import launch_options
     from bertdemo.ui.limits import MAX_BODY_BYTES, BodyLimit
+    from bertdemo.ui.sessions import GoneAccounts
 
-    (mw,) = launch_options(services)["app_kwargs"]["middleware"]
-    assert mw.cls is BodyLimit and mw.kwargs == {"max_bytes": MAX_BODY_BYTES}
+    limit, gone = launch_options(services)["app_kwargs"]["middleware"]
+    assert limit.cls is BodyLimit and limit.kwargs == {"max_bytes": MAX_BODY_BYTES}
+    assert gone.cls is GoneAccounts and gone.kwargs == {"engine": services.engine}
 
 
 def test_guidelines_render_markdown_but_no_html_of_their_own_and_no_remote_image():
