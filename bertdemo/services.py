@@ -15,6 +15,7 @@ from bertdemo.datasets import load_bundled
 from bertdemo.db import examples, runs
 from bertdemo.db.engine import init_db, make_engine
 from bertdemo.errors import BadInput
+from bertdemo.training.behaviour import stored_suite
 from bertdemo.training.config import TrainConfig
 from bertdemo.training.registry import Registry
 from bertdemo.training.runner import JobRunner
@@ -70,9 +71,11 @@ class Services:
         self.registry.cleanup_leftovers()
 
     def start(self) -> None:
-        """App start: recover from a crash, load the serving version (or the newest one that loads,
+        """App start: recover from a crash, seed the behaviour tests, load the serving version (or the newest one that loads,
         registry.ensure_servable), import the data, train version 1 if there is no version at all."""
         self.recover()
+        # the starter behaviour suite is written once, here, so that a review or the gate only reads
+        stored_suite(self.engine, self.settings.labels)
         self.registry.ensure_servable()
         if not self.settings.bootstrap:
             if not self.registry.nothing_servable:

@@ -9,6 +9,7 @@ Admin-only actions check the role server-side with `auth.require_role`, so the H
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -18,13 +19,15 @@ from sqlalchemy.orm import Session
 from bertdemo import auth
 from bertdemo.actions import review as version_review
 from bertdemo.db import runs
-from bertdemo.errors import NotFound
+from bertdemo.errors import BadInput, NotFound
 from bertdemo.model import explain
 from bertdemo.model.classifier import Classifier
 from bertdemo.services import Services
 from bertdemo.text import clean_text
+from bertdemo.training.behaviour import stored_suite
 from bertdemo.training.comparison import review_set
 from bertdemo.training.config import TrainConfig
+from bertdemo.training.records import Phase
 from bertdemo.training.registry import VersionInfo
 from bertdemo.training.review import FLIP_KINDS
 from bertdemo.validate import choice, flag, number, short
@@ -55,12 +58,14 @@ class TrainingView:
     reliability: tuple[dict, ...] = ()  # calibration bins of the version's validation split
     ece: float | None = None  # why the run started when no person clicked Start (retrain every N labels)
     serving: str = ""  # what scores texts for the active version (int8 or PyTorch, and why)
+    phase: dict | None = None  # the running phase: name, done, total, unit, text ("re-scoring 12,800 / 27,166 ...")
+    activity: dict | None = None  # the serving version's background work after an activation: version, phase
 
     def as_api(self) -> dict:
         return {"state": self.state, "run_id": self.run_id, "step": self.step, "total_steps": self.total_steps,
                 "fraction": round(self.fraction, 4), "message": self.message, "version": self.version_name,
                 "report": self.report, "history": list(self.history), "reason": self.reason,
-                "serving": self.serving}
+                "serving": self.serving, "phase": self.phase, "activity": self.activity}
 
 
 class TrainingActions:
@@ -104,7 +109,9 @@ class TrainingActions:
         return "No training run is in progress."
 
     def status(self) -> TrainingView:
-        return replace(self._status(), serving=self.services.registry.serving_note() or "")
+        a = self.services.jobs.records.activity()
+        activity = {"version": a.version, "run_id": a.run_id} | phase_dict(a.phase) if a is not None else None
+        return replace(self._status(), serving=self.services.registry.serving_note() or "", activity=activity)
 
     def _status(self) -> TrainingView:
         st = self.services.jobs.status()
@@ -117,7 +124,8 @@ class TrainingActions:
         return TrainingView(state=st.state, running=st.running, step=st.step, total_steps=st.total_steps,
                             fraction=st.fraction, message=st.message, history=st.history, report=st.report,
                             labels=tuple(self.settings.labels), version_name=st.version_name, run_id=st.run_id,
-                            reason=st.reason, **_version_metrics(info))
+                            reason=st.reason, phase=phase_dict(st.phase) if st.phase_text() else None,
+                            **_version_metrics(info))
 
     def _recorded(self, run: runs.RunRecord) -> TrainingView:
         """The view of a run recorded by an earlier process."""
@@ -149,8 +157,19 @@ class TrainingActions:
         kind = "rollback" if serving is not None and target.id < serving.id else "activation"
         recorded = f"{kind} in the Train tab" + (f" after the review{self._verdict_of(target)}: {why}" if why else "")
         info = self.services.jobs.activate(target.id, user=who, reason=recorded)
-        return (f"Now serving **{info.name}** in every tab. The annotation queues are being re-scored "
-                "with it in the background.")
+        return (f"Now serving **{info.name}** in every tab. Its int8 path is built and checked, and the annotation "
+                "queues re-scored with it, in the background (the progress line shows how far).")
+
+    def reject(self, name: str, username: str | None, reason: str) -> str:
+        """Record that version `name` must not serve (admins only; the reason is required): who,
+        when and why, shown in the Versions table. The serving version cannot be rejected."""
+        who = auth.require_role(self.services.engine, username, "admin")
+        target = self._by_name(name)
+        why = typed_text(reason or "", "The reason", 500).strip()
+        if not why:
+            raise BadInput(f"Say why {target.name} is rejected (the reason is recorded with your name).")
+        info = self.services.registry.reject(target.id, who, why)
+        return f"Rejected **{info.name}** ({info.rejected}). It stays registered; it does not serve."
 
     def _verdict_of(self, target: VersionInfo) -> str:
         """' (gate failed: manual override)' when `target` was the candidate of the last review and
@@ -183,8 +202,9 @@ class TrainingActions:
                ) -> version_review.VersionReview:
         """Candidate `b_name` against baseline `a_name` on B's validation split (admins only: it may
         load models): slices with intervals, the flips (counts are totals; `kind` "fixed", "broken"
-        or "changed" filters the listed rows), the gate's verdict. Probabilities from the stored
-        scores where both versions have them; the last pair's are kept, so a filter is instant."""
+        or "changed" filters the listed rows), the gate's verdict; then the flips over the whole
+        corpus from both versions' stored scores. Probabilities from the stored scores where both
+        versions have them; the last pair's are kept, so a filter is instant."""
         auth.require_role(self.services.engine, username, "admin")
         started = time.perf_counter()
         a, b = self._by_name(a_name), self._by_name(b_name)
@@ -194,10 +214,14 @@ class TrainingActions:
         scored = self._scored_pair(a, b, say)
         say(0.8, "Statistics: slices with bootstrap intervals, flips, the gate")
         result = version_review.build(scored, (a.name, b.name), self.settings.labels,
-                                      lambda: self._model(b).predict_proba, kind=kind, limit=limit)
+                                      lambda: self._model(b).predict_proba, kind=kind, limit=limit,
+                                      tests=stored_suite(self.services.engine, self.settings.labels))
+        say(0.9, "Flips over the whole corpus, from both versions' stored scores")
+        corpus = version_review.corpus_flips(self.services.engine, (a, b), self.settings.labels, kind, limit,
+                                             skip=frozenset(r.id for r in result.rows if r.id is not None))
         with self._lock:
             self._last_gate = (b.id, result.gate.passed)
-        return replace(result, seconds=time.perf_counter() - started,
+        return replace(result, corpus=corpus, seconds=time.perf_counter() - started,
                        notes=result.notes + (("Both sides are the same version.",) if a.id == b.id else ()))
 
     def _scored_pair(self, a: VersionInfo, b: VersionInfo, say: version_review.Progress) -> version_review.Scored:
@@ -249,14 +273,14 @@ class AttributionPair:
         return " · ".join(f"**{s.version}** ({s.role}): {s.target} ({s.prob:.0%})" for s in (self.a, self.b))
 
 
-VERSION_COLUMNS = ("version", "serving", "macro-F1", "accuracy", "created", "by", "settings", "macro-F1 per dataset",
-                   "ECE")
+VERSION_COLUMNS = ("version", "serving", "macro-F1", "accuracy", "calibration (ECE)", "trained for",
+                   "settings", "macro-F1 per dataset", "created", "by", "rejected")
 
 
 def version_row(v: VersionInfo) -> list:
-    """The Versions table's row of `v` (VERSION_COLUMNS): name, serving, macro-F1, accuracy, created,
-    by, settings summary, macro-F1 per dataset, expected calibration error (the last two empty for
-    versions made before they were measured)."""
+    """The Versions table's row of `v` (VERSION_COLUMNS): name, serving, macro-F1, accuracy, expected
+    calibration error, the run's real length, settings summary, macro-F1 per dataset (ECE and per
+    dataset empty for versions made before they were measured), created, by, its newest rejection."""
     c = v.train_config
     settings = (f"{c.get('epochs')} ep, lr {c.get('learning_rate')}, bs {c.get('batch_size')}, "
                 f"len {c.get('max_length')}" + (", frozen" if c.get("freeze_encoder") else "")
@@ -264,8 +288,32 @@ def version_row(v: VersionInfo) -> list:
                 + (", from the active version" if c.get("init_from") == "active" else "")) if c else ""
     per = v.metrics.get("per_dataset") or {}
     return [v.name, "yes" if v.is_active else "", _round(v.macro_f1), _round(v.metrics.get("accuracy")),
-            v.created_at.strftime("%Y-%m-%d %H:%M"), v.created_by, settings,
-            " · ".join(f"{name} {m['macro_f1']:.3f}" for name, m in per.items()), _round(v.metrics.get("ece"))]
+            _round(v.metrics.get("ece")), trained_for(v), settings,
+            " · ".join(f"{name} {m['macro_f1']:.3f}" for name, m in per.items()),
+            v.created_at.strftime("%Y-%m-%d %H:%M"), v.created_by, v.rejected]
+
+
+def trained_for(v: VersionInfo) -> str:
+    """The run's real length: '30 steps (0.04 epochs)'. A max_steps run stops before its configured
+    epochs. Versions saved before the length was stored get it from their settings and training
+    set size, as the loop counts it (training/loop.py); '' when neither is known."""
+    m, c = v.metrics, v.train_config
+    steps, epochs = m.get("steps"), m.get("epochs_trained")
+    if steps is None:
+        try:
+            per_epoch = math.ceil(math.ceil(int(m["train_size"]) / int(c["batch_size"])) / int(m.get("processes") or 1))
+            steps = max(1, round(float(c["epochs"]) * per_epoch))
+            steps = min(steps, int(c["max_steps"])) if c.get("max_steps") else steps
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            return ""
+        epochs = steps / per_epoch
+    return f"{steps:,} steps ({epochs:.2f} epochs)"
+
+
+def phase_dict(p: Phase) -> dict:
+    """A phase as /training_status gives it."""
+    return {"name": p.name, "done": p.done, "total": p.total, "unit": p.unit, "fraction": round(p.fraction, 4),
+            "text": p.text()}
 
 
 def _version_metrics(info: VersionInfo | None) -> dict:

@@ -1,8 +1,8 @@
 """`bertdemo review vA vB`: the review of candidate vB against baseline vA (training/comparison.py):
-macro-F1 per slice with paired bootstrap intervals on vB's validation split, the flips, the starter
-behaviour suite on vB, and the activation gate. Exit 0 when the gate passes, 1 when it fails, 2
-on a usage error; so a headless run (`bertdemo train --no-activate`) can be checked before it
-serves. `review v1 v1` passes: a version is never worse than itself."""
+macro-F1 per slice with paired bootstrap intervals on vB's validation split, the flips, the stored
+behaviour suite (the Train tab's behaviour tests) on vB, and the activation gate. Exit 0 when the
+gate passes, 1 when it fails, 2 on a usage error; so a headless run (`bertdemo train
+--no-activate`) can be checked before it serves. `review v1 v1` passes: a version is never worse than itself."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bertdemo.config import Settings
     from bertdemo.errors import UserError
     from bertdemo.services import Services
+    from bertdemo.training.behaviour import stored_suite
     from bertdemo.training.comparison import compare, review_set
 
     services = Services.create(Settings.from_env())
@@ -45,7 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rs = review_set(services.engine, reg.folder(b), b.name, labels)
         clf_a = reg.load(a)
         clf_b = clf_a if b.id == a.id else reg.load(b)
-        result = compare((a.name, clf_a.predict_proba), (b.name, clf_b.predict_proba), rs, labels, n_boot=args.rounds)
+        result = compare((a.name, clf_a.predict_proba), (b.name, clf_b.predict_proba), rs, labels, n_boot=args.rounds,
+                         tests=stored_suite(services.engine, labels))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -161,6 +161,17 @@ class Activation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
 
 
+class Rejection(Base):
+    """An admin's decision, from the version review, that a version must not serve: who, when, why
+    (the version's history, with its activations; migration 0008)."""
+    __tablename__ = "version_rejections"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    user: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
 class TrainingRun(Base):
     __tablename__ = "training_runs"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -185,3 +196,43 @@ class Score(Base):
     predicted: Mapped[str] = mapped_column(String(32))
     confidence: Mapped[float] = mapped_column(Float)
     entropy: Mapped[float] = mapped_column(Float, index=True)
+
+
+BEHAVIOUR_SOURCES = ("starter", "example", "flip")  # the starter suite; made from an example; from a flip
+
+
+class BehaviourTestRecord(Base):
+    """One behaviour test (training/behaviour.py's BehaviourTest): its kind (MFT, INV, DIR), the
+    label it expects where that applies, and its cases as JSON: [{"text", "perturbed": [...],
+    "expected"?}, ...]. A must-pass test that fails keeps a version from serving by itself."""
+    __tablename__ = "behaviour_tests"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    description: Mapped[str] = mapped_column(Text, default="")
+    expected: Mapped[str | None] = mapped_column(String(32))
+    cases: Mapped[list] = mapped_column(default=list)
+    must_pass: Mapped[bool] = mapped_column(Boolean, default=False)
+    tolerance: Mapped[float] = mapped_column(Float, default=0.0)  # failure rate a must-pass test may have
+    source: Mapped[str] = mapped_column(String(16), default="starter")
+    created_by: Mapped[str] = mapped_column(String(64), default="system")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    updated_by: Mapped[str] = mapped_column(String(64), default="system")
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class BehaviourResult(Base):
+    """One test's outcome on one version and serving path (pytorch or int8), kept so the review
+    and the Train tab show the last results without running the model again. `failures` holds the
+    failing cases as JSON: [{"text", "original", "expected", "got", "probs"}, ...]."""
+    __tablename__ = "behaviour_results"
+    __table_args__ = (Index("ix_behaviour_results_test_name", "test_name"),)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(16), primary_key=True)
+    test_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    must_pass: Mapped[bool] = mapped_column(Boolean, default=False)
+    n: Mapped[int] = mapped_column(Integer)
+    n_failed: Mapped[int] = mapped_column(Integer)
+    failures: Mapped[list] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)

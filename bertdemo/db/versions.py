@@ -1,16 +1,18 @@
-"""Model versions and per-version scores: register, activate, list; store the active model's scores
-for the queues. Training runs' rows are in db/runs.py."""
+"""Model versions and per-version scores: register, activate, reject, list; store the active
+model's scores for the queues, and read two versions' stored scores side by side (the review's
+flips over the whole corpus). Training runs' rows are in db/runs.py."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from bertdemo.db.engine import chunks
-from bertdemo.db.models import Activation, ModelVersion, Score, now
+from bertdemo.db.models import Activation, Example, ModelVersion, Rejection, Score, now
 from bertdemo.errors import NotFound
 
 
@@ -100,3 +102,51 @@ def stored_probs(s: Session, version_ids: Sequence[int], example_ids: Sequence[i
 def activations(s: Session, limit: int = 20) -> list[Activation]:
     """The newest changes of the serving version first."""
     return list(s.scalars(select(Activation).order_by(Activation.id.desc()).limit(limit)))
+
+
+# --------------------------------------------------------------------------- two versions' stored scores
+@dataclass(frozen=True)
+class StoredFlips:
+    """Two versions' stored scores over every example both scored: how many that is (`n`), and
+    the examples whose stored prediction differs, as parallel tuples (ids, gold labels or None,
+    A's and B's probabilities)."""
+
+    n: int
+    ids: tuple[int, ...]
+    gold: tuple[str | None, ...]
+    probs_a: tuple[list, ...]
+    probs_b: tuple[list, ...]
+
+
+def stored_flips(s: Session, a_id: int, b_id: int) -> StoredFlips:
+    """The examples whose stored prediction differs between versions `a_id` and `b_id` (one
+    join in the database, the probabilities read only for those), and how many both scored."""
+    sa, sb = aliased(Score), aliased(Score)
+    both = select(sa.example_id).join(sb, (sb.example_id == sa.example_id) & (sb.version_id == b_id)).where(
+        sa.version_id == a_id)
+    n = s.scalar(select(func.count()).select_from(both.subquery())) or 0
+    q = (select(sa.example_id, Example.label, sa.probs, sb.probs)
+         .join(sb, (sb.example_id == sa.example_id) & (sb.version_id == b_id))
+         .join(Example, Example.id == sa.example_id)
+         .where(sa.version_id == a_id, sa.predicted != sb.predicted).order_by(sa.example_id))
+    rows = s.execute(q).all()
+    return StoredFlips(n, tuple(r[0] for r in rows), tuple(r[1] for r in rows), tuple(r[2] for r in rows),
+                       tuple(r[3] for r in rows))
+
+
+# --------------------------------------------------------------------------- rejections
+def reject_version(s: Session, version_id: int, user: str, reason: str) -> Rejection:
+    """Record that `version_id` must not serve (who, why; NotFound for an unknown id)."""
+    get_version(s, version_id)
+    r = Rejection(version_id=version_id, user=user, reason=reason, created_at=now())
+    s.add(r)
+    s.flush()
+    return r
+
+
+def latest_rejections(s: Session) -> dict[int, Rejection]:
+    """{version id: its newest rejection} of every rejected version."""
+    out: dict[int, Rejection] = {}
+    for r in s.scalars(select(Rejection).order_by(Rejection.id)):
+        out[r.version_id] = r
+    return out

@@ -2,23 +2,29 @@
 minimum functionality (a text and the label it must get), invariance (a perturbation such as
 an added @user or a typo must not change the label) and directional tests (adding a negation
 must move probability away from the original label); the perturbations, a starter suite
-generated from templates and bertdemo.training.lexicon, and running a suite through any
-`predict_proba(texts) -> (n, classes)` callable. No torch, no database."""
+generated from templates and bertdemo.training.lexicon, the suite stored in the database
+(stored_suite: seeded with the starter suite, then what people add and mark), and running a
+suite through any `predict_proba(texts) -> (n, classes)` callable. No torch."""
 
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
+from bertdemo.db import behaviour_tests
 from bertdemo.errors import BadInput
 from bertdemo.text import MENTION_RE, URL_RE
 from bertdemo.training import lexicon as lx
 
+log = logging.getLogger(__name__)
 MFT, INV, DIR = "MFT", "INV", "DIR"
 KINDS = (MFT, INV, DIR)
 SPACES_RE = re.compile(r"\s+")
@@ -351,3 +357,40 @@ def make_test_from_example(text: str, kind: str, name: str | None = None, expect
         case = Case(text, (negated,), expected)
     return BehaviourTest(name or f"{kind.lower()}_from_example", kind,
                          description or f"{kind} test made from: {text[:80]}", (case,), must_pass)
+
+
+# ---- the stored suite (db/behaviour_tests.py) --------------------------------------------------------
+
+def as_fields(test: BehaviourTest) -> dict:
+    """`test` as the columns of its row (db.behaviour_tests.FIELDS); the cases as JSON."""
+    cases = [{"text": c.text, "perturbed": list(c.perturbed)} | ({"expected": c.expected} if c.expected else {})
+             for c in test.cases]
+    return {"name": test.name, "kind": test.kind, "description": test.description, "expected": test.expected,
+            "cases": cases, "must_pass": test.must_pass, "tolerance": test.tolerance}
+
+
+def from_row(row: behaviour_tests.BehaviourTestRecord) -> BehaviourTest:
+    cases = tuple(Case(c["text"], tuple(c.get("perturbed") or ()), c.get("expected")) for c in row.cases or ())
+    return BehaviourTest(row.name, row.kind, row.description, cases, row.must_pass, row.expected, row.tolerance)
+
+
+def fits(test: BehaviourTest, labels: Sequence[str]) -> bool:
+    """Whether every label `test` names is one of `labels` (a changed label set leaves some out)."""
+    named = {test.expected, *(c.expected for c in test.cases)} - {None}
+    return test.kind in KINDS and named <= set(labels) and (test.kind != MFT or bool(named))
+
+
+def stored_suite(engine: Engine, labels: Sequence[str]) -> list[BehaviourTest]:
+    """The behaviour tests in the database, oldest first. The first call writes the starter suite
+    there, once (its tests that fit `labels`); later calls only read, so what people added, marked
+    must pass or deleted is what runs. Tests naming a label outside `labels` are
+    left out (logged)."""
+    with Session(engine) as s, s.begin():
+        if not behaviour_tests.count(s):
+            behaviour_tests.seed(s, [as_fields(t) for t in starter_suite() if fits(t, labels)])
+        tests = [from_row(r) for r in behaviour_tests.all_tests(s)]
+    kept = [t for t in tests if fits(t, labels)]
+    if len(kept) < len(tests):
+        log.warning("behaviour tests left out (a label they name is not among %s): %s", list(labels),
+                    ", ".join(t.name for t in tests if t not in kept))
+    return kept

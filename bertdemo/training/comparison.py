@@ -1,7 +1,8 @@
 """Comparing a candidate version with a baseline before the candidate may serve on its own: both
 score the candidate's validation split (saved beside it), training/review.py turns the two sets of
 probabilities into per-slice macro-F1 with paired bootstrap intervals, flips and the activation
-gate, and the starter behaviour suite (training/behaviour.py) runs on the candidate. Used by the
+gate, and the behaviour suite (training/behaviour.py: the stored one, or the starter suite) runs
+on the candidate. Used by the
 runner before an automatic activation and by `bertdemo review vA vB`."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from bertdemo.db import examples
 from bertdemo.errors import NotReady
-from bertdemo.training.behaviour import TestResult, must_pass_failures, run_suite, starter_suite
+from bertdemo.training.behaviour import BehaviourTest, TestResult, must_pass_failures, run_suite, starter_suite
 from bertdemo.training.files import VALIDATION_FILE
 from bertdemo.training.review import Flips, GateResult, Review, flips, gate, review, slice_masks
 
@@ -66,7 +67,7 @@ class Comparison:
     on: str
     review: Review
     flips: Flips
-    behaviour: list[TestResult]  # the candidate's starter suite results
+    behaviour: list[TestResult]  # the candidate's behaviour suite results
     gate: GateResult
 
     def report(self) -> str:
@@ -81,20 +82,22 @@ class Comparison:
         lines += ["", self.flips.summary() + ": " + ", ".join(f"{k} {v:,}" for k, v in self.flips.kinds.items()),
                   "transitions: " + (", ".join(f"{k} {v:,}" for k, v in self.flips.transitions.items()) or "none")]
         passed = sum(r.passed for r in self.behaviour)
-        lines.append(f"behaviour tests (starter suite): {passed} of {len(self.behaviour)} pass")
+        lines.append(f"behaviour tests: {passed} of {len(self.behaviour)} pass")
         lines += [f"  {r.sentence()}" for r in self.behaviour if not r.passed]
         lines += ["", self.gate.text()]
         return "\n".join(lines)
 
 
 def compare(baseline: tuple[str, PredictProba], candidate: tuple[str, PredictProba], rs: ReviewSet,
-            labels: Sequence[str], n_boot: int = 1000, int8_ok: bool | None = None) -> Comparison:
+            labels: Sequence[str], n_boot: int = 1000, int8_ok: bool | None = None,
+            tests: Sequence[BehaviourTest] | None = None) -> Comparison:
     """Score `rs` with both versions ((name, predict_proba) each), review B against A, run the
-    starter behaviour suite on B and apply the activation gate."""
+    behaviour `tests` on B (None: the starter suite; the app passes behaviour.stored_suite) and
+    apply the activation gate."""
     (a_name, a_proba), (b_name, b_proba) = baseline, candidate
     probs_a, probs_b = a_proba(rs.texts), b_proba(rs.texts)  # (n, k) each
     rv = review(rs.y, probs_a, probs_b, slice_masks(rs.raw_texts, rs.datasets, rs.sources), labels, n_boot=n_boot)
-    results = run_suite(starter_suite(), b_proba, labels)
+    results = run_suite(starter_suite() if tests is None else tests, b_proba, labels)
     verdict = gate(rv, must_pass_failures(results), int8_ok)
     comparison = Comparison(a_name, b_name, rs.on, rv, flips(rs.ids, rs.y, probs_a, probs_b, labels), results, verdict)
     log.info("%s", comparison.report())

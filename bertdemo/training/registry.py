@@ -20,12 +20,14 @@ from sqlalchemy.orm import Session
 
 from bertdemo.config import Settings
 from bertdemo.db import versions
-from bertdemo.db.models import ModelVersion
-from bertdemo.errors import NotReady
+from bertdemo.db.models import ModelVersion, Rejection
+from bertdemo.errors import Conflict, NotReady
 from bertdemo.model.classifier import Classifier
 from bertdemo.training import serving
 from bertdemo.training.config import FitResult, TrainConfig
 from bertdemo.training.files import BrokenVersion, VersionFiles
+from bertdemo.training.follow_up import Ticket, ignore, int8_behaviour
+from bertdemo.training.records import Report
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +49,14 @@ class VersionInfo:
     metrics: dict
     report: str
     train_config: dict
+    rejected: str = ""  # the newest rejection from the review: "by alice 2026-12-04 13:10: why" ("" if none)
 
     @classmethod
-    def of(cls, v: ModelVersion) -> VersionInfo:
+    def of(cls, v: ModelVersion, rejection: Rejection | None = None) -> VersionInfo:
+        rejected = (f"by {rejection.user} {rejection.created_at:%Y-%m-%d %H:%M}: {rejection.reason}"
+                    if rejection is not None else "")
         return cls(v.id, v.name, v.path, v.created_at, v.created_by, v.is_active, dict(v.metrics or {}),
-                   v.report, dict(v.train_config or {}))
+                   v.report, dict(v.train_config or {}), rejected)
 
     @property
     def macro_f1(self) -> float | None:
@@ -75,8 +80,10 @@ class Registry:
 
     # ---------------------------------------------------------------- reading
     def versions(self) -> list[VersionInfo]:
+        """Every version, newest first, with its newest rejection."""
         with Session(self.engine) as s:
-            return [VersionInfo.of(v) for v in versions.list_versions(s)]
+            rejected = versions.latest_rejections(s)
+            return [VersionInfo.of(v, rejected.get(v.id)) for v in versions.list_versions(s)]
 
     def get(self, version_id: int) -> VersionInfo:
         with Session(self.engine) as s:
@@ -91,9 +98,10 @@ class Registry:
         """The version's folder: its stored path, relative to the data directory unless absolute."""
         return self.files.folder(info.path)
 
-    def load(self, info: VersionInfo) -> Classifier:
+    def load(self, info: VersionInfo, int8_now: bool = True) -> Classifier:
         """Load a version, or BrokenVersion saying why it cannot be (never a hub look-up of a
-        folder that is not there)."""
+        folder that is not there). With `int8_now` False its int8 graph is left to the background
+        work after an activation (prepare_serving), even when built: PyTorch serves meanwhile."""
         folder = self.folder(info)
         self.files.check_loadable(info.name, folder)
         try:
@@ -102,16 +110,21 @@ class Registry:
         except Exception as exc:  # any failure to read the files means the same to a person
             raise BrokenVersion(f"Model version {info.name} cannot be loaded from {folder}: "
                                 f"{type(exc).__name__}: {str(exc)[:300]}") from exc
-        self.serving[info.id] = serving.attach(clf, folder, self.settings.serving)
+        mode = self.settings.serving
+        self.serving[info.id] = serving.attach(clf, folder, mode) if int8_now else serving.pending(clf, mode)
         return clf
 
     # ---------------------------------------------------------------- the serving path
-    def prepare_serving(self, info: VersionInfo, clf: Classifier) -> serving.Serving:
-        """Build and gate the version's int8 graph if that is still to do (slow: call it off the
-        request path), and attach it to `clf` when it may serve."""
-        folder = self.folder(info)
+    def prepare_serving(self, info: VersionInfo, clf: Classifier, report: Report = ignore,
+                        ticket: Ticket | None = None) -> serving.Serving:
+        """Build and gate the version's int8 graph if that is still to do, run the behaviour suite
+        on it (results recorded under path "int8"), and attach it to `clf` when it may serve. Slow:
+        call it off the request path; `report` follows its steps, and an abandoned `ticket` stops it
+        (Abandoned) before it attaches anything."""
+        folder, labels = self.folder(info), self.settings.labels
+        watch = serving.Watch(report, ticket or Ticket(info.name), int8_behaviour(self.engine, info.id, labels))
         state = serving.build(clf, folder, self.settings.serving,
-                              lambda: serving.gate_set(self.engine, folder, info.name, self.settings.labels))
+                              lambda: serving.gate_set(self.engine, folder, info.name, labels), watch)
         self.serving[info.id] = state
         return state
 
@@ -195,10 +208,23 @@ class Registry:
         with Session(self.engine) as s, s.begin():
             name = versions.next_version_name(s)
             folder = self.files.write(name, clf, result, config, snapshot, validation)
+            last = result.history[-1] if result.history else None  # the run's real length (max_steps may cut it)
+            metrics = result.metrics() | ({"steps": last["step"], "epochs_trained": round(last["epoch"], 4)}
+                                          if last else {})
             v = versions.add_version(s, name=name, path=self.files.stored_path(folder),
-                                     base_model=self.settings.model_source, created_by=user, metrics=result.metrics(),
+                                     base_model=self.settings.model_source, created_by=user, metrics=metrics,
                                      report=result.report, train_config=config.to_dict(), run_id=run_id)
             return VersionInfo.of(v)
+
+    def reject(self, version_id: int, user: str, reason: str) -> VersionInfo:
+        """Record that `version_id` must not serve (who, why): Conflict for the serving version."""
+        with Session(self.engine) as s, s.begin():
+            v = versions.get_version(s, version_id)
+            if v.is_active:
+                raise Conflict(f"{v.name} is serving now: activate another version first (a rollback), then "
+                               "reject it.")
+            r = versions.reject_version(s, version_id, user, reason)
+            return VersionInfo.of(v, r)
 
     def cleanup_leftovers(self) -> list[str]:
         """Remove the partial, scratch and unregistered version folders a killed process left
@@ -209,10 +235,14 @@ class Registry:
 
     def activate(self, version_id: int, clf: Classifier | None = None, user: str = "system",
                  reason: str = "") -> VersionInfo:
-        """Make `version_id` the serving version: load it, then flip the flag and the reference
-        (recorded as an activation: who, why)."""
+        """Make `version_id` the serving version: load it on PyTorch (its int8 graph is opened or
+        built afterwards, off the request path: prepare_serving), warm it with one prediction, then
+        flip the flag and the reference (recorded as an activation: who, why)."""
         info = self.get(version_id)
-        loaded = clf if clf is not None else self.load(info)
+        loaded = clf if clf is not None else self.load(info, int8_now=False)
+        if clf is not None:
+            self.serving[info.id] = serving.pending(loaded, self.settings.serving)
+        loaded.predict_proba(["warming up the serving copy"])  # the first person's prediction pays nothing
         with self._lock:
             with Session(self.engine) as s, s.begin():
                 info = VersionInfo.of(versions.activate_version(s, version_id, user, reason))

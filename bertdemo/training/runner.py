@@ -1,17 +1,22 @@
 """The training runner: one background run at a time (start, cancel, wait), the run itself as a
-few steps (read the inputs, train, evaluate, save, serve), and re-scoring the examples with a
-version once it serves (for the annotation queues). The run's status and row are in
-training/records.py; what it trains on is read by training/inputs.py.
+few steps (read the inputs, train, evaluate, save, review, serve), and the background work after a
+version starts serving (training/follow_up.py: its int8 graph, re-scoring for the annotation
+queues), which the next activation abandons. Each step reports its phase with its own count
+(training/records.py, which also keeps the run's row); what a run trains on is read by
+training/inputs.py.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -20,17 +25,38 @@ from bertdemo.db import examples, versions
 from bertdemo.errors import Busy, UserError
 from bertdemo.model import vectors
 from bertdemo.model.classifier import Classifier
-from bertdemo.training import serving
+from bertdemo.training import behaviour_runs, serving
+from bertdemo.training.behaviour import stored_suite
 from bertdemo.training.comparison import compare, review_set
 from bertdemo.training.config import FitResult, TrainConfig, TrainingCancelled, TrainingError
 from bertdemo.training.evaluation import evaluate
+from bertdemo.training.follow_up import Abandoned, Ticket, ignore
+from bertdemo.training.follow_up import rescore as rescore_chunks
 from bertdemo.training.inputs import TrainingInputs, read_inputs
 from bertdemo.training.loop import fit, start_model
-from bertdemo.training.records import JobStatus, RunRecords
+from bertdemo.training.records import PHASE_NAMES, JobStatus, Phase, Report, RunRecords
 from bertdemo.training.registry import Registry, VersionInfo
 from bertdemo.training.zerogpu import fit_and_save, gpu_task, zero_gpu
 
 log = logging.getLogger(__name__)
+BACKGROUND_NICE = 10  # a background thread's nice value: predictions (nice 0) win the CPU
+CHUNK = 512  # texts per chunk of evaluation and review: the phase's count moves, a cancel is seen
+
+
+def _behind_predictions(work: Callable[..., None]) -> Callable[..., None]:
+    """`work` run at a lower CPU priority (nice BACKGROUND_NICE) in the thread that calls it: on
+    Linux a thread's priority is its own and passes to the threads it starts (its forward passes'
+    OpenMP workers), so people's predictions get the cores first while a run or the work after an
+    activation goes on (the CLI's run_sync, in the main thread, keeps its priority)."""
+
+    def lowered(*args: object) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+        except (AttributeError, OSError):  # not Linux, or not allowed: run at the same priority
+            pass
+        work(*args)
+
+    return lowered
 
 
 class JobRunner:
@@ -42,7 +68,8 @@ class JobRunner:
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
-        self._rescore_thread: threading.Thread | None = None
+        self._rescore_thread: threading.Thread | None = None  # the background work after the last activation
+        self._ticket = Ticket()  # that work's; abandoned when another version starts serving
         self.last_rescore: tuple[str, int] | None = None  # (version name, examples scored)
 
     def status(self) -> JobStatus:
@@ -57,8 +84,8 @@ class JobRunner:
                            "wait for it or cancel it first.")
             run_id = self.records.open(config, user, reason)
             self._cancel.clear()
-            self._thread = threading.Thread(target=self._execute, args=(run_id, config, user, activate),
-                                            name=f"train-{run_id}", daemon=True)
+            self._thread = threading.Thread(target=_behind_predictions(self._execute),
+                                            args=(run_id, config, user, activate), name=f"train-{run_id}", daemon=True)
             self._thread.start()
         return run_id
 
@@ -86,11 +113,17 @@ class JobRunner:
         return self.status()
 
     def activate(self, version_id: int, user: str = "system", reason: str = "") -> VersionInfo:
-        """Serve `version_id` (any version: a newer one, or a rollback) and re-score the examples
-        with it in a background thread, so the request returns as soon as the swap is done."""
+        """Serve `version_id` (any version: a newer one, or a rollback) on PyTorch at once, and
+        abandon the previous version's background work; its int8 graph and the re-scoring follow
+        in a background thread (the request returns as soon as the swap is done)."""
         info = self.registry.activate(version_id, user=user, reason=reason)
         self._rescore_in_background(info, self.registry.active())
         return info
+
+    def activity(self) -> str:
+        """What the serving version's background work does now ('' when nothing runs)."""
+        a = self.records.activity()
+        return a.text() if a is not None else ""
 
     def rescore_if_missing(self) -> bool:
         """Re-score in the background when the active version has no stored scores (the process
@@ -102,6 +135,9 @@ class JobRunner:
             if not examples.has_examples(s):
                 return False
             scored = versions.has_scores(s, info.id)
+        under_way = self.records.activity()
+        if under_way is not None and under_way.version == info.name:
+            return False  # its background work is re-scoring now
         if scored and (self.registry.folder(info) / vectors.VECTORS_FILE).exists():
             self.prepare_serving_if_pending()  # scores stored; the int8 graph may still be to build
             return False
@@ -119,9 +155,17 @@ class JobRunner:
         self._rescore_in_background(self.registry.get(vid), self.registry.active(), rescore=False)
         return True
 
+    def _new_ticket(self, info: VersionInfo) -> Ticket:
+        """A ticket for `info`'s background work; the previous version's work is abandoned."""
+        with self._lock:
+            self._ticket.abandon()
+            self._ticket = Ticket(info.name)
+            return self._ticket
+
     def _rescore_in_background(self, info: VersionInfo, clf: Classifier, rescore: bool = True) -> None:
-        t = threading.Thread(target=self._rescore_quietly, args=(info, clf, rescore), name=f"rescore-{info.name}",
-                             daemon=True)
+        ticket = self._new_ticket(info)
+        t = threading.Thread(target=_behind_predictions(self._rescore_quietly), args=(info, clf, ticket, rescore),
+                             name=f"rescore-{info.name}", daemon=True)
         self._rescore_thread = t
         t.start()
 
@@ -130,17 +174,28 @@ class JobRunner:
         if t is not None:
             t.join(timeout)
 
-    def _rescore_quietly(self, info: VersionInfo, clf: Classifier, rescore: bool = True) -> None:
-        """The int8 serving path first (built and gated if still to do), so that re-scoring runs on it."""
+    def _rescore_quietly(self, info: VersionInfo, clf: Classifier, ticket: Ticket, rescore: bool = True) -> None:
         try:
-            self.registry.prepare_serving(info, clf)
-            if not rescore:
-                return
-            n = self.rescore(info, clf)
-            self.last_rescore = (info.name, n)
-            log.info("re-scored %d examples with %s", n, info.name)
+            self._follow_up(info, clf, ticket, rescore)
         except Exception:  # a background thread must log; the queues keep the old scores
-            log.exception("re-scoring with %s failed", info.name)
+            log.exception("the background work of %s failed", info.name)
+
+    def _follow_up(self, info: VersionInfo, clf: Classifier, ticket: Ticket, rescore: bool = True,
+                   run_id: int | None = None) -> None:
+        """The int8 serving path first (built, gated and behaviour-tested if still to do), so that
+        re-scoring runs on it; stops quietly when `ticket` is abandoned (another version serves)."""
+        report = self.records.reporter(info.name, run_id)
+        report(Phase("serving"))
+        try:
+            self.registry.prepare_serving(info, clf, report, ticket)
+            if rescore:
+                n = self.rescore(info, clf, report=report, ticket=ticket)
+                self.last_rescore = (info.name, n)
+                log.info("re-scored %d examples with %s", n, info.name)
+        except Abandoned as exc:
+            log.info("%s", exc)
+        finally:
+            self.records.end_activity(info.name)
 
     def training_inputs(self, config: TrainConfig) -> TrainingInputs:
         """Read and check what a run trains on (training/inputs.py); writes nothing."""
@@ -150,10 +205,28 @@ class JobRunner:
         """`result` with macro-F1 per dataset and the calibration of the validation split added
         (training/evaluation.py), in its fields and its text report."""
         data = inputs.data
-        ev = evaluate(clf.predict_proba(data.val_texts, batch_size=128), data.val_labels, inputs.val_datasets,
-                      self.settings.labels)
+        proba = self._counted(clf.predict_proba, Phase("evaluating", 0, len(data.val_texts), "examples"))
+        ev = evaluate(proba(data.val_texts), data.val_labels, inputs.val_datasets, self.settings.labels)
         return replace(result, per_dataset=ev.per_dataset, ece=ev.ece, reliability=ev.reliability,
                        report=result.report.rstrip() + "\n\n" + ev.lines() + "\n")
+
+    def _counted(self, proba, phase: Phase):
+        """`proba` (a predict_proba) scoring in chunks of CHUNK that advance `phase` in the run's
+        status (its total counts the texts of every call); while evaluating (before anything is
+        saved) a cancelled run stops between chunks."""
+        self.records.update(phase=phase)
+
+        def counted(texts: list[str]) -> np.ndarray:
+            out = []
+            for i in range(0, len(texts), CHUNK):
+                if self._cancel.is_set() and phase.name == "evaluating":
+                    raise TrainingCancelled(f"the run was cancelled while {PHASE_NAMES[phase.name]}")
+                out.append(proba(texts[i:i + CHUNK], batch_size=128))
+                st = self.records.status().phase
+                self.records.update(phase=st.advanced(st.done + len(out[-1])))
+            return np.concatenate(out) if out else np.zeros((0, len(self.settings.labels)))
+
+        return counted
 
     # ------------------------------------------------------------------ one run, step by step
     def _execute(self, run_id: int, config: TrainConfig, user: str, activate: bool) -> None:
@@ -190,7 +263,7 @@ class JobRunner:
                scratch: Path) -> tuple[Classifier, FitResult]:
         """A fresh copy of the start model, fine-tuned: the serving classifier is never touched."""
         s, name = self.settings, inputs.start_name
-        self.records.update(phase="training", message=f"Loading {name}")
+        self.records.enter("training", f"Loading {name}", config.max_steps or 0, "steps")
         if not zero_gpu():
             clf = start_model(inputs.source, s.labels, s.device, s.max_length, config)
             result = fit(clf, inputs.data, config, on_progress=self.records.progress_writer(run_id),
@@ -207,8 +280,8 @@ class JobRunner:
     def _save(self, run_id: int, clf: Classifier, result: FitResult, config: TrainConfig, user: str,
               inputs: TrainingInputs) -> VersionInfo:
         """Register the trained classifier as a new version, named and precise as a loaded one."""
-        self.records.update(phase="saving", message="Saving the new version", report=result.report,
-                            macro_f1=result.macro_f1)
+        self.records.enter("saving", "Saving the new version")
+        self.records.update(report=result.report, macro_f1=result.macro_f1)
         info = self.registry.save(clf, result, config, run_id, user, inputs.snapshot,
                                   inputs.validation_rows(self.settings.labels))
         clf.rename(info.name)  # the Predict tab shows the serving version's name
@@ -224,35 +297,43 @@ class JobRunner:
         active = self.registry.active_version()
         if active is None:
             return None
-        self.records.update(phase="reviewing", message=f"Comparing {info.name} with the serving {active.name}: "
-                                                       "slices with intervals, behaviour tests")
         labels = self.settings.labels
         rs = review_set(self.engine, self.registry.folder(info), info.name, labels)
-        c = compare((active.name, self.registry.active().predict_proba), (info.name, clf.predict_proba), rs, labels)
+        tests = stored_suite(self.engine, labels)
+        texts = {t for test in tests for c in test.cases for t in (c.text, *c.perturbed)}
+        self.records.enter("reviewing", f"Comparing {info.name} with the serving {active.name}: both on "
+                                        f"{info.name}'s validation split, then its behaviour tests",
+                           2 * len(rs.texts) + len(texts), "texts")
+        phase = self.records.status().phase
+        c = compare((active.name, self._counted(self.registry.active().predict_proba, phase)),
+                    (info.name, self._counted(clf.predict_proba, phase)), rs, labels, tests=tests)
         self.records.update(report=result.report.rstrip() + "\n\n" + c.report() + "\n")
+        # the suite's results on the candidate are kept, as a run from the Train tab would keep them
+        behaviour_runs.save(self.engine, info.id, behaviour_runs.PathRun("pytorch", "the activation gate",
+                                                                         tuple(c.behaviour)))
         return None if c.gate.passed else f"the activation gate failed against {active.name}: " + \
             "; ".join(c.gate.failed) + "."
 
     def _serve(self, run_id: int, info: VersionInfo, clf: Classifier, user: str, done: str) -> None:
+        """Serve the run's version on PyTorch at once; its int8 graph and the re-scoring follow in
+        this thread (the run stays open and shows their phases) unless another activation
+        abandons them."""
+        self.records.enter("serving", f"Activating {info.name}")
+        ticket = self._new_ticket(info)
         self.registry.activate(info.id, clf, user=user, reason=f"served when trained (run #{run_id})")
         # the run's outcome is durable now; re-scoring is follow-up work that a later
         # start redoes if the process dies meanwhile (Services.start -> rescore_if_missing)
         self.records.record(run_id, "succeeded", done, info.id)
-        self.records.update(phase="optimizing", message=f"Building and checking the int8 serving path of {info.name}")
-        self.registry.prepare_serving(info, clf)
-        self.records.update(phase="scoring", message=f"Re-scoring the examples with {info.name}")
-        self.rescore(info, clf)
+        self.records.update(message=f"{info.name} serves on PyTorch; building and checking its int8 path, "
+                                    "then re-scoring the examples")
+        try:
+            self._follow_up(info, clf, ticket, rescore=True, run_id=run_id)
+        except Exception:  # the version serves and the run succeeded: the queues keep the old scores
+            log.exception("the background work of %s failed", info.name)
 
-    def rescore(self, info: VersionInfo, clf: Classifier) -> int:
+    def rescore(self, info: VersionInfo, clf: Classifier, report: Report = ignore, ticket: Ticket | None = None) -> int:
         """Score every example with `clf` and store the result for the annotation queues, and the
-        sentence embeddings of the same pass beside the version (similar examples, the map)."""
-        with Session(self.engine) as s:
-            rows = examples.all_texts(s)
-        if not rows:
-            return 0
-        probs, vecs = clf.scores_and_embeddings([t for _i, t in rows], batch_size=128)
-        ids = [i for i, _t in rows]
-        with Session(self.engine) as s, s.begin():
-            versions.save_scores(s, info.id, ids, probs, self.settings.labels)
-        vectors.save(self.registry.folder(info) / vectors.VECTORS_FILE, ids, vecs)
-        return len(rows)
+        sentence embeddings of the same pass beside the version (similar examples, the map), in
+        chunks (training/follow_up.py) that `report` follows and an abandoned `ticket` stops."""
+        return rescore_chunks(self.engine, self.registry.folder(info) / vectors.VECTORS_FILE, info.id, clf,
+                              self.settings.labels, report, ticket)

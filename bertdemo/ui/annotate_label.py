@@ -15,10 +15,12 @@ from typing import NamedTuple
 import gradio as gr
 import pandas as pd
 
+from bertdemo.actions.behaviour import BehaviourActions
 from bertdemo.actions.labelling import HISTORY_COLUMNS, QUEUES, Item, Labelling
 from bertdemo.actions.predict import PredictActions
 from bertdemo.errors import BadInput, Conflict
 from bertdemo.ui.common import guarded, user_of, warn
+from bertdemo.ui.train_behaviour import MakerView, maker, prefill, wire_maker
 
 UNDO_DEPTH = 50  # changes a person can take back, newest first
 SHORTCUTS_JS = """
@@ -194,6 +196,7 @@ class LabelView:
     current: gr.State
     seen: gr.State
     undo_stack: gr.State
+    behaviour: MakerView | None = None  # "make a behaviour test from this example" (ui/train_behaviour.py)
 
     @property
     def outputs(self) -> list:
@@ -228,8 +231,10 @@ def layout(labels: tuple[str, ...], datasets: tuple[str, ...]) -> LabelView:
                               visible=False, combine_adjacent=False, elem_id="annot-attr")
     with gr.Accordion("History of this example", open=False):
         history = gr.Dataframe(headers=HISTORY_COLUMNS, interactive=False, elem_id="annot-item-history")
+    behaviour = maker(labels, "annot-behaviour", "example", "Make a behaviour test from this example")
     return LabelView(queue, search, dataset, load, progress, text, info, label_buttons, accept, skip, undo,
-                     show_attr, attr, history, current=gr.State(None), seen=gr.State([]), undo_stack=gr.State([]))
+                     show_attr, attr, history, current=gr.State(None), seen=gr.State([]), undo_stack=gr.State([]),
+                     behaviour=behaviour)
 
 
 def shortcuts(labels: tuple[str, ...]) -> None:
@@ -257,5 +262,8 @@ def wire(view: LabelView, handlers: LabelHandlers, labels: tuple[str, ...], tab:
     for ev in events:
         ev.success(handlers.attributions, [view.show_attr, view.current], [view.attr], **private)
     view.show_attr.change(handlers.attributions, [view.show_attr, view.current], [view.attr], **private)
+    if view.behaviour is not None:  # the form starts from the item on screen
+        wire_maker(view.behaviour, BehaviourActions(handlers.labelling.services))
+        view.text.change(prefill, [view.text], [view.behaviour.text], **private)
     if tab is not None:
         tab.select(handlers.first_load, [view.current, *where, view.undo_stack], view.outputs, **private)

@@ -28,10 +28,8 @@ TITLE = "bertdemo: see, correct and retrain a BERT sentiment classifier"
 
 def status_line(services: Services) -> str:
     st = services.jobs.status()
-    if st.running:
-        eta = st.eta_s()
-        left = f", about {eta / 60:.1f} min left" if eta else ""
-        return (f"**Training run #{st.run_id}**: {st.fraction:.0%}{left}. {st.message}")
+    if st.running:  # the phase with its own count: "re-scoring 12,800 / 27,166 examples (47%), ..."
+        return f"**Training run #{st.run_id}**: {st.phase_text() or f'{st.fraction:.0%}'}. {st.message}"
     info = services.registry.active_version()
     problem = services.registry.problem  # the active version's files could not be loaded at start
     warning = f" **Warning:** {md_text(problem)}" if problem else ""
@@ -47,7 +45,9 @@ def status_line(services: Services) -> str:
         f1 += " (" + " · ".join(f"{name} {m['macro_f1']:.3f}" for name, m in per.items()) + ")"
     if info.metrics.get("ece") is not None:
         f1 += f", calibration error {info.metrics['ece']:.3f}"
-    return f"Serving model **{info.name}**{f1}.{warning}"
+    busy = services.jobs.activity()  # after an activation: the int8 build and re-scoring, PyTorch serving meanwhile
+    busy = f" In the background: {busy} (PyTorch serves meanwhile)." if busy else ""
+    return f"Serving model **{info.name}**{f1}.{busy}{warning}"
 
 
 def gradio_auth(engine: Engine) -> Callable[[str, str], Awaitable[bool]] | None:

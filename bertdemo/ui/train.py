@@ -17,9 +17,10 @@ from dataclasses import dataclass, fields
 import gradio as gr
 from matplotlib.figure import Figure
 
+from bertdemo.actions.behaviour import BehaviourActions
 from bertdemo.actions.train import MODES, STARTS, TrainingActions, TrainingView, version_row
 from bertdemo.training.config import TrainConfig
-from bertdemo.ui import plots, train_versions
+from bertdemo.ui import plots, train_behaviour, train_versions
 from bertdemo.ui.binding import bind
 from bertdemo.ui.common import ADMIN_ONLY, api_number, api_slider, guarded, user_of
 from bertdemo.ui.train_versions import VersionsShown
@@ -113,14 +114,28 @@ def poll(actions: TrainingActions, last: str) -> TrainPoll:
     # the run's part and the versions' part, compared apart (a serving note may hold any text)
     versions_key = json.dumps([len(infos), serving])
     key = json.dumps([v.run_id, v.state, len(v.history), v.serving]) + "\n" + versions_key
-    text = (v.message or "no run yet") + (f" · why: {v.reason}" if v.reason else "")
-    bar = progress_html(1.0 if v.state == "succeeded" else v.fraction, text, v.state, v.run_id)
+    bar = progress_html(*progress_line(v))
     if key == last:
         return TrainPoll(bar, last)
     shown = None
     if last.partition("\n")[2] != versions_key:
         shown = VersionsShown(tuple(version_row(i) for i in infos), tuple(i.name for i in infos), serving)
     return TrainPoll(bar, key, redraw=True, versions=shown, **_run_plots(v))
+
+
+def progress_line(v: TrainingView) -> tuple[float, str, str, int | None]:
+    """The bar's (fraction, text, state, run id): a running run's current phase with its own count
+    ("re-scoring 12,800 / 27,166 examples (47%)"), not its training steps' 100%; with no run
+    running, the serving version's background work after an activation while it runs; else the
+    last run's outcome."""
+    why = f" · why: {v.reason}" if v.reason else ""
+    if v.running:
+        phase = f"{v.phase['text']} · " if v.phase else ""
+        return v.fraction, phase + (v.message or "") + why, v.state, v.run_id
+    if v.activity:
+        a = v.activity
+        return (a["fraction"], f"{a['version']}: {a['text']} (it serves on PyTorch meanwhile)", "activating", None)
+    return 1.0 if v.state == "succeeded" else v.fraction, (v.message or "no run yet") + why, v.state, v.run_id
 
 
 def report_text(report: str) -> str:
@@ -196,7 +211,8 @@ def build(actions: TrainingActions) -> None:
         with gr.Column(scale=2):
             shown = progress_panel()
     shown |= train_versions.versions_panel(actions, names)
-    shown |= train_versions.compare_panel(actions, names)
+    shown |= train_versions.compare_panel(actions, names, shown["table"])
+    train_behaviour.build(BehaviourActions(actions.services), names, shown.get("flip_text"))
     shown["seen"] = gr.State("")  # TrainPoll.key of what this page drew last: redraw only on change
     gr.Timer(1.0).tick(bind(_poll_outputs, actions), [shown["seen"]], [shown[n] for n in POLL_OUTPUTS],
                        api_visibility="private", show_progress="hidden", trigger_mode="always_last")

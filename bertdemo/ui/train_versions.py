@@ -49,6 +49,12 @@ def activate_version(actions: TrainingActions, version_name: str, request: gr.Re
     return actions.activate(version_name, user_of(request))
 
 
+def versions_now(actions: TrainingActions) -> pd.DataFrame:
+    """The Versions table as it is now: redrawn right after an activation, a rollback or a
+    rejection, so the serving mark moves at once (the timer would take up to a second more)."""
+    return table(actions.versions_table(), VERSION_COLUMNS)
+
+
 @dataclass(frozen=True)
 class ReviewShown:
     """What the review panel shows of one review (REVIEW_OUTPUTS order): where the figures come
@@ -73,7 +79,8 @@ class ReviewShown:
 
 
 def flip_table(r: VersionReview) -> pd.DataFrame:
-    return table([f.row() for f in r.rows], FLIP_COLUMNS)
+    """The listed flips: B's validation split first, then the rest of the corpus (the "set" column)."""
+    return table([f.row() for f in r.listed()], FLIP_COLUMNS)
 
 
 def _kind(choice: str | None) -> str | None:
@@ -140,12 +147,21 @@ def activate_reviewed(actions: TrainingActions, reviewed: dict | None, reason: s
     return actions.activate(reviewed["b"], user_of(request), reason or "")
 
 
+@guarded
+def reject_reviewed(actions: TrainingActions, reviewed: dict | None, reason: str, request: gr.Request) -> str:
+    """Record that the reviewed candidate B must not serve (admins only), with the reason typed
+    beside it (required): who, when and why show in the Versions table."""
+    if not reviewed:
+        raise BadInput("Review a version first: Reject B rejects the candidate of the review.")
+    return actions.reject(reviewed["b"], user_of(request), reason or "")
+
+
 # ------------------------------------------------------------------------- panels
 def versions_panel(actions: TrainingActions, names: list[str]) -> dict[str, gr.components.Component]:
     """The Versions table, the version to serve and Activate; returns the components the timer updates."""
     gr.Markdown("### Versions")
     versions = gr.Dataframe(table((), VERSION_COLUMNS), interactive=False, elem_id="versions-table", wrap=True,
-                            column_widths=["8%", "8%", "8%", "8%", "12%", "8%", "22%", "18%", "8%"])
+                            column_widths=["8%", "8%", "7%", "7%", "9%", "10%", "13%", "12%", "9%", "6%", "11%"])
     with gr.Row():
         # allow_custom_value: API callers may name a version made after the page was built; the
         # action checks the name against the registry
@@ -154,15 +170,20 @@ def versions_panel(actions: TrainingActions, names: list[str]) -> dict[str, gr.c
         activate = gr.Button("Activate", elem_id="version-activate", elem_classes=ADMIN_ONLY, scale=1)
     message = gr.Markdown(elem_id="activate-message")
     serving_note = gr.Markdown(elem_id="serving-path")
-    activate.click(bind(activate_version, actions), [choice], [message], api_name="activate_version")
+    activate.click(bind(activate_version, actions), [choice], [message], api_name="activate_version").then(
+        bind(versions_now, actions), None, [versions], api_visibility="private", show_progress="hidden")
     return {"table": versions, "choice": choice, "serving_note": serving_note}
 
 
-def compare_panel(actions: TrainingActions, names: list[str]) -> dict[str, gr.components.Component]:
-    """The version review: candidate B against baseline A; returns the version lists the timer updates."""
+def compare_panel(actions: TrainingActions, names: list[str], versions: gr.Dataframe | None = None
+                  ) -> dict[str, gr.components.Component]:
+    """The version review: candidate B against baseline A; returns the version lists the timer
+    updates and `flip_text`, the box a clicked flip fills. `versions`: the Versions table, redrawn
+    after Activate B or Reject B."""
     gr.Markdown("### Review a version\nCandidate **B** against baseline **A** (usually the serving one) on B's "
                 "validation split: macro-F1 per slice with 95% bootstrap intervals, calibration, the examples "
-                "whose prediction flipped, and the activation gate's verdict.")
+                "whose prediction flipped (on the validation split, then on the whole corpus from both versions' "
+                "stored scores), and the activation gate's verdict. Then activate B, or reject it, with a reason.")
     with gr.Row():
         va = gr.Dropdown(label="Version A (baseline)", choices=names, elem_id="compare-a", allow_custom_value=True)
         vb = gr.Dropdown(label="Version B (candidate)", choices=names, elem_id="compare-b", allow_custom_value=True)
@@ -173,7 +194,7 @@ def compare_panel(actions: TrainingActions, names: list[str]) -> dict[str, gr.co
              gr.Markdown(elem_id="review-counts")]
     kind = gr.Radio(["all", "fixed", "broken"], value="all", label="Flips to list", elem_id="review-filter")
     rows = gr.Dataframe(table((), FLIP_COLUMNS), interactive=False, wrap=True, max_height=320, elem_id="review-flips",
-                        column_widths=["6%", "46%", "8%", "9%", "7%", "9%", "7%", "8%"])
+                        column_widths=["6%", "36%", "8%", "9%", "7%", "9%", "7%", "8%", "10%"])
     reviewed = gr.State(None)
     with gr.Row():
         text = gr.Textbox(label="A text to explain under both versions (or click a flip)", scale=3,
@@ -184,9 +205,10 @@ def compare_panel(actions: TrainingActions, names: list[str]) -> dict[str, gr.co
         ha = gr.HighlightedText(label="A: attributions", combine_adjacent=False, elem_id="attr-a")
         hb = gr.HighlightedText(label="B: attributions", combine_adjacent=False, elem_id="attr-b")
     with gr.Row():
-        reason = gr.Textbox(label="Why B should serve (recorded; required when the gate failed)", scale=3,
-                            elem_id="review-reason")
+        reason = gr.Textbox(label="Why B should serve, or why it is rejected (recorded with your name; required to "
+                                  "reject, and to activate when the gate failed)", scale=3, elem_id="review-reason")
         activate = gr.Button("Activate B", scale=1, elem_id="review-activate", elem_classes=ADMIN_ONLY)
+        reject = gr.Button("Reject B", scale=1, variant="stop", elem_id="review-reject", elem_classes=ADMIN_ONLY)
     activated = gr.Markdown(elem_id="review-activate-message")
     go.click(bind(run_review, actions), [va, vb, kind], [*shown, rows, reviewed], api_visibility="private")
     kind.change(bind(filter_flips, actions), [reviewed, kind], [shown[3], rows], api_visibility="private")
@@ -195,6 +217,9 @@ def compare_panel(actions: TrainingActions, names: list[str]) -> dict[str, gr.co
         bind(run_explain, actions), explain_inputs, explain_outputs, api_visibility="private")
     gr.on([explain.click, text.submit], bind(run_explain, actions), explain_inputs, explain_outputs,
           api_visibility="private")
-    activate.click(bind(activate_reviewed, actions), [reviewed, reason], [activated], api_visibility="private")
+    for button, handler in ((activate, activate_reviewed), (reject, reject_reviewed)):
+        done = button.click(bind(handler, actions), [reviewed, reason], [activated], api_visibility="private")
+        if versions is not None:
+            done.then(bind(versions_now, actions), None, [versions], api_visibility="private", show_progress="hidden")
     gr.api(bind(review_version, actions), api_name="review_version")
-    return {"compare_a": va, "compare_b": vb}
+    return {"compare_a": va, "compare_b": vb, "flip_text": text}  # flip_text: ui/train_behaviour.py takes it

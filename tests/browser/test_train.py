@@ -108,7 +108,9 @@ def test_review_two_versions(two_versions):
     assert r.verdict().startswith("Gate passed" if r.gate.passed else "Gate failed")
     api = r.as_api()
     assert api["flips"]["total"] == r.flips.total and api["gate"]["passed"] == r.gate.passed
-    assert set(api["rows"][0]) == {"id", "text", "gold", "A predicts", "A prob.", "B predicts", "B prob.", "kind"}
+    assert set(api["rows"][0]) == {"id", "text", "gold", "A predicts", "A prob.", "B predicts", "B prob.", "kind",
+                                   "set"}
+    assert api["corpus_flips"] is None and "Whole corpus: not counted" in r.counts()  # v2 has no stored scores
     with pytest.raises(NotFound, match="No model version named 'v9'"):
         actions.review("v1", "v9")
     # Activate B with a reason: recorded with the activation, with the review's verdict
@@ -118,6 +120,10 @@ def test_review_two_versions(two_versions):
     verdict = "gate passed" if r.gate.passed else "gate failed: manual override"
     assert reason == f"activation in the Train tab after the review ({verdict}): fewer broken airline tweets"
     two_versions.jobs.wait_rescore(60)
+    # both versions scored now: the flips over the whole corpus come from their stored scores
+    again = actions.review("v1", "v2")
+    assert again.corpus is not None and again.corpus.flips.n > n and again.corpus.flips.total >= r.flips.total
+    assert "On the whole corpus" in again.counts()
 
 
 def test_attributions_under_both_versions(two_versions):
@@ -155,13 +161,14 @@ def _review_in_the_browser(pg, new: str) -> None:
     slices = pg.locator("#review-slices").inner_text()
     assert "airline" in slices and "95% CI" in slices, slices
     counts = pg.locator("#review-counts").inner_text()
-    total = re.search(r"Flips: ([\d,]+) of ([\d,]+) examples changed prediction \(fixed \d+, broken (\d+)", counts)
+    total = re.search(r"Flips: On \w+'s validation split: ([\d,]+) of ([\d,]+) examples changed prediction "
+                      r"\(fixed \d+, broken (\d+)", counts)
     assert total, counts
     pg.locator("#review-filter").get_by_label("broken").check()
-    pg.wait_for_function("document.querySelector('#review-counts')?.innerText.includes('listed: ')"
-                         " && document.querySelector('#review-counts')?.innerText.includes(' broken.')", timeout=30000)
+    pg.wait_for_function("document.querySelector('#review-counts')?.innerText.includes('Listed: ')"
+                         " && document.querySelector('#review-counts')?.innerText.includes(' broken (')", timeout=30000)
     after = pg.locator("#review-counts").inner_text()
-    assert after.split("; listed")[0] == counts.split("; listed")[0]  # the totals stay those of every flip
+    assert after.split("Listed:")[0] == counts.split("Listed:")[0]  # the totals stay those of every flip
     if int(total.group(3)) == 0:  # nothing broken to click: list every flip again
         pg.locator("#review-filter").get_by_label("all").check()
         pg.wait_for_function("document.querySelector('#review-counts')?.innerText.includes('of any kind')",

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sqlalchemy.orm import Session
 
-from bertdemo.training import comparison, runner
-from bertdemo.training.behaviour import MFT, BehaviourTest, Case
+from bertdemo.db import behaviour_tests
+from bertdemo.training import behaviour_runs, comparison, runner
+from bertdemo.training.behaviour import MFT, BehaviourTest, Case, as_fields, stored_suite
 from bertdemo.training.config import TrainConfig
 from tests.support import TINY_TRAIN
 
@@ -60,16 +62,22 @@ def test_a_worse_version_is_registered_not_served_and_the_failing_check_is_named
     assert served.registry.active_version().name == "v2"
 
 
-def test_a_failing_must_pass_behaviour_test_blocks_automatic_activation(served, monkeypatch):
+def test_a_failing_must_pass_behaviour_test_blocks_automatic_activation(served):
     # one text expected to be each label at once: whatever the model says, two cases fail
     text = "the flight was fine i guess"
     impossible = BehaviourTest("three answers at once", MFT, "a must-pass test no model can pass",
                                tuple(Case(text, expected=lab) for lab in served.settings.labels), must_pass=True)
-    monkeypatch.setattr(comparison, "starter_suite", lambda: [impossible])
+    stored_suite(served.engine, served.settings.labels)  # the starter suite, seeded on first use
+    with Session(served.engine) as s, s.begin():  # stored, as a person saving it in the Train tab would
+        behaviour_tests.add(s, as_fields(impossible), "example", "alice")
     st = served.jobs.run_sync(QUICK, user="test")
     assert "now serving" not in st.message and served.registry.active_version().name == "v1"
     assert ("Not served: the activation gate failed against v1: behaviour test 'three answers at once' (MFT) "
             "failed 2 of 3 cases (66.7%).") in st.message
+    # the gate's results on the candidate are kept, so the Train tab shows why without running again
+    (kept,) = behaviour_runs.stored(served.engine, next(v.id for v in served.registry.versions() if v.name == "v2"))
+    failed = {r.name: r.n_failed for r in kept.results}
+    assert kept.path == "pytorch" and failed["three answers at once"] == 2
 
 
 def test_no_activation_asked_means_no_review(served, monkeypatch):

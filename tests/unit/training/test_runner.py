@@ -204,7 +204,7 @@ def test_a_death_while_rescoring_keeps_the_run_succeeded_and_the_next_start_resc
     services.ensure_dataset()
     outcome_during_rescore = []
 
-    def dies(info, clf):  # the process is killed while re-scoring: nothing is scored
+    def dies(info, clf, **_kw):  # the process is killed while re-scoring: nothing is scored
         with Session(services.engine) as s:
             outcome_during_rescore.append(s.get(TrainingRun, 1).status)
         raise KeyboardInterrupt
@@ -237,9 +237,9 @@ def test_activating_an_older_version_rescores_in_the_background(served, monkeypa
     release, done = threading.Event(), threading.Event()
     real = served.jobs.rescore
 
-    def slow_rescore(info, clf):
+    def slow_rescore(info, clf, **kw):
         release.wait(60)
-        n = real(info, clf)
+        n = real(info, clf, **kw)
         done.set()
         return n
 

@@ -6,6 +6,8 @@ whichever path serves."""
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 
 import numpy as np
 import pandas as pd
@@ -13,10 +15,11 @@ import pytest
 from sqlalchemy.orm import Session
 
 from bertdemo.actions.predict import PredictActions
-from bertdemo.db import examples
+from bertdemo.db import behaviour_tests, examples
 from bertdemo.model import int8
 from bertdemo.services import Services
 from bertdemo.training import serving
+from bertdemo.training.follow_up import Abandoned, Ticket
 
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
@@ -50,6 +53,11 @@ def test_serving_builds_gates_and_attaches_the_int8_graph(built):
     assert state.note.startswith("int8 (OpenVINO). int8 gate")
     assert services.registry.serving_note() == state.note
     assert PredictActions(services).predict("lovely crew").label in services.settings.labels
+    # the behaviour suite ran on the int8 graph, its results recorded under that path
+    with Session(services.engine) as s:
+        results = behaviour_tests.results_of(s, info.id, "int8")
+    assert len(results) >= 10 and {r.path for r in results} == {"int8"} and sum(r.n for r in results) > 100
+    assert "behaviour_failed" not in gate.extra  # no must-pass test failed
 
 
 def test_a_later_start_reuses_the_graph_without_exporting(built, monkeypatch):
@@ -59,6 +67,7 @@ def test_a_later_start_reuses_the_graph_without_exporting(built, monkeypatch):
         raise AssertionError("exported again")
 
     monkeypatch.setattr(int8, "export", no_export)
+    monkeypatch.setattr(serving, "export_graph", no_export)  # the export runs in a child process
     again = Services.create(services.settings)
     clf = again.registry.active()
     assert clf.serving_path == "int8" and again.registry.serving_note() == state.note
@@ -105,7 +114,7 @@ def test_a_failed_export_leaves_pytorch_serving(trained_services, tmp_path, monk
     def broken(*a, **k):
         raise RuntimeError("exporter exploded")
 
-    monkeypatch.setattr(int8, "export", broken)
+    monkeypatch.setattr(serving, "export_graph", broken)  # int8.export, in its child process
     services = copy_of(trained_services, tmp_path, "auto")
     info = services.registry.active_version()
     state = services.registry.prepare_serving(info, services.registry.active())
@@ -171,3 +180,69 @@ def test_a_start_without_bootstrap_builds_the_pending_graph_in_the_background(tr
     state = services.registry.serving[services.registry.active_id()]
     assert not state.pending and state.gate is not None and calls == [services.registry.folder(
         services.registry.active_version())]
+
+
+def test_a_must_pass_failure_on_int8_keeps_pytorch_serving_and_says_so(built, tmp_path):
+    services, info, _ = built
+    folder = tmp_path / "v1"
+    shutil.copytree(services.registry.folder(info), folder)
+    f1 = {"negative": 0.8, "neutral": 0.7, "positive": 0.75}  # a gate that passes, int8 faster: int8 would serve
+    int8.Gate(agreement=0.999, f1_fp32=f1, f1_int8=f1, n=100, on="a test set",
+              extra={"int8_per_s": 500.0, "torch_per_s": 300.0}).save(folder / int8.FOLDER / int8.GATE_FILE)
+    clf = services.registry.load(info, int8_now=False)
+    seen = []
+
+    def failing(proba):
+        probs = proba(["the crew was great", "worst airline ever"])
+        seen.append(probs.shape)
+        return "behaviour test 'negation' (DIR) failed 3 of 10 cases (30.0%)"
+
+    state = serving.build(clf, folder, "auto", lambda: ([], [], "", []), serving.Watch(behaviour=failing))
+    assert seen == [(2, 3)]  # the suite ran on the int8 graph's probabilities
+    gate = int8.Gate.load(folder / int8.FOLDER / int8.GATE_FILE)
+    assert state.path != "int8" and clf.graph is None
+    assert "must-pass behaviour tests fail on the int8 graph" in state.note and "'negation'" in state.note
+    assert gate.extra["behaviour_failed"].startswith("behaviour test 'negation'")
+    # the verdict is kept: the next start opens the graph without a check and still serves PyTorch...
+    again = serving.attach(services.registry.load(info, int8_now=False), folder, "auto")
+    assert again.path != "int8"
+    # ...unless BERTDEMO_SERVING=int8 forces it, which says so
+    forced = serving.build(clf, folder, "int8", lambda: ([], [], "", []), serving.Watch(behaviour=failing))
+    assert forced.path == "int8" and "must-pass behaviour tests fail on it" in forced.note
+    passing = serving.build(clf, folder, "int8", lambda: ([], [], "", []), serving.Watch(behaviour=lambda p: None))
+    assert "behaviour_failed" not in int8.Gate.load(folder / int8.FOLDER / int8.GATE_FILE).extra
+    assert passing.path == "int8" and "must-pass" not in passing.note
+
+
+def test_an_abandoned_build_stops_and_never_attaches(trained_services, tmp_path, monkeypatch):
+    services = copy_of(trained_services, tmp_path, "int8")
+    info = services.registry.active_version()
+    clf = services.registry.load(info, int8_now=False)
+    ticket = Ticket("v1")
+
+    def rolled_back():  # a rollback lands while the build reads its gate set
+        ticket.abandon()
+        return [], [], "", ["a text"]
+
+    def export_must_not_run(*a, **k):
+        raise AssertionError("exported after the rollback")
+
+    monkeypatch.setattr(serving, "export_graph", export_must_not_run)
+    with pytest.raises(Abandoned, match="v1 no longer serves"):
+        serving.build(clf, services.registry.folder(info), "int8", rolled_back, serving.Watch(ticket=ticket))
+    assert clf.graph is None and not (services.registry.folder(info) / int8.FOLDER).exists()
+
+
+def test_the_export_process_is_killed_when_the_build_is_abandoned(tmp_path):
+    ticket = Ticket("v9")
+    (tmp_path / ".int8-partial").mkdir()  # what int8.export leaves while it writes
+    started = time.monotonic()
+    threading.Timer(1.0, ticket.abandon).start()
+    with pytest.raises(Abandoned):  # the child would fail on the missing model, later than the kill
+        serving.export_graph(tmp_path, tmp_path / "int8", ["a text"] * 500, ticket)
+    assert time.monotonic() - started < 8 and not (tmp_path / ".int8-partial").exists()
+
+
+def test_a_failed_export_process_says_why(tmp_path):
+    with pytest.raises(RuntimeError, match=r"the export process failed \(exit code 1\): .*"):
+        serving.export_graph(tmp_path / "no-model", tmp_path / "int8", ["a text"], Ticket())

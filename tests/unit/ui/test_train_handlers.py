@@ -5,7 +5,7 @@ naming its bounds) before anything starts."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import gradio as gr
@@ -16,7 +16,7 @@ from bertdemo.actions.train import MODES, STARTS, VERSION_COLUMNS, TrainingView
 from bertdemo.training.config import TrainConfig
 from bertdemo.training.registry import VersionInfo
 from bertdemo.ui import train
-from bertdemo.ui.train import POLL_OUTPUTS, TrainPoll, poll, start_training
+from bertdemo.ui.train import POLL_OUTPUTS, TrainPoll, poll, progress_html, start_training
 from bertdemo.ui.train_versions import VersionsShown, table
 
 FORM = dict(epochs=2, learning_rate=1e-4, batch_size=16, max_length=32, seed=3, mode=MODES[1], start_from=STARTS[1],
@@ -209,8 +209,11 @@ def test_the_review_shows_total_flip_counts_though_the_list_is_capped():
 
     actions = FakeReviewActions()
     status, verdict, slices, counts, flips, reviewed = run_review(actions, "v1", "v2", "all", None)
-    assert counts.startswith("**Flips:** 9 of 40 examples changed prediction (fixed 4, broken 3, changed 2).")
-    assert "listed: 2 of any kind" in counts and len(flips) == 2  # the rows are capped, the counts are not
+    assert counts.startswith("**Flips:** On v2's validation split: **9 of 40** examples changed prediction "
+                             "(fixed 4, broken 3, changed 2).")
+    assert "Listed: 2 of any kind" in counts and len(flips) == 2  # the rows are capped, the counts are not
+    # no stored scores here: the whole corpus is not counted, and the panel says so rather than guessing
+    assert "Whole corpus: not counted" in counts and set(flips["set"]) == {"validation"}
     assert list(flips.columns) == list(FLIP_COLUMNS) and list(slices.columns) == list(SLICE_COLUMNS)
     assert "negative -> neutral" in counts and "on the validation split of v2 (40 examples" in status
     assert slices.iloc[0]["slice"] == "all" and "(" in slices.iloc[0]["A macro-F1 (95% CI)"]
@@ -224,7 +227,7 @@ def test_the_filter_keeps_the_totals_and_lists_one_kind():
     actions = FakeReviewActions()
     everything = run_review(actions, "v1", "v2", "all", None)[3]
     counts, flips = filter_flips(actions, {"a": "v1", "b": "v2", "passed": True}, "broken", None)
-    assert counts.replace("listed: 2 broken", "") == everything.replace("listed: 2 of any kind", "")
+    assert counts.replace("Listed: 2 broken", "") == everything.replace("Listed: 2 of any kind", "")
     assert set(flips["kind"]) == {"broken"} and len(flips) == 2
     assert actions.calls[-1] == ("v1", "v2", "broken", None)
     assert filter_flips(actions, None, "fixed", None) == (gr.update(), gr.update())  # nothing reviewed yet
@@ -276,3 +279,24 @@ def test_activate_b_needs_a_reason_only_after_a_failed_gate():
         == "Now serving **v2**"
     assert activate_reviewed(actions, {"a": "v1", "b": "v3", "passed": True}, "", None) == "Now serving **v3**"
     assert actions.calls == [("activate", "v2", "fixes the lounge tweets"), ("activate", "v3", "")]
+
+
+def test_the_progress_line_shows_the_running_phase_then_an_activations_background_work():
+    from bertdemo.ui.train import progress_line
+
+    scoring = {"name": "scoring", "done": 12_800, "total": 27_166, "unit": "examples", "fraction": 0.4712,
+               "text": "re-scoring 12,800 / 27,166 examples (47%), about 0.4 min left"}
+    running = TrainingView("running", True, 30, 30, 0.4712, "Re-scoring the examples with v2", run_id=3,
+                           phase=scoring)
+    fraction, text, state, run = progress_line(running)
+    assert (fraction, state, run) == (0.4712, "running", 3)  # the phase's own fraction, not the 30 steps' 100%
+    assert text.startswith("re-scoring 12,800 / 27,166 examples (47%), about 0.4 min left · Re-scoring")
+    assert "run #3 · running · 47% · re-scoring 12,800 / 27,166" in progress_html(fraction, text, state, run)
+    # the run is over; the version activated after it is still building its int8 path: the bar follows that
+    done = TrainingView("succeeded", False, 30, 30, 1.0, "Version v2 saved", run_id=3,
+                        activity={"version": "v2", "run_id": None, "name": "int8", "done": 1, "total": 3,
+                                  "unit": "steps", "fraction": 0.3333,
+                                  "text": "building and gating the int8 path 1 / 3 steps (33%)"})
+    shown = "v2: building and gating the int8 path 1 / 3 steps (33%) (it serves on PyTorch meanwhile)"
+    assert progress_line(done) == (0.3333, shown, "activating", None)
+    assert progress_line(replace(done, activity=None)) == (1.0, "Version v2 saved", "succeeded", 3)
