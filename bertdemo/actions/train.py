@@ -157,8 +157,10 @@ class TrainingActions:
         kind = "rollback" if serving is not None and target.id < serving.id else "activation"
         recorded = f"{kind} in the Train tab" + (f" after the review{self._verdict_of(target)}: {why}" if why else "")
         info = self.services.jobs.activate(target.id, user=who, reason=recorded)
-        return (f"Now serving **{info.name}** in every tab. Its int8 path is built and checked, and the annotation "
-                "queues re-scored with it, in the background (the progress line shows how far).")
+        follow = ("Its int8 path is built and checked, and the annotation queues re-scored with it, in the "
+                  "background" if getattr(self.services.registry.serving.get(info.id), "pending", False) else
+                  "The annotation queues are re-scored with it in the background")
+        return f"Now serving **{info.name}** in every tab. {follow} (the progress line shows how far)."
 
     def reject(self, name: str, username: str | None, reason: str) -> str:
         """Record that version `name` must not serve (admins only; the reason is required): who,

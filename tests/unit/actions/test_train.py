@@ -196,6 +196,24 @@ def test_reject_records_who_when_why_and_is_for_admins_only(two_versions, tmp_pa
     services.engine.dispose()
 
 
+def test_the_activation_message_names_the_int8_build_only_when_one_follows(two_versions, tmp_path, tiny_csv):
+    import shutil
+
+    from bertdemo.config import Settings
+    from bertdemo.services import Services
+
+    shutil.copytree(two_versions, tmp_path / "runtime")
+    services = Services.create(Settings(serving="bf16", data_dir=tmp_path / "runtime", dataset_path=tiny_csv,
+                                        datasets=("airline",)))
+    try:
+        msg = TrainingActions(services).activate("v1", None, "")  # no accounts: a local admin
+        assert msg.startswith("Now serving **v1** in every tab. The annotation queues are re-scored")
+        assert "int8" not in msg  # BERTDEMO_SERVING=bf16 builds no int8 graph
+        services.jobs.wait_rescore(60)
+    finally:
+        services.engine.dispose()
+
+
 def test_the_versions_table_gives_a_max_steps_runs_real_length():
     from datetime import datetime
 
