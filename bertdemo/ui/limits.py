@@ -60,9 +60,14 @@ class BodyLimit:
                 await self._refuse(send, seen)
 
     async def _refuse(self, send: Send, size: int) -> None:
-        detail = (f"The request body is {size / 2**20:.1f} MB; the limit is {self.max_bytes / 2**20:.0f} MB. "
-                  "Send fewer or shorter texts per call, or upload a CSV.")
-        body = json.dumps({"detail": detail}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await refuse(send, 413, f"The request body is {size / 2**20:.1f} MB; the limit is "
+                                f"{self.max_bytes / 2**20:.0f} MB. Send fewer or shorter texts per call, or upload a CSV.")
+
+
+async def refuse(send: Send, status: int, detail: str) -> None:
+    """Answer an ASGI request with `status` and a JSON body {"detail": detail}, as FastAPI's errors do
+    (this module's BodyLimit, ui/sessions.GoneAccounts)."""
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -6,22 +6,17 @@ takes effect within that and a busy app does not query the accounts on every req
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from http.cookies import SimpleCookie
-from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from bertdemo import auth
+from bertdemo.ui.limits import Receive, Scope, Send, refuse
 
 CACHE_S = 5.0
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 class GoneAccounts:
@@ -38,7 +33,7 @@ class GoneAccounts:
         name = getattr(gradio, "tokens", {}).get(token) if token else None
         if name and not self.exists(name):
             gradio.tokens.pop(token, None)  # Gradio's own checks treat the session as signed out from now on
-            await _refuse(send, name)
+            await refuse(send, 401, f"The account {name!r} no longer exists; sign in with another one.")
             return
         await self.app(scope, receive, send)
 
@@ -71,10 +66,3 @@ def _token(scope: Scope, cookie_id: str | None) -> str | None:
         if key in jar:
             return jar[key].value
     return None
-
-
-async def _refuse(send: Send, name: str) -> None:
-    body = json.dumps({"detail": f"The account {name!r} no longer exists; sign in with another one."}).encode()
-    await send({"type": "http.response.start", "status": 401,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
