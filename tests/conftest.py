@@ -54,6 +54,20 @@ def services(settings) -> Services:
     return Services.create(settings)
 
 
+@pytest.fixture
+def behaviour_actions(tmp_path) -> Iterator:
+    """BehaviourActions on an empty database (no bundled data) with an admin `boss` and an annotator
+    `ann` (the behaviour tests' actions and their panel's handlers)."""
+    from bertdemo.actions.behaviour import BehaviourActions
+    from bertdemo.auth import add_user
+
+    services = Services.create(Settings(serving="bf16", data_dir=tmp_path / "rt", bootstrap=False))
+    add_user(services.engine, "boss", "password-boss", "admin")
+    add_user(services.engine, "ann", "password-ann", "annotator")
+    yield BehaviourActions(services)
+    services.engine.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path) -> Iterator[str]:
     """The URL of a clean, empty database of each backend, removed afterwards."""

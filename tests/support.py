@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,6 +25,16 @@ from bertdemo.training.config import TrainConfig
 LABELS = ("negative", "neutral", "positive")
 # a few optimizer steps: enough to move predictions, small enough for CI's 2 cores
 TINY_TRAIN = TrainConfig(epochs=1, max_length=32, batch_size=16, evals_per_epoch=2, learning_rate=1e-4)
+
+
+class FakeRequest:
+    """The parts of a gr.Request that ui/common.user_of and guest_key read: the signed-in name, the
+    Gradio session, and the HTTP request's cookies (a browser's guest key)."""
+
+    def __init__(self, username: str | None = None, cookies: dict | None = None,
+                 session_hash: str | None = None) -> None:
+        self.username, self.session_hash = username, session_hash
+        self.request = types.SimpleNamespace(cookies=cookies or {})
 
 
 def postgres_url() -> str | None:

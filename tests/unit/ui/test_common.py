@@ -11,6 +11,7 @@ import pytest
 
 from bertdemo.errors import BadInput, Conflict, Forbidden, NotFound
 from bertdemo.ui.common import guarded, uploaded
+from tests.support import FakeRequest
 
 
 @pytest.mark.parametrize("error", [BadInput, NotFound, Conflict, Forbidden])
@@ -45,34 +46,23 @@ def test_a_missing_upload_asks_for_a_file():
 
 
 # ------------------------------------------------------------------------- who is behind a request
-class _Raw:  # the part of starlette's Request that user_of reads
-    def __init__(self, cookies: dict) -> None:
-        self.cookies = cookies
-
-
-class _Req:
-    def __init__(self, username=None, cookies=None, session_hash=None) -> None:  # noqa: ANN001
-        self.username, self.session_hash = username, session_hash
-        self.request = _Raw(cookies or {})
-
-
 def test_user_of_is_the_account_then_a_guest_per_browser_then_per_api_session():
     from bertdemo.ui.common import GUEST_COOKIE, guest_name, user_of
 
     browser = "0f8e2b5c-6a1d-4c3e-9b7a-2d4f6e8a0c1b"
     assert user_of(None) is None
-    assert user_of(_Req(username="alice", cookies={GUEST_COOKIE: browser})) == "alice"
+    assert user_of(FakeRequest(username="alice", cookies={GUEST_COOKIE: browser})) == "alice"
     # the same browser (its cookie) is the same guest in every tab and after a reload (a new session_hash)
-    tab1 = user_of(_Req(cookies={GUEST_COOKIE: browser}, session_hash="s1"))
-    tab2 = user_of(_Req(cookies={GUEST_COOKIE: browser}, session_hash="s2"))
+    tab1 = user_of(FakeRequest(cookies={GUEST_COOKIE: browser}, session_hash="s1"))
+    tab2 = user_of(FakeRequest(cookies={GUEST_COOKIE: browser}, session_hash="s2"))
     assert tab1 == tab2 == guest_name(browser) and tab1.startswith("guest-") and len(tab1) == 14
     assert browser not in tab1  # the key identifies the guest; the name shown to others does not reveal it
     # another browser, or an API client without cookies (one per gradio_client session), is someone else
-    assert user_of(_Req(cookies={GUEST_COOKIE: "1" * 32}, session_hash="s1")) != tab1
-    assert user_of(_Req(session_hash="abc123")) == guest_name("abc123") != user_of(_Req(session_hash="xyz789"))
+    assert user_of(FakeRequest(cookies={GUEST_COOKIE: "1" * 32}, session_hash="s1")) != tab1
+    assert user_of(FakeRequest(session_hash="abc123")) == guest_name("abc123") != user_of(FakeRequest(session_hash="xyz789"))
     # a malformed cookie is not trusted as a key
-    assert user_of(_Req(cookies={GUEST_COOKIE: "<script>"}, session_hash="abc123")) == guest_name("abc123")
-    assert user_of(_Req()) is None
+    assert user_of(FakeRequest(cookies={GUEST_COOKIE: "<script>"}, session_hash="abc123")) == guest_name("abc123")
+    assert user_of(FakeRequest()) is None
 
 
 def test_every_page_sets_the_guest_cookie(services):
@@ -146,8 +136,8 @@ def test_controls_only_admins_may_use_are_shown_to_admins_only(services):
     tagged = {getattr(b, "elem_id", None) or getattr(b, "label", None) for b in demo.blocks.values()
               if ADMIN_ONLY[0] in (getattr(b, "elem_classes", None) or [])}
     assert {"team-admin", "annot-import", "map-apply"} <= tagged
-    assert role_view(services.engine, 2, _Req(session_hash="s")) == [{"__type__": "update", "visible": True}] * 2
+    assert role_view(services.engine, 2, FakeRequest(session_hash="s")) == [{"__type__": "update", "visible": True}] * 2
     add_user(services.engine, "alice", "alice-password-1", "admin")
     add_user(services.engine, "bob", "bob-password-12", "annotator")
-    assert role_view(services.engine, 1, _Req(username="alice")) == [{"__type__": "update", "visible": True}]
-    assert role_view(services.engine, 1, _Req(username="bob")) == [{"__type__": "update", "visible": False}]
+    assert role_view(services.engine, 1, FakeRequest(username="alice")) == [{"__type__": "update", "visible": True}]
+    assert role_view(services.engine, 1, FakeRequest(username="bob")) == [{"__type__": "update", "visible": False}]

@@ -9,24 +9,14 @@ import pytest
 from bertdemo import auth
 from bertdemo.ui import shared_link
 from bertdemo.ui.common import GUEST_COOKIE, user_of
+from tests.support import FakeRequest
 
 PW = "a long admin password"
 
 
-class _Raw:
-    def __init__(self, cookies: dict) -> None:
-        self.cookies = cookies
-
-
-class _Req:
-    def __init__(self, cookie: str | None = None, session_hash: str | None = None) -> None:
-        self.username, self.session_hash = None, session_hash
-        self.request = _Raw({GUEST_COOKIE: cookie} if cookie else {})
-
-
 def test_signing_in_shows_the_admin_parts_and_names_the_admin(engine):
     auth.configure_guests(engine, shared=True, admin_password=PW)
-    browser = _Req(cookie="0f8e2b5c-6a1d-4c3e-9b7a-2d4f6e8a0c1b")
+    browser = FakeRequest(cookies={GUEST_COOKIE: "0f8e2b5c-6a1d-4c3e-9b7a-2d4f6e8a0c1b"})
     assert auth.role_of(engine, user_of(browser)) == "annotator"
     with pytest.raises(gr.Error, match="not the admin password"):
         shared_link.sign_in_shown(engine, 3, "nope nope nope", browser)
@@ -41,7 +31,7 @@ def test_signing_in_shows_the_admin_parts_and_names_the_admin(engine):
 
 def test_an_api_session_signs_in_by_its_session(engine):
     auth.configure_guests(engine, shared=True, admin_password=PW)
-    client, other = _Req(session_hash="sessionhash-one"), _Req(session_hash="sessionhash-two")
+    client, other = FakeRequest(session_hash="sessionhash-one"), FakeRequest(session_hash="sessionhash-two")
     try:
         assert "Signed in as admin" in shared_link.admin_sign_in(engine, PW, client)
         assert auth.role_of(engine, user_of(client)) == "admin"
@@ -53,4 +43,4 @@ def test_an_api_session_signs_in_by_its_session(engine):
 def test_a_request_without_a_guest_identity_is_told_to_reload(engine):
     auth.configure_guests(engine, shared=True, admin_password=PW)
     with pytest.raises(gr.Error, match="no guest identity"):
-        shared_link.sign_in_shown(engine, 1, PW, _Req())
+        shared_link.sign_in_shown(engine, 1, PW, FakeRequest())
