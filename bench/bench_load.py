@@ -3,8 +3,9 @@
 
 Launches `python app.py` on a fresh data dir with one account per session (the shared-link
 setting: everyone signs in). The data: the bundled tweets with a trained version. Either
-`--data-dir DIR` names a data dir that has one (its SQLite database is copied into the fresh
-dir with SQLite's online backup; the version folders are read where they are, never written),
+`--data-dir DIR` names a data dir that has one (benchlib.copy_data_dir: its SQLite database is
+copied into the fresh dir with SQLite's online backup, its version folders hard-linked, since a
+version's stored path is relative to the data dir),
 or the app's first start imports the bundled tweets and fine-tunes version 1 for
 `--initial-epochs` (default 0.05 epoch, about a minute here: the numbers measure serving, not
 model quality). The load starts once version 1 serves and its scores are stored.
@@ -27,7 +28,6 @@ import os
 import random
 import resource
 import shutil
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     add_accounts,
     client,
+    copy_data_dir,
     cpu_seconds,
     db_url,
     examples,
@@ -47,6 +48,7 @@ from benchlib import (  # noqa: E402
     last_event_id,
     launch,
     percentiles,
+    serving_and_scored,
     stop,
     verify_saves,
     wait_ready,
@@ -56,10 +58,8 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from bertdemo.config import BUNDLED_DATASET, DEFAULT_LABELS  # noqa: E402
 from bertdemo.datasets import load_bundled  # noqa: E402
-from bertdemo.db import examples as db_examples
-from bertdemo.db import versions
 from bertdemo.db.engine import make_engine
-from bertdemo.db.models import LabelEvent, Score
+from bertdemo.db.models import LabelEvent
 
 log = logging.getLogger("bench_load")
 
@@ -119,33 +119,6 @@ def save_worker(url: str, user: str, rows: list[tuple[int, int]], stop_at: float
             acks.append((saved["example_id"], saved["version"], saved["user"]))
 
 
-def copy_database(source_dir: Path, data_dir: Path) -> None:
-    """The source data dir's SQLite file into `data_dir`, consistent even while an app uses it."""
-    src_path = source_dir / "bertdemo.sqlite3"
-    if not src_path.is_file():
-        raise SystemExit(f"--data-dir: no database at {src_path}")
-    src = sqlite3.connect(f"file:{src_path}?mode=ro", uri=True)
-    dst = sqlite3.connect(data_dir / "bertdemo.sqlite3")
-    with dst:
-        src.backup(dst)
-    src.close()
-    dst.close()
-
-
-def serving_and_scored(data_dir: Path) -> bool:
-    """An active version whose scores cover every example (the start's re-scoring is done)."""
-    engine = make_engine(db_url(data_dir))
-    try:
-        with Session(engine) as s:
-            v = versions.active_version(s)
-            if v is None:
-                return False
-            n = s.scalar(select(func.count()).select_from(Score).where(Score.version_id == v.id))
-            return n == db_examples.count_examples(s) > 0
-    finally:
-        engine.dispose()
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clients-predict", type=int, default=20, help="sessions calling /predict")
@@ -165,7 +138,7 @@ def main() -> int:
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-load-"))
     if args.data_dir:
-        copy_database(args.data_dir.expanduser().resolve(), data_dir)
+        copy_data_dir(args.data_dir.expanduser().resolve(), data_dir)
     predictors = [f"bench-p{i:02d}" for i in range(args.clients_predict)]
     savers = [f"bench-s{i:02d}" for i in range(args.clients_save)]
     add_accounts(data_dir, predictors + savers)
