@@ -47,7 +47,7 @@ DEFAULT_ORDER = loop.length_grouped_batches
 # loss, lr 8e-5, batch 32, max length 64, BERT's dropout 0.1, no confidence weights), so each recipe
 # below names what it changes
 BASE = TrainConfig(epochs=2.0, pooling="cls", class_weighted=True, dropout=None, confidence_weighted=False,
-                   general_weight=1.0, keep_class_shares=False)
+                   general_weight=1.0, keep_class_shares=False, logit_adjustment=0.0)
 BOTH = ("airline", "general")
 # the second round (issue 13/14, 2026-12-01 afternoon): from the round-one default, scored on the
 # final weights (one evaluation per epoch); "conf" = label-confidence weights, as the app trains
@@ -94,13 +94,15 @@ RECIPES = {  # name -> (datasets trained on, config)
     **{f"r3-general0.5-shares-seed{seed}": (BOTH, replace(DEFAULT, general_weight=0.5, keep_class_shares=True,
                                                           seed=seed)) for seed in (42, 7, 1)},
     **{f"r3-shares-seed{seed}": (BOTH, replace(DEFAULT, keep_class_shares=True, seed=seed)) for seed in (42, 7)},
-    # the app's default since round three (TrainConfig()), scored on its final weights
-    **{f"r3-new-default-seed{seed}": (BOTH, TrainConfig(evals_per_epoch=1, seed=seed)) for seed in (2, 3)},
+    # the app's default from round three to issue 23 (TrainConfig() without the logit adjustment), on its final weights
+    **{f"r3-new-default-seed{seed}": (BOTH, TrainConfig(evals_per_epoch=1, seed=seed, logit_adjustment=0.0))
+       for seed in (2, 3)},
 }
 for _a in (1.5, 2.0):
     for _seed in (42, 7, 1):
         AIRLINE_WEIGHT[f"r3-airline{_a}-seed{_seed}"] = _a
-assert TrainConfig(evals_per_epoch=1, seed=2) == replace(DEFAULT, general_weight=0.5, keep_class_shares=True, seed=2)
+assert TrainConfig(evals_per_epoch=1, seed=2, logit_adjustment=0.0) == replace(DEFAULT, general_weight=0.5,
+                                                                                keep_class_shares=True, seed=2)
 ORDERS["r2-nodrop-airline-last"] = "airline-last"
 EMA["r2-dropout0.1"] = EMA["r2-nodrop"] = 0.99
 

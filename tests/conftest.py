@@ -129,7 +129,11 @@ def two_versions(tmp_path_factory, trained_services):
     data = tmp_path_factory.mktemp("two") / "runtime"
     shutil.copytree(trained_services.settings.data_dir, data)
     services = Services.create(trained_services.settings.with_(data_dir=data))
-    services.jobs.run_sync(TrainConfig(**(TINY_TRAIN.to_dict() | {"max_steps": 2})), user="test")
+    # 2 steps with the plain loss: seeded, it passes the activation gate against the tiny v1 (0.29 vs
+    # 0.43, an interval that holds 0 on 24 validation tweets); with the logit-adjusted loss its interval
+    # ends below 0 and the gate rightly keeps v1 serving
+    services.jobs.run_sync(TrainConfig(**(TINY_TRAIN.to_dict() | {"max_steps": 2, "logit_adjustment": 0.0})),
+                           user="test")
     assert services.registry.active_version().name == "v2"
     services.engine.dispose()
     return data

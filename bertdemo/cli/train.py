@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--general-weight", type=float, default=d.general_weight,
                    help="loss weight of the bundled general tweets against the airline tweets' and people's labels"
                         + bounds("general_weight"))
+    p.add_argument("--logit-adjustment", type=float, default=d.logit_adjustment,
+                   help="tau of the logit-adjusted loss: learn the classes' evidence without the training set's class "
+                        "shares (0: plain cross-entropy)" + bounds("logit_adjustment"))
     p.add_argument("--freeze-encoder", action="store_true", help="train only the classification head")
     p.add_argument("--init-from", choices=STARTS, default=d.init_from,
                    help="base: the pre-trained encoder with a new head; active: continue from the serving version")
@@ -62,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = TrainConfig(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
                              max_length=args.max_length, seed=args.seed, freeze_encoder=args.freeze_encoder,
                              precision=args.precision, val_fraction=args.val_fraction, max_steps=args.max_steps,
-                             init_from=args.init_from, general_weight=args.general_weight)
+                             init_from=args.init_from, general_weight=args.general_weight,
+                             logit_adjustment=args.logit_adjustment)
     except ValueError as exc:
         build_parser().error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

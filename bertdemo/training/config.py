@@ -70,6 +70,10 @@ class TrainConfig:
     class_weighted: bool = False  # True: compute_class_weight("balanced") on the training labels. Off since
     # issue 13: on airline + general tweets the plain loss scored higher macro-F1 and calibration (bench/README.md)
     label_smoothing: float = _opt(0.0, 0.0, 0.5, "Label smoothing")  # of the cross-entropy targets
+    logit_adjustment: float = _opt(1.0, 0.0, 3.0, "Logit adjustment")  # tau of the logit-adjusted loss (Menon
+    # et al., ICLR 2021, training/losses.py): the loss sees logits + tau * log(training class prior), predictions the
+    # plain logits, so the model learns the classes' evidence without the training set's class shares (tau 1: as for
+    # balanced classes). 1 since issue 23: +0.033 macro-F1 on topics never trained on (bench/ood.py, bench/README.md)
     confidence_weighted: bool = True  # each imported example's loss weighs its labellers' agreement
     # (label_confidence, 0.26-1.0); a label a person set weighs 1. +0.010 airline macro-F1 (bench/README.md, issue 13)
     keep_class_shares: bool = True  # the confidence weights are divided by their mean within each (dataset,

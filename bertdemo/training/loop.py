@@ -43,6 +43,7 @@ from bertdemo.training.config import (
     TrainingData,
     TrainingError,
 )
+from bertdemo.training.losses import AdjustedLoss, logit_offset
 from bertdemo.training.optim import param_groups, set_dropout
 
 if TYPE_CHECKING:  # accelerate is optional: imported only under `accelerate launch`
@@ -207,8 +208,8 @@ class _Run:
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
     params: list[torch.nn.Parameter]  # the trainable ones (gradient clipping)
-    loss_fn: torch.nn.CrossEntropyLoss  # the batch mean: validation, and training without weights
-    per_example: torch.nn.CrossEntropyLoss  # one loss per example: weighted training
+    loss_fn: AdjustedLoss  # the batch mean: validation, and training without weights
+    per_example: AdjustedLoss  # one loss per example: weighted training
     data: _Encoded
     total: int  # optimizer steps of the run
     steps_per_epoch: int
@@ -222,8 +223,10 @@ def _set_up(clf: Classifier, acc: Accelerator | SingleProcess, data: _Encoded, c
         w = np.ones(len(clf.labels), dtype=np.float32)
         w[present] = compute_class_weight("balanced", classes=present, y=data.y_train)
         weight = torch.tensor(w, device=clf.device)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
-    per_example = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing, reduction="none")
+    offset = logit_offset(data.y_train, data.w_train, len(clf.labels), config.logit_adjustment, clf.device)
+    loss_fn = AdjustedLoss(torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing), offset)
+    per_example = AdjustedLoss(torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing,
+                                                         reduction="none"), offset)
     model = clf.model
     if config.freeze_encoder:
         for p in model.base_model.parameters():

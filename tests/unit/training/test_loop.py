@@ -23,6 +23,7 @@ from bertdemo.model.classifier import Classifier
 from bertdemo.training.accelerator import launch_state, shard_batches
 from bertdemo.training.config import TrainConfig, TrainingCancelled, TrainingData, TrainingError
 from bertdemo.training.loop import check_labels, fit, length_grouped_batches, param_groups, start_model
+from bertdemo.training.losses import AdjustedLoss, logit_offset
 from bertdemo.training.zerogpu import gpu_task
 from tests.support import LABELS, TINY_TRAIN
 
@@ -175,6 +176,44 @@ def test_sample_weights_scale_each_examples_share_of_the_loss(data):
         fit(Classifier.load(packaged_model_path(), LABELS, precision="fp32"), replace(data, weights=[1.0]), TWO_STEPS)
 
 
+def test_logit_offset_is_tau_times_the_weighted_log_prior():
+    y = np.array([0, 0, 0, 1])
+    assert logit_offset(y, None, 3, 0.0) is None  # off
+    off = logit_offset(y, None, 3, 1.0).numpy()
+    # an absent class counts as the rarest present one (1 here), not -inf: counts 3, 1, 1
+    assert off == pytest.approx(np.log([0.6, 0.2, 0.2]), rel=1e-6)
+    assert logit_offset(y, None, 2, 1.0).numpy() == pytest.approx(np.log([0.75, 0.25]), rel=1e-6)
+    weighted = logit_offset(y, np.array([1.0, 1.0, 1.0, 3.0]), 2, 0.5).numpy()  # weights 3 : 3
+    assert weighted == pytest.approx(0.5 * np.log([0.5, 0.5]), rel=1e-6)
+
+
+def test_logit_adjusted_loss_does_not_push_an_uninformed_model_toward_the_majority():
+    y = torch.tensor([0] * 6 + [1] * 3 + [2])  # shares 0.6 / 0.3 / 0.1
+
+    def gradient(tau):
+        logits = torch.zeros(10, 3, requires_grad=True)  # no evidence for any class
+        loss = AdjustedLoss(torch.nn.CrossEntropyLoss(), logit_offset(y.numpy(), None, 3, tau))(logits, y)
+        loss.backward()
+        return logits.grad.sum(0)  # what every example's shared bias would learn
+
+    assert gradient(1.0).abs().max() < 1e-6  # tau 1: the prior is already in the offset, nothing to learn
+    plain = gradient(0.0)
+    assert plain[0] < -0.03 and plain[2] > 0.02  # the plain loss raises the majority's logit, lowers the rarest
+    with pytest.raises(ValueError, match=r"Logit adjustment \(logit_adjustment\)"):
+        TrainConfig(logit_adjustment=5)
+
+
+def test_a_logit_adjusted_run_trains_and_scores_its_validation_with_the_offset(data):
+    def run(tau):
+        cfg = replace(TWO_STEPS, logit_adjustment=tau, max_steps=1)
+        clf = start_model(str(packaged_model_path()), LABELS, "cpu", 32, cfg)  # the same head each time
+        return fit(clf, data, cfg).history
+
+    plain, adjusted = run(0.0), run(1.0)
+    assert adjusted[0]["train_loss"] != pytest.approx(plain[0]["train_loss"], abs=1e-4)
+    assert adjusted[-1]["val_loss"] != pytest.approx(plain[-1]["val_loss"], abs=1e-4)
+
+
 def test_should_stop_cancels(clf, data):
     with pytest.raises(TrainingCancelled, match="cancelled at step 0"):
         fit(clf, data, TWO_STEPS, should_stop=lambda: True)
@@ -226,7 +265,7 @@ def test_cli_help_lists_the_options(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     for flag in ("--epochs", "--learning-rate", "--batch-size", "--max-length", "--seed", "--freeze-encoder",
-                 "--init-from", "--max-steps", "--no-activate", "--general-weight"):
+                 "--init-from", "--max-steps", "--no-activate", "--general-weight", "--logit-adjustment"):
         assert flag in out
 
 

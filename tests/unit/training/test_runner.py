@@ -263,7 +263,9 @@ def test_corrections_move_the_new_version_towards_them(services):
     services.ensure_dataset()
     labels = services.settings.labels
     neg = labels.index("negative")
-    config = TrainConfig(**(TINY_TRAIN.to_dict() | {"epochs": 2, "evals_per_epoch": 1}))
+    # the plain loss: relabelling 30 of 240 tweets also shifts the class shares, which the logit-adjusted
+    # loss (the default) deliberately keeps out of the model; with it 25 of 30 moved (measured)
+    config = TrainConfig(**(TINY_TRAIN.to_dict() | {"epochs": 2, "evals_per_epoch": 1, "logit_adjustment": 0.0}))
     services.jobs.run_sync(config, user="t")
     old = services.registry.active()
     with Session(services.engine) as s:
