@@ -58,6 +58,10 @@ class Settings:
     max_csv_rows: int = 20_000  # rows one batch-prediction CSV may hold (~2.5 min of CPU here); more: split it
     initial_epochs: float = 1.0  # the first-start fine-tune that makes version 1 (on every bundled dataset)
     lease_minutes: float = 5.0  # how long an example handed to a person stays theirs without a save
+    quick_refit_every: int = 20  # new labels between refits of the quick model that re-ranks the queues; 0 = off
+    quick_first: bool = True  # first start: serve a quick version (frozen encoder + a logistic regression head)
+    # within a minute, until the fine-tune of version 1 replaces it (training/quick_first.py)
+    quick_first_sample: int = 3000  # tweets the quick first version is fitted on (stratified by dataset and label)
     bootstrap: bool = True  # import the bundled data and train version 1 on first start
     dataset_path: Path = BUNDLED_DATASET
     general_dataset_path: Path = GENERAL_DATASET
@@ -94,6 +98,10 @@ class Settings:
             raise ValueError(f"serving must be one of {SERVING_MODES}, got {self.serving!r}")
         if not 0 < self.lease_minutes <= 24 * 60:
             raise ValueError(f"lease_minutes must be in (0, 1440], got {self.lease_minutes!r}")
+        if not 0 <= self.quick_refit_every <= 1_000_000:
+            raise ValueError(f"quick_refit_every must be in [0, 1000000], got {self.quick_refit_every!r}")
+        if not 10 <= self.quick_first_sample <= 1_000_000:
+            raise ValueError(f"quick_first_sample must be in [10, 1000000], got {self.quick_first_sample!r}")
         if self.admin_password and len(self.admin_password) < 12:
             raise ValueError("BERTDEMO_ADMIN_PASSWORD must have at least 12 characters (anyone with the link "
                              "may try it)")
@@ -160,6 +168,12 @@ class Settings:
             kw["initial_epochs"] = num("BERTDEMO_INITIAL_EPOCHS", float)
         if env.get("BERTDEMO_LEASE_MINUTES"):
             kw["lease_minutes"] = num("BERTDEMO_LEASE_MINUTES", float)
+        if env.get("BERTDEMO_QUICK_REFIT_EVERY"):
+            kw["quick_refit_every"] = num("BERTDEMO_QUICK_REFIT_EVERY", int)
+        if env.get("BERTDEMO_QUICK_FIRST"):
+            kw["quick_first"] = env["BERTDEMO_QUICK_FIRST"].strip().lower() not in ("0", "false", "no", "off")
+        if env.get("BERTDEMO_QUICK_FIRST_SAMPLE"):
+            kw["quick_first_sample"] = num("BERTDEMO_QUICK_FIRST_SAMPLE", int)
         if env.get("BERTDEMO_BOOTSTRAP"):
             kw["bootstrap"] = env["BERTDEMO_BOOTSTRAP"].strip().lower() not in ("0", "false", "no", "off")
         if env.get("BERTDEMO_DATASET"):

@@ -1,11 +1,12 @@
 """Services: everything the app needs, built once from Settings (engine, registry, training
 runner), and what an app start does: recover from a crash, import the bundled data, train
-version 1 when there is none."""
+version 1 when there is none (serving a quick version meanwhile: training/quick_first.py)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -15,8 +16,10 @@ from bertdemo.datasets import load_bundled
 from bertdemo.db import examples, runs
 from bertdemo.db.engine import init_db, make_engine
 from bertdemo.errors import BadInput
+from bertdemo.training import quick_first
 from bertdemo.training.behaviour import stored_suite
 from bertdemo.training.config import TrainConfig
+from bertdemo.training.inputs import TrainingInputs
 from bertdemo.training.registry import Registry
 from bertdemo.training.runner import JobRunner
 
@@ -71,8 +74,10 @@ class Services:
         self.registry.cleanup_leftovers()
 
     def start(self) -> None:
-        """App start: recover from a crash, seed the behaviour tests, load the serving version (or the newest one that loads,
-        registry.ensure_servable), import the data, train version 1 if there is no version at all."""
+        """App start: recover from a crash, seed the behaviour tests, load the serving version (or the
+        newest one that loads, registry.ensure_servable), import the data, and fine-tune a version
+        when there is none but quick ones; on a first start (no version at all) the run makes and serves a quick version
+        first (Settings.quick_first)."""
         self.recover()
         # the starter behaviour suite is written once, here, so that a review or the gate only reads
         stored_suite(self.engine, self.settings.labels)
@@ -82,12 +87,36 @@ class Services:
                 self.jobs.prepare_serving_if_pending()
             return
         self.ensure_dataset()
-        if not self.registry.versions() and not self.jobs.status().running:
-            log.info("no model version yet: training version 1 on the bundled data")
+        made = self.registry.versions()
+        if all(v.quick for v in made) and not self.jobs.status().running:  # no fine-tuned version yet
+            log.info("no fine-tuned model version yet: training one on the bundled data")
             try:
                 config = TrainConfig(epochs=self.settings.initial_epochs)
             except BadInput as exc:  # an operator's setting: say which, at start
                 raise ValueError(f"BERTDEMO_INITIAL_EPOCHS: {exc}") from None
-            self.jobs.start(config, user="system")
+            # a quick version first (within a minute), unless one was made before this start
+            quick = partial(self.serve_quick_version, config) if self.settings.quick_first and not made else None
+            self.jobs.start(config, user="system", first=quick)
         elif not self.registry.nothing_servable and self.registry.active_version() is not None:
             self.jobs.rescore_if_missing()
+
+    def serve_quick_version(self, config: TrainConfig, inputs: TrainingInputs) -> None:
+        """The first start's quick version (training/quick_first.py), built and served in the run's
+        thread before its fine-tune, which then replaces it. Best effort: when it fails, the
+        fine-tune goes on as without it."""
+        records = self.jobs.records
+        records.enter("preparing", "Making a quick first version: the frozen encoder embeds a sample of the "
+                                   "training tweets and the validation split", 0, "tweets")
+
+        def progress(done: int, total: int) -> None:
+            records.update(phase=records.status().phase.advanced(done, total))
+
+        try:
+            quick = quick_first.build(self.settings, self.registry, inputs, config, progress)
+            self.registry.activate(quick.info.id, quick.clf, user="system",
+                                   reason="the quick first version, until the fine-tune of this first start ends")
+            log.info("serving the quick version %s (macro-F1 %.4f) while the first fine-tune runs", quick.info.name,
+                     quick.info.macro_f1 or 0.0)
+            records.update(message=f"{quick.info.name} ({quick.info.kind_text}) serves; fine-tuning the next version")
+        except Exception:  # the fine-tune does not depend on it
+            log.exception("the quick first version failed; the fine-tune goes on")

@@ -58,7 +58,8 @@ def launched_app(data_dir: Path, tiny_csv: Path, ready: Callable[[str], bool], t
     `ready(url)` returns True, and stops it afterwards. `env`: more variables (e.g. BERTDEMO_SHARED)."""
     port = free_port()
     env = os.environ | {
-        "BERTDEMO_DATA_DIR": str(data_dir), "BERTDEMO_DATASET": str(tiny_csv), "BERTDEMO_DATASETS": "airline", "BERTDEMO_INITIAL_EPOCHS": "1",
+        "BERTDEMO_DATA_DIR": str(data_dir), "BERTDEMO_DATASET": str(tiny_csv), "BERTDEMO_DATASETS": "airline",
+        "BERTDEMO_INITIAL_EPOCHS": "1",
         "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
         "BERTDEMO_MAX_UPLOAD_MB": "1",
         # PyTorch serves: building the int8 graph would add ~10 s of CPU to every launched app
@@ -66,6 +67,9 @@ def launched_app(data_dir: Path, tiny_csv: Path, ready: Callable[[str], bool], t
         "BERTDEMO_SERVING": "bf16",
         "BERTDEMO_DB_URL": "",  # its own SQLite file, never the database the storage tests were pointed at
         "BERTDEMO_SHARED": "0", "BERTDEMO_ADMIN_PASSWORD": "",  # a local app unless the test says otherwise
+        # version 1 is the fine-tuned one, as most tests expect; tests/api/test_quick_first.py turns the
+        # quick first version (training/quick_first.py) on
+        "BERTDEMO_QUICK_FIRST": "0",
     } | (env or {})
     log_path = data_dir.parent / "app.log"
     log = open(log_path, "w")
@@ -133,7 +137,8 @@ def seed_data_dir(data_dir: Path, accounts: list[tuple[str, str, str]], unlabele
     for name, password, role in accounts:
         auth.add_user(engine, name, password, role)
     with Session(engine) as s, s.begin():
-        examples.import_examples(s, [examples.NewExample(clean_text(t), t) for t in unlabeled], "import", "test", LABELS)
+        examples.import_examples(s, [examples.NewExample(clean_text(t), t) for t in unlabeled], "import", "test",
+                                 LABELS)
     engine.dispose()
 
 

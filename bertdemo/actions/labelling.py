@@ -1,31 +1,33 @@
 """Labelling one example at a time (the Annotate tab's Label and Table views): the queues, the next
 item for a person, save, skip, undo, an item with its history, and the filtered table. No Gradio.
 
-Queues read the active version's stored scores (table `scores`, written by JobRunner.rescore);
-nothing here runs the model over the dataset. Every save is one transaction through
-db.examples.set_label with the version the person saw (optimistic concurrency), recorded under the
-signed-in user. Undo writes the previous label back as a new history row (source "undo").
+Queues read the active version's stored scores (table `scores`, written by JobRunner.rescore), or,
+once people gave N labels since, the quick model's probabilities (actions/quick_model.py); nothing
+here runs the network over the dataset. Each item says which model ranked its queue (`ranked_by`).
+Every save is one transaction through db.examples.set_label with the version the person saw
+(optimistic concurrency), recorded under the signed-in user. Undo writes the previous label back as
+a new history row (source "undo").
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
 from bertdemo import auth, validate
 from bertdemo.actions.distribution import REVIEW_QUEUES, WorkDistribution
 from bertdemo.actions.notes import Notes
-from bertdemo.actions.ranked import RANKED_QUEUES, Ranked, RankedQueues
+from bertdemo.actions.quick_model import QuickModel
+from bertdemo.actions.ranked import MODEL_QUEUES, RANKED_QUEUES, Ranked, RankedQueues
+from bertdemo.actions.suspicious import SuspiciousLabels
 from bertdemo.db import examples, versions
 from bertdemo.db.models import LabelEvent
 from bertdemo.errors import BadInput, Conflict, Forbidden, NotReady
-from bertdemo.model.label_noise import find_suspicious
 from bertdemo.services import Services
 from bertdemo.validate import choice, id_list, row_version, search_text
 
@@ -33,12 +35,12 @@ QUEUES = {  # key -> what the person sees in the queue selector
     "unlabeled": "Unlabeled",
     "disagree": "Model disagrees with the label",
     "uncertain": "Most uncertain (entropy)",
+    "margin": "Breaking ties (smallest margin between the top two)",
     "suspicious": "Suspicious labels (confident learning)",
     "recent": "Recently changed",
     "search": "Text search",
     "selection": "Map selection (yours)",
 }
-SUSPICIOUS_TTL_S = 600.0
 HISTORY_COLUMNS = ["when (UTC)", "who", "from", "to", "source", "version", "comment"]
 TABLE_COLUMNS = ["id", "text", "label", "annotator", "changed (UTC)", "version", "model", "confidence"]
 
@@ -62,6 +64,8 @@ class Item:
     # handed out for an independent annotation (2+ annotations per item): the current label, who set
     # it and the history are withheld (label, updated_by, updated_at are None), so labels stay independent
     blind: bool = False
+    ranked_by: str = ""  # which model ranked the queue, and when ("" for queues no model ranks)
+    suggested_by: str = ""  # whose suggestion `predicted` is: the quick model or the version's stored score
 
     def as_api(self) -> dict:
         return {"id": self.id, "text": self.text, "label": self.label, "version": self.version,
@@ -69,7 +73,7 @@ class Item:
                 "updated_by": self.updated_by,
                 "updated_at": self.updated_at.isoformat() if self.updated_at else None,
                 "queue": self.queue, "remaining": self.remaining, "team_remaining": self.team_remaining,
-                "blind": self.blind}
+                "blind": self.blind, "ranked_by": self.ranked_by, "suggested_by": self.suggested_by}
 
     def blinded(self) -> Item:
         """This item as a person labelling it independently sees it: nobody's label, name or time."""
@@ -102,19 +106,21 @@ class Labelling:
     """The labelling adapter: queues, the next item, save, skip, undo, an item, its history, the table.
 
     `selection(username)`: the person's map-selection queue (CorpusMap.selection); `after_labels()`:
-    called after every save (AutoRetrain.after_save: retrain every N labels)."""
+    called after every save (retrain every N labels, refit the quick model every N labels);
+    `quick`: the quick model that ranks the model queues between versions; `suspicious`: the
+    suspicious-labels ranking, warmed in the background."""
 
     def __init__(self, services: Services, work: WorkDistribution, notes: Notes,
-                 selection: Callable[[str | None], list[int]], after_labels: Callable[[], None]) -> None:
+                 selection: Callable[[str | None], list[int]], after_labels: Callable[[], None],
+                 quick: QuickModel | None = None, suspicious: SuspiciousLabels | None = None) -> None:
         self.services = services
         self.settings = services.settings
         self.engine = services.engine
         self.labels = tuple(services.settings.labels)
-        # cache of the suspicious queue, keyed by (active version, newest history row, examples):
-        # derived data that any request may recompute, not per-user state
-        self._suspicious: tuple[tuple, float, int, list[int]] | None = None
-        self._suspicious_lock = threading.Lock()
-        self._ranked = RankedQueues()  # the score-ranked queues, re-read when the version's scores change
+        self.quick = quick or QuickModel(services)
+        self.suspicious = suspicious or SuspiciousLabels(services)
+        # the score-ranked queues, re-read when the version's scores (or the quick model's fit) change
+        self._ranked = RankedQueues(self.labels)
         self._work = work
         self._notes = notes
         self._selection = selection
@@ -160,45 +166,49 @@ class Labelling:
         # them); read before the session below opens: a request holding one pooled connection while it
         # waits for a second one starves the pool when 20 people ask at once (SQLAlchemy's TimeoutError)
         unfinished = self._work.unfinished() if queue == "unlabeled" else []
+        if queue == "suspicious":
+            return self._suspicious(dataset)
         with Session(self.engine) as s:
             vid = self._version_id(s)
-            if queue in ("disagree", "uncertain", "suspicious") and vid is None:
+            if queue in MODEL_QUEUES and vid is None:
                 raise NotReady("No model version is active yet, so this queue has no scores; "
                                  "use 'Unlabeled' or 'Text search' until the first model is ready.")
             if queue == "selection":  # per person: next_item reads it (CorpusMap.selection)
                 return Ranked.of([])
             if queue in RANKED_QUEUES:
-                ranked = self._ranked.get(s, queue, vid, dataset)
+                ranked = self._ranked.get(s, queue, vid, dataset, self.quick.current(vid))
                 if queue != "unlabeled":
                     return ranked
                 if dataset and unfinished:
                     of = examples.datasets_of(s, unfinished)
                     unfinished = [i for i in unfinished if of.get(i) == dataset]
                 return Ranked.of(unfinished + list(ranked.ids)) if unfinished else ranked
-            if queue == "suspicious":
-                ids = self._suspicious_ids(s, vid)
-            else:
-                ids = examples.queue_ids(s, queue, vid, search_text(search), dataset=dataset)
-            if dataset and queue == "suspicious":
-                of = examples.datasets_of(s, ids)
-                ids = [i for i in ids if of.get(i) == dataset]
+            ids = examples.queue_ids(s, queue, vid, search_text(search), dataset=dataset)
         return Ranked.of(ids)
 
-    def _suspicious_ids(self, s: Session, vid: int | None) -> list[int]:
-        """The "suspicious labels" queue: model.label_noise.find_suspicious over the labelled rows and
-        their stored scores. It takes about a second for the bundled tweets, so the result is kept
-        for SUSPICIOUS_TTL_S per (active version, number of examples); examples a person changed
-        since are dropped from it rather than triggering a recomputation on every click."""
-        key = (vid, examples.count_examples(s))
-        with self._suspicious_lock:
-            cached = self._suspicious
-            if cached is None or cached[0] != key or time.monotonic() - cached[1] > SUSPICIOUS_TTL_S:
-                newest = examples.newest_event_id(s)
-                rows = [r for r in examples.scored_examples(s, vid) if r[2] is not None]
-                cached = self._suspicious = (key, time.monotonic(), newest, find_suspicious(rows, self.labels))
-        _key, _at, newest, ids = cached
-        changed = examples.changed_since(s, newest)
-        return [i for i in ids if i not in changed]
+    def _suspicious(self, dataset: str) -> Ranked:
+        """The suspicious-labels queue (actions/suspicious.py), read with no session of ours open: it
+        may wait for the ranking under way, and opens its own."""
+        with Session(self.engine) as s:
+            vid = self._version_id(s)
+        if vid is None:
+            raise NotReady("No model version is active yet, so this queue has no scores; "
+                           "use 'Unlabeled' or 'Text search' until the first model is ready.")
+        ids = self.suspicious.ids(vid)
+        if dataset:
+            with Session(self.engine) as s:
+                of = examples.datasets_of(s, ids)
+            ids = [i for i in ids if of.get(i) == dataset]
+        return Ranked.of(ids)
+
+    def ranked_by(self, queue: str) -> str:
+        """Which model ranked `queue` and when ("" for the queues no model ranks)."""
+        if queue not in (*MODEL_QUEUES, "suspicious"):
+            return ""
+        info = self.services.registry.active_version()
+        if info is None:
+            return ""
+        return self.suspicious.ranked_by(info.name) if queue == "suspicious" else self.quick.ranked_by(info)
 
     def next_item(self, queue: str, search: str = "", seen: list[int] | None = None,
                   username: str | None = None, dataset: str = "") -> Item | None:
@@ -212,7 +222,8 @@ class Labelling:
                                       members=ranked.members)
         if handout.example_id is None:
             return None
-        item = self.item(handout.example_id, queue, handout.left_for_you, handout.left_for_team)
+        item = replace(self.item(handout.example_id, queue, handout.left_for_you, handout.left_for_team),
+                       ranked_by=self.ranked_by(queue))
         # blind labelling: an annotator handed an item for an independent annotation sees no one
         # else's label (admins and the review queues still do); one annotation per item is never blind
         if handout.overlap > 1 and queue not in REVIEW_QUEUES and auth.role_of(self.engine, username) != "admin" \
@@ -233,14 +244,22 @@ class Labelling:
         return self._work.skip(validate.example_id(example_id), self.user(username))
 
     def item(self, example_id: int, queue: str = "", remaining: int = 0, team_remaining: int = 0) -> Item:
+        """One example with the suggestion shown: the quick model's while its fit is current, else
+        the active version's stored score."""
         with Session(self.engine) as s:
             ex = examples.get(s, validate.example_id(example_id))
-            sc = examples.score_of(s, ex.id, self._version_id(s))
-            probs = {lab: round(float(p), 4) for lab, p in zip(self.labels, sc.probs)} if sc else {}
+            vid = self._version_id(s)
+            quick = self.quick.suggestion(ex.id, vid)
+            sc = examples.score_of(s, ex.id, vid) if quick is None else None
+            p = quick if quick is not None else (sc.probs if sc else None)
+            probs = {lab: round(float(x), 4) for lab, x in zip(self.labels, p)} if p is not None else {}
+            top = max(probs, key=probs.__getitem__) if probs else None
+            by = "quick model" if quick is not None else ("stored score" if sc else "")
             return Item(id=ex.id, text=ex.raw_text, cleaned=ex.text, label=ex.label, version=ex.version,
-                        predicted=sc.predicted if sc else None, confidence=sc.confidence if sc else None,
+                        predicted=top if quick is not None else (sc.predicted if sc else None),
+                        confidence=float(np.max(quick)) if quick is not None else (sc.confidence if sc else None),
                         probs=probs, updated_by=ex.updated_by, updated_at=ex.updated_at, queue=queue,
-                        remaining=remaining, team_remaining=team_remaining)
+                        remaining=remaining, team_remaining=team_remaining, suggested_by=by)
 
     # ---------------------------------------------------------------- saving
     def save_label(self, example_id: int, label: str, version: int | None, username: str | None,
@@ -277,11 +296,19 @@ class Labelling:
         return saved
 
     def _check_suggestion(self, s: Session, example_id: int, label: str) -> None:
-        score = examples.score_of(s, example_id, self._version_id(s))
-        if score is None:
+        """BadInput unless `label` is what the model suggests: the quick model's top class (while its fit
+        is current) or the active version's stored prediction (a refit between showing and saving)."""
+        vid = self._version_id(s)
+        quick = self.quick.suggestion(example_id, vid)
+        if quick is not None and self.labels[int(np.argmax(quick))] == label:
+            return
+        score = examples.score_of(s, example_id, vid)
+        if score is None and quick is None:
             raise BadInput(f"The model has no suggestion for example {example_id} yet (no stored score).")
-        if score.predicted != label:
-            raise BadInput(f"The model suggests {score.predicted!r} for example {example_id}, not {label!r}.")
+        if score is None or score.predicted != label:
+            # the suggestion on screen: the quick model's when its fit is current, else the stored one
+            shown = self.labels[int(np.argmax(quick))] if quick is not None else score.predicted  # type: ignore
+            raise BadInput(f"The model suggests {shown!r} for example {example_id}, not {label!r}.")
 
     def undo(self, example_id: int, username: str | None, version: int | None = None) -> Saved:
         """Restore the label before the row's newest change, as a new history row (source 'undo').

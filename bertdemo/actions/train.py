@@ -288,9 +288,12 @@ def version_row(v: VersionInfo) -> list:
                 f"len {c.get('max_length')}" + (", frozen" if c.get("freeze_encoder") else "")
                 + (f", max {c['max_steps']} steps" if c.get("max_steps") else "")
                 + (", from the active version" if c.get("init_from") == "active" else "")) if c else ""
+    length = trained_for(v)
+    if v.quick:  # a logistic regression head on the frozen encoder (training/quick_first.py): no steps
+        settings, length = v.kind_text, f"{v.metrics.get('train_size', 0):,} tweets, logistic regression"
     per = v.metrics.get("per_dataset") or {}
     return [v.name, "yes" if v.is_active else "", _round(v.macro_f1), _round(v.metrics.get("accuracy")),
-            _round(v.metrics.get("ece")), trained_for(v), settings,
+            _round(v.metrics.get("ece")), length, settings,
             " · ".join(f"{name} {m['macro_f1']:.3f}" for name, m in per.items()),
             v.created_at.strftime("%Y-%m-%d %H:%M"), v.created_by, v.rejected]
 

@@ -337,6 +337,12 @@ def all_texts(s: Session) -> list[tuple[int, str]]:
     return [tuple(r) for r in s.execute(select(Example.id, Example.text))]  # type: ignore[misc]
 
 
+def current_labels(s: Session, dataset: str = "") -> dict[int, str]:
+    """{example id: its label} of every labelled example (of `dataset` when given)."""
+    q = select(Example.id, Example.label).where(Example.label.is_not(None))
+    return dict(s.execute(q.where(Example.dataset == dataset) if dataset else q).all())  # type: ignore[arg-type]
+
+
 def newest_event_id(s: Session) -> int:
     return s.scalar(select(func.max(LabelEvent.id))) or 0
 

@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from bertdemo.db.engine import chunks
-from bertdemo.db.models import Activation, Example, ModelVersion, Rejection, Score, now
+from bertdemo.db.models import Activation, Example, LabelEvent, ModelVersion, Rejection, Score, now
 from bertdemo.errors import NotFound
 
 
@@ -85,6 +85,24 @@ def version_of_run(s: Session, run_id: int) -> ModelVersion | None:
 def has_scores(s: Session, version_id: int) -> bool:
     """True when `version_id` has stored scores (it was activated, or compared, and re-scored)."""
     return s.scalar(select(Score.example_id).where(Score.version_id == version_id).limit(1)) is not None
+
+
+def labels_mark(s: Session, version_id: int) -> int:
+    """The newest label history row when `version_id` last began serving (its newest activation, else
+    its creation): the quick model counts the labels people gave after it."""
+    since = s.scalar(select(func.max(Activation.created_at)).where(Activation.version_id == version_id))
+    if since is None:
+        since = s.scalar(select(ModelVersion.created_at).where(ModelVersion.id == version_id))
+    return s.scalar(select(func.max(LabelEvent.id)).where(LabelEvent.created_at <= since)) or 0
+
+
+def score_rows(s: Session, version_id: int, dataset: str = "") -> list[tuple[int, list]]:
+    """(example id, stored probabilities) of every example `version_id` scored (of `dataset` when
+    given), by id: what the queues with no column of their own (breaking ties) rank in Python."""
+    q = select(Score.example_id, Score.probs).where(Score.version_id == version_id).order_by(Score.example_id)
+    if dataset:
+        q = q.join(Example, Example.id == Score.example_id).where(Example.dataset == dataset)
+    return [(int(i), p) for i, p in s.execute(q)]
 
 
 def stored_probs(s: Session, version_ids: Sequence[int], example_ids: Sequence[int]) -> dict[int, dict[int, list]]:

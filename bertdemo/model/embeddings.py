@@ -10,7 +10,7 @@ dataset. Results are small frozen dataclasses; nothing here imports gradio.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -332,8 +332,10 @@ class Neighbours:
 
 
 def corpus_vectors(clf: Classifier, rows: Iterable[tuple[int, str, str | None]], pieces: Sequence[int],
-                   matching: int, batch_size: int = 32) -> CorpusVectors:
-    """Vectors of every whole-word occurrence of `pieces` in (id, cleaned text, label) rows."""
+                   matching: int, batch_size: int = 32,
+                   progress: Callable[[int, int], None] | None = None) -> CorpusVectors:
+    """Vectors of every whole-word occurrence of `pieces` in (id, cleaned text, label) rows;
+    `progress(done, total)` after each chunk of rows (seconds of work: the tab shows it)."""
     rows = list(rows)
     ids, texts, labels, nths, vecs = [], [], [], [], []
     for start in range(0, len(rows), 64):  # chunks bound the memory of the full hidden states
@@ -345,6 +347,8 @@ def corpus_vectors(clf: Classifier, rows: Iterable[tuple[int, str, str | None]],
                 labels.append(label)
                 nths.append(nth)
                 vecs.append(hs.states[:, a:b].mean(axis=1))  # (L+1, H)
+        if progress is not None:
+            progress(start + len(chunk), len(rows))
     dim = (views.num_layers(clf) + 1, clf.model.config.hidden_size)
     vectors = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, *dim), np.float32)
     return CorpusVectors(tuple(ids), tuple(texts), tuple(labels), tuple(nths), vectors,

@@ -33,6 +33,7 @@ class TrainingInputs:
     start_name: str  # "the base encoder" or the active version's name, for messages
     awaiting: int = 0  # labelled items left out: their annotators disagree and no admin decided yet
     val_datasets: tuple[str | None, ...] = ()  # the dataset of each validation example, in split order
+    train_datasets: tuple[str | None, ...] = ()  # the dataset of each training example, in split order
 
     def validation_rows(self, labels: tuple[str, ...]) -> list[tuple[str, str]]:
         """The validation split as (text, label name) rows (saved beside the version)."""
@@ -72,4 +73,5 @@ def read_inputs(settings: Settings, engine: Engine, registry: Registry, config: 
         weights = example_weights([confidence.get(snapshot[i][0]) for i in tr], [groups[i] for i in tr], y[tr],
                                   config.general_weight, config.keep_class_shares)
     data = TrainingData([texts[i] for i in tr], y[tr], [texts[i] for i in va], y[va], weights)
-    return TrainingInputs(snapshot, data, source, start_name, before - len(snapshot), tuple(groups[i] for i in va))
+    return TrainingInputs(snapshot, data, source, start_name, before - len(snapshot), tuple(groups[i] for i in va),
+                          tuple(groups[i] for i in tr))

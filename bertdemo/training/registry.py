@@ -31,6 +31,9 @@ from bertdemo.training.records import Report
 
 log = logging.getLogger(__name__)
 
+QUICK_KIND = "quick"  # train_config["kind"] of a quick first version (training/quick_first.py)
+KIND_TEXTS = {QUICK_KIND: "quick, frozen encoder"}  # how the Versions table, status line and report name a kind
+
 
 class NoModelError(NotReady):
     """No version is active yet (the first model is still being trained), or none can be loaded."""
@@ -61,6 +64,21 @@ class VersionInfo:
     @property
     def macro_f1(self) -> float | None:
         return self.metrics.get("macro_f1")
+
+    @property
+    def kind(self) -> str:
+        """"quick" (a logistic regression on the frozen encoder: training/quick_first.py) or
+        "fine-tune" (every version a training run made, and every version saved before kinds)."""
+        return str(self.train_config.get("kind") or "fine-tune")
+
+    @property
+    def quick(self) -> bool:
+        return self.kind == QUICK_KIND
+
+    @property
+    def kind_text(self) -> str:
+        """The kind as people read it: "quick, frozen encoder", or "" for a fine-tuned version."""
+        return KIND_TEXTS.get(self.kind, "")
 
 
 class Registry:
@@ -200,20 +218,23 @@ class Registry:
 
     # ---------------------------------------------------------------- writing
     def save(self, clf: Classifier, result: FitResult, config: TrainConfig, run_id: int | None, user: str,
-             snapshot: Sequence[tuple[int, str, str]], validation: Sequence[tuple[str, str]] = ()) -> VersionInfo:
+             snapshot: Sequence[tuple[int, str, str]], validation: Sequence[tuple[str, str]] = (),
+             kind: str = "") -> VersionInfo:
         """Write the version's files (VersionFiles.write: complete, or not there at all) and register
         it. The name is taken and the row committed in one transaction around the write, so a
         registered version always has complete files; a folder renamed into place whose row never
-        committed is removed at the next start (cleanup_leftovers)."""
+        committed is removed at the next start (cleanup_leftovers). `kind`: recorded in its
+        train_config (VersionInfo.kind); "" for a fine-tuned version."""
         with Session(self.engine) as s, s.begin():
             name = versions.next_version_name(s)
             folder = self.files.write(name, clf, result, config, snapshot, validation)
             last = result.history[-1] if result.history else None  # the run's real length (max_steps may cut it)
             metrics = result.metrics() | ({"steps": last["step"], "epochs_trained": round(last["epoch"], 4)}
                                           if last else {})
+            recipe = config.to_dict() | ({"kind": kind} if kind else {})
             v = versions.add_version(s, name=name, path=self.files.stored_path(folder),
                                      base_model=self.settings.model_source, created_by=user, metrics=metrics,
-                                     report=result.report, train_config=config.to_dict(), run_id=run_id)
+                                     report=result.report, train_config=recipe, run_id=run_id)
             return VersionInfo.of(v)
 
     def reject(self, version_id: int, user: str, reason: str) -> VersionInfo:

@@ -36,6 +36,7 @@ from bertdemo.training.inputs import TrainingInputs, read_inputs
 from bertdemo.training.loop import fit, start_model
 from bertdemo.training.records import PHASE_NAMES, JobStatus, Phase, Report, RunRecords
 from bertdemo.training.registry import Registry, VersionInfo
+from bertdemo.training.topics import recipe_line
 from bertdemo.training.zerogpu import fit_and_save, gpu_task, zero_gpu
 
 log = logging.getLogger(__name__)
@@ -75,9 +76,11 @@ class JobRunner:
     def status(self) -> JobStatus:
         return self.records.status()
 
-    def start(self, config: TrainConfig, user: str, activate: bool = True, reason: str = "") -> int:
+    def start(self, config: TrainConfig, user: str, activate: bool = True, reason: str = "",
+              first: Callable[[TrainingInputs], None] | None = None) -> int:
         """Start a run in a background thread; refuse while one is running. `reason`: why it
-        started, kept with the run and shown in the Train tab."""
+        started, kept with the run and shown in the Train tab. `first`: called in the run's thread
+        with its inputs before training (the first start's quick version, Services.start)."""
         with self._lock:
             if self.status().running:
                 raise Busy(f"A training run (#{self.status().run_id}) is already in progress; "
@@ -85,7 +88,8 @@ class JobRunner:
             run_id = self.records.open(config, user, reason)
             self._cancel.clear()
             self._thread = threading.Thread(target=_behind_predictions(self._execute),
-                                            args=(run_id, config, user, activate), name=f"train-{run_id}", daemon=True)
+                                            args=(run_id, config, user, activate, first), name=f"train-{run_id}",
+                                            daemon=True)
             self._thread.start()
         return run_id
 
@@ -201,14 +205,15 @@ class JobRunner:
         """Read and check what a run trains on (training/inputs.py); writes nothing."""
         return read_inputs(self.settings, self.engine, self.registry, config)
 
-    def evaluate(self, clf: Classifier, inputs: TrainingInputs, result: FitResult) -> FitResult:
+    def evaluate(self, clf: Classifier, inputs: TrainingInputs, result: FitResult, config: TrainConfig) -> FitResult:
         """`result` with macro-F1 per dataset and the calibration of the validation split added
-        (training/evaluation.py), in its fields and its text report."""
+        (training/evaluation.py), in its fields and its text report, and the recipe's measured
+        figures on topics it never saw (training/topics.py) in the report."""
         data = inputs.data
         proba = self._counted(clf.predict_proba, Phase("evaluating", 0, len(data.val_texts), "examples"))
         ev = evaluate(proba(data.val_texts), data.val_labels, inputs.val_datasets, self.settings.labels)
         return replace(result, per_dataset=ev.per_dataset, ece=ev.ece, reliability=ev.reliability,
-                       report=result.report.rstrip() + "\n\n" + ev.lines() + "\n")
+                       report=result.report.rstrip() + "\n\n" + ev.lines() + "\n" + recipe_line(config) + "\n")
 
     def _counted(self, proba, phase: Phase):
         """`proba` (a predict_proba) scoring in chunks of CHUNK that advance `phase` in the run's
@@ -229,13 +234,16 @@ class JobRunner:
         return counted
 
     # ------------------------------------------------------------------ one run, step by step
-    def _execute(self, run_id: int, config: TrainConfig, user: str, activate: bool) -> None:
+    def _execute(self, run_id: int, config: TrainConfig, user: str, activate: bool,
+                 first: Callable[[TrainingInputs], None] | None = None) -> None:
         records = self.records
         scratch = self.settings.models_dir / f".run-{run_id}"  # weights from a ZeroGPU worker
         try:
             inputs = self.training_inputs(config)
+            if first is not None:
+                first(inputs)
             clf, result = self._train(run_id, config, inputs, scratch)
-            result = self.evaluate(clf, inputs, result)
+            result = self.evaluate(clf, inputs, result, config)
             log.info("run %d finished: macro-F1 %.4f\n%s", run_id, result.macro_f1, result.report)
             info = self._save(run_id, clf, result, config, user, inputs)
             refused = self._review(info, clf, result) if activate else None
@@ -293,9 +301,10 @@ class JobRunner:
         """The activation gate before a version serves by itself (training/comparison.py): the new
         version against the serving one on its validation split, and the behaviour suite. None when
         it may serve (or nothing serves yet: the first version has no baseline), else the sentence
-        naming the checks that failed. The comparison's report joins the run's report."""
+        naming the checks that failed. The comparison's report joins the run's report. A quick
+        version serving is no baseline either: it stands in until the first fine-tune ends."""
         active = self.registry.active_version()
-        if active is None:
+        if active is None or active.quick:  # a quick version (training/quick_first.py) never holds one back
             return None
         labels = self.settings.labels
         rs = review_set(self.engine, self.registry.folder(info), info.name, labels)

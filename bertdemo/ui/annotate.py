@@ -30,4 +30,5 @@ def build(adapters: AnnotateAdapters, predict: PredictActions, tab: gr.Tab | Non
     corpus_map.register_api(map_handlers)
     annotate_label.wire(view, annotate_label.LabelHandlers(adapters.labelling, predict), labels, tab)
     annotate_api.register(adapters.labelling)
+    adapters.watch.start()  # the suspicious labels ranked when a version serves (at start, after activations)
     return view.queue

@@ -17,7 +17,7 @@ class LabellingApi:
     @guarded
     def next_item(self, queue: str = "unlabeled", search: str = "", exclude: list[int] | None = None,
                   dataset: str = "all", request: gr.Request = None) -> dict | None:  # type: ignore[assignment]
-        """The next example of a queue (unlabeled, disagree, uncertain, suspicious, recent, search,
+        """The next example of a queue (unlabeled, disagree, uncertain, margin, suspicious, recent, search,
         selection) among the examples of `dataset` (all, airline, general, import), skipping the ids
         in `exclude`; None when the queue is done."""
         item = self.labelling.next_item(queue, search, exclude, user_of(request), dataset)

@@ -19,7 +19,7 @@ from bertdemo.actions.behaviour import BehaviourActions
 from bertdemo.actions.labelling import HISTORY_COLUMNS, QUEUES, Item, Labelling
 from bertdemo.actions.predict import PredictActions
 from bertdemo.errors import BadInput, Conflict
-from bertdemo.ui.common import guarded, user_of, warn
+from bertdemo.ui.common import guarded, md_text, user_of, warn
 from bertdemo.ui.train_behaviour import MakerView, maker, prefill, wire_maker
 
 UNDO_DEPTH = 50  # changes a person can take back, newest first
@@ -60,7 +60,8 @@ def describe(item: Item | None, note: str = "") -> str:
     """The line under the example: its id, label, the model's suggestion, who changed it last."""
     if item is None:
         return note
-    pred = (f"model suggests **{item.predicted}** ({item.confidence:.0%}; **a** accepts)" if item.predicted
+    by = " by the quick model" if item.suggested_by == "quick model" else ""
+    pred = (f"model suggests **{item.predicted}** ({item.confidence:.0%}{by}; **a** accepts)" if item.predicted
             else "no model suggestion yet")
     if item.blind:  # an independent annotation: nobody's label, name or history on screen
         return (f"#{item.id} · independent annotation: other people's labels are hidden until the item is "
@@ -78,7 +79,8 @@ def screen(labelling: Labelling, item: Item | None, seen: list[int], stack: list
                 f"{len(seen):,} seen this session. {note}")
         return Screen("", describe(None), done.strip(), None, seen, stack, pd.DataFrame(columns=HISTORY_COLUMNS))
     progress = (f"**{QUEUES.get(item.queue, 'Item')}**: {item.remaining:,} left for you · "
-                f"{item.team_remaining:,} for the team · {len(seen):,} seen this session")
+                f"{item.team_remaining:,} for the team · {len(seen):,} seen this session"
+                + (f"\n\n*{md_text(item.ranked_by)}*" if item.ranked_by else ""))
     current = {"id": item.id, "version": item.version, "predicted": item.predicted, "blind": item.blind}
     history = pd.DataFrame(columns=HISTORY_COLUMNS) if item.blind else labelling.history(item.id)
     return Screen(item.text, describe(item, note), progress, current, seen, stack, history)

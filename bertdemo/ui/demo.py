@@ -28,9 +28,13 @@ TITLE = "bertdemo: see, correct and retrain a BERT sentiment classifier"
 
 def status_line(services: Services) -> str:
     st = services.jobs.status()
-    if st.running:  # the phase with its own count: "re-scoring 12,800 / 27,166 examples (47%), ..."
-        return f"**Training run #{st.run_id}**: {st.phase_text() or f'{st.fraction:.0%}'}. {st.message}"
     info = services.registry.active_version()
+    if st.running:  # the phase with its own count: "re-scoring 12,800 / 27,166 examples (47%), ..."
+        line = f"**Training run #{st.run_id}**: {st.phase_text() or f'{st.fraction:.0%}'}. {st.message}"
+        if info is not None and info.quick:  # the first start's stand-in answers while the fine-tune runs
+            f1 = f", validation macro-F1 {info.macro_f1:.3f}" if info.macro_f1 is not None else ""
+            line += f" Serving **{info.name}** ({info.kind_text}{f1}) meanwhile."
+        return line
     problem = services.registry.problem  # the active version's files could not be loaded at start
     warning = f" **Warning:** {md_text(problem)}" if problem else ""
     if services.registry.nothing_servable:
@@ -47,7 +51,8 @@ def status_line(services: Services) -> str:
         f1 += f", calibration error {info.metrics['ece']:.3f}"
     busy = services.jobs.activity()  # after an activation: the int8 build and re-scoring, PyTorch serving meanwhile
     busy = f" In the background: {busy} (PyTorch serves meanwhile)." if busy else ""
-    return f"Serving model **{info.name}**{f1}.{busy}{warning}"
+    kind = f" ({info.kind_text})" if info.kind_text else ""
+    return f"Serving model **{info.name}**{kind}{f1}.{busy}{warning}"
 
 
 def gradio_auth(engine: Engine) -> Callable[[str, str], Awaitable[bool]] | None:

@@ -130,10 +130,17 @@ def load_preset(name: str) -> Preset:
 
 @guarded
 def find_neighbours(actions: EmbeddingActions, sentences: str, word: str, layer: float, model: str,
-                    occurrence: str, k: float) -> NeighbourTable:
+                    occurrence: str, k: float,
+                    progress: gr.Progress = gr.Progress()) -> NeighbourTable:  # noqa: B008 - Gradio's tracker
+    """The nearest stored occurrences; a word not computed yet shows its progress (seconds of work)."""
     if not occurrence:
         raise BadInput("Compare first, then choose an occurrence.")
-    n = actions.neighbours(actions.compare(sentences, word, int(layer), model), occurrence, int(k), model)
+
+    def report(done: int, total: int, what: str) -> None:
+        progress((done, total) if total else None, desc=what)
+
+    n = actions.neighbours(actions.compare(sentences, word, int(layer), model), occurrence, int(k), model,
+                           progress=report)
     rows = [(round(x.similarity, 4), x.label or "", f"#{x.nth}", x.text) for x in n.items]
     return NeighbourTable(neighbours_markdown(n), pd.DataFrame(rows, columns=NEIGHBOUR_COLUMNS))
 
@@ -191,8 +198,9 @@ def plots_panel() -> list:
 def neighbours_panel() -> tuple[gr.Dropdown, gr.Slider, gr.Button, gr.Markdown, gr.Dataframe]:
     with gr.Accordion("Corpus neighbours: the same word in the stored tweets", open=False):
         gr.Markdown("For one occurrence, the stored examples whose occurrence of the same word is most "
-                    "similar at the chosen layer (computed on demand for the chosen model and cached per "
-                    "model version).")
+                    "similar at the chosen layer (computed for the chosen model and cached per model version: "
+                    "the presets' words are ready as soon as a version serves; another word takes a few "
+                    "seconds the first time, with its progress shown).")
         with gr.Row():
             occurrence = gr.Dropdown([], label="Occurrence", elem_id="emb-occurrence")
             k = gr.Slider(1, 30, value=10, step=1, label="k")
@@ -221,3 +229,4 @@ def build(actions: EmbeddingActions, tab: gr.Tab | None = None) -> None:
                api_visibility="private")
     # the API's layer defaults to the last one, known only once the model's config is read
     gr.api(bind(compare_word, actions, layer=num_layers), api_name="compare_word")
+    actions.watch.start()  # the presets' corpus vectors computed when a version serves (start, activations)

@@ -379,8 +379,8 @@ ARGUMENT_CASES = [
     ("/export_csv", [], None),
     ("/agreement", [], None),  # single-user mode: the local user is an admin
     ("/training_status", [], None),
-    ("/next_item", ["bogus", "", []], "The queue must be one of ['unlabeled', 'disagree', 'uncertain', "
-                                      "'suspicious', 'recent', 'search', 'selection'], got 'bogus'"),
+    ("/next_item", ["bogus", "", []], ("The queue must be one of ['unlabeled', 'disagree', 'uncertain', "
+                                       "'margin', 'suspicious', 'recent', 'search', 'selection'], got 'bogus'")),
     ("/next_item", ["selection", "", []], None),  # no map selection yet: an empty queue
     ("/next_item", ["unlabeled", "", [], "sports"], "The dataset must be one of ['all', 'airline'"),
     ("/next_item", ["unlabeled", "", [], 5], "The dataset must be one of"),

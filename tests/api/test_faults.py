@@ -64,7 +64,8 @@ class App:
         env = os.environ | {
             "BERTDEMO_DATA_DIR": str(self.data_dir), "BERTDEMO_DATASET": str(self.tiny_csv), "BERTDEMO_DATASETS": "airline",
             "BERTDEMO_INITIAL_EPOCHS": "0.3", "BERTDEMO_DB_URL": "", "BERTDEMO_SERVING": "bf16", "GRADIO_SERVER_NAME": "127.0.0.1",
-            "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
+            "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
+            "BERTDEMO_QUICK_FIRST": "0"}  # version 1 is the fine-tuned one (tests/api/test_quick_first.py: on)
         with open(self.log, "a") as out:
             out.write(f"\n===== start on port {port}\n")
             out.flush()

@@ -55,6 +55,16 @@ def test_lease_minutes_from_the_environment():
             Settings.from_env({"BERTDEMO_LEASE_MINUTES": bad})
 
 
+def test_the_quick_model_refits_every_20_labels_unless_told_otherwise():
+    assert Settings().quick_refit_every == 20
+    assert Settings.from_env({"BERTDEMO_QUICK_REFIT_EVERY": "0"}).quick_refit_every == 0  # off
+    assert Settings.from_env({"BERTDEMO_QUICK_REFIT_EVERY": "50"}).quick_refit_every == 50
+    with pytest.raises(ValueError, match="quick_refit_every must be in"):
+        Settings.from_env({"BERTDEMO_QUICK_REFIT_EVERY": "-1"})
+    with pytest.raises(ValueError, match="BERTDEMO_QUICK_REFIT_EVERY must be a int, got 'x'"):
+        Settings.from_env({"BERTDEMO_QUICK_REFIT_EVERY": "x"})
+
+
 def test_which_bundled_datasets_are_imported():
     assert Settings().datasets == ("airline", "general")
     assert Settings.from_env({"BERTDEMO_DATASETS": "airline"}).datasets == ("airline",)

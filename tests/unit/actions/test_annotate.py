@@ -237,6 +237,8 @@ def test_suspicious_queue_finds_flipped_labels_out_of_sample(services, acts):
         rows.append((text, given))
         probs.append(p)
     ids = seed(services, rows, probs)
+    acts.suspicious.warm(services.registry.active_version())  # what VersionWatch does when a version serves
+    acts.suspicious.wait(60)
     found = acts.queue_ids("suspicious")
     by_text = dict(zip(ids, [r[0] for r in rows]))
     hits = {by_text[i] for i in found} & set(flipped)

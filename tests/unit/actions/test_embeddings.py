@@ -4,10 +4,13 @@ tests/unit/model/test_embeddings.py."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy.orm import Session
 
 from bertdemo.actions import embeddings as embedding_actions
+from bertdemo.actions.presets import PRESETS
 from bertdemo.db import examples
 from bertdemo.errors import BadInput
 
@@ -37,3 +40,38 @@ def test_corpus_neighbours_cached_and_capped(services):
         actions.neighbours(r, "S9.9", choice=embedding_actions.BASE_MODEL)
     with pytest.raises(BadInput, match="The model must be one of"):
         actions.compare(SEED, "bat", 2, "gpt")
+
+
+def test_a_word_under_way_is_computed_once_with_its_progress_shown(services):
+    services.ensure_dataset()
+    actions = embedding_actions.EmbeddingActions(services, embedding_actions.CorpusIndex(max_examples=40))
+    r = actions.compare("My flight was delayed again.\nAnother flight.", "flight", 4, embedding_actions.BASE_MODEL)
+    reports: list[tuple[int, int, str]] = []
+    found: list = []
+
+    def ask() -> None:
+        found.append(actions.neighbours(r, "S1.1", 3, embedding_actions.BASE_MODEL,
+                                        progress=lambda done, total, what: reports.append((done, total, what))))
+
+    threads = [threading.Thread(target=ask) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(found) == 3 and actions.index.computed == 1  # the others waited for the one computation
+    assert [x.example_id for x in found[0].items] == [x.example_id for x in found[2].items]
+    assert (40, 40, "'flight' in the stored tweets: 40 of 40 read") in reports
+
+
+def test_the_presets_words_are_warmed_for_the_serving_version(services, monkeypatch):
+    services.ensure_dataset()
+    actions = embedding_actions.EmbeddingActions(services, embedding_actions.CorpusIndex(max_examples=40))
+    base = services.registry.base()
+    monkeypatch.setattr(actions, "model", lambda choice=embedding_actions.ACTIVE_MODEL: ("version:v7", base))
+    actions.warm_presets(wait=True)  # what VersionWatch calls when a version serves
+    assert actions.index.computed == len(PRESETS)
+    assert all(actions.index.cached("version:v7", p.word) is not None for p in PRESETS.values())
+    assert actions.index.cached("version:v8", "bat") is None  # another version's are its own
+    r = actions.compare(PRESETS["bat"].text, "bat", 2, embedding_actions.ACTIVE_MODEL)
+    actions.neighbours(r, r.labels[0], 3)
+    assert actions.index.computed == len(PRESETS)  # answered from the warm cache

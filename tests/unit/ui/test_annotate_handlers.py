@@ -207,3 +207,13 @@ def test_a_queue_that_is_done_shows_empty_history_with_headers(adapters, ids):
     shown = annotate_label.screen(adapters.labelling, None, [1, 2], [], queue="disagree")
     assert shown.progress.startswith("**Model disagrees with the label** is done")
     assert isinstance(shown.history, pd.DataFrame) and list(shown.history.columns) == HISTORY_COLUMNS
+
+
+def test_a_model_queue_says_which_model_ranked_it(adapters, ids, services):
+    handlers = LabelHandlers(adapters.labelling, predict=None)
+    shown = handlers.load_queue("margin", "", "all", [], None)
+    every = services.settings.quick_refit_every
+    assert shown.progress.endswith(
+        f"\n\n*ranked by v1's stored scores · the quick model re\\-ranks after {every} more labels*")
+    assert "model suggests **positive** (80%; **a** accepts)" in shown.info  # the stored score's suggestion
+    assert "ranked by" not in handlers.load_queue("unlabeled", "", "all", [], None).progress  # no model ranks it

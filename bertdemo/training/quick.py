@@ -1,0 +1,115 @@
+"""The quick model: a logistic regression on the active version's stored sentence embeddings (the
+re-scoring pass writes them beside the version, model/vectors.py), fitted on the current labels
+in about a second, so the uncertainty queues and the suggestion follow the labels people give
+between two fine-tunes (ActiveTigger, Label Sleuth and Prodigy's textcat.teach keep such a fast
+model in the loop). Fitting only: when to refit and what reads the fit is actions/quick_model.py.
+
+Human labels are weighted as in training (training/weights.py with TrainConfig's defaults: the
+crowd's confidence within its class, the general tweets' share), and an item whose annotators
+disagree and that nobody adjudicated is left out, as training leaves it out."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from bertdemo.db import examples
+from bertdemo.db.decisions import awaiting_adjudication
+from bertdemo.errors import NotReady
+from bertdemo.model import strategies, vectors
+from bertdemo.training.config import TrainConfig
+from bertdemo.training.weights import example_weights
+
+MIN_LABELS = 10  # labelled examples with an embedding a fit needs (and two classes among them)
+# lbfgs to a loose tolerance: ~30 iterations from scratch, ~6 from the previous fit; the ranking
+# agrees with a fit to 1e-4 on all but the ties (bench/README.md, "quick model")
+TOLERANCE, MAX_ITER = 1e-3, 100
+
+
+@dataclass(frozen=True, eq=False)
+class QuickFit:
+    """One fit of the quick model and its probabilities for every example with an embedding.
+    `ids` and the rows of `probs` are parallel."""
+
+    version_id: int  # the version whose embeddings it was fitted on: it is stale once another serves
+    version_name: str
+    ids: np.ndarray  # (N,) example ids
+    probs: np.ndarray  # (N, C) float32, C = the app's labels in their order
+    labels_used: int  # labelled examples it was fitted on
+    mark: int  # the newest label history row when it was fitted (labels after it are not in it)
+    fitted_at: datetime  # UTC
+    seconds: float  # wall time of reading + fitting + scoring
+    serial: int = 0  # which fit of this process (the ranked queues' cache key)
+    model: object = field(default=None, repr=False)  # the fitted LogisticRegression (warm start of the next)
+    _row: dict[int, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._row.update({int(i): n for n, i in enumerate(self.ids)})
+
+    def probs_of(self, example_id: int) -> np.ndarray | None:
+        n = self._row.get(int(example_id))
+        return None if n is None else self.probs[n]
+
+    def ranked(self, strategy: str) -> list[int]:
+        """Every example with an embedding, most informative first (model/strategies.py)."""
+        return strategies.rank(self.ids, self.probs, strategy)
+
+
+def fit_quick(engine: Engine, vectors_file: Path, version: tuple[int, str], labels: tuple[str, ...],
+              previous: QuickFit | None = None, serial: int = 0) -> QuickFit:
+    """Fit the quick model on `version`'s (id, name) embeddings in `vectors_file` and the current
+    labels; NotReady when the file is not written yet or there are too few labels. `previous`, a
+    fit on the same version, starts the solver where it ended (a refit after a few labels takes a
+    few iterations)."""
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    started = time.perf_counter()
+    if not vectors_file.is_file():
+        raise NotReady(f"The sentence embeddings of {version[1]} are not stored yet (they come with re-scoring).")
+    index = vectors.load(vectors_file)
+    x, y, w, mark = _training_rows(engine, index, labels)
+    if len(y) < MIN_LABELS or len(np.unique(y)) < 2:
+        raise NotReady(f"The quick model needs at least {MIN_LABELS} labelled examples of two classes; have "
+                       f"{len(y)} of {len(np.unique(y))}.")
+    warm = previous is not None and previous.version_id == version[0] and previous.model is not None
+    model = previous.model if warm else LogisticRegression(tol=TOLERANCE, max_iter=MAX_ITER, warm_start=True)
+    if warm and set(np.unique(y)) != set(model.classes_):  # a class appeared or vanished: start afresh
+        model = LogisticRegression(tol=TOLERANCE, max_iter=MAX_ITER, warm_start=True)
+    # one BLAS thread: two threads on two shared cores spin against each other (the fit took 10-50 s
+    # instead of 0.5 s here), and the serving path keeps the other core
+    with threadpool_limits(1):
+        model.fit(x, y, sample_weight=w)
+        probs = np.zeros((len(index), len(labels)), dtype=np.float32)  # a class nobody labelled: 0
+        probs[:, model.classes_] = model.predict_proba(index.vectors)
+    return QuickFit(version[0], version[1], index.ids, probs, labels_used=len(y), mark=mark,
+                    fitted_at=datetime.now(UTC), seconds=time.perf_counter() - started, serial=serial, model=model)
+
+
+def _training_rows(engine: Engine, index: vectors.VectorIndex, labels: tuple[str, ...]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(embeddings (n, d), class indices (n,), loss weights (n,), newest history row) of the
+    labelled examples that have an embedding, weighted as a run with TrainConfig's defaults is."""
+    config = TrainConfig()
+    with Session(engine) as s:
+        mark = examples.newest_event_id(s)  # read first: a label saved meanwhile counts towards the next fit
+        current = examples.current_labels(s)
+        for i in awaiting_adjudication(s):  # no final label yet: training leaves these out too
+            current.pop(i, None)
+        row_of = {int(i): n for n, i in enumerate(index.ids)}
+        ids = [i for i in row_of if current.get(i) in labels]
+        datasets = examples.datasets_of(s, ids)
+        confidence = examples.label_confidences(s, ids) if config.confidence_weighted else {}
+    rows = np.array([row_of[i] for i in ids], dtype=np.int64)
+    y = np.array([labels.index(current[i]) for i in ids], dtype=np.int64)
+    if not len(ids):
+        return np.zeros((0, index.vectors.shape[1]), np.float32), y, np.zeros(0, np.float32), mark
+    w = example_weights([confidence.get(i) for i in ids], [datasets.get(i) for i in ids], y,
+                        config.general_weight, config.keep_class_shares)
+    return index.vectors[rows], y, w, mark
