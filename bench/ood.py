@@ -199,51 +199,54 @@ def report(args: argparse.Namespace) -> None:
         gen = [np.mean([cells[(s, t)]["macro_f1"] for t in TOPICS[1:]]) for s in general]
         ind = [cells[(s, t)]["in_domain"]["macro_f1"] for s in use for t in TOPICS[1:] if "in_domain" in cells[(s, t)]]
         secs = [cells[(s, t)]["train_s"] for s in use for t in topics]
-        ens = _ensemble(results, name, use, topics, labels)
         cols = " | ".join(f"{per_topic[t]:.3f}" if t in per_topic else "–" for t in TOPICS)
         sd = f" ± {np.std(means, ddof=1):.3f}" if len(means) > 1 else ""
         print(f"| {name} | {len(use)} | {cols} | **{np.mean(means):.3f}**{sd} | {min(per_topic.values()):.3f} "
               f"| {np.mean(bal):.3f} | {np.mean(gen):.3f} | {np.mean(ind):.3f} | {np.mean(secs):.0f} |")
         plain = name in RECIPES and not (RECIPES[name][1].logit_adjustment or RECIPES[name][1].class_weighted)
-        post = _posthoc(results, name, use, topics, labels) if plain else None
-        if post is not None:
-            print(f"| ... post hoc, log prior subtracted | {len(use)} | " + " | ".join(
-                f"{post[t]:.3f}" if t in post else "–" for t in TOPICS) + f" | {np.mean(list(post.values())):.3f} | "
-                f"{min(post.values()):.3f} | | | | |")
-        if ens is not None and len(use) > 1:
-            print(f"| ... ensemble of its {len(use)} seeds | | " + " | ".join(
-                f"{ens[t]:.3f}" if t in ens else "–" for t in TOPICS) + f" | {np.mean(list(ens.values())):.3f} | "
-                f"{min(ens.values()):.3f} | | | | |")
+        if plain:
+            _derived_row(f"... post hoc, log prior subtracted | {len(use)}",
+                         _per_topic(results, name, use, topics, labels, _posthoc_f1))
+        if len(use) > 1:
+            _derived_row(f"... ensemble of its {len(use)} seeds |",
+                         _per_topic(results, name, use, topics, labels, _ensemble_f1))
 
 
-def _posthoc(results: Path, name: str, seeds: list[int], topics: tuple[str, ...], labels) -> dict | None:  # noqa: ANN001
-    """Macro-F1 per topic (mean over seeds) when each run's log training prior is subtracted from its
-    log-probabilities at prediction time (post-hoc logit adjustment, tau 1): the serving-time version
-    of the logit-adjusted loss, for recipes trained without it."""
-    out = {}
-    for t in topics:
-        f1s = []
-        for s in seeds:
-            path = results / "probs" / f"{name}-{s}-{t}.npz"
-            if not path.exists():
-                return None
-            z = np.load(path, allow_pickle=True)
-            adjusted = np.log(np.clip(z["test"], 1e-12, None)) - np.log(np.asarray(z["prior"], dtype=float))
-            f1s.append(macro_f1(labels[t], adjusted.argmax(1), adjusted.shape[1]))
-        out[t] = float(np.mean(f1s))
-    return out
-
-
-def _ensemble(results: Path, name: str, seeds: list[int], topics: tuple[str, ...], labels) -> dict | None:  # noqa: ANN001
-    """Macro-F1 per topic of the mean probability over the seeds' runs."""
+def _per_topic(results: Path, name: str, seeds: list[int], topics: tuple[str, ...], labels,  # noqa: ANN001
+               score) -> dict | None:  # noqa: ANN001
+    """{topic: score(the seeds' saved runs on it, its gold labels)}, None when a run's file is missing."""
     out = {}
     for t in topics:
         paths = [results / "probs" / f"{name}-{s}-{t}.npz" for s in seeds]
         if not all(p.exists() for p in paths):
             return None
-        probs = np.mean([np.load(p, allow_pickle=True)["test"] for p in paths], axis=0)
-        out[t] = macro_f1(labels[t], probs.argmax(1), probs.shape[1])
+        out[t] = score([np.load(p, allow_pickle=True) for p in paths], labels[t])
     return out
+
+
+def _posthoc_f1(runs: list, y: np.ndarray) -> float:
+    """Macro-F1 (mean over the runs) when each run's log training prior is subtracted from its
+    log-probabilities at prediction time (post-hoc logit adjustment, tau 1): the serving-time version
+    of the logit-adjusted loss, for recipes trained without it."""
+    f1s = []
+    for z in runs:
+        adjusted = np.log(np.clip(z["test"], 1e-12, None)) - np.log(np.asarray(z["prior"], dtype=float))
+        f1s.append(macro_f1(y, adjusted.argmax(1), adjusted.shape[1]))
+    return float(np.mean(f1s))
+
+
+def _ensemble_f1(runs: list, y: np.ndarray) -> float:
+    """Macro-F1 of the mean probability over the runs."""
+    probs = np.mean([z["test"] for z in runs], axis=0)
+    return macro_f1(y, probs.argmax(1), probs.shape[1])
+
+
+def _derived_row(head: str, per: dict | None) -> None:
+    """A report row computed from saved probabilities: per topic, the mean and the worst."""
+    if per is None:
+        return
+    print(f"| {head} | " + " | ".join(f"{per[t]:.3f}" if t in per else "–" for t in TOPICS)
+          + f" | {np.mean(list(per.values())):.3f} | {min(per.values()):.3f} | | | | |")
 
 
 def main() -> None:
