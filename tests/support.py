@@ -9,12 +9,15 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import sqlalchemy as sa
 
 from bertdemo import auth
 from bertdemo.config import REPO_ROOT
@@ -50,6 +53,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def serves_a_version(db: Path) -> bool:
+    """True once the app's SQLite file marks a version active. A `ready` probe usually builds a
+    gradio_client (and signs in), a second or more of CPU on these 2 cores each time; polling with
+    it while version 1 trains slowed every launch."""
+    if not db.exists():
+        return False
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        try:
+            return con.execute("SELECT 1 FROM model_versions WHERE is_active LIMIT 1").fetchone() is not None
+        finally:
+            con.close()
+    except sqlite3.Error:  # not created or not migrated yet, or locked for a moment
+        return False
+
+
 @contextlib.contextmanager
 def launched_app(data_dir: Path, tiny_csv: Path, ready: Callable[[str], bool], timeout: float = 300,
                  env: dict[str, str] | None = None) -> Iterator[str]:
@@ -82,6 +101,9 @@ def launched_app(data_dir: Path, tiny_csv: Path, ready: Callable[[str], bool], t
                 raise RuntimeError(f"app.py exited with {proc.returncode}: {log_path.read_text()[-3000:]}")
             if time.time() > deadline:
                 raise RuntimeError(f"app.py was not ready within {timeout:.0f} s: {log_path.read_text()[-3000:]}")
+            if not serves_a_version(data_dir / "bertdemo.sqlite3"):
+                time.sleep(0.5)  # a file read: no client on the app's cores while version 1 trains
+                continue
             try:
                 if ready(url):
                     break
@@ -126,12 +148,13 @@ def db_fingerprint(data_dir: Path) -> dict:
 
 def seed_data_dir(data_dir: Path, accounts: list[tuple[str, str, str]], unlabeled: list[str]) -> None:
     """A data dir for `launched_app` with accounts (name, password, role) and unlabelled examples
-    (imported as a person would, cleaned) besides what the first start imports."""
+    (imported as a person would, cleaned) besides what the first start imports (or imported: on a
+    copy of the first start the app scores them when it starts, Services.start -> rescore_if_missing)."""
     from sqlalchemy.orm import Session
 
     from bertdemo.text import clean_text
 
-    data_dir.mkdir(parents=True)
+    data_dir.mkdir(parents=True, exist_ok=True)  # empty, or a copy of the first start (conftest.copy_first_start)
     engine = make_engine(f"sqlite:///{data_dir / 'bertdemo.sqlite3'}")
     init_db(engine)
     for name, password, role in accounts:
@@ -139,6 +162,9 @@ def seed_data_dir(data_dir: Path, accounts: list[tuple[str, str, str]], unlabele
     with Session(engine) as s, s.begin():
         examples.import_examples(s, [examples.NewExample(clean_text(t), t) for t in unlabeled], "import", "test",
                                  LABELS)
+        # on a copy of the first start: v1's scores are dropped, so the app re-scores every example
+        # when it starts (Services.start -> rescore_if_missing), the new ones included
+        s.execute(sa.text("DELETE FROM scores"))
     engine.dispose()
 
 

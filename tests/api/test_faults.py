@@ -35,7 +35,7 @@ import pytest
 from bertdemo.actions.train import MODES, STARTS
 from bertdemo.config import REPO_ROOT
 from bertdemo.ui.common import guest_name
-from tests.support import LABELS, free_port, wait_for
+from tests.support import LABELS, free_port, serves_a_version, wait_for
 
 TEXTS = ["@united lost my bag again, worst airline", "thanks for the upgrade, the crew was great",
          "what time does the flight to Boston leave"]
@@ -77,6 +77,8 @@ class App:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"app.py exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
             try:
+                if not serves_a_version(self.db):  # a file read while version 1 trains, not a client
+                    raise RuntimeError("no version serves yet")
                 self.client().predict("hello", api_name="/predict")
                 return
             except Exception:  # noqa: BLE001 - still starting, or version 1 still training
@@ -131,6 +133,9 @@ def test_sigkill_mid_training_keeps_the_database_and_the_serving_version(app):
     client = app.client()
     before = _predictions(client)
     assert app.sql("SELECT name FROM model_versions WHERE is_active") == [("v1",)]
+    # v1 serves before its run ends (re-scoring follows, slower on a busy machine): wait for the run's end
+    wait_for(lambda: client.predict(api_name="/training_status")["state"] != "running", timeout=120, interval=0.5,
+             what="the first start's run to end")
     # long enough to be mid-run when killed: 20 epochs of 27 steps; serve it when done (it never is)
     msg = client.predict(20, 1e-4, 8, 32, 1, MODES[0], STARTS[0], 0, True, api_name="/start_training")
     run_id = int(msg.split("#")[1].split()[0])

@@ -42,7 +42,8 @@ def quick_app(tmp_path_factory, tiny_csv, app_launcher) -> Iterator[tuple[str, P
         first.update(answer=answer, versions=_versions(data_dir))  # what served the first answer
         return True
 
-    env = {"BERTDEMO_QUICK_FIRST": "1", "BERTDEMO_QUICK_FIRST_SAMPLE": "120"}
+    # the quick model of the queues refits after 3 labels (the default 20 would take a long test)
+    env = {"BERTDEMO_QUICK_FIRST": "1", "BERTDEMO_QUICK_FIRST_SAMPLE": "120", "BERTDEMO_QUICK_REFIT_EVERY": "3"}
     with app_launcher(data_dir, tiny_csv, ready, timeout=240, env=env) as url:
         yield url, data_dir, first
 
@@ -80,5 +81,43 @@ def test_the_versions_table_and_status_line_show_the_kind(quick_app, browser):
         # the quick v1's cells: its kind in the settings column, what it was fitted on as "trained for"
         assert "quick, frozen encoder" in table and "tweets, logistic regression" in table, table
         assert "v1" in table and "v2" in table, table
+    finally:
+        ctx.close()
+
+
+@pytest.mark.browser
+def test_the_queue_says_which_model_ranked_it_and_changes_after_n_labels(quick_app, browser):
+    """In chromium, on the uncertainty queue: ranked by v2's stored scores, three labels later by
+    the quick model refit on them (issue 24: "the queue's 'ranked by' line changes after N labels")."""
+    from playwright.sync_api import expect
+
+    url, data_dir, _first = quick_app
+    wait_for(lambda: _versions(data_dir).get("v2", {}).get("active"), 240, 2, "the fine-tuned v2 to serve")
+    ctx = browser.new_context(viewport={"width": 1300, "height": 1400})
+    pg = ctx.new_page()
+    try:
+        pg.goto(url)
+        pg.get_by_role("tab", name="Annotate").click()
+        progress = pg.locator("#annot-progress")
+        # the tab loaded its first queue (on the all-labelled tiny data: the disagreements, maybe done)
+        pg.wait_for_function("document.querySelector('#annot-progress')?.innerText.trim().length > 0", timeout=60_000)
+        pg.locator("#annot-queue input").click()
+        pg.get_by_role("option", name="Most uncertain (entropy)").click()
+        # v2's scores are written after it serves (re-scoring): the line names them once they are there
+        expect(progress).to_contain_text("ranked by v2's stored scores", timeout=120_000)
+        expect(progress).to_contain_text("re-ranks after 3 more labels")
+        for n, key in enumerate("123", start=1):
+            pg.locator("#annot-progress").click()  # focus on the page, so the key reaches its shortcuts
+            pg.keyboard.press(key)
+            expect(progress).to_contain_text(f"{n} seen this session", timeout=30_000)
+        # the refit runs in the background after the third label: the next item loaded shows it
+        def refit_shown() -> bool:
+            pg.locator("#annot-progress").click()
+            pg.keyboard.press("s")  # skip: the queue hands out its next item, with the line as of now
+            pg.wait_for_timeout(1500)
+            return "ranked by the quick model refit at" in progress.inner_text()
+
+        wait_for(refit_shown, 60, 0.5, "the quick model's 'ranked by' line")
+        assert "labels (logistic regression on v2's sentence embeddings)" in progress.inner_text()
     finally:
         ctx.close()

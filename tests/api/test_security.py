@@ -54,11 +54,11 @@ TRAIN = (1, 1e-4, 16, 32, 1, "full fine-tune", "base encoder", 1, False)  # one 
 
 # ---------------------------------------------------------------------------- the app
 @pytest.fixture(scope="module")
-def secure_app(tmp_path_factory, tiny_csv, app_launcher) -> Iterator[tuple[str, Path]]:
+def secure_app(tmp_path_factory, tiny_csv, app_launcher, copy_first_start) -> Iterator[tuple[str, Path]]:
     """app.py with an annotator and an admin, and three unlabelled examples (one of them HTML and
     script) besides the tiny labelled sample; yields (url, data dir) once version 1 is trained
     and the examples scored."""
-    data_dir = tmp_path_factory.mktemp("secure-app") / "runtime"
+    data_dir = copy_first_start(tmp_path_factory.mktemp("secure-app") / "runtime")
     seed_data_dir(data_dir, [(*ANN, "annotator"), (*BOSS, "admin"), (*GONE, "annotator")], STORED)
     from gradio_client import Client
 

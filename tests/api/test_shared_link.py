@@ -55,7 +55,7 @@ def test_the_monitoring_dashboard_is_not_served(app_url):
 
 # ------------------------------------------------------------------------- a shared link (e.g. a Space)
 @pytest.fixture(scope="module")
-def shared_url(tmp_path_factory, tiny_csv, app_launcher):
+def shared_url(tmp_path_factory, tiny_csv, app_launcher, copy_first_start):
     """The app as on a Space (BERTDEMO_SHARED=1, as SPACE_ID or a non-loopback address would make it),
     without accounts, with an admin password."""
     def ready(url: str) -> bool:
@@ -63,7 +63,8 @@ def shared_url(tmp_path_factory, tiny_csv, app_launcher):
         return True
 
     env = {"BERTDEMO_SHARED": "1", "BERTDEMO_ADMIN_PASSWORD": ADMIN_PASSWORD}
-    with app_launcher(tmp_path_factory.mktemp("shared") / "runtime", tiny_csv, ready, timeout=240, env=env) as url:
+    data_dir = copy_first_start(tmp_path_factory.mktemp("shared") / "runtime")
+    with app_launcher(data_dir, tiny_csv, ready, timeout=240, env=env) as url:
         yield url
 
 
