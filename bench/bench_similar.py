@@ -74,7 +74,7 @@ def main() -> None:
                  "one forward pass + one matrix-vector product"))
     view, first = timed(acts.map.view, "label")
     _, again = timed(acts.map.view, "disagreement")
-    rows.append(("map, first draw (PCA of the embeddings)", f"{first:.2f} s", f"{len(view.points):,} points"))
+    rows.append(("map, first draw (PCA of the embeddings)", f"{first:.2f} s", f"{view.total:,} points"))
     rows.append(("map, another colouring (PCA cached)", f"{again:.2f} s", ""))
     xy = acts.similar.index().projection()
     mid = float(np.median(xy[:, 0]))

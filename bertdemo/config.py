@@ -62,6 +62,9 @@ class Settings:
     quick_first: bool = True  # first start: serve a quick version (frozen encoder + a logistic regression head)
     # within a minute, until the fine-tune of version 1 replaces it (training/quick_first.py)
     quick_first_sample: int = 3000  # tweets the quick first version is fitted on (stratified by dataset and label)
+    map_points: int = 50_000  # points the Map tab sends at most (a sample stratified by colour; density cells for the rest)
+    quick_retrain_replay: int = 2000  # a quick retrain's replay sample: unchanged labelled examples trained on with
+    # the changed ones (stratified by dataset and label) so the version keeps what it knew (training/quick_retrain.py)
     bootstrap: bool = True  # import the bundled data and train version 1 on first start
     dataset_path: Path = BUNDLED_DATASET
     general_dataset_path: Path = GENERAL_DATASET
@@ -102,6 +105,10 @@ class Settings:
             raise ValueError(f"quick_refit_every must be in [0, 1000000], got {self.quick_refit_every!r}")
         if not 10 <= self.quick_first_sample <= 1_000_000:
             raise ValueError(f"quick_first_sample must be in [10, 1000000], got {self.quick_first_sample!r}")
+        if not 0 <= self.quick_retrain_replay <= 1_000_000:
+            raise ValueError(f"quick_retrain_replay must be in [0, 1000000], got {self.quick_retrain_replay!r}")
+        if not 1_000 <= self.map_points <= 1_000_000:
+            raise ValueError(f"map_points must be in [1000, 1000000], got {self.map_points!r}")
         if self.admin_password and len(self.admin_password) < 12:
             raise ValueError("BERTDEMO_ADMIN_PASSWORD must have at least 12 characters (anyone with the link "
                              "may try it)")
@@ -174,6 +181,10 @@ class Settings:
             kw["quick_first"] = env["BERTDEMO_QUICK_FIRST"].strip().lower() not in ("0", "false", "no", "off")
         if env.get("BERTDEMO_QUICK_FIRST_SAMPLE"):
             kw["quick_first_sample"] = num("BERTDEMO_QUICK_FIRST_SAMPLE", int)
+        if env.get("BERTDEMO_QUICK_RETRAIN_REPLAY"):
+            kw["quick_retrain_replay"] = num("BERTDEMO_QUICK_RETRAIN_REPLAY", int)
+        if env.get("BERTDEMO_MAP_POINTS"):
+            kw["map_points"] = num("BERTDEMO_MAP_POINTS", int)
         if env.get("BERTDEMO_BOOTSTRAP"):
             kw["bootstrap"] = env["BERTDEMO_BOOTSTRAP"].strip().lower() not in ("0", "false", "no", "off")
         if env.get("BERTDEMO_DATASET"):

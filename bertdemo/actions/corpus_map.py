@@ -1,12 +1,21 @@
-"""The corpus map: every stored example as a point, placed by the active version's sentence
-embeddings projected to 2-D (PCA, model/vectors.py), coloured by its label, the model's
-prediction, or whether the two disagree; a region selected on it (a box or a lasso polygon, in the
-map's coordinates) becomes a set of examples to label in bulk (actions/bulk.py) or a queue of
-one's own ("Map selection" in the Label tab). No Gradio here."""
+"""The corpus map: every stored example placed by the active version's sentence embeddings
+projected to 2-D (PCA, model/vectors.py), coloured by its label, the model's prediction, or
+whether the two disagree; a region selected on it (a box or a lasso polygon, in the map's
+coordinates) becomes a set of examples to label in bulk (actions/bulk.py) or a queue of one's own
+("Map selection" in the Label tab). No Gradio here.
+
+At any corpus size the page gets at most `max_points` points (BERTDEMO_MAP_POINTS): a
+deterministic sample stratified by colour, so a rare class stays visible, sent as typed arrays
+(base64 of little-endian Uint16 coordinates, Uint8 colours, Int32 ids: 9 bytes a point, 12 in
+base64), plus density cells (counts per grid cell and colour) for the examples not sent, and the
+exact totals. A selection is computed here over every example, never over the sample, so its
+count is exact."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +26,7 @@ from bertdemo import auth
 from bertdemo.actions.similar import SimilarExamples
 from bertdemo.db import examples, leases, versions
 from bertdemo.errors import BadInput
+from bertdemo.model.vectors import VectorIndex
 from bertdemo.services import Services
 from bertdemo.validate import choice, short
 
@@ -25,80 +35,242 @@ PALETTE = ("#d62728", "#7f7f7f", "#2ca02c", "#1f77b4", "#ff7f0e", "#9467bd", "#8
 NONE_COLOUR = "#c7c7c7"
 SELECTION_KEY = "selection:"  # + a hash of the user name: the person's current map selection (app_settings)
 MAX_POLYGON = 2_000
+MAX_POINTS = 50_000  # points sent to the page by default (config.Settings.map_points)
+GRID = 128  # density cells per side for the examples not sent
+QUANT = 65_535  # coordinates go as Uint16 steps across the bounds: 1/65,535 of the map, far below a pixel
+PAYLOAD_FORMAT = 2  # 1 was a JSON list of [x, y, legend index, id] rows
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: no field-wise ==
+class Density:
+    """The examples not drawn as points, counted per grid cell and legend index (only non-empty
+    pairs; parallel arrays). Cell = row * grid + column, row 0 at the bottom (lowest y)."""
+
+    grid: int
+    cells: np.ndarray  # (m,) uint16
+    keys: np.ndarray  # (m,) uint8 legend index
+    counts: np.ndarray  # (m,) uint32
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum())
+
+
+@dataclass(frozen=True, eq=False)
 class MapView:
-    """What the map draws: `points` rows are [x, y, legend index, example id]."""
+    """What the map draws. `ids`, `xy` and `keys` are parallel: the sampled points, in drawing
+    order (the most common colour first, so rarer ones lie on top); `counts` are exact over every
+    example of the map."""
 
-    points: list[list[float]]
+    ids: np.ndarray  # (n,) example ids of the points sent
+    xy: np.ndarray  # (n, 2) float32 map coordinates
+    keys: np.ndarray  # (n,) uint8 legend index
     legend: list[tuple[str, str]]  # (name, colour) per legend index
+    counts: list[int]  # examples per legend index, all of them
+    density: Density  # the examples not sent
+    bounds: tuple[float, float, float, float]  # x0, x1, y0, y1 of every example (x1 > x0, y1 > y0)
     colour_by: str
     version: str
 
+    @property
+    def total(self) -> int:
+        return sum(self.counts)
+
+    @property
+    def drawn(self) -> int:
+        return len(self.ids)
+
     def as_json(self) -> dict:
-        return {"points": self.points, "legend": [list(x) for x in self.legend], "colour_by": self.colour_by,
-                "version": self.version}
+        """The page's payload (ui/corpus_map.py decodes it; `decode` here is its Python mirror)."""
+        x0, x1, y0, y1 = self.bounds
+        q = np.empty((len(self.xy), 2), dtype="<u2")
+        if len(self.xy):
+            q[:, 0] = np.rint((self.xy[:, 0] - x0) / (x1 - x0) * QUANT)
+            q[:, 1] = np.rint((self.xy[:, 1] - y0) / (y1 - y0) * QUANT)
+        d = self.density
+        return {"format": PAYLOAD_FORMAT, "colour_by": self.colour_by, "version": self.version,
+                "legend": [list(x) for x in self.legend], "counts": list(self.counts), "total": self.total,
+                "drawn": self.drawn, "bounds": [x0, x1, y0, y1],
+                "x": _b64(q[:, 0], "<u2"), "y": _b64(q[:, 1], "<u2"), "c": _b64(self.keys, "u1"),
+                "id": _b64(self.ids, "<i4"),
+                "grid": d.grid, "cells": {"cell": _b64(d.cells, "<u2"), "c": _b64(d.keys, "u1"),
+                                          "n": _b64(d.counts, "<u4")}}
+
+
+def _b64(values: np.ndarray, dtype: str) -> str:
+    return base64.b64encode(np.ascontiguousarray(values, dtype=dtype).tobytes()).decode("ascii")
+
+
+def _unb64(text: str, dtype: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype=dtype)
+
+
+def decode(payload: dict) -> dict[str, np.ndarray]:
+    """The arrays of `MapView.as_json()`, as the page reads them: x, y (map coordinates, float64),
+    c, id, and cell, cell_c, cell_n of the density cells."""
+    x0, x1, y0, y1 = payload["bounds"]
+    cells = payload["cells"]
+    return {"x": x0 + _unb64(payload["x"], "<u2") / QUANT * (x1 - x0),
+            "y": y0 + _unb64(payload["y"], "<u2") / QUANT * (y1 - y0),
+            "c": _unb64(payload["c"], "u1"), "id": _unb64(payload["id"], "<i4"),
+            "cell": _unb64(cells["cell"], "<u2"), "cell_c": _unb64(cells["c"], "u1"),
+            "cell_n": _unb64(cells["n"], "<u4")}
+
+
+# ------------------------------------------------------------------------------- sampling
+def quotas(counts: np.ndarray, cap: int) -> np.ndarray:
+    """Points to send per class, `cap` in all (all of them when fewer): every class keeps min(its
+    size, cap / 2k) (k non-empty classes), the rest of the budget is shared in proportion to what is
+    left of each (largest remainders)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.sum() <= cap:
+        return counts.copy()
+    floor = cap // (2 * max(1, int((counts > 0).sum())))
+    q = np.minimum(counts, floor)
+    extra = counts - q
+    share = extra * ((cap - q.sum()) / extra.sum())
+    q += np.floor(share).astype(np.int64)
+    # the units floor() left over go to the largest remainders (each below 1, so to distinct classes)
+    left = cap - int(q.sum())
+    q[np.argsort(-(share - np.floor(share)), kind="stable")[:left]] += 1
+    return q
+
+
+def stratified_sample(keys: np.ndarray, priority: np.ndarray, cap: int) -> np.ndarray:
+    """Row numbers of the points to send (most common class first, then by `priority`): per class
+    (`keys`), its `quotas` many with the lowest `priority` (a fixed number per example, so the
+    same examples stay drawn from one request to the next while labels change)."""
+    keys = np.asarray(keys, dtype=np.int64)
+    counts = np.bincount(keys, minlength=1)
+    q = quotas(counts, cap)
+    order = np.lexsort((priority, keys))  # by class, then priority
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.arange(len(keys)) - starts[keys[order]]  # position within its class
+    chosen = order[rank < q[keys[order]]]
+    # drawing order: the biggest class first, so a rare one is not buried under it
+    size = counts[keys[chosen]]
+    return chosen[np.lexsort((priority[chosen], -size))]
+
+
+def id_priority(ids: np.ndarray) -> np.ndarray:
+    """A fixed pseudo-random number per example id (a multiplicative hash): the sample's order."""
+    return (np.asarray(ids, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(11)
+
+
+@dataclass(frozen=True, eq=False)
+class MapLayout:
+    """What a version's index gives the map once (cached with it): its ids, coordinates, bounds,
+    each point's density cell and sample priority, and an id -> row look-up by sorting."""
+
+    index: VectorIndex
+    ids: np.ndarray  # (N,) int64
+    xy: np.ndarray  # (N, 2) float32
+    bounds: tuple[float, float, float, float]
+    cell: np.ndarray  # (N,) int64 in [0, GRID * GRID)
+    priority: np.ndarray  # (N,) uint64
+    by_id: np.ndarray  # (N,) rows in id order
+    sorted_ids: np.ndarray  # (N,) ids[by_id]
+
+    @classmethod
+    def of(cls, index: VectorIndex) -> MapLayout:
+        ids = np.asarray(index.ids, dtype=np.int64)
+        xy = np.asarray(index.projection(), dtype=np.float32).reshape(-1, 2)
+        if len(xy):
+            x0, y0 = (float(v) for v in xy.min(axis=0))
+            x1, y1 = (float(v) for v in xy.max(axis=0))
+        else:
+            x0 = y0 = 0.0
+            x1 = y1 = 1.0
+        x1, y1 = (x1 if x1 > x0 else x0 + 1.0), (y1 if y1 > y0 else y0 + 1.0)
+        col = np.clip(((xy[:, 0] - x0) / (x1 - x0) * GRID).astype(np.int64), 0, GRID - 1)
+        row = np.clip(((xy[:, 1] - y0) / (y1 - y0) * GRID).astype(np.int64), 0, GRID - 1)
+        by_id = np.argsort(ids, kind="stable")
+        return cls(index, ids, xy, (x0, x1, y0, y1), row * GRID + col, id_priority(ids), by_id, ids[by_id])
+
+    def codes(self, values: dict[int, str], names: tuple[str, ...], missing: int) -> np.ndarray:
+        """(N,) the index of each example's value in `names` (`missing`: absent or not one of them)."""
+        out = np.full(len(self.ids), missing, dtype=np.int64)
+        if not values or not len(self.ids):
+            return out
+        position = {n: k for k, n in enumerate(names)}
+        keys = np.fromiter(values.keys(), dtype=np.int64, count=len(values))
+        codes = np.fromiter((position.get(v, missing) for v in values.values()), dtype=np.int64, count=len(values))
+        at = np.minimum(np.searchsorted(self.sorted_ids, keys), len(self.ids) - 1)
+        known = self.sorted_ids[at] == keys  # ids the index does not hold (added since) are left out
+        out[self.by_id[at[known]]] = codes[known]
+        return out
 
 
 class CorpusMap:
-    def __init__(self, services: Services, similar: SimilarExamples) -> None:
+    def __init__(self, services: Services, similar: SimilarExamples, max_points: int | None = None) -> None:
         self.services = services
         self.engine = services.engine
         self.labels = tuple(services.settings.labels)
         self.similar = similar
+        self.max_points = int(max_points or services.settings.map_points)
+        self._layout: MapLayout | None = None
+        self._lock = threading.Lock()
+
+    def layout(self) -> MapLayout:
+        """The active version's map layout, computed once per loaded index (a new version or a new
+        embeddings file is a new index: SimilarExamples.index)."""
+        index = self.similar.index()
+        with self._lock:
+            if self._layout is None or self._layout.index is not index:
+                self._layout = MapLayout.of(index)
+            return self._layout
 
     def view(self, colour_by: str = "label") -> MapView:
         choice(colour_by, "Colour by", COLOURINGS)
-        index = self.similar.index()
-        xy = index.projection()
-        ids = [int(i) for i in index.ids]
+        lay = self.layout()
         with Session(self.engine) as s:
-            state = examples.states(s, ids)
             active = versions.active_version(s)
-            predicted = examples.predictions(s, active.id if active else None)
+            labelled = examples.current_labels(s)
+            predicted = examples.predictions(s, active.id) if active and colour_by != "label" else {}
+        n = len(self.labels)
         if colour_by == "disagreement":
-            names = ["model agrees", "model disagrees", "unlabelled"]
-            colours = ["#2ca02c", "#d62728", NONE_COLOUR]
-
-            def key(i: int) -> int:
-                lab = state[i][1]
-                return 2 if lab is None else int(predicted.get(i, lab) != lab)
+            legend = [("model agrees", "#2ca02c"), ("model disagrees", "#d62728"), ("unlabelled", NONE_COLOUR)]
+            lab = lay.codes(labelled, self.labels, -1)
+            pred = lay.codes(predicted, self.labels, -1)
+            keys = np.where(lab < 0, 2, ((pred >= 0) & (pred != lab)).astype(np.int64))
         else:
-            names = [*self.labels, "none"]
-            colours = [PALETTE[n % len(PALETTE)] for n in range(len(self.labels))] + [NONE_COLOUR]
-            source = {i: state[i][1] for i in state} if colour_by == "label" else predicted
-
-            def key(i: int) -> int:
-                lab = source.get(i)
-                return self.labels.index(lab) if lab in self.labels else len(self.labels)
-        points = [[round(float(x), 4), round(float(y), 4), key(i), i]
-                  for i, (x, y) in zip(ids, xy) if i in state]  # examples deleted since are left out
-        return MapView(points, list(zip(names, colours)), colour_by, active.name if active else "")
+            legend = [(name, PALETTE[k % len(PALETTE)]) for k, name in enumerate(self.labels)] + [("none", NONE_COLOUR)]
+            keys = lay.codes(labelled if colour_by == "label" else predicted, self.labels, n)
+        counts = np.bincount(keys, minlength=len(legend))
+        chosen = stratified_sample(keys, lay.priority, self.max_points)
+        rest = np.ones(len(keys), dtype=bool)
+        rest[chosen] = False
+        return MapView(lay.ids[chosen], lay.xy[chosen], keys[chosen].astype(np.uint8), legend,
+                       [int(c) for c in counts], _density(lay.cell[rest], keys[rest]), lay.bounds, colour_by,
+                       active.name if active else "")
 
     def select(self, region: object) -> list[int]:
         """The examples inside `region`: {"box": [x0, y0, x1, y1]} or {"lasso": [[x, y], ...]} in
-        map coordinates. An empty result is a BadInput (nothing to label)."""
-        index = self.similar.index()
-        xy = index.projection()
+        map coordinates, among every example of the map (not only those drawn). An empty result is
+        a BadInput (nothing to label)."""
+        lay = self.layout()
+        xy = lay.xy
         if not isinstance(region, dict) or not ({"box", "lasso"} & set(region)):
             raise BadInput(f"A map selection must be a box or a lasso, got {short(region)}.")
         try:
             if "box" in region:
                 x0, y0, x1, y1 = (float(v) for v in region["box"])
-                (x0, x1), (y0, y1) = sorted((x0, x1)), sorted((y0, y1))
-                inside = (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)
+                inside = _in_box(xy, x0, y0, x1, y1)
             else:
                 poly = np.asarray(region["lasso"], dtype=float)
                 if poly.ndim != 2 or poly.shape[1] != 2 or not 3 <= len(poly) <= MAX_POLYGON:
                     raise ValueError("a lasso needs 3 to 2,000 [x, y] points")
-                inside = Polygon(poly).contains_points(xy)
+                # the polygon's bounding box first (a cheap range test), the exact test on those only
+                (x0, y0), (x1, y1) = poly.min(axis=0), poly.max(axis=0)
+                inside = _in_box(xy, x0, y0, x1, y1)
+                candidates = np.flatnonzero(inside)
+                inside[candidates] = Polygon(poly).contains_points(xy[candidates])
         except (TypeError, ValueError) as exc:
             raise BadInput(f"A map selection must be a box [x0, y0, x1, y1] or a lasso of [x, y] points: {exc}.") \
                 from None
         if not inside.any():
             raise BadInput("The selection is empty: no example lies in that region (nothing was changed).")
-        return [int(i) for i in index.ids[inside]]
+        return [int(i) for i in lay.ids[inside]]
 
     # ------------------------------------------------------------- the selection as a queue
     def keep_selection(self, ids: list[int], username: str | None) -> int:
@@ -112,6 +284,22 @@ class CorpusMap:
         who = auth.current_user(self.engine, username)
         with Session(self.engine) as s:
             return [int(i) for i in leases.get_setting(s, _key(who), []) or []]  # type: ignore[union-attr]
+
+
+def _in_box(xy: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    (x0, x1), (y0, y1) = sorted((x0, x1)), sorted((y0, y1))
+    return (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)
+
+
+def _density(cells: np.ndarray, keys: np.ndarray) -> Density:
+    """Counts per (legend index, cell) of the points given, non-empty pairs only."""
+    if not len(cells):
+        empty = np.zeros(0, dtype=np.int64)
+        return Density(GRID, empty.astype(np.uint16), empty.astype(np.uint8), empty.astype(np.uint32))
+    per = np.bincount(keys * (GRID * GRID) + cells)
+    found = np.flatnonzero(per)
+    return Density(GRID, (found % (GRID * GRID)).astype(np.uint16), (found // (GRID * GRID)).astype(np.uint8),
+                   per[found].astype(np.uint32))
 
 
 def _key(user: str) -> str:

@@ -2,8 +2,9 @@
 undo_bulk_label are also API endpoints); the work is in bertdemo.actions.corpus_map (points,
 selection) and bertdemo.actions.bulk (preview, apply, undo).
 
-The map is a gr.HTML canvas drawn by MAP_JS from the points the server sends (JSON in the
-component's value): drag a box, or hold Shift and draw a lasso; the region, in map coordinates,
+The map is a gr.HTML canvas drawn by MAP_JS from what the server sends (JSON in the component's
+value: at most BERTDEMO_MAP_POINTS points as typed arrays, density cells for the rest, exact
+totals per colour): drag a box, or hold Shift and draw a lasso; the region, in map coordinates,
 comes back as the `select` event's data. Example texts are never put into the page as HTML.
 """
 
@@ -23,22 +24,54 @@ from bertdemo.ui.common import ADMIN_ONLY, guarded, user_of
 MAP_TEMPLATE = '<div class="map-wrap"><canvas class="map-canvas" width="900" height="520"></canvas>' \
                '<div class="map-legend"></div></div>'
 MAP_CSS = ".map-canvas { width: 100%; max-width: 900px; border: 1px solid #ddd; cursor: crosshair; } " \
-          ".map-legend span { margin-right: 1em; }"
+          ".map-legend span { margin-right: 1em; } .map-legend .map-total { color: #555; }"
+# The payload (actions/corpus_map.py, MapView.as_json) holds base64 typed arrays: Uint16 coordinates
+# across `bounds`, Uint8 legend indexes, and density cells for the examples not sent. The frame
+# (cells under points) is drawn once per payload to an offscreen canvas; while a box or lasso is
+# dragged only that image is copied and the outline drawn over it, once per animation frame.
+# Nothing passes one argument per point (Math.min(...xs) overflowed the stack from ~125k points).
 MAP_JS = """
-let pts = [], legend = [], b = [0, 1, 0, 1], drag = null;
-const W = 900, H = 520, P = 12;
+let v = null, legend = [], b = [0, 1, 0, 1], drag = null, frame = null, pending = false;
+const W = 900, H = 520, P = 12, Q = 65535;
 const canvas = () => element.querySelector('canvas.map-canvas');
-const toPx = (x, y) => [P + (x - b[0]) / (b[1] - b[0]) * (W - 2 * P), H - P - (y - b[2]) / (b[3] - b[2]) * (H - 2 * P)];
 const toData = (px, py) => [b[0] + (px - P) / (W - 2 * P) * (b[1] - b[0]), b[2] + (H - P - py) / (H - 2 * P) * (b[3] - b[2])];
+const colourOf = (k) => (legend[k] || ['', '#999'])[1];
+const fmt = (n) => Number(n).toLocaleString('en-US');
+function bytes(s) {
+  const t = atob(s || ''), a = new Uint8Array(t.length);
+  for (let i = 0; i < t.length; i++) a[i] = t.charCodeAt(i);
+  return a.buffer;
+}
+function render() {
+  const off = document.createElement('canvas'); off.width = W; off.height = H;
+  frame = off;
+  if (!v) return;
+  const ctx = off.getContext('2d');
+  const g = v.grid, cw = (W - 2 * P) / g, ch = (H - 2 * P) / g;
+  const cell = new Uint16Array(bytes(v.cells.cell)), cc = new Uint8Array(bytes(v.cells.c)), cn = new Uint32Array(bytes(v.cells.n));
+  let top = 1;
+  for (let i = 0; i < cn.length; i++) if (cn[i] > top) top = cn[i];
+  const lt = Math.log1p(top);
+  for (let i = 0; i < cell.length; i++) {
+    const col = cell[i] % g, row = (cell[i] - col) / g;
+    ctx.globalAlpha = 0.1 + 0.45 * Math.log1p(cn[i]) / lt;
+    ctx.fillStyle = colourOf(cc[i]);
+    ctx.fillRect(P + col * cw, H - P - (row + 1) * ch, cw, ch);
+  }
+  ctx.globalAlpha = 1;
+  const x = new Uint16Array(bytes(v.x)), y = new Uint16Array(bytes(v.y)), c = new Uint8Array(bytes(v.c));
+  const sx = (W - 2 * P) / Q, sy = (H - 2 * P) / Q;
+  let last = -1;
+  for (let i = 0; i < x.length; i++) {
+    if (c[i] !== last) { last = c[i]; ctx.fillStyle = colourOf(last); }
+    ctx.fillRect(P + x[i] * sx - 1.5, H - P - y[i] * sy - 1.5, 3, 3);
+  }
+}
 function draw() {
   const c = canvas(); if (!c) return;
   const ctx = c.getContext('2d');
   ctx.clearRect(0, 0, W, H);
-  for (const p of pts) {
-    const [px, py] = toPx(p[0], p[1]);
-    ctx.fillStyle = (legend[p[2]] || ['', '#999'])[1];
-    ctx.fillRect(px - 1.5, py - 1.5, 3, 3);
-  }
+  if (frame) ctx.drawImage(frame, 0, 0);
   if (drag && drag.path.length > 1) {
     ctx.strokeStyle = '#000'; ctx.lineWidth = 1; ctx.setLineDash([4, 3]); ctx.beginPath();
     if (drag.lasso) { drag.path.forEach(([x, y], i) => i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)); ctx.closePath(); }
@@ -46,29 +79,37 @@ function draw() {
     ctx.stroke(); ctx.setLineDash([]);
   }
 }
-function load() {
-  let v = {};
-  try { v = JSON.parse(props.value || '{}'); } catch (e) { v = {}; }
-  pts = v.points || []; legend = v.legend || [];
-  if (pts.length) {
-    const xs = pts.map(p => p[0]), ys = pts.map(p => p[1]);
-    b = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
-    if (b[1] === b[0]) b[1] = b[0] + 1;
-    if (b[3] === b[2]) b[3] = b[2] + 1;
-  }
+function showLegend() {
   const lg = element.querySelector('.map-legend');
-  if (lg) {
-    lg.textContent = '';
-    const counts = legend.map((_, i) => pts.filter(p => p[2] === i).length);
-    legend.forEach(([name, colour], i) => {
-      const s = document.createElement('span');
-      s.style.color = colour; s.textContent = '\\u25A0 ' + name + ' (' + counts[i] + ')';
-      lg.appendChild(s);
-    });
+  if (!lg) return;
+  lg.textContent = '';
+  legend.forEach(([name, colour], i) => {
+    const s = document.createElement('span');
+    s.style.color = colour; s.textContent = '\\u25A0 ' + name + ' (' + fmt(v.counts[i]) + ')';
+    lg.appendChild(s);
+  });
+  if (v) {
+    const s = document.createElement('span');
+    s.className = 'map-total';
+    s.textContent = fmt(v.total) + ' examples; ' + fmt(v.drawn) + ' drawn' + (v.total > v.drawn ? ', the rest as shaded cells' : '');
+    lg.appendChild(s);
   }
+}
+function load() {
+  const t0 = performance.now();
+  try { v = JSON.parse(props.value || 'null'); } catch (e) { v = null; }
+  if (!v || v.format !== 2) v = null;
+  legend = v ? v.legend : [];
+  b = v ? v.bounds : [0, 1, 0, 1];
+  render();
+  showLegend();
   draw();
+  const c = canvas();
+  if (c) Object.assign(c.dataset, { total: v ? v.total : 0, drawn: v ? v.drawn : 0,
+                                    bytes: (props.value || '').length, drawMs: (performance.now() - t0).toFixed(1) });
 }
 const pos = (e) => { const r = canvas().getBoundingClientRect(); return [(e.clientX - r.left) * W / r.width, (e.clientY - r.top) * H / r.height]; };
+const later = () => { if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; draw(); }); } };
 element.addEventListener('mousedown', (e) => {
   if (!e.target.classList.contains('map-canvas')) return;
   e.preventDefault();
@@ -78,7 +119,7 @@ window.addEventListener('mousemove', (e) => {
   if (!drag) return;
   const p = pos(e);
   if (drag.lasso) drag.path.push(p); else drag.path = [drag.path[0], p];
-  draw();
+  later();
 });
 window.addEventListener('mouseup', () => {
   if (!drag) return;
@@ -119,9 +160,11 @@ class MapHandlers:
 
     @guarded
     def draw_map(self, colour_by: str) -> tuple[str, str]:
-        """(the points as JSON for the canvas, a line saying how many and of which version)."""
+        """(the map's payload as JSON for the canvas, a line saying how many and of which version)."""
         view = self.corpus.view(colour_by)
-        return json.dumps(view.as_json()), f"{len(view.points):,} examples, embeddings of {view.version}."
+        drawn = "all drawn" if view.drawn == view.total else f"{view.drawn:,} drawn, the rest as shaded cells"
+        return (json.dumps(view.as_json(), separators=(",", ":")),
+                f"{view.total:,} examples ({drawn}), embeddings of {view.version}.")
 
     @guarded
     def select_region(self, evt: gr.EventData) -> Selected:
@@ -184,7 +227,10 @@ def build(handlers: MapHandlers, labels: tuple[str, ...]) -> None:
     """The Map tab, wired."""
     private = {"api_visibility": "private"}
     with gr.Tab("Map"):
-        gr.Markdown("Every example as a point, placed by the serving model's sentence embeddings (PCA to 2-D). "
+        gr.Markdown("Every example as a point, placed by the serving model's sentence embeddings (PCA to 2-D); "
+                    "past a set number (BERTDEMO_MAP_POINTS, 50,000 by default) a sample of every colour is drawn as "
+                    "points and the rest "
+                    "as shaded cells, and the counts and selections still cover every example. "
                     "**Drag** a box, or hold **Shift** and draw a lasso, to select a region; then send it to "
                     "your *Map selection* queue (Label view), or label it all at once (admins; a preview first, "
                     f"one undo for the whole batch; at most {MAX_BULK:,} examples).")

@@ -65,6 +65,16 @@ def test_the_quick_model_refits_every_20_labels_unless_told_otherwise():
         Settings.from_env({"BERTDEMO_QUICK_REFIT_EVERY": "x"})
 
 
+def test_the_quick_retrain_replay_and_the_map_cap_come_from_the_environment():
+    assert (Settings().quick_retrain_replay, Settings().map_points) == (2000, 50_000)
+    got = Settings.from_env({"BERTDEMO_QUICK_RETRAIN_REPLAY": "0", "BERTDEMO_MAP_POINTS": "1000"})
+    assert (got.quick_retrain_replay, got.map_points) == (0, 1000)  # 0: the changed labels alone
+    with pytest.raises(ValueError, match="quick_retrain_replay must be in"):
+        Settings.from_env({"BERTDEMO_QUICK_RETRAIN_REPLAY": "-5"})
+    with pytest.raises(ValueError, match="map_points must be in"):
+        Settings.from_env({"BERTDEMO_MAP_POINTS": "999"})
+
+
 def test_which_bundled_datasets_are_imported():
     assert Settings().datasets == ("airline", "general")
     assert Settings.from_env({"BERTDEMO_DATASETS": "airline"}).datasets == ("airline",)

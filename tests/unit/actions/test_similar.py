@@ -70,13 +70,16 @@ def test_label_the_similar_examples_in_one_batch_anyone_may_undo_their_own(own):
 
 
 def test_the_map_has_a_point_per_example_coloured_three_ways(acts):
+    index = acts.similar.index()
     for colour_by in ("label", "prediction", "disagreement"):
         view = acts.map.view(colour_by)
-        assert len(view.points) == len(acts.similar.index()) and view.version == "v1"
-        assert {p[2] for p in view.points} <= set(range(len(view.legend)))
+        assert view.drawn == view.total == len(index) and view.version == "v1"  # a small corpus: every point
+        assert sorted(view.ids.tolist()) == sorted(index.ids.tolist()) and view.density.total == 0
+        assert set(view.keys.tolist()) <= set(range(len(view.legend)))
+        assert view.counts == np.bincount(view.keys, minlength=len(view.legend)).tolist()
     by_label = acts.map.view("label")
     names = [n for n, _c in by_label.legend]
-    counts = np.bincount([p[2] for p in by_label.points], minlength=len(names))
+    counts = np.bincount(by_label.keys, minlength=len(names))
     stored = acts.labelling.table("any", limit=1000)["label"].value_counts()
     assert list(counts[:3]) == [stored[lab] for lab in names[:3]] and counts[3] == 0
     with pytest.raises(BadInput, match="Colour by"):
@@ -103,7 +106,7 @@ def test_a_box_or_lasso_on_the_map_selects_the_examples_inside(acts):
 
 def test_a_map_selection_becomes_the_persons_own_queue(own):
     view = own.map.view("label")
-    chosen = [p[3] for p in view.points[:4]]
+    chosen = [int(i) for i in view.ids[:4]]
     assert own.map.keep_selection(chosen, None) == 4
     item = own.labelling.next_item("selection", "", [], None)
     assert item.id in chosen and item.remaining == 4
