@@ -23,19 +23,29 @@ from bertdemo import auth, validate
 from bertdemo.actions.distribution import REVIEW_QUEUES, WorkDistribution
 from bertdemo.actions.notes import Notes
 from bertdemo.actions.quick_model import QuickModel
-from bertdemo.actions.ranked import MODEL_QUEUES, RANKED_QUEUES, Ranked, RankedQueues
+from bertdemo.actions.ranked import (
+    DEFAULT_ORDER,
+    MODEL_QUEUES,
+    RANKED_QUEUES,
+    Ranked,
+    RankedQueues,
+    StoredVectors,
+)
 from bertdemo.actions.suspicious import SuspiciousLabels
 from bertdemo.db import examples, versions
 from bertdemo.db.models import LabelEvent
 from bertdemo.errors import BadInput, Conflict, Forbidden, NotReady
+from bertdemo.model import vectors
 from bertdemo.services import Services
 from bertdemo.validate import choice, id_list, row_version, search_text
 
 QUEUES = {  # key -> what the person sees in the queue selector
     "unlabeled": "Unlabeled",
+    "informative": "Unlabeled, most informative first (breaking ties)",
     "disagree": "Model disagrees with the label",
     "uncertain": "Most uncertain (entropy)",
     "margin": "Breaking ties (smallest margin between the top two)",
+    "diverse": "Diverse uncertain (BADGE: uncertain and spread out)",
     "suspicious": "Suspicious labels (confident learning)",
     "recent": "Recently changed",
     "search": "Text search",
@@ -120,7 +130,8 @@ class Labelling:
         self.quick = quick or QuickModel(services)
         self.suspicious = suspicious or SuspiciousLabels(services)
         # the score-ranked queues, re-read when the version's scores (or the quick model's fit) change
-        self._ranked = RankedQueues(self.labels)
+        self._ranked = RankedQueues(self.labels, StoredVectors(
+            lambda vid: services.registry.folder(services.registry.get(vid)) / vectors.VECTORS_FILE))
         self._work = work
         self._notes = notes
         self._selection = selection
@@ -137,11 +148,15 @@ class Labelling:
 
     # ---------------------------------------------------------------- queues
     def default_queue(self) -> str:
-        """'unlabeled' while anything is unlabeled; else the model's disagreements (the bundled
-        data is fully labelled, so an empty first queue would greet every new visitor)."""
+        """While anything is unlabeled: the unlabelled examples, most informative first once a model
+        serves ('informative', the annotation simulation's winner), else 'unlabeled'; when all are
+        labelled, the model's disagreements (the bundled data is fully labelled, so an empty first
+        queue would greet every new visitor)."""
         with Session(self.engine) as s:
-            if examples.has_unlabeled(s) or self._version_id(s) is None:
+            if self._version_id(s) is None:
                 return "unlabeled"
+            if examples.has_unlabeled(s):
+                return "informative"
         return "disagree"
 
     def datasets(self) -> list[str]:
@@ -165,7 +180,7 @@ class Labelling:
         # with 2+ annotations per item, labelled but unfinished items come first in Unlabeled (to finish
         # them); read before the session below opens: a request holding one pooled connection while it
         # waits for a second one starves the pool when 20 people ask at once (SQLAlchemy's TimeoutError)
-        unfinished = self._work.unfinished() if queue == "unlabeled" else []
+        unfinished = self._work.unfinished() if queue in ("unlabeled", "informative") else []
         if queue == "suspicious":
             return self._suspicious(dataset)
         with Session(self.engine) as s:
@@ -175,10 +190,13 @@ class Labelling:
                                  "use 'Unlabeled' or 'Text search' until the first model is ready.")
             if queue == "selection":  # per person: next_item reads it (CorpusMap.selection)
                 return Ranked.of([])
-            if queue in RANKED_QUEUES:
-                ranked = self._ranked.get(s, queue, vid, dataset, self.quick.current(vid))
-                if queue != "unlabeled":
+            if queue in RANKED_QUEUES or queue == "informative":
+                quick = self.quick.current(vid)
+                ranked = self._ranked.get(s, "unlabeled" if queue == "informative" else queue, vid, dataset, quick)
+                if queue not in ("unlabeled", "informative"):
                     return ranked
+                if queue == "informative" and vid is not None:  # Unlabeled, by the default order's model
+                    ranked = self._ranked.unlabelled_by(self._ranked.get(s, DEFAULT_ORDER, vid, dataset, quick), ranked)
                 if dataset and unfinished:
                     of = examples.datasets_of(s, unfinished)
                     unfinished = [i for i in unfinished if of.get(i) == dataset]
@@ -203,7 +221,7 @@ class Labelling:
 
     def ranked_by(self, queue: str) -> str:
         """Which model ranked `queue` and when ("" for the queues no model ranks)."""
-        if queue not in (*MODEL_QUEUES, "suspicious"):
+        if queue not in (*MODEL_QUEUES, "suspicious", "informative"):
             return ""
         info = self.services.registry.active_version()
         if info is None:

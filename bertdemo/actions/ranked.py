@@ -1,6 +1,6 @@
-"""The ranked queues (Most uncertain, Breaking ties, Model disagrees, Unlabeled), kept in memory per
-(queue, active version, dataset, quick model fit) so `next_item` does not sort every stored score
-of the version, or read every unlabelled id, on every call.
+"""The ranked queues (Most uncertain, Breaking ties, Diverse uncertain, Model disagrees, Unlabeled),
+kept in memory per (queue, active version, dataset, quick model fit) so `next_item` does not sort
+every stored score of the version, or read every unlabelled id, on every call.
 
 Ranking ~27k stored scores in SQL took ~130 ms a call; with 20 people asking at once that was
 seconds of waiting (bench/README.md, bench_team). A version's model never changes, so its stored
@@ -14,7 +14,10 @@ Between two versions the quick model (actions/quick_model.py, a logistic regress
 few labels) ranks the model queues instead: its fit never changes once made, so its rankings are
 keyed by the fit and kept until the next one ("Model disagrees" is re-read after a label change).
 Breaking ties has no column of its own: a version's margins are computed from its stored
-probabilities in Python (model/strategies.py), once per version.
+probabilities in Python (model/strategies.py), once per version. Diverse uncertain (BADGE) also
+reads the version's sentence embeddings (`vectors_of`, loaded once per version file): its batch of
+the next 50 is picked once per fit or scores watermark (0.1-0.3 s over 27k), then kept like the others,
+so it is picked again when the quick model refits.
 The cache is derived data that any request may recompute, not per-user state; it is correct
 across app processes because every process checks the same watermark in the database.
 """
@@ -23,19 +26,27 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from bertdemo.db import examples, versions
-from bertdemo.model import strategies
+from bertdemo.model import strategies, vectors
+from bertdemo.model.vectors import VectorIndex
 from bertdemo.training.quick import QuickFit
 
-RANKED_QUEUES = ("uncertain", "margin", "disagree", "unlabeled")
-MODEL_QUEUES = ("uncertain", "margin", "disagree")  # ranked by a model: the version's scores or the quick model
+RANKED_QUEUES = ("uncertain", "margin", "diverse", "disagree", "unlabeled")
+# ranked by a model: the version's scores or the quick model
+MODEL_QUEUES = ("uncertain", "margin", "diverse", "disagree")
 STRATEGY = {"uncertain": "entropy", "margin": "margin"}
-MAX_ENTRIES = 16  # (queue, version, dataset) entries kept (~1.5 MB each for 27k ids): 4 queues x 3 datasets + 4
+# the order of the default queue while anything is unlabelled ("informative"): the winner of the
+# annotation simulation (bench/al_sim.py, bench/README.md): breaking ties by the fresh quick model beat
+# entropy, stale entropy and random, and tied BADGE on the larger setting at a fraction of its work
+DEFAULT_ORDER = "margin"
+MAX_ENTRIES = 20  # (queue, version, dataset) entries kept (~1.5 MB each for 27k ids): 5 queues x 3 datasets + 5
 
 
 @dataclass(frozen=True)
@@ -51,12 +62,38 @@ class Ranked:
         return cls(tuple(ids), frozenset(ids))
 
 
+class StoredVectors:
+    """`vectors_of` for RankedQueues: a version's stored sentence embeddings (`path_of(version id)`),
+    loaded once per version and file (~0.1 s for 27k), None while the file is not written."""
+
+    def __init__(self, path_of: Callable[[int], Path]) -> None:
+        self.path_of = path_of
+        self._cache: tuple[tuple, VectorIndex] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, version_id: int) -> VectorIndex | None:
+        path = self.path_of(version_id)
+        try:
+            key = (version_id, path.stat().st_mtime_ns)
+        except FileNotFoundError:
+            return None
+        with self._lock:
+            if self._cache is None or self._cache[0] != key:
+                self._cache = (key, vectors.load(path))
+            return self._cache[1]
+
+
 class RankedQueues:
     """Cache of the ranked queues, checked against the database's watermark on every read."""
 
-    def __init__(self, labels: tuple[str, ...] = ()) -> None:
+    def __init__(self, labels: tuple[str, ...] = (),
+                 vectors_of: Callable[[int], VectorIndex | None] | None = None) -> None:
         self.labels = labels  # the app's labels, in the order of a model's probabilities
+        # a version id's stored sentence embeddings, None before its re-scoring wrote them (the diverse
+        # queue then falls back to breaking ties)
+        self.vectors_of = vectors_of or (lambda _vid: None)
         self._entries: OrderedDict[tuple, tuple[tuple, Ranked]] = OrderedDict()
+        self._by: OrderedDict[tuple[int, int], tuple[Ranked, Ranked, Ranked]] = OrderedDict()  # unlabelled_by's
         self._lock = threading.Lock()  # one computation per key at a time: the others wait for its result
 
     def get(self, s: Session, queue: str, version_id: int | None, dataset: str = "",
@@ -82,10 +119,30 @@ class RankedQueues:
                 self._entries.popitem(last=False)
             return ranked
 
+    def unlabelled_by(self, order: Ranked, unlabelled: Ranked) -> Ranked:
+        """The Unlabeled queue's examples in a model queue's `order` (the simulation's winner: the
+        default queue while anything is unlabelled), those the model has not scored after them in
+        Unlabeled's own order. ~25 ms for 27k, so the result is kept while both cached rankings are
+        the same objects (a save gives Unlabeled a new one)."""
+        key = (id(order), id(unlabelled))
+        hit = self._by.get(key)
+        if hit is not None and hit[0] is order and hit[1] is unlabelled:
+            return hit[2]
+        ids = [i for i in order.ids if i in unlabelled.members]
+        ids += [i for i in unlabelled.ids if i not in order.members]
+        result = Ranked(tuple(ids), unlabelled.members)
+        with self._lock:
+            self._by[key] = (order, unlabelled, result)  # holding both: their ids cannot be reused meanwhile
+            while len(self._by) > 4:
+                self._by.popitem(last=False)
+        return result
+
     def _rank(self, s: Session, queue: str, version_id: int | None, dataset: str, quick: QuickFit | None
               ) -> list[int]:
         if quick is not None and queue == "disagree":
             return strategies.disagreements(quick.ids, quick.probs, self.labels, examples.current_labels(s, dataset))
+        if queue == "diverse":
+            return self._diverse(s, version_id, dataset, quick)
         if quick is not None:
             ids = quick.ranked(STRATEGY[queue])
             if dataset:
@@ -93,10 +150,31 @@ class RankedQueues:
                 ids = [i for i in ids if of.get(i) == dataset]
             return ids
         if queue == "margin":  # no column to sort by in SQL: the stored probabilities, ranked here
-            rows = versions.score_rows(s, version_id, dataset) if version_id is not None else []
-            probs = np.array([p for _i, p in rows], dtype=np.float64).reshape(len(rows), -1)
-            return strategies.rank([i for i, _p in rows], probs, "margin")
+            ids, probs = _stored_probs(s, version_id, dataset)
+            return strategies.rank(ids, probs, "margin")
         return examples.queue_ids(s, queue, version_id, dataset=dataset)
+
+    def _diverse(self, s: Session, version_id: int | None, dataset: str, quick: QuickFit | None) -> list[int]:
+        """The BADGE batch, then the rest by smallest margin, over the quick model's probabilities or
+        the version's stored ones; by margin alone while the version's embeddings are not written."""
+        if quick is not None:
+            ids, probs = np.asarray(quick.ids, dtype=np.int64), np.asarray(quick.probs)
+            if dataset:
+                of = examples.datasets_of(s, ids.tolist())
+                keep = np.array([of.get(int(i)) == dataset for i in ids], dtype=bool)
+                ids, probs = ids[keep], probs[keep]
+        else:
+            ids_list, probs = _stored_probs(s, version_id, dataset)
+            ids = np.asarray(ids_list, dtype=np.int64)
+        index = self.vectors_of(quick.version_id if quick is not None else version_id) \
+            if version_id is not None else None
+        rows = _rows_of(index, ids) if index is not None else None
+        if rows is None or not (rows >= 0).any():
+            return strategies.rank(ids, probs, "margin")
+        has = rows >= 0  # examples added since the re-scoring have no embedding: after the batch, by margin
+        batch = strategies.badge(ids[has], probs[has], index.vectors[rows[has]])
+        taken = set(batch)
+        return batch + [i for i in strategies.rank(ids, probs, "margin") if i not in taken]
 
     @staticmethod
     def _stamp(s: Session, queue: str, quick: QuickFit | None = None) -> tuple:
@@ -110,6 +188,20 @@ class RankedQueues:
             return examples.count_examples(s), examples.newest_event_id(s)
         count = examples.score_count(s)
         return (count, examples.newest_event_id(s)) if queue == "disagree" else (count,)
+
+
+def _stored_probs(s: Session, version_id: int | None, dataset: str) -> tuple[list[int], np.ndarray]:
+    """(ids, (N, C) probabilities) of the version's stored scores, by id."""
+    rows = versions.score_rows(s, version_id, dataset) if version_id is not None else []
+    if not rows:
+        return [], np.zeros((0, 1))
+    return [i for i, _p in rows], np.array([p for _i, p in rows], dtype=np.float64).reshape(len(rows), -1)
+
+
+def _rows_of(index: VectorIndex, ids: np.ndarray) -> np.ndarray:
+    """(N,) each id's row in `index`, -1 where it has none."""
+    row = {int(i): n for n, i in enumerate(index.ids)}
+    return np.array([row.get(int(i), -1) for i in ids], dtype=np.int64)
 
 
 def _labelled_since(s: Session, hit: tuple[tuple, Ranked], stamp: tuple) -> Ranked | None:

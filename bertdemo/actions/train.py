@@ -34,7 +34,8 @@ from bertdemo.validate import choice, flag, number, short
 from bertdemo.validate import text as typed_text
 
 MODES = ("full fine-tune", "frozen encoder (train the head only)")
-STARTS = ("base encoder", "active version")
+# the third: a quick retrain, from the active version on the labels changed since it plus a replay sample
+STARTS = ("base encoder", "active version", "active version, changed labels only (quick retrain)")
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,8 @@ class TrainingActions:
                        TrainConfig.limit("max_steps").high, whole=True)
         return TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length,
                            seed=seed, freeze_encoder=mode == MODES[1],
-                           init_from="active" if start_from == STARTS[1] else "base", max_steps=int(steps) or None)
+                           init_from="base" if start_from == STARTS[0] else "active",
+                           train_on="changed" if start_from == STARTS[2] else "all", max_steps=int(steps) or None)
 
     def start(self, config: TrainConfig, username: str | None, serve: bool = False) -> str:
         """Start a background run of `config` (TrainingActions.config_from_form builds it from the
@@ -98,9 +100,12 @@ class TrainingActions:
         the serving one and activates it below."""
         user = auth.require_role(self.services.engine, username, "admin")
         serve = flag(serve, "serve when trained")
+        quick = ""
+        if config.train_on == "changed":  # refused here, with the reason, rather than as a failed run
+            quick = f" ({self.services.jobs.training_inputs(config).trained_on})"
         run_id = self.services.jobs.start(config, user=user, activate=serve)  # Busy if one runs
         then = "it will serve as soon as it is trained" if serve else "activate it below when you are happy"
-        return f"Training run #{run_id} started; {then}."
+        return f"Training run #{run_id} started{quick}; {then}."
 
     def cancel(self, username: str | None) -> str:
         auth.require_role(self.services.engine, username, "admin")
@@ -287,7 +292,8 @@ def version_row(v: VersionInfo) -> list:
     settings = (f"{c.get('epochs')} ep, lr {c.get('learning_rate')}, bs {c.get('batch_size')}, "
                 f"len {c.get('max_length')}" + (", frozen" if c.get("freeze_encoder") else "")
                 + (f", max {c['max_steps']} steps" if c.get("max_steps") else "")
-                + (", from the active version" if c.get("init_from") == "active" else "")) if c else ""
+                + (", from the active version" if c.get("init_from") == "active" else "")
+                + (", changed labels + replay" if c.get("train_on") == "changed" else "")) if c else ""
     length = trained_for(v)
     if v.quick:  # a logistic regression head on the frozen encoder (training/quick_first.py): no steps
         settings, length = v.kind_text, f"{v.metrics.get('train_size', 0):,} tweets, logistic regression"
@@ -299,10 +305,12 @@ def version_row(v: VersionInfo) -> list:
 
 
 def trained_for(v: VersionInfo) -> str:
-    """The run's real length: '30 steps (0.04 epochs)'. A max_steps run stops before its configured
-    epochs. Versions saved before the length was stored get it from their settings and training
-    set size, as the loop counts it (training/loop.py); '' when neither is known."""
+    """The run's real length: '30 steps (0.04 epochs)', and what a quick retrain trained on ('66 steps
+    (1.00 epochs) · quick retrain from v2: 280 changed labels + 2,000 replay rows'). A max_steps run
+    stops before its configured epochs. Versions saved before the length was stored get it from their
+    settings and training set size, as the loop counts it (training/loop.py); '' when neither is known."""
     m, c = v.metrics, v.train_config
+    on = f" · {m['trained_on']}" if m.get("trained_on") else ""
     steps, epochs = m.get("steps"), m.get("epochs_trained")
     if steps is None:
         try:
@@ -310,9 +318,9 @@ def trained_for(v: VersionInfo) -> str:
             steps = max(1, round(float(c["epochs"]) * per_epoch))
             steps = min(steps, int(c["max_steps"])) if c.get("max_steps") else steps
         except (KeyError, TypeError, ValueError, ZeroDivisionError):
-            return ""
+            return on.removeprefix(" · ")
         epochs = steps / per_epoch
-    return f"{steps:,} steps ({epochs:.2f} epochs)"
+    return f"{steps:,} steps ({epochs:.2f} epochs){on}"
 
 
 def phase_dict(p: Phase) -> dict:

@@ -13,7 +13,7 @@ from dataclasses import replace
 from bertdemo.config import Settings
 from bertdemo.services import Services
 from bertdemo.training.accelerator import device_setting, launch_state
-from bertdemo.training.config import PRECISIONS, STARTS, TrainConfig, TrainingError
+from bertdemo.training.config import PRECISIONS, STARTS, TRAIN_SETS, TrainConfig, TrainingError
 from bertdemo.training.loop import fit, start_model
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--freeze-encoder", action="store_true", help="train only the classification head")
     p.add_argument("--init-from", choices=STARTS, default=d.init_from,
                    help="base: the pre-trained encoder with a new head; active: continue from the serving version")
+    p.add_argument("--train-on", choices=TRAIN_SETS, default=d.train_on,
+                   help="all: every label; changed: a quick retrain on the labels changed since the active version "
+                        "+ a replay sample (BERTDEMO_QUICK_RETRAIN_REPLAY; needs --init-from active)")
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="auto = bf16 autocast where the hardware supports it")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
@@ -66,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              max_length=args.max_length, seed=args.seed, freeze_encoder=args.freeze_encoder,
                              precision=args.precision, val_fraction=args.val_fraction, max_steps=args.max_steps,
                              init_from=args.init_from, general_weight=args.general_weight,
-                             logit_adjustment=args.logit_adjustment)
+                             logit_adjustment=args.logit_adjustment, train_on=args.train_on)
     except ValueError as exc:
         build_parser().error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

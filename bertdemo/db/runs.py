@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from bertdemo.db.models import TrainingRun, now
+from bertdemo.db.models import ModelVersion, TrainingRun, now
 from bertdemo.db.versions import version_of_run
 from bertdemo.errors import NotFound
 
@@ -133,3 +133,12 @@ def latest_record(s: Session) -> RunRecord | None:
 def unfinished_runs(s: Session) -> list[TrainingRun]:
     """Runs still marked queued or running (at start: left so by a process that died)."""
     return list(s.scalars(select(TrainingRun).where(TrainingRun.status.in_(OPEN))))
+
+
+def base_model_of(s: Session, version_id: int) -> str:
+    """The base encoder version `version_id` was fine-tuned from (a quick retrain from it must use the
+    same one); NotFound for an unknown id."""
+    base = s.scalar(select(ModelVersion.base_model).where(ModelVersion.id == version_id))
+    if base is None:
+        raise NotFound(f"No model version with id {version_id}.")
+    return base

@@ -50,7 +50,7 @@ def run_paths(clf: Classifier, folder: Path, tests: Sequence[BehaviourTest],
     if f is None:
         why = int8.missing_runtime() or "no int8 graph was built for this version (it is built when it first serves)"
         return runs, f"The int8 path was not run: {why}."
-    clf.use_graph(graph if getattr(graph, "path", None) == f else int8.Int8Scorer(f, clf.max_threads))
+    clf.use_graph(graph if getattr(graph, "path", None) == f else int8.open_scorer(f.parent, clf.max_threads))
     runs.append(PathRun(INT8, "int8 (OpenVINO)", tuple(run_suite(tests, clf.predict_proba, labels))))
     return runs, ""
 

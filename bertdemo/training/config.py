@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 
-from bertdemo.errors import UserError
+from bertdemo.errors import BadInput, UserError
 from bertdemo.validate import choice, number, range_text
 
 
@@ -43,6 +43,8 @@ def _opt(default: object, low: float, high: float, label: str, *, whole: bool = 
 
 PRECISIONS = ("auto", "fp32", "bf16")
 STARTS = ("base", "active")  # base: the pre-trained encoder + a new head | active: the serving version
+TRAIN_SETS = ("all", "changed")  # all: every labelled example | changed: a quick retrain from the active version,
+# on the labels changed since it was trained plus a replay sample of the rest (training/quick_retrain.py)
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class TrainConfig:
     max_steps: int | None = _opt(None, 1, 10_000_000, "Max steps", whole=True)  # stop after this many optimizer
     # steps (tests, smoke runs); None = no limit
     init_from: str = "base"  # see STARTS
+    train_on: str = "all"  # see TRAIN_SETS; "changed" needs init_from "active"
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -105,6 +108,10 @@ class TrainConfig:
             object.__setattr__(self, f.name, int(x) if limit.whole else x)
         choice(self.precision, "precision", PRECISIONS)
         choice(self.init_from, "init_from", STARTS)
+        choice(self.train_on, "train_on", TRAIN_SETS)
+        if self.train_on == "changed" and self.init_from != "active":
+            raise BadInput("A quick retrain (train_on 'changed') starts from the active version: set init_from to "
+                           f"'active', not {self.init_from!r}.")
         choice(self.pooling, "pooling", ("cls", "mean"))
 
     @property
@@ -180,6 +187,8 @@ class FitResult:
     per_dataset: dict = field(default_factory=dict)  # dataset -> {"macro_f1", "accuracy", "n"}
     ece: float | None = None  # expected calibration error
     reliability: list = field(default_factory=list)  # per confidence bin: n, mean confidence, accuracy
+    trained_on: str = ""  # what the run trained on when not every label: "quick retrain from v2: 280 changed
+    # labels + 2,000 replay rows" (training/quick_retrain.py); "" for every labelled example
 
     def metrics(self) -> dict:
         d = asdict(self)

@@ -12,10 +12,11 @@ from sqlalchemy.orm import Session
 
 from bertdemo.config import Settings
 from bertdemo.datasets import stratified_split
-from bertdemo.db import examples
+from bertdemo.db import examples, runs
 from bertdemo.db.decisions import awaiting_adjudication
 from bertdemo.training.config import TrainConfig, TrainingData, TrainingError
 from bertdemo.training.loop import check_labels
+from bertdemo.training.quick_retrain import read_trained_labels, read_validation_texts, select
 from bertdemo.training.registry import Registry
 from bertdemo.training.weights import example_weights
 
@@ -34,6 +35,7 @@ class TrainingInputs:
     awaiting: int = 0  # labelled items left out: their annotators disagree and no admin decided yet
     val_datasets: tuple[str | None, ...] = ()  # the dataset of each validation example, in split order
     train_datasets: tuple[str | None, ...] = ()  # the dataset of each training example, in split order
+    trained_on: str = ""  # a quick retrain's "quick retrain from v2: K changed labels + R replay rows"; "": all
 
     def validation_rows(self, labels: tuple[str, ...]) -> list[tuple[str, str]]:
         """The validation split as (text, label name) rows (saved beside the version)."""
@@ -43,6 +45,8 @@ class TrainingInputs:
 def read_inputs(settings: Settings, engine: Engine, registry: Registry, config: TrainConfig) -> TrainingInputs:
     """Read and check what a run with `config` trains on (TrainingError saying what to do when it
     cannot run: too few labels, a class without examples, no active version to start from)."""
+    if config.train_on == "changed":
+        return quick_inputs(settings, engine, registry, config)
     labels = settings.labels
     with Session(engine) as s:
         snapshot = examples.labeled_examples(s)
@@ -75,3 +79,50 @@ def read_inputs(settings: Settings, engine: Engine, registry: Registry, config: 
     data = TrainingData([texts[i] for i in tr], y[tr], [texts[i] for i in va], y[va], weights)
     return TrainingInputs(snapshot, data, source, start_name, before - len(snapshot), tuple(groups[i] for i in va),
                           tuple(groups[i] for i in tr))
+
+
+def quick_inputs(settings: Settings, engine: Engine, registry: Registry, config: TrainConfig) -> TrainingInputs:
+    """A quick retrain's inputs (training/quick_retrain.py): from the active version, on the labels changed
+    since it was trained plus a replay sample, validated on its validation split with today's labels.
+    TrainingError when there is no active version, it is a quick first version or was fine-tuned from
+    another base encoder, or no label changed since it was trained."""
+    active = registry.active_version()
+    if active is None:
+        raise TrainingError("A quick retrain starts from the active version; there is none yet. "
+                            "Train from the base encoder first.")
+    if active.quick:
+        raise TrainingError(f"The active version {active.name} is a quick first version (a frozen encoder and a "
+                            "logistic regression), not a fine-tuned one: a quick retrain needs a fine-tuned version "
+                            "to start from. Train on every label first.")
+    folder = registry.folder(active)
+    trained, val_texts = read_trained_labels(folder, active.name), read_validation_texts(folder, active.name)
+    with Session(engine) as s:
+        base = runs.base_model_of(s, active.id)
+        contested = set(awaiting_adjudication(s))
+        labelled = examples.labeled_examples(s)
+        snapshot = [row for row in labelled if row[0] not in contested]  # as read_inputs: a final label only
+        ids = [row[0] for row in snapshot]
+        dataset_of = examples.datasets_of(s, ids)
+        confidence = examples.label_confidences(s, ids) if config.confidence_weighted else {}
+        val_ids = [found[0] for found in examples.review_rows(s, val_texts).values()]
+    if base != settings.model_source:
+        raise TrainingError(f"The active version {active.name} was fine-tuned from another base encoder ({base}) "
+                            f"than the one configured now ({settings.model_source}): a quick retrain would mix "
+                            "them. Train from the base encoder instead.")
+    current = {i: lab for i, _t, lab in snapshot}
+    text_of = {i: t for i, t, _l in snapshot}
+    strata = {i: f"{dataset_of.get(i)}|{lab}" for i, lab in current.items()}
+    pick = select(active.name, current, trained, val_ids, strata, settings.quick_retrain_replay, config.seed)
+    labels = settings.labels
+    tr, va = pick.training_ids(), list(pick.validation)
+    y_tr = np.array([labels.index(current[i]) for i in tr])
+    check_labels(y_tr, labels, min_per_class=1)
+    weights = None
+    if confidence or config.general_weight != 1.0:
+        weights = example_weights([confidence.get(i) for i in tr], [dataset_of.get(i) for i in tr], y_tr,
+                                  config.general_weight, config.keep_class_shares)
+    data = TrainingData([text_of[i] for i in tr], y_tr, [text_of[i] for i in va],
+                        np.array([labels.index(current[i]) for i in va]), weights)
+    return TrainingInputs(snapshot, data, str(folder), active.name, len(labelled) - len(snapshot),
+                          tuple(dataset_of.get(i) for i in va),
+                          tuple(dataset_of.get(i) for i in tr), pick.line())

@@ -140,6 +140,9 @@ class Registry:
         call it off the request path; `report` follows its steps, and an abandoned `ticket` stops it
         (Abandoned) before it attaches anything."""
         folder, labels = self.folder(info), self.settings.labels
+        if info.quick and self.settings.serving == "auto":
+            self.serving[info.id] = state = serving.quick_version(clf)
+            return state
         watch = serving.Watch(report, ticket or Ticket(info.name), int8_behaviour(self.engine, info.id, labels))
         state = serving.build(clf, folder, self.settings.serving,
                               lambda: serving.gate_set(self.engine, folder, info.name, labels), watch)

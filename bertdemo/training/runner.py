@@ -212,8 +212,10 @@ class JobRunner:
         data = inputs.data
         proba = self._counted(clf.predict_proba, Phase("evaluating", 0, len(data.val_texts), "examples"))
         ev = evaluate(proba(data.val_texts), data.val_labels, inputs.val_datasets, self.settings.labels)
+        trained_on = f"Trained on: {inputs.trained_on}.\n" if inputs.trained_on else ""  # a quick retrain's set
         return replace(result, per_dataset=ev.per_dataset, ece=ev.ece, reliability=ev.reliability,
-                       report=result.report.rstrip() + "\n\n" + ev.lines() + "\n" + recipe_line(config) + "\n")
+                       trained_on=inputs.trained_on, report=result.report.rstrip() + "\n\n" + ev.lines() + "\n"
+                       + recipe_line(config) + "\n" + trained_on)
 
     def _counted(self, proba, phase: Phase):
         """`proba` (a predict_proba) scoring in chunks of CHUNK that advance `phase` in the run's

@@ -68,6 +68,15 @@ def _torch(clf: Classifier, why: str, gate: int8.Gate | None = None, pending: bo
     return Serving(clf.serving_path, f"PyTorch {clf.serving_path}: {why}", gate, pending)
 
 
+def quick_version(clf: Classifier) -> Serving:
+    """The Serving of a quick first version (training/quick_first.py): PyTorch, no int8 build. Its
+    logistic-regression head's weights are ~300x the fine-tuned head's, so int8's small encoder
+    errors become 1-2 logits: 97.1% agreement unguarded, and the fitted guard re-scores ~47% of
+    texts in fp32 (slower than bf16; bench/README.md, 2026-12-04). Building it would cost ~50 s of
+    CPU beside the first fine-tune, for a version that serves a few minutes."""
+    return _torch(clf, "a quick first version (its int8 graph cannot win; the fine-tune replaces it).")
+
+
 def _pytorch_only(clf: Classifier, mode: str) -> Serving | None:
     """PyTorch's Serving when `mode`, the device or the runtime rule the int8 path out; else None."""
     if mode in ("bf16", "fp32"):
@@ -108,7 +117,7 @@ def _decide(clf: Classifier, d: Path, mode: str, gate: int8.Gate, scorer: int8.I
     failed = gate.extra.get("behaviour_failed")
     if _may_serve(gate, mode):
         if getattr(clf.graph, "path", None) != d / int8.INT8_FILE:  # attached already: not compiled twice
-            clf.use_graph(scorer or int8.Int8Scorer(d / int8.INT8_FILE, clf.max_threads))
+            clf.use_graph(scorer or int8.Int8Scorer(d / int8.INT8_FILE, clf.max_threads, gate.margin_guard))
         ok = gate.passed and not failed
         note = "int8 (OpenVINO). " + gate.summary() + (f"; must-pass behaviour tests fail on it: {failed}" if failed
                                                        else "") + ("." if ok else "; served anyway (BERTDEMO_SERVING=int8).")
@@ -180,7 +189,7 @@ def build(clf: Classifier, folder: Path, mode: str, gate_set: GateSet, watch: Wa
         w.ticket.check()
         w.report(Phase("behaviour"))
         attached = clf.graph if getattr(clf.graph, "path", None) == d / int8.INT8_FILE else None
-        scorer = scorer or attached or int8.Int8Scorer(d / int8.INT8_FILE, clf.max_threads)
+        scorer = scorer or attached or int8.Int8Scorer(d / int8.INT8_FILE, clf.max_threads, gate.margin_guard)
         failed = w.behaviour(lambda texts: _softmax(clf.logits(texts, batch_size=64, path=scorer)))
         gate = replace(gate, extra={k: v for k, v in gate.extra.items() if k != "behaviour_failed"}
                        | ({"behaviour_failed": failed} if failed else {}))
@@ -219,7 +228,7 @@ def _export_and_gate(clf: Classifier, folder: Path, gate_set: GateSet, w: Watch
     # stays free for people's predictions
     own = Classifier.load(folder, clf.labels, clf.device.type, clf.max_length, name=clf.name)
     own.use_amp(clf.amp_dtype)
-    gate = int8.timed_gate(_Stoppable(own, w.ticket), scorer, texts, y, on)
+    gate = int8.timed_gate(_Stoppable(own, w.ticket), scorer, texts, y, on)  # fits and sets scorer's guard
     gate = replace(gate, extra=gate.extra | {"export_s": round(exported, 1), "calibration_texts": len(calibration)})
     gate.save(d / int8.GATE_FILE)
     w.report(phase.advanced(3))

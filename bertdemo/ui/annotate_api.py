@@ -17,9 +17,9 @@ class LabellingApi:
     @guarded
     def next_item(self, queue: str = "unlabeled", search: str = "", exclude: list[int] | None = None,
                   dataset: str = "all", request: gr.Request = None) -> dict | None:  # type: ignore[assignment]
-        """The next example of a queue (unlabeled, disagree, uncertain, margin, suspicious, recent, search,
-        selection) among the examples of `dataset` (all, airline, general, import), skipping the ids
-        in `exclude`; None when the queue is done."""
+        """The next example of a queue (unlabeled, informative, disagree, uncertain, margin, diverse,
+        suspicious, recent, search, selection) among the examples of `dataset` (all, airline, general,
+        import), skipping the ids in `exclude`; None when the queue is done."""
         item = self.labelling.next_item(queue, search, exclude, user_of(request), dataset)
         return item.as_api() if item else None
 

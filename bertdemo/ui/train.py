@@ -170,7 +170,10 @@ def options_panel(actions: TrainingActions) -> None:
             "seed": api_number(d.seed, label="Seed", precision=0, minimum=lim("seed").low, maximum=lim("seed").high,
                                elem_id="train-seed"),
             "mode": gr.Radio(list(MODES), value=MODES[0], label="What to train", elem_id="train-mode"),
-            "start_from": gr.Radio(list(STARTS), value=STARTS[0], label="Start from", elem_id="train-from"),
+            "start_from": gr.Radio(list(STARTS), value=STARTS[0], label="Start from", elem_id="train-from",
+                                   info="A quick retrain trains the active version on the labels changed since it "
+                                        "was trained plus a replay sample of the rest (about a minute), validated "
+                                        "on its validation split; its report says what it trained on."),
             "max_steps": api_number(0, label="Max steps (0 = no limit; for quick trials)", precision=0, minimum=0,
                                     maximum=lim("max_steps").high, elem_id="train-maxsteps"),
             "serve_when_trained": gr.Checkbox(False, label="Serve the new version as soon as it is trained",

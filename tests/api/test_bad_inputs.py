@@ -58,10 +58,10 @@ def ids(entries: list[dict]) -> list[str]:
 
 # ---------------------------------------------------------------------------- the app
 @pytest.fixture(scope="module")
-def app(tmp_path_factory, tiny_csv, app_launcher) -> Iterator[tuple[str, Path]]:
-    """app.py on its own data dir (a first start: the 240-tweet sample and a tiny version 1),
-    so the fingerprints see only this module's calls; yields (url, data dir)."""
-    data_dir = tmp_path_factory.mktemp("bad-inputs") / "runtime"
+def app(tmp_path_factory, tiny_csv, app_launcher, copy_first_start) -> Iterator[tuple[str, Path]]:
+    """app.py on its own data dir (a copy of the first start: the 240-tweet sample and a tiny
+    version 1), so the fingerprints see only this module's calls; yields (url, data dir)."""
+    data_dir = copy_first_start(tmp_path_factory.mktemp("bad-inputs") / "runtime")
 
     def ready(url: str) -> bool:  # version 1 serves and its run is recorded: nothing runs any more
         c = Client(url, verbose=False)
@@ -379,8 +379,9 @@ ARGUMENT_CASES = [
     ("/export_csv", [], None),
     ("/agreement", [], None),  # single-user mode: the local user is an admin
     ("/training_status", [], None),
-    ("/next_item", ["bogus", "", []], ("The queue must be one of ['unlabeled', 'disagree', 'uncertain', "
-                                       "'margin', 'suspicious', 'recent', 'search', 'selection'], got 'bogus'")),
+    ("/next_item", ["bogus", "", []], ("The queue must be one of ['unlabeled', 'informative', 'disagree', "
+                                       "'uncertain', 'margin', 'diverse', 'suspicious', 'recent', 'search', "
+                                       "'selection'], got 'bogus'")),
     ("/next_item", ["selection", "", []], None),  # no map selection yet: an empty queue
     ("/next_item", ["unlabeled", "", [], "sports"], "The dataset must be one of ['all', 'airline'"),
     ("/next_item", ["unlabeled", "", [], 5], "The dataset must be one of"),

@@ -250,9 +250,16 @@ def test_suspicious_queue_finds_flipped_labels_out_of_sample(services, acts):
 
 def test_default_queue_is_unlabeled_until_everything_is_labelled(services, acts):
     ids = seed(services, [("a", "negative"), ("b", None)], [[0.9, 0.05, 0.05], [0.2, 0.2, 0.6]])
-    assert acts.default_queue() == "unlabeled"
+    # a model serves: the unlabelled ones, breaking ties first (bench/al_sim.py's winner)
+    assert acts.default_queue() == "informative"
+    assert acts.queue_ids("informative") == [ids[1]]
     acts.save_label(ids[1], "neutral", 0, None)
     assert acts.default_queue() == "disagree"
+
+
+def test_default_queue_is_unlabeled_before_any_model(services, acts):
+    seed(services, [("a", "negative"), ("b", None)])
+    assert acts.default_queue() == "unlabeled"
 
 
 @pytest.mark.parametrize("bad_id, message", [

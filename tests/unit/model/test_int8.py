@@ -1,6 +1,6 @@
-"""The int8 graph (model/int8.py): the gate's arithmetic, and an export of the packaged encoder
-that scores like the PyTorch model, hands texts under its margin guard to fp32, and does not
-depend on the batch a text is in."""
+"""The int8 graph (model/int8.py): the gate's arithmetic, the margin guard fitted per version,
+and an export of the packaged encoder that scores like the PyTorch model, hands texts under its
+margin guard to fp32, and does not depend on the batch a text is in."""
 
 from __future__ import annotations
 
@@ -42,6 +42,43 @@ def test_the_gate_fails_on_an_f1_change_alone_and_reads_back(tmp_path):
     assert int8.Gate(**{**g.__dict__, "f1_int8": g.f1_fp32}).passed  # same F1, 99.9% agreement
 
 
+def test_the_guard_is_fitted_on_the_largest_overstated_lead_and_covers_every_flip():
+    ref = np.array([[1.0, 0.9, 0.0],   # int8 flips it to neutral: lead 0.15 for one of -0.1 (overstated 0.25)
+                    [2.0, 0.0, 0.0],   # int8 understates a clear lead: nothing overstated
+                    [0.0, 0.5, 0.45],  # int8 keeps neutral with lead 0.12 for 0.05 (overstated 0.07)
+                    [0.0, 3.0, 0.0]], dtype=np.float32)
+    q = np.array([[0.9, 1.05, 0.0], [1.8, 0.1, 0.0], [0.0, 0.5, 0.38], [0.0, 3.0, 0.0]], dtype=np.float32)
+    np.testing.assert_allclose(int8.overstatement(ref, q), [0.25, 0.0, 0.07, 0.0], atol=1e-6)
+    np.testing.assert_allclose(int8.top_two_gap(q), [0.15, 1.7, 0.12, 3.0], atol=1e-6)
+    guard = int8.fit_guard(ref, q)
+    assert guard == pytest.approx(int8.GUARD_SAFETY * 0.25, abs=1e-4)
+    served = int8.guarded(ref, q, guard)  # rows 0 and 2 (gaps 0.15, 0.12) take fp32's logits
+    np.testing.assert_array_equal(served[[0, 2]], ref[[0, 2]])
+    np.testing.assert_array_equal(served[[1, 3]], q[[1, 3]])
+    assert (served.argmax(1) == ref.argmax(1)).all() and not (q.argmax(1) == ref.argmax(1)).all()
+    # scale-free: a version with ten times the logits, and ten times the errors, gets ten times the guard
+    assert int8.fit_guard(10 * ref, 10 * q) == pytest.approx(10 * guard, rel=1e-3)
+    assert int8.fit_guard(ref[:0], q[:0]) == int8.MARGIN_GUARD
+
+
+def test_the_gate_refuses_a_path_whose_flips_the_guard_fitted_elsewhere_misses():
+    """Cross-fitting: each half is guarded by the other half's guard, so one outlying flip (the
+    in-sample guard would cover it) still counts; 1 flip in 100 is under the 99.5% bar."""
+    rng = np.random.default_rng(0)
+    ref = rng.normal(0, 2, (100, 3)).astype(np.float32)
+    q = ref + rng.normal(0, 0.01, ref.shape).astype(np.float32)
+    top, second = np.argsort(ref[6])[-1], np.argsort(ref[6])[-2]
+    q[6, second] = ref[6, top] + 2.0  # text 6 (an even row) flips with a 2-logit int8 lead
+    y = ref.argmax(1)
+    in_sample = int8.guarded(ref, q, int8.fit_guard(ref, q))
+    assert int8.gate(ref, in_sample, y, LABELS, "100 texts").agreement == 1.0
+    g = int8.gate(ref, int8.cross_fitted(ref, q), y, LABELS, "100 texts")
+    assert g.agreement == 0.99 and not g.passed
+    # errors alike in both halves: the other half's guard covers every flip
+    q_small = ref + rng.normal(0, 0.05, ref.shape).astype(np.float32)
+    assert int8.gate(ref, int8.cross_fitted(ref, q_small), y, LABELS, "100 texts").agreement == 1.0
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, base_clf):
     """The packaged encoder with its fresh head, saved and exported."""
@@ -69,16 +106,41 @@ def test_the_int8_graph_scores_like_the_fp32_model(exported, base_clf):
     _, q_vec = base_clf._forward(TEXTS, 64, embed=True, path=scorer)
     assert np.all((ref_vec * q_vec).sum(1) > 0.97)  # the sentence embeddings re-scoring stores (cosine)
     # the gate on the packaged model: its figures are those of the two sets of logits
-    g = int8.timed_gate(base_clf, bare, TEXTS, [0, 2, 1, 0, 1, 2, 1, 0], "eight tweets")
+    g = int8.timed_gate(base_clf, bare, TEXTS, [0, 2, 1, 0, 1, 2, 1, 0], "eight tweets", guard=0.0)
     assert g.agreement == float((q.argmax(1) == ref.argmax(1)).mean()) and g.n == 8
     assert g.extra["int8_per_s"] > 0 and g.extra["torch_per_s"] > 0 and g.extra["guarded_share"] == 0
-    guarded = int8.timed_gate(base_clf, scorer, TEXTS, [0, 2, 1, 0, 1, 2, 1, 0], "eight tweets")
+    guarded = int8.timed_gate(base_clf, scorer, TEXTS, [0, 2, 1, 0, 1, 2, 1, 0], "eight tweets", guard=1e9)
     assert guarded.agreement == 1.0 and guarded.extra["guarded_share"] == 1.0 and guarded.passed
+    # the app's gate: the guard fitted on these texts, set on the scorer, covering every raw flip
+    fitted = int8.timed_gate(base_clf, bare, TEXTS, [0, 2, 1, 0, 1, 2, 1, 0], "eight tweets")
+    assert bare.margin_guard == fitted.margin_guard == int8.fit_guard(ref, q) > 0
+    flips = q.argmax(1) != ref.argmax(1)
+    assert fitted.extra["flips"] == flips.sum() and (int8.top_two_gap(q)[flips] < bare.margin_guard).all()
+    assert fitted.extra["guarded_share"] == pytest.approx((int8.top_two_gap(q) < bare.margin_guard).mean(), abs=1e-4)
+    assert "fitted on this set" in fitted.summary()
 
 
 def test_a_texts_scores_do_not_depend_on_its_batch(exported, base_clf):
-    """Static activation scales: alone, or padded in a batch with longer texts, the same logits."""
+    """Static activation scales: alone, or padded in a batch with longer texts, the same logits;
+    and under a guard, the same texts re-scored in fp32 (a text's gap is its own)."""
     scorer = int8.Int8Scorer(exported / int8.FOLDER / int8.INT8_FILE, threads=1, margin_guard=0)
     alone = np.concatenate([base_clf.logits([t], path=scorer) for t in TEXTS])
     together = base_clf.logits(TEXTS, path=scorer)
     np.testing.assert_allclose(alone, together, atol=1e-4)
+    scorer.margin_guard = float(np.median(int8.top_two_gap(together)))  # about half the texts under it
+    alone = np.concatenate([base_clf.logits([t], path=scorer) for t in TEXTS])
+    rescored_alone, scorer.rescored = scorer.rescored, 0
+    np.testing.assert_allclose(base_clf.logits(TEXTS, path=scorer), alone, atol=1e-4)
+    assert scorer.rescored == rescored_alone == (int8.top_two_gap(together) < scorer.margin_guard).sum() > 0
+
+
+def test_a_version_opens_with_the_guard_its_gate_fitted(exported):
+    d = exported / int8.FOLDER
+    assert int8.open_scorer(d, threads=1).margin_guard == int8.MARGIN_GUARD  # no gate yet
+    gate = int8.Gate(agreement=1.0, f1_fp32={"negative": 1.0}, f1_int8={"negative": 1.0}, n=8, on="x",
+                     extra={"margin_guard": 0.123})
+    gate.save(d / int8.GATE_FILE)
+    try:
+        assert int8.open_scorer(d, threads=1).margin_guard == gate.margin_guard == 0.123
+    finally:
+        (d / int8.GATE_FILE).unlink()

@@ -265,7 +265,8 @@ def test_cli_help_lists_the_options(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     for flag in ("--epochs", "--learning-rate", "--batch-size", "--max-length", "--seed", "--freeze-encoder",
-                 "--init-from", "--max-steps", "--no-activate", "--general-weight", "--logit-adjustment"):
+                 "--init-from", "--max-steps", "--no-activate", "--general-weight", "--logit-adjustment",
+                 "--train-on"):
         assert flag in out
 
 
@@ -276,6 +277,9 @@ def test_cli_rejects_bad_values(capsys):
     with pytest.raises(SystemExit) as exc:
         train_cli.main(["--general-weight", "2"])
     assert exc.value.code == 2 and "General tweets' weight (general_weight) must be" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # a quick retrain continues the active version
+        train_cli.main(["--train-on", "changed"])
+    assert exc.value.code == 2 and "starts from the active version" in capsys.readouterr().err
 
 
 def test_cli_trains_and_registers_a_version(tmp_path, tiny_csv, monkeypatch):

@@ -94,6 +94,12 @@ def test_a_first_start_serves_the_quick_version_until_the_fine_tune_replaces_it(
     services.start()  # a fine-tuned version exists: a restart trains nothing
     assert services.jobs.status().run_id == 1 and not services.jobs.status().running
     services.engine.dispose()
+    # with the int8 path on (BERTDEMO_SERVING=auto) a quick version serves on PyTorch: no graph built
+    auto = Services.create(settings.with_(serving="auto", bootstrap=False))
+    state = auto.registry.prepare_serving(quick, auto.registry.load(quick, int8_now=False))
+    assert not state.pending and state.gate is None and "a quick first version" in state.note
+    assert not (auto.registry.folder(quick) / "int8").exists()
+    auto.engine.dispose()
 
 
 def test_a_start_after_a_quick_version_alone_fine_tunes_without_another_quick_one(settings, monkeypatch):
