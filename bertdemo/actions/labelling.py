@@ -188,6 +188,11 @@ class Labelling:
             if queue in MODEL_QUEUES and vid is None:
                 raise NotReady("No model version is active yet, so this queue has no scores; "
                                  "use 'Unlabeled' or 'Text search' until the first model is ready.")
+            if queue in MODEL_QUEUES and self.quick.current(vid) is None and not versions.has_scores(s, vid):
+                # not "done": the version began serving and its re-scoring has not written a score yet
+                raise NotReady(f"{versions.get_version(s, vid).name} serves, but its scores are still being "
+                               "written (re-scoring, about a minute per 27k examples), so this queue has nothing to "
+                               "rank yet; use 'Unlabeled' or 'Text search' meanwhile, or try again shortly.")
             if queue == "selection":  # per person: next_item reads it (CorpusMap.selection)
                 return Ranked.of([])
             if queue in RANKED_QUEUES or queue == "informative":

@@ -30,6 +30,18 @@ def _versions(data_dir: Path) -> dict[str, dict]:
     return out
 
 
+def _scored(data_dir: Path, name: str) -> bool:
+    """True once version `name` has every example's stored score (its re-scoring ended)."""
+    con = sqlite3.connect(f"file:{data_dir / 'bertdemo.sqlite3'}?mode=ro", uri=True, timeout=30)
+    try:
+        [(scored, total)] = con.execute(
+            "SELECT (SELECT COUNT(*) FROM scores JOIN model_versions v ON v.id = scores.version_id WHERE v.name = ?),"
+            " (SELECT COUNT(*) FROM examples)", (name,)).fetchall()
+    finally:
+        con.close()
+    return scored == total > 0
+
+
 @pytest.fixture(scope="module")
 def quick_app(tmp_path_factory, tiny_csv, app_launcher) -> Iterator[tuple[str, Path, dict]]:
     from gradio_client import Client
@@ -93,6 +105,7 @@ def test_the_queue_says_which_model_ranked_it_and_changes_after_n_labels(quick_a
 
     url, data_dir, _first = quick_app
     wait_for(lambda: _versions(data_dir).get("v2", {}).get("active"), 240, 2, "the fine-tuned v2 to serve")
+    wait_for(lambda: _scored(data_dir, "v2"), 120, 1, "v2's re-scoring")  # before it, the queue says it waits
     ctx = browser.new_context(viewport={"width": 1300, "height": 1400})
     pg = ctx.new_page()
     try:
@@ -103,8 +116,7 @@ def test_the_queue_says_which_model_ranked_it_and_changes_after_n_labels(quick_a
         pg.wait_for_function("document.querySelector('#annot-progress')?.innerText.trim().length > 0", timeout=60_000)
         pg.locator("#annot-queue input").click()
         pg.get_by_role("option", name="Most uncertain (entropy)").click()
-        # v2's scores are written after it serves (re-scoring): the line names them once they are there
-        expect(progress).to_contain_text("ranked by v2's stored scores", timeout=120_000)
+        expect(progress).to_contain_text("ranked by v2's stored scores", timeout=30_000)
         expect(progress).to_contain_text("re-ranks after 3 more labels")
         for n, key in enumerate("123", start=1):
             pg.locator("#annot-progress").click()  # focus on the page, so the key reaches its shortcuts

@@ -118,6 +118,21 @@ def test_a_new_version_serves_its_own_scores_not_the_old_quick_fit(line, tmp_pat
     assert acts.next_item("uncertain", "", [], "ann").ranked_by.startswith("ranked by v2's stored scores")
 
 
+def test_a_version_still_re_scoring_is_not_a_done_queue(line, tmp_path):
+    """Between an activation and its first stored score the model queues say so, not "done"."""
+    services, adapters, id_at = line
+    with Session(services.engine) as s, s.begin():
+        v2 = versions.add_version(s, name="v2", path=str(tmp_path / "v2"), base_model="x", is_active=False).id
+        versions.activate_version(s, v2)
+    for queue in ("uncertain", "margin", "diverse", "disagree"):
+        with pytest.raises(NotReady, match="v2 serves, but its scores are still being written"):
+            adapters.labelling.next_item(queue, "", [], "ann")
+    assert adapters.labelling.next_item("unlabeled", "", [], "ann") is None  # every example is labelled here
+    with Session(services.engine) as s, s.begin():  # its first chunk of scores: the queue ranks what is there
+        versions.save_scores(s, v2, [id_at[0.5]], sigmoid_probs(np.array([0.5])), LABELS)
+    assert adapters.labelling.next_item("uncertain", "", [], "ann").id == id_at[0.5]
+
+
 def test_the_suspicious_ranking_is_never_served_for_another_version(line, tmp_path, monkeypatch):
     services, adapters, id_at = line
     acts = adapters.labelling
