@@ -1,0 +1,81 @@
+"""Where one tweet's int8 latency goes: tokenizing, OpenVINO's infer call alone (one thread, two
+threads, other hints) and the served path (`Classifier.predict_proba` with the version's int8 graph
+and its fitted guard), each over the version's own validation tweets, one at a time.
+
+    .venv/bin/python bench/profile_int8_latency.py --model DATA_DIR/models/vN [--reps 300]
+
+The version needs its int8 graph (vN/int8/, built when it first served under BERTDEMO_SERVING=auto).
+Prints p50/p90 per row and the CPU model (`lscpu`). Run it alone: it measures speed."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchlib import cpu_model  # noqa: E402
+
+from bertdemo.model import int8  # noqa: E402
+from bertdemo.model.classifier import Classifier  # noqa: E402
+
+LABELS = ("negative", "neutral", "positive")
+
+
+def timed(fn, texts: list[str], reps: int) -> str:
+    for i in range(20):  # warm-up: the first calls compile shapes
+        fn(texts[i % len(texts)])
+    ms = []
+    for i in range(reps):
+        t = time.perf_counter()
+        fn(texts[i % len(texts)])
+        ms.append((time.perf_counter() - t) * 1000)
+    return f"{statistics.median(ms):.2f} | {np.percentile(ms, 90):.2f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, type=Path)
+    ap.add_argument("--reps", type=int, default=300)
+    args = ap.parse_args()
+    import openvino as ov
+
+    with open(args.model / "validation.csv", encoding="utf-8", newline="") as f:
+        texts = [r["text"] for r in csv.DictReader(f)][:400]
+    clf = Classifier.load(args.model, LABELS, "cpu", 64, name=args.model.name)
+    tok = clf.tokenizer
+    enc = {t: tok([t], truncation=True, max_length=64, return_tensors="np") for t in texts}
+    cpu = cpu_model()
+    print(f"{len(texts)} validation tweets of {args.model}, one at a time, {args.reps} calls per row\n")
+    print("| what | p50 ms | p90 ms | CPU |\n|---|---|---|---|")
+    tokenize = lambda t: tok([t], truncation=True, max_length=64, return_tensors="np")  # noqa: E731
+    print(f"| tokenize | {timed(tokenize, texts, args.reps)} | {cpu} |")
+    core = ov.Core()
+    graph = core.read_model(str(args.model / int8.FOLDER / int8.INT8_FILE))
+    base = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+    for name, cfg in (("OpenVINO infer, 1 thread (what serves one tweet)", {"INFERENCE_NUM_THREADS": 1}),
+                      ("OpenVINO infer, 2 threads", {"INFERENCE_NUM_THREADS": 2}),
+                      ("OpenVINO infer, 1 thread, bf16 hint for the non-int8 ops",
+                       {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "bf16"})):
+        req = core.compile_model(graph, "CPU", base | cfg).create_infer_request()
+
+        def infer(t: str, req=req) -> None:
+            e = enc[t]
+            req.infer({"input_ids": e["input_ids"].astype(np.int64),
+                       "attention_mask": e["attention_mask"].astype(np.int64)})
+
+        print(f"| {name} | {timed(infer, texts, args.reps)} | {cpu} |")
+    scorer = int8.open_scorer(args.model / int8.FOLDER, clf.max_threads)
+    clf.use_graph(scorer)
+    print(f"| served path: Classifier.predict_proba, int8 + guard {scorer.margin_guard:.3g} | "
+          f"{timed(lambda t: clf.predict_proba([t]), texts, args.reps)} | {cpu} |")
+    print(f"\nre-scored in fp32 under the guard: {scorer.rescored} of {scorer.scored} texts")
+
+
+if __name__ == "__main__":
+    main()
