@@ -2,7 +2,7 @@
 threads, other hints) and the served path (`Classifier.predict_proba` with the version's int8 graph
 and its fitted guard), each over the version's own validation tweets, one at a time.
 
-    .venv/bin/python bench/profile_int8_latency.py --model DATA_DIR/models/vN [--reps 300]
+    .venv/bin/python bench/profile_int8_latency.py --model DATA_DIR/models/vN [--reps 300] [--busy]
 
 The version needs its int8 graph (vN/int8/, built when it first served under BERTDEMO_SERVING=auto).
 Prints p50/p90 per row and the CPU model (`lscpu`). Run it alone: it measures speed."""
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,7 +43,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, type=Path)
     ap.add_argument("--reps", type=int, default=300)
+    ap.add_argument("--busy", action="store_true",
+                    help="beside a busy neighbour process (a Python loop on one core), as bench_inference's table")
     args = ap.parse_args()
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    try:
+        profile(args)
+    finally:
+        if hog is not None:
+            hog.kill()
+
+
+def profile(args: argparse.Namespace) -> None:
     import openvino as ov
 
     with open(args.model / "validation.csv", encoding="utf-8", newline="") as f:
@@ -51,7 +63,8 @@ def main() -> None:
     tok = clf.tokenizer
     enc = {t: tok([t], truncation=True, max_length=64, return_tensors="np") for t in texts}
     cpu = cpu_model()
-    print(f"{len(texts)} validation tweets of {args.model}, one at a time, {args.reps} calls per row\n")
+    beside = ", beside a busy neighbour process" if args.busy else ""
+    print(f"{len(texts)} validation tweets of {args.model}, one at a time, {args.reps} calls per row{beside}\n")
     print("| what | p50 ms | p90 ms | CPU |\n|---|---|---|---|")
     tokenize = lambda t: tok([t], truncation=True, max_length=64, return_tensors="np")  # noqa: E731
     print(f"| tokenize | {timed(tokenize, texts, args.reps)} | {cpu} |")
