@@ -43,6 +43,24 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# the BERTDEMO_* variables Settings.from_env reads as numbers: variable -> (field, type)
+_NUMBERS = {
+    "BERTDEMO_MAX_LENGTH": ("max_length", int), "BERTDEMO_MAX_CHARS": ("max_chars", int),
+    "BERTDEMO_MAX_UPLOAD_MB": ("max_upload_mb", float), "BERTDEMO_MAX_CSV_ROWS": ("max_csv_rows", int),
+    "BERTDEMO_INITIAL_EPOCHS": ("initial_epochs", float), "BERTDEMO_LEASE_MINUTES": ("lease_minutes", float),
+    "BERTDEMO_QUICK_REFIT_EVERY": ("quick_refit_every", int),
+    "BERTDEMO_QUICK_FIRST_SAMPLE": ("quick_first_sample", int),
+    "BERTDEMO_QUICK_RETRAIN_REPLAY": ("quick_retrain_replay", int), "BERTDEMO_MAP_POINTS": ("map_points", int),
+}
+# ... and as on/off flags: variable -> field (BERTDEMO_SHARED also has "auto", read on its own)
+_FLAGS = {"BERTDEMO_QUICK_FIRST": "quick_first", "BERTDEMO_BOOTSTRAP": "bootstrap"}
+
+
+def _on(raw: str) -> bool:
+    """An on/off variable: off for 0, false, no, off (any case); on for anything else."""
+    return raw.strip().lower() not in ("0", "false", "no", "off")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime configuration. `Settings.from_env()` documents the variable for each field."""
@@ -62,7 +80,8 @@ class Settings:
     quick_first: bool = True  # first start: serve a quick version (frozen encoder + a logistic regression head)
     # within a minute, until the fine-tune of version 1 replaces it (training/quick_first.py)
     quick_first_sample: int = 3000  # tweets the quick first version is fitted on (stratified by dataset and label)
-    map_points: int = 50_000  # points the Map tab sends at most (a sample stratified by colour; density cells for the rest)
+    map_points: int = 50_000  # points the Map tab sends at most (a sample stratified by colour; density cells for
+    # the rest)
     quick_retrain_replay: int = 2000  # a quick retrain's replay sample: unchanged labelled examples trained on with
     # the changed ones (stratified by dataset and label) so the version keeps what it knew (training/quick_retrain.py)
     bootstrap: bool = True  # import the bundled data and train version 1 on first start
@@ -161,32 +180,14 @@ class Settings:
             kw["db_url"] = env["BERTDEMO_DB_URL"]
         if env.get("BERTDEMO_LABELS"):
             kw["labels"] = tuple(x.strip() for x in env["BERTDEMO_LABELS"].split(",") if x.strip())
-        if env.get("BERTDEMO_MAX_LENGTH"):
-            kw["max_length"] = num("BERTDEMO_MAX_LENGTH", int)
-        if env.get("BERTDEMO_MAX_CHARS"):
-            kw["max_chars"] = num("BERTDEMO_MAX_CHARS", int)
+        for name, (field_name, kind) in _NUMBERS.items():
+            if env.get(name):
+                kw[field_name] = num(name, kind)
+        for name, field_name in _FLAGS.items():
+            if env.get(name):
+                kw[field_name] = _on(env[name])
         if env.get("BERTDEMO_DEVICE"):
             kw["device"] = env["BERTDEMO_DEVICE"].strip().lower()
-        if env.get("BERTDEMO_MAX_UPLOAD_MB"):
-            kw["max_upload_mb"] = num("BERTDEMO_MAX_UPLOAD_MB", float)
-        if env.get("BERTDEMO_MAX_CSV_ROWS"):
-            kw["max_csv_rows"] = num("BERTDEMO_MAX_CSV_ROWS", int)
-        if env.get("BERTDEMO_INITIAL_EPOCHS"):
-            kw["initial_epochs"] = num("BERTDEMO_INITIAL_EPOCHS", float)
-        if env.get("BERTDEMO_LEASE_MINUTES"):
-            kw["lease_minutes"] = num("BERTDEMO_LEASE_MINUTES", float)
-        if env.get("BERTDEMO_QUICK_REFIT_EVERY"):
-            kw["quick_refit_every"] = num("BERTDEMO_QUICK_REFIT_EVERY", int)
-        if env.get("BERTDEMO_QUICK_FIRST"):
-            kw["quick_first"] = env["BERTDEMO_QUICK_FIRST"].strip().lower() not in ("0", "false", "no", "off")
-        if env.get("BERTDEMO_QUICK_FIRST_SAMPLE"):
-            kw["quick_first_sample"] = num("BERTDEMO_QUICK_FIRST_SAMPLE", int)
-        if env.get("BERTDEMO_QUICK_RETRAIN_REPLAY"):
-            kw["quick_retrain_replay"] = num("BERTDEMO_QUICK_RETRAIN_REPLAY", int)
-        if env.get("BERTDEMO_MAP_POINTS"):
-            kw["map_points"] = num("BERTDEMO_MAP_POINTS", int)
-        if env.get("BERTDEMO_BOOTSTRAP"):
-            kw["bootstrap"] = env["BERTDEMO_BOOTSTRAP"].strip().lower() not in ("0", "false", "no", "off")
         if env.get("BERTDEMO_DATASET"):
             kw["dataset_path"] = Path(env["BERTDEMO_DATASET"]).expanduser().resolve()
         if env.get("BERTDEMO_GENERAL_DATASET"):
@@ -196,7 +197,7 @@ class Settings:
         if env.get("BERTDEMO_SERVING"):
             kw["serving"] = env["BERTDEMO_SERVING"].strip().lower()
         if env.get("BERTDEMO_SHARED", "").strip().lower() not in ("", "auto"):
-            kw["shared"] = env["BERTDEMO_SHARED"].strip().lower() not in ("0", "false", "no", "off")
+            kw["shared"] = _on(env["BERTDEMO_SHARED"])
         kw["server_name"] = env.get("GRADIO_SERVER_NAME", "").strip()
         kw["space_id"] = env.get("SPACE_ID", "").strip()
         kw["admin_password"] = env.get("BERTDEMO_ADMIN_PASSWORD", "")
