@@ -1,6 +1,6 @@
 """The Map tab at corpus sizes: synthetic examples (half unlabelled, 1 % of a rare label, written in
-one bulk insert) with random 384-D unit embeddings as the active version's index (no model), the
-real Map tab (ui/corpus_map.py) served in this process, drawn in Debian chromium.
+one bulk insert: tests.support.synthetic_corpus) with clustered 384-D unit embeddings as the active
+version's index (no model), the real Map tab (ui/corpus_map.py) served in this process, drawn in Debian chromium.
 
 Prints per size: the points sent and the payload's bytes, the first layout (PCA of the
 embeddings, once per version), the server's time for a redraw (view + JSON), a box selection
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import sys
 import tempfile
@@ -22,44 +21,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import numpy as np
-from sqlalchemy import insert
-from sqlalchemy.orm import Session
+
+from benchlib import free_port  # noqa: E402
 
 from bertdemo.actions.bulk import BulkLabels
 from bertdemo.actions.corpus_map import CorpusMap
 from bertdemo.config import Settings
-from bertdemo.db.models import Example, now
-from bertdemo.model.vectors import VectorIndex
 from bertdemo.services import Services
 from bertdemo.ui import corpus_map
+from tests.support import FixedIndex, synthetic_corpus  # noqa: E402
 
 LABELS = ("negative", "neutral", "positive")
-
-
-class FixedIndex:
-    """What CorpusMap asks of SimilarExamples: the active version's index."""
-
-    def __init__(self, index: VectorIndex) -> None:
-        self._index = index
-
-    def index(self) -> VectorIndex:
-        return self._index
-
-
-def corpus(services: Services, n: int, dim: int, seed: int = 0) -> VectorIndex:
-    rng = np.random.default_rng(seed)
-    labels = rng.choice([None, "negative", "positive", "neutral"], size=n, p=[0.5, 0.3, 0.19, 0.01])
-    stamp = now()
-    rows = [{"id": k + 1, "text": f"synthetic {k}", "raw_text": f"synthetic {k}", "text_key": f"k{k}",
-             "source": "import", "dataset": "import", "meta": {}, "created_at": stamp, "label": lab,
-             "version": int(lab is not None)} for k, lab in enumerate(labels)]
-    with Session(services.engine) as s, s.begin():
-        s.execute(insert(Example), rows)
-    centres = rng.normal(size=(8, dim)).astype(np.float32) * 0.5
-    v = centres[rng.integers(0, 8, n)] + rng.standard_normal(size=(n, dim), dtype=np.float32) * 0.1
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
-    return VectorIndex(np.arange(1, n + 1), v)
 
 
 def timed(fn, *args):
@@ -75,9 +47,7 @@ def browser_draws(cmap: CorpusMap, repeats: int) -> tuple[list[float], list[floa
 
     with gr.Blocks() as demo:
         corpus_map.build(corpus_map.MapHandlers(cmap, BulkLabels(cmap.services, lambda: None)), LABELS)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     waits, page_ms = [], []
     try:
@@ -108,7 +78,7 @@ def browser_draws(cmap: CorpusMap, repeats: int) -> tuple[list[float], list[floa
 def measure(n: int, dim: int, repeats: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         services = Services.create(Settings(serving="bf16", data_dir=Path(tmp) / "rt", bootstrap=False))
-        cmap = CorpusMap(services, FixedIndex(corpus(services, n, dim)))
+        cmap = CorpusMap(services, FixedIndex(synthetic_corpus(services, n, dim)))
         lay, first = timed(cmap.layout)
         server = []
         for _ in range(repeats):

@@ -196,3 +196,37 @@ def wait_for(probe: Callable[[], object], timeout: float = 60.0, interval: float
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what} did not happen within {timeout:g} s (last seen: {last!r})")
         time.sleep(interval)
+
+
+class FixedIndex:
+    """What CorpusMap asks of SimilarExamples (its `index()`), over a fixed VectorIndex."""
+
+    def __init__(self, index) -> None:
+        self._index = index
+
+    def index(self):
+        return self._index
+
+
+def synthetic_corpus(services, n: int, dim: int = 16, seed: int = 0):
+    """`n` examples, half unlabelled, 1 % neutral (a rare colour), stored in one bulk insert
+    (import_examples checks duplicates row by row: minutes at this size), and their VectorIndex:
+    unit vectors of width `dim` around 5 centres. The map's browser test and bench/bench_map.py."""
+    import numpy as np
+    from sqlalchemy import insert
+    from sqlalchemy.orm import Session
+
+    from bertdemo.db.models import Example, now
+    from bertdemo.model.vectors import VectorIndex
+
+    rng = np.random.default_rng(seed)
+    labels = rng.choice([None, "negative", "positive", "neutral"], size=n, p=[0.5, 0.3, 0.19, 0.01])
+    stamp = now()
+    rows = [{"id": k + 1, "text": f"synthetic {k}", "raw_text": f"synthetic {k}", "text_key": f"k{k}",
+             "source": "import", "dataset": "import", "meta": {}, "created_at": stamp, "label": lab,
+             "version": int(lab is not None)} for k, lab in enumerate(labels)]
+    with Session(services.engine) as s, s.begin():
+        s.execute(insert(Example), rows)
+    centres = rng.normal(size=(5, dim)) * 2
+    v = centres[rng.integers(0, 5, n)] + rng.normal(size=(n, dim))
+    return VectorIndex(np.arange(1, n + 1), (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32))

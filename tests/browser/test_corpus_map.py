@@ -10,45 +10,16 @@ from __future__ import annotations
 import re
 import time
 
-import numpy as np
 import pytest
-from sqlalchemy import insert
-from sqlalchemy.orm import Session
 
 from bertdemo.actions.bulk import BulkLabels
 from bertdemo.actions.corpus_map import CorpusMap
 from bertdemo.config import Settings
-from bertdemo.db.models import Example, now
-from bertdemo.model.vectors import VectorIndex
 from bertdemo.services import Services
 from bertdemo.ui import corpus_map
-from tests.support import LABELS, free_port
+from tests.support import LABELS, FixedIndex, free_port, synthetic_corpus
 
 N = 150_000
-
-
-class StubSimilar:
-    def __init__(self, index: VectorIndex) -> None:
-        self._index = index
-
-    def index(self) -> VectorIndex:
-        return self._index
-
-
-def synthetic_corpus(services: Services, n: int, seed: int = 0) -> VectorIndex:
-    """`n` examples, half unlabelled, 1 % neutral (a rare colour), stored in one bulk insert
-    (import_examples checks duplicates row by row: minutes at this size); their index."""
-    rng = np.random.default_rng(seed)
-    labels = rng.choice([None, "negative", "positive", "neutral"], size=n, p=[0.5, 0.3, 0.19, 0.01])
-    stamp = now()
-    rows = [{"id": k + 1, "text": f"synthetic {k}", "raw_text": f"synthetic {k}", "text_key": f"k{k}",
-             "source": "import", "dataset": "import", "meta": {}, "created_at": stamp, "label": lab,
-             "version": int(lab is not None)} for k, lab in enumerate(labels)]
-    with Session(services.engine) as s, s.begin():
-        s.execute(insert(Example), rows)
-    centres = rng.normal(size=(5, 16)) * 2
-    v = centres[rng.integers(0, 5, n)] + rng.normal(size=(n, 16))
-    return VectorIndex(np.arange(1, n + 1), (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32))
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +29,7 @@ def map_app(tmp_path_factory):
 
     services = Services.create(Settings(serving="bf16", data_dir=tmp_path_factory.mktemp("map") / "rt",
                                         bootstrap=False))
-    cmap = CorpusMap(services, StubSimilar(synthetic_corpus(services, N)))
+    cmap = CorpusMap(services, FixedIndex(synthetic_corpus(services, N)))
     cmap.layout()  # the projection is computed once per version, before anyone draws (as a warm cache)
     with gr.Blocks() as demo:
         corpus_map.build(corpus_map.MapHandlers(cmap, BulkLabels(services, lambda: None)), LABELS)
