@@ -202,21 +202,24 @@ def auc(labels: list[int], f1: list[float]) -> float:
     return float(((y[1:] + y[:-1]) / 2 * np.diff(x)).sum() / (x[-1] - x[0]))
 
 
+def curves(done: dict[tuple[str, int], list[dict]], strategies_run: list[str]):
+    """Per strategy with complete runs: (strategy, label counts, (seeds, rounds) macro-F1 array)."""
+    for st in strategies_run:
+        runs = [recs for (s, _seed), recs in sorted(done.items()) if s == st]
+        if runs:
+            yield st, [r["labels"] for r in runs[0]], np.array([[r["macro_f1"] for r in recs] for recs in runs])
+
+
 def table(done: dict[tuple[str, int], list[dict]], strategies_run: list[str]) -> tuple[str, dict[str, float]]:
     """The markdown table (mean ± sd over seeds) and each strategy's mean AUC."""
     counts = None
     lines, aucs = [], {}
-    for st in strategies_run:
-        runs = [recs for (s, _seed), recs in sorted(done.items()) if s == st]
-        if not runs:
-            continue
-        counts = [r["labels"] for r in runs[0]]
-        f1 = np.array([[r["macro_f1"] for r in recs] for recs in runs])
+    for st, counts, f1 in curves(done, strategies_run):
         a = np.array([auc(counts, row) for row in f1])
         aucs[st] = float(a.mean())
         cells = [f"{m:.3f} ± {sd:.3f}" for m, sd in zip(f1.mean(0), f1.std(0, ddof=1) if len(f1) > 1 else 0 * f1[0])]
         sd_auc = a.std(ddof=1) if len(a) > 1 else 0.0
-        lines.append(f"| {NAMES[st]} | {len(runs)} | " + " | ".join(cells) + f" | **{a.mean():.4f}** ± {sd_auc:.4f} |")
+        lines.append(f"| {NAMES[st]} | {len(f1)} | " + " | ".join(cells) + f" | **{a.mean():.4f}** ± {sd_auc:.4f} |")
     if counts is None:
         return "(no complete runs)", aucs
     head = "| strategy | seeds | " + " | ".join(f"{c} labels" for c in counts) + " | AUC (mean F1) |"
@@ -230,14 +233,9 @@ def plot(done: dict[tuple[str, int], list[dict]], strategies_run: list[str], pat
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=90)
-    for st in strategies_run:
-        runs = [recs for (s, _seed), recs in sorted(done.items()) if s == st]
-        if not runs:
-            continue
-        x = [r["labels"] for r in runs[0]]
-        f1 = np.array([[r["macro_f1"] for r in recs] for recs in runs])
+    for st, x, f1 in curves(done, strategies_run):
         m, sd = f1.mean(0), f1.std(0)
-        ax.plot(x, m, marker="o", ms=3, label=f"{NAMES[st]} ({len(runs)} seeds)")
+        ax.plot(x, m, marker="o", ms=3, label=f"{NAMES[st]} ({len(f1)} seeds)")
         ax.fill_between(x, m - sd, m + sd, alpha=0.15)
     ax.set_xlabel("labels")
     ax.set_ylabel("macro-F1, held-out airline test set")
