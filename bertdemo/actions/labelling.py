@@ -30,6 +30,7 @@ from bertdemo.actions.ranked import (
     Ranked,
     RankedQueues,
     StoredVectors,
+    not_ranked_yet,
 )
 from bertdemo.actions.suspicious import SuspiciousLabels
 from bertdemo.db import examples, versions
@@ -146,14 +147,18 @@ class Labelling:
         v = versions.active_version(s)
         return v.id if v else None
 
+    def _unranked(self, s: Session, vid: int | None) -> bool:
+        """No model ranks a queue yet: no version serves, or it has neither stored scores nor a quick fit."""
+        return vid is None or (self.quick.current(vid) is None and not versions.has_scores(s, vid))
+
     # ---------------------------------------------------------------- queues
     def default_queue(self) -> str:
         """While anything is unlabeled: the unlabelled examples, most informative first once a model
-        serves ('informative', the annotation simulation's winner), else 'unlabeled'; when all are
+        serves and ranks ('informative', the simulation's winner), else 'unlabeled'; when all are
         labelled, the model's disagreements (the bundled data is fully labelled, so an empty first
         queue would greet every new visitor)."""
         with Session(self.engine) as s:
-            if self._version_id(s) is None:
+            if self._unranked(s, self._version_id(s)):  # no model queue can rank yet: not a first screen of errors
                 return "unlabeled"
             if examples.has_unlabeled(s):
                 return "informative"
@@ -188,11 +193,9 @@ class Labelling:
             if queue in MODEL_QUEUES and vid is None:
                 raise NotReady("No model version is active yet, so this queue has no scores; "
                                  "use 'Unlabeled' or 'Text search' until the first model is ready.")
-            if queue in MODEL_QUEUES and self.quick.current(vid) is None and not versions.has_scores(s, vid):
-                # not "done": the version began serving and its re-scoring has not written a score yet
-                raise NotReady(f"{versions.get_version(s, vid).name} serves, but its scores are still being "
-                               "written (re-scoring, about a minute per 27k examples), so this queue has nothing to "
-                               "rank yet; use 'Unlabeled' or 'Text search' meanwhile, or try again shortly.")
+            if queue in MODEL_QUEUES and self._unranked(s, vid):  # not "done": no score to rank by yet
+                info = self.services.registry.get(vid)
+                raise NotReady(not_ranked_yet(info.name, info.quick))
             if queue == "selection":  # per person: next_item reads it (CorpusMap.selection)
                 return Ranked.of([])
             if queue in RANKED_QUEUES or queue == "informative":

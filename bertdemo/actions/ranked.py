@@ -49,6 +49,17 @@ DEFAULT_ORDER = "margin"
 MAX_ENTRIES = 20  # (queue, version, dataset) entries kept (~1.5 MB each for 27k ids): 5 queues x 3 datasets + 5
 
 
+def not_ranked_yet(name: str, quick_version: bool) -> str:
+    """Why a model queue has nothing to rank while version `name` serves without stored scores (and
+    no quick-model fit): what the person is told instead of "done"."""
+    if quick_version:  # the first start's quick version is never re-scored: the fine-tune's scores follow
+        return (f"{name} is the quick first version: the model queues rank by the fine-tuned version's scores, "
+                "stored once it serves (the Train tab shows the run); use 'Unlabeled' or 'Text search' meanwhile.")
+    return (f"{name} serves, but its scores are still being written (re-scoring, about a minute per 27k "
+            "examples), so this queue has nothing to rank yet; use 'Unlabeled' or 'Text search' meanwhile, or "
+            "try again shortly.")
+
+
 @dataclass(frozen=True)
 class Ranked:
     """One queue's example ids, best first, and the same ids as a set (for counting what is left

@@ -128,9 +128,23 @@ def test_a_version_still_re_scoring_is_not_a_done_queue(line, tmp_path):
         with pytest.raises(NotReady, match="v2 serves, but its scores are still being written"):
             adapters.labelling.next_item(queue, "", [], "ann")
     assert adapters.labelling.next_item("unlabeled", "", [], "ann") is None  # every example is labelled here
+    assert adapters.labelling.default_queue() == "unlabeled"  # the tab does not open on an error
     with Session(services.engine) as s, s.begin():  # its first chunk of scores: the queue ranks what is there
         versions.save_scores(s, v2, [id_at[0.5]], sigmoid_probs(np.array([0.5])), LABELS)
     assert adapters.labelling.next_item("uncertain", "", [], "ann").id == id_at[0.5]
+    assert adapters.labelling.default_queue() == "disagree"  # all labelled, and a model ranks
+
+
+def test_the_first_starts_quick_version_says_the_fine_tunes_scores_come_later(line, tmp_path):
+    """A quick first version is never re-scored: its queues say what they wait for."""
+    services, adapters, _id_at = line
+    with Session(services.engine) as s, s.begin():
+        v = versions.add_version(s, name="v2", path=str(tmp_path / "v2"), base_model="x", is_active=False,
+                                 train_config={"kind": "quick"}).id
+        versions.activate_version(s, v)
+    with pytest.raises(NotReady, match="v2 is the quick first version: the model queues rank by the fine-tuned"):
+        adapters.labelling.next_item("margin", "", [], "ann")
+    assert adapters.labelling.default_queue() == "unlabeled"
 
 
 def test_the_suspicious_ranking_is_never_served_for_another_version(line, tmp_path, monkeypatch):
