@@ -137,6 +137,7 @@ def test_browser_label_with_keys_undo_switch_history_and_admin_agreement(auth_ap
     # the plain Unlabeled queue (by id) from here: the steps below need the HTML example left unlabelled
     choose_queue(page, "Unlabeled")
     expect(progress).not_to_contain_text("most informative", timeout=30_000)
+    progress.click()  # focus off the queue's dropdown, so the keys reach the page's shortcuts
     labelled = []
     for n, key in enumerate("123", start=1):
         text = page.locator("#annot-text textarea").input_value()
