@@ -188,14 +188,20 @@ class TrainingRun(Base):
 
 
 class Score(Base):
-    """The active model's output for one example, so queues need not re-run the model."""
+    """The active model's output for one example, so queues need not re-run the model. The queues
+    read one version's scores in their order from the indexes that lead with the version (0009)."""
     __tablename__ = "scores"
+    __table_args__ = (Index("ix_scores_version_entropy", "version_id", "entropy"),
+                      Index("ix_scores_version_margin", "version_id", "margin", "example_id"))
     example_id: Mapped[int] = mapped_column(ForeignKey("examples.id"), primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), primary_key=True)
     probs: Mapped[list] = mapped_column(default=list)
     predicted: Mapped[str] = mapped_column(String(32))
     confidence: Mapped[float] = mapped_column(Float)
     entropy: Mapped[float] = mapped_column(Float, index=True)
+    # top class minus the runner-up: the "Breaking ties" order (smallest first); None only for a
+    # row written before 0009 that the migration could not read
+    margin: Mapped[float | None] = mapped_column(Float)
 
 
 BEHAVIOUR_SOURCES = ("starter", "example", "flip")  # the starter suite; made from an example; from a flip

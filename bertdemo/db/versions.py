@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from bertdemo.db.engine import chunks
@@ -57,17 +57,21 @@ def list_versions(s: Session) -> list[ModelVersion]:
 
 
 def save_scores(s: Session, version_id: int, example_ids: Sequence[int], probs, labels: Sequence[str]) -> None:
-    """Replace this version's scores for these examples."""
-    p = np.asarray(probs, dtype=float)
+    """Replace this version's scores for these examples: one DELETE per bounded IN list and one
+    multi-row INSERT (no ORM objects: a re-scoring writes hundreds of thousands of rows)."""
+    p = np.asarray(probs, dtype=float).reshape(len(example_ids), -1)
     ent = -(p * np.log(np.clip(p, 1e-12, 1))).sum(axis=1)  # (N,) entropy in nats, for the "uncertain" queue
+    top2 = -np.sort(-p, axis=1)[:, :2]
+    margin = top2[:, 0] - top2[:, 1] if p.shape[1] > 1 else top2[:, 0]  # "Breaking ties": smallest first
     ids = [int(i) for i in example_ids]
     for chunk in chunks(ids):
         s.execute(delete(Score).where(Score.version_id == version_id, Score.example_id.in_(chunk))
                   .execution_options(synchronize_session=False))
-    s.add_all([Score(example_id=int(i), version_id=version_id, probs=[round(float(x), 6) for x in row],
-                     predicted=labels[int(row.argmax())], confidence=float(row.max()), entropy=float(e))
-               for i, row, e in zip(example_ids, p, ent)])
-    s.flush()
+    if ids:
+        s.execute(insert(Score), [
+            {"example_id": i, "version_id": version_id, "probs": [round(float(x), 6) for x in row],
+             "predicted": labels[int(row.argmax())], "confidence": float(row.max()), "entropy": float(e),
+             "margin": float(m)} for i, row, e, m in zip(ids, p, ent, margin)])
 
 
 def get_version(s: Session, version_id: int) -> ModelVersion:

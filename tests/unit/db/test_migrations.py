@@ -306,3 +306,25 @@ def test_0006_records_the_dataset_of_existing_examples(bare_engine):
     assert got == [("dataset", "airline"), ("dataset", "airline"), ("import", "import")]
     migrate.downgrade(bare_engine, "0005")
     assert "dataset" not in {c["name"] for c in inspect(bare_engine).get_columns("examples")}
+
+
+def test_0009_gives_the_stored_scores_their_margin(bare_engine):
+    """Scores stored before 0009 get their margin (top class minus the runner-up) from their stored
+    probabilities, so the Breaking ties queue ranks them in SQL like the new ones."""
+    migrate.upgrade(bare_engine, "0008")
+    with bare_engine.begin() as conn:
+        conn.execute(text("INSERT INTO model_versions (name, path, base_model, created_at, created_by, metrics, "
+                          "report, train_config, is_active) VALUES ('v1', 'models/v1', 'base', :t, 'test', '{}', "
+                          "'', '{}', true)"), {"t": datetime(2026, 12, 1)})
+        for n, probs in enumerate(("[0.2, 0.5, 0.3]", "[0.9, 0.05, 0.05]", "[0.34, 0.33, 0.33]")):
+            conn.execute(text("INSERT INTO examples (text, raw_text, text_key, source, meta, created_at, version) "
+                              "VALUES (:t, :t, :k, 'dataset', '{}', :at, 0)"),
+                         {"t": f"tweet {n}", "k": f"k{n}", "at": datetime(2026, 12, 1)})
+            conn.execute(text("INSERT INTO scores (example_id, version_id, probs, predicted, confidence, entropy) "
+                              "VALUES (:e, 1, :p, 'x', 0.5, 1.0)"), {"e": n + 1, "p": probs})
+    migrate.upgrade(bare_engine)
+    with bare_engine.connect() as conn:
+        got = [round(m, 6) for (m,) in conn.execute(text("SELECT margin FROM scores ORDER BY example_id"))]
+    assert got == [0.2, 0.85, 0.01]
+    migrate.downgrade(bare_engine, "0008")
+    assert "margin" not in {c["name"] for c in inspect(bare_engine).get_columns("scores")}
