@@ -69,7 +69,8 @@ class WorkDistribution:
         overlap = self.overlap()
         with Session(self.engine) as s:
             finished = leases.finished(s, overlap)
-        return len(ids) - len(finished.intersection(ids)) if isinstance(ids, AbstractSet) else \
+        # a set (a cached queue: actions/ranked.IdSet) is asked about the finished ones, never walked
+        return len(ids) - sum(1 for i in finished if i in ids) if isinstance(ids, AbstractSet) else \
             sum(1 for i in ids if i not in finished)
 
     def hand_out(self, user: str, ids: Sequence[int], review: bool = False, exclude: Collection[int] = (),
@@ -92,7 +93,7 @@ class WorkDistribution:
             mine = leases.held_by_user(s, user, at)
             team = len(members) - len(exclude | (leases.finished(s, overlap) & members))
             passed = exclude | ((blocked - mine) & members)  # not candidates
-            for tried, example_id in enumerate(i for i in ids if i not in passed):
+            for tried, example_id in enumerate(int(i) for i in ids if i not in passed):
                 if tried >= CLAIM_TRIES:
                     break
                 if leases.claim(s, example_id, user, overlap, at + self.lease, at, count_done=not review):

@@ -176,7 +176,7 @@ class Labelling:
         return choice(value, "The dataset", ["all", *self.datasets()])
 
     def queue_ids(self, queue: str, search: str = "", dataset: str = "") -> list[int]:
-        return list(self._queue(queue, search, dataset).ids)
+        return self._queue(queue, search, dataset).ids.tolist()
 
     def _queue(self, queue: str, search: str = "", dataset: str = "") -> Ranked:
         """The ids of `queue`, best first; the score-ranked ones from the cache (actions.ranked)."""
@@ -208,7 +208,7 @@ class Labelling:
                 if dataset and unfinished:
                     of = examples.datasets_of(s, unfinished)
                     unfinished = [i for i in unfinished if of.get(i) == dataset]
-                return Ranked.of(unfinished + list(ranked.ids)) if unfinished else ranked
+                return Ranked.of(np.r_[np.asarray(unfinished, np.int64), ranked.ids]) if unfinished else ranked
             ids = examples.queue_ids(s, queue, vid, search_text(search), dataset=dataset)
         return Ranked.of(ids)
 

@@ -161,10 +161,11 @@ def scored_examples(s: Session, version_id: int | None) -> list[tuple[int, str, 
     return [(i, t, lab, p or []) for i, t, lab, p in s.execute(q)]
 
 
-def queue_ids(s: Session, queue: str, version_id: int | None, search: str = "", limit: int = 200_000,
+def queue_ids(s: Session, queue: str, version_id: int | None, search: str = "", limit: int | None = None,
               dataset: str = "") -> list[int]:
-    """Example ids of one queue, best first (of one dataset, when given). Score-based queues read the
-    stored `scores` rows of `version_id` (written by JobRunner.rescore), never the model."""
+    """Example ids of one queue, best first (of one dataset, when given), all of them unless `limit`.
+    Score-based queues read the stored `scores` rows of `version_id` (written by JobRunner.rescore)
+    in their order from the indexes that lead with the version (models.Score), never the model."""
     if queue == "unlabeled":
         q = select(Example.id).where(Example.label.is_(None)).order_by(Example.id)
     elif queue == "disagree":
@@ -172,8 +173,10 @@ def queue_ids(s: Session, queue: str, version_id: int | None, search: str = "", 
              .where(Example.label.is_not(None), Score.predicted != Example.label)
              .order_by(Score.confidence.desc(), Example.id))
     elif queue == "uncertain":
-        q = (select(Example.id).join(Score, (Score.example_id == Example.id) & (Score.version_id == version_id))
-             .order_by(Score.entropy.desc(), Example.id))
+        q = select(Score.example_id).where(Score.version_id == version_id).order_by(Score.entropy.desc(),
+                                                                                   Score.example_id)
+    elif queue == "margin":  # breaking ties: the smallest margin between the top two classes first
+        q = select(Score.example_id).where(Score.version_id == version_id).order_by(Score.margin, Score.example_id)
     elif queue == "recent":
         newest = func.max(LabelEvent.id)
         q = (select(LabelEvent.example_id).where(LabelEvent.source != "dataset")
@@ -188,9 +191,11 @@ def queue_ids(s: Session, queue: str, version_id: int | None, search: str = "", 
     else:
         raise BadInput(f"unknown queue {queue!r}")
     if dataset:
-        q = q.where(Example.dataset == dataset) if queue != "recent" else (
-            q.join(Example, Example.id == LabelEvent.example_id).where(Example.dataset == dataset))
-    return list(s.scalars(q.limit(limit)))
+        if queue in ("recent", "uncertain", "margin"):  # queries that do not select from examples
+            column = LabelEvent.example_id if queue == "recent" else Score.example_id
+            q = q.join(Example, Example.id == column)
+        q = q.where(Example.dataset == dataset)
+    return list(s.scalars(q.limit(limit) if limit is not None else q))
 
 
 def score_count(s: Session) -> int:
@@ -333,7 +338,7 @@ def has_examples(s: Session, source: str | None = None) -> bool:
 
 
 def all_texts(s: Session) -> list[tuple[int, str]]:
-    """(id, cleaned text) of every example: what re-scoring runs the model on."""
+    """(id, cleaned text) of every example (small corpora: the re-scoring reads keysets.example_ids in chunks)."""
     return [tuple(r) for r in s.execute(select(Example.id, Example.text))]  # type: ignore[misc]
 
 

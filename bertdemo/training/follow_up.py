@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from bertdemo.db import examples, versions
+from bertdemo.db import keysets, versions
 from bertdemo.model import vectors
 from bertdemo.model.classifier import Classifier
 from bertdemo.training import behaviour_runs
@@ -59,28 +59,80 @@ def ignore(_phase: Phase) -> None:
 
 def rescore(engine: Engine, vectors_file: Path, version_id: int, clf: Classifier, labels: Sequence[str],
             report: Report = ignore, ticket: Ticket | None = None) -> int:
-    """Score every example with `clf` in chunks of RESCORE_CHUNK, each chunk's scores committed
-    (the queues read them), and save the sentence embeddings of the same pass (`vectors_file`)
-    at the end. Returns the number of examples scored; Abandoned when `ticket` is."""
+    """Score every example with `clf` in chunks of RESCORE_CHUNK, in bounded memory: each chunk's
+    texts are read by id, scored, its vectors written to a memory-mapped partial file beside
+    `vectors_file` and its scores committed (the queues read them). The embeddings file is written
+    from the partial one at the end: it marks the version's re-scoring as complete. A pass that
+    died (the process stopped) resumes: chunks whose scores are all stored and whose vectors are in
+    the partial file are not scored again. Returns the number of examples scored; Abandoned (its
+    partial file removed) when `ticket` is."""
     ticket = ticket or Ticket()
     with Session(engine) as s:
-        rows = examples.all_texts(s)
-    if not rows:
+        ids = keysets.example_ids(s)
+        stored = keysets.scored_ids(s, version_id)
+    if not len(ids):
         return 0
-    phase = Phase("scoring", 0, len(rows), "examples")
+    partial = _Partial(vectors_file, ids, clf.model.config.hidden_size)
+    phase = Phase("scoring", 0, len(ids), "examples")
     report(phase)
-    vecs = []
-    for start in range(0, len(rows), RESCORE_CHUNK):
-        ticket.check()
-        chunk = rows[start:start + RESCORE_CHUNK]
-        probs, v = clf.scores_and_embeddings([t for _i, t in chunk], batch_size=RESCORE_BATCH)
-        with Session(engine) as s, s.begin():
-            versions.save_scores(s, version_id, [i for i, _t in chunk], probs, labels)
-        vecs.append(v)
-        report(phase.advanced(start + len(chunk)))
-    ticket.check()  # the embeddings mark a version's re-scoring as complete: not for an abandoned one
-    vectors.save(vectors_file, [i for i, _t in rows], np.concatenate(vecs))
-    return len(rows)
+    try:
+        for start in range(0, len(ids), RESCORE_CHUNK):
+            ticket.check()
+            chunk = ids[start:start + RESCORE_CHUNK]
+            if partial.resumed and bool(np.isin(chunk, stored).all()):
+                continue  # scored and its vectors kept before the pass stopped
+            with Session(engine) as s:
+                texts = keysets.texts_by_id(s, chunk.tolist())
+            probs, v = clf.scores_and_embeddings([texts.get(int(i), "") for i in chunk], batch_size=RESCORE_BATCH)
+            partial.write(start, v)  # flushed before the scores commit: a stored score has its vector
+            with Session(engine) as s, s.begin():
+                versions.save_scores(s, version_id, chunk.tolist(), probs, labels)
+            report(phase.advanced(start + len(chunk)))
+        ticket.check()  # the embeddings mark a version's re-scoring as complete: not for an abandoned one
+        partial.publish()
+    except Abandoned:
+        partial.remove()
+        raise
+    return len(ids)
+
+
+class _Partial:
+    """The vectors of a re-scoring under way: a float16 .npy memory map beside the embeddings file,
+    with the ids it is for, so a pass that stopped halfway resumes; `publish` writes the embeddings
+    file from it (vectors.Writer) and removes it."""
+
+    def __init__(self, vectors_file: Path, ids: np.ndarray, dim: int) -> None:
+        self.target, self.ids, self.dim = vectors_file, ids, dim
+        self.path = vectors_file.with_name(".rescoring-vectors.npy")
+        self.ids_path = vectors_file.with_name(".rescoring-ids.npy")
+        self.resumed = False
+        vectors_file.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and self.ids_path.exists():
+            try:
+                kept = np.load(self.ids_path)
+                self.map = np.load(self.path, mmap_mode="r+")
+                self.resumed = (kept.shape == ids.shape and bool((kept == ids).all())
+                                and self.map.shape == (len(ids), dim))
+            except (OSError, ValueError):
+                self.resumed = False
+        if not self.resumed:
+            np.save(self.ids_path, ids)
+            self.map = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.float16, shape=(len(ids), dim))
+
+    def write(self, start: int, vectors: np.ndarray) -> None:
+        self.map[start:start + len(vectors)] = vectors
+        self.map.flush()
+
+    def publish(self) -> None:
+        with vectors.Writer(self.target, self.ids, self.dim) as w:
+            for a in range(0, len(self.ids), vectors.CHUNK_ROWS):
+                w.add(self.map[a:a + vectors.CHUNK_ROWS])
+        self.remove()
+
+    def remove(self) -> None:
+        del self.map
+        self.path.unlink(missing_ok=True)
+        self.ids_path.unlink(missing_ok=True)
 
 
 def int8_behaviour(engine: Engine, version_id: int, labels: Sequence[str]

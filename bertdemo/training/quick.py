@@ -87,7 +87,9 @@ def fit_quick(engine: Engine, vectors_file: Path, version: tuple[int, str], labe
     with threadpool_limits(1):
         model.fit(x, y, sample_weight=w)
         probs = np.zeros((len(index), len(labels)), dtype=np.float32)  # a class nobody labelled: 0
-        probs[:, model.classes_] = model.predict_proba(index.vectors)
+        for a in range(0, len(index), vectors.CHUNK_ROWS):  # bounded memory: never the whole matrix in float64
+            probs[a:a + vectors.CHUNK_ROWS, model.classes_] = model.predict_proba(
+                index.rows(np.arange(a, min(a + vectors.CHUNK_ROWS, len(index)))))
     return QuickFit(version[0], version[1], index.ids, probs, labels_used=len(y), mark=mark,
                     fitted_at=datetime.now(UTC), seconds=time.perf_counter() - started, serial=serial, model=model)
 
@@ -102,14 +104,13 @@ def _training_rows(engine: Engine, index: vectors.VectorIndex, labels: tuple[str
         current = examples.current_labels(s)
         for i in awaiting_adjudication(s):  # no final label yet: training leaves these out too
             current.pop(i, None)
-        row_of = {int(i): n for n, i in enumerate(index.ids)}
-        ids = [i for i in row_of if current.get(i) in labels]
+        ids = [i for i in index.ids.tolist() if current.get(i) in labels]
         datasets = examples.datasets_of(s, ids)
         confidence = examples.label_confidences(s, ids) if config.confidence_weighted else {}
-    rows = np.array([row_of[i] for i in ids], dtype=np.int64)
+    rows = index.rows_of(ids)
     y = np.array([labels.index(current[i]) for i in ids], dtype=np.int64)
     if not len(ids):
         return np.zeros((0, index.vectors.shape[1]), np.float32), y, np.zeros(0, np.float32), mark
     w = example_weights([confidence.get(i) for i in ids], [datasets.get(i) for i in ids], y,
                         config.general_weight, config.keep_class_shares)
-    return index.vectors[rows], y, w, mark
+    return index.rows(rows), y, w, mark

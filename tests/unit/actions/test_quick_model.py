@@ -168,11 +168,18 @@ def test_the_suspicious_ranking_is_never_served_for_another_version(line, tmp_pa
         probs[:, 1] = np.clip(XS, 0, 1)
         v2 = add_version(s, tmp_path, "v2", [id_at[x] for x in XS.tolist()], probs, np.stack([XS, XS], axis=1))
         versions.activate_version(s, v2)
-    assert acts.suspicious.warmed.peek((v2, 41)) is None  # v1's ranking is in memory, under v1's key only
+    assert acts.suspicious.warmed.peek(v2) is None  # v1's ranking is in memory, under v1's key only
     assert adapters.watch.check().name == "v2"
     acts.suspicious.wait(30)
     assert acts.queue_ids("suspicious") == [id_at[1.0], id_at[0.95], id_at[0.9]]
     assert ranked_from == [41, 41]  # once per version, in the background; the requests only read
+    # stored beside the version: another process (here a fresh SuspiciousLabels) serves it without ranking
+    from bertdemo.actions.suspicious import SUSPICIOUS_FILE, SuspiciousLabels
+
+    assert (services.registry.folder(services.registry.get(v2)) / SUSPICIOUS_FILE).is_file()
+    other = SuspiciousLabels(services)
+    other.warm(services.registry.get(v2))
+    assert other.ids(v2) == [id_at[1.0], id_at[0.95], id_at[0.9]] and ranked_from == [41, 41]
 
 
 def test_breaking_ties_asks_about_the_smallest_margin_first(tmp_path):

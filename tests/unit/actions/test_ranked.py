@@ -125,3 +125,38 @@ def test_with_two_annotations_per_item_unfinished_items_still_come_first(service
     assert acts.queue_ids("unlabeled") == [item.id] + [i for i in ids if i != item.id]
     other = acts.next_item("unlabeled", "", [], "guest-b")
     assert other.id == item.id  # the second, independent annotation of the same item
+
+
+def test_breaking_ties_and_entropy_are_read_from_sql_in_the_strategies_order(services, counted):
+    """The stored margin (migration 0009) orders "Breaking ties" in SQL exactly as model/strategies.py
+    ranks the same probabilities (ties by id); "Most uncertain" likewise by entropy; the dataset
+    filter keeps only its own ids, in the same order."""
+    from bertdemo.model import strategies
+
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet([1.0, 1.0, 1.0], size=300)
+    probs[10], probs[11] = probs[11], probs[11]  # a tie: the smaller id first
+    ids = seed(services, [(f"tweet number {n}", None) for n in range(300)], probs)
+    acts = AnnotateAdapters.create(services).labelling
+    assert acts.queue_ids("margin") == strategies.rank(ids, probs, "margin")
+    assert acts.queue_ids("uncertain") == strategies.rank(ids, probs, "entropy")
+    assert counted == ["margin", "uncertain"]
+    with Session(services.engine) as s, s.begin():
+        s.execute(examples.Example.__table__.update().where(examples.Example.id.in_(ids[::3])).values(dataset="odd"))
+    assert acts.queue_ids("margin", dataset="odd") == [i for i in strategies.rank(ids, probs, "margin")
+                                                       if i in set(ids[::3])]
+
+
+def test_a_cached_queue_holds_its_ids_in_arrays_and_counts_like_a_set():
+    """IdSet: membership of ints and numpy ints, `small & queue` and `len` without a frozenset of
+    every id; Ranked.without drops ids and keeps the order."""
+    from bertdemo.actions.ranked import IdSet, Ranked
+
+    ranked = Ranked.of([30, 10, 20, 40])
+    assert isinstance(ranked.ids, np.ndarray) and isinstance(ranked.members, IdSet)
+    assert 10 in ranked.members and np.int64(40) in ranked.members and 15 not in ranked.members
+    assert "x" not in ranked.members and len(ranked.members) == 4
+    assert {10, 15, 40} & ranked.members == {10, 40} and ranked.members & {20, 99} == {20}
+    assert ranked.members.mask(np.array([40, 41])).tolist() == [True, False]
+    assert ranked.without([10, 99]).ids.tolist() == [30, 20, 40]
+    assert Ranked.of([]).ids.dtype == np.int64 and len(Ranked.of([]).members) == 0

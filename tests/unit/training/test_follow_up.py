@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -146,3 +147,67 @@ def test_rescoring_stops_at_the_next_chunk_once_abandoned(services, monkeypatch)
     services.jobs.wait_rescore(60)
     with Session(services.engine) as s:
         assert s.scalar(select(func.count()).select_from(Score)) == examples.count_examples(s)
+
+
+def test_a_rescoring_that_died_resumes_where_it_stopped(services, monkeypatch):
+    """The process stops halfway (here: the model raises in the third chunk): the scores and vectors
+    of the chunks done are kept (a partial vectors file beside the version), and the next pass scores
+    only the rest; the embeddings file it writes holds every example, equal to one whole pass."""
+    services.ensure_dataset()
+    services.jobs.run_sync(QUICK, user="t")
+    info, clf = services.registry.active_version(), services.registry.active()
+    folder = services.registry.folder(info)
+    whole = vectors.load(folder / vectors.VECTORS_FILE)
+    with Session(services.engine) as s, s.begin():
+        s.execute(Score.__table__.delete())
+    (folder / vectors.VECTORS_FILE).unlink()
+    monkeypatch.setattr(follow_up, "RESCORE_CHUNK", 50)
+    real, scored = clf.scores_and_embeddings, []
+
+    def dies_in_the_third_chunk(texts, **kw):
+        if len(scored) == 2:
+            raise RuntimeError("killed")
+        scored.append(len(texts))
+        return real(texts, **kw)
+
+    monkeypatch.setattr(clf, "scores_and_embeddings", dies_in_the_third_chunk)
+    with pytest.raises(RuntimeError, match="killed"):
+        services.jobs.rescore(info, clf)
+    assert not (folder / vectors.VECTORS_FILE).exists() and (folder / ".rescoring-vectors.npy").exists()
+    with Session(services.engine) as s:
+        n = examples.count_examples(s)
+        assert s.scalar(select(func.count()).select_from(Score)) == 100
+    scored.clear()
+
+    def counts(texts, **kw):
+        scored.append(len(texts))
+        return real(texts, **kw)
+
+    monkeypatch.setattr(clf, "scores_and_embeddings", counts)
+    assert services.jobs.rescore(info, clf) == n
+    assert sum(scored) == n - 100  # the two chunks done before are not scored again
+    again = vectors.load(folder / vectors.VECTORS_FILE)
+    assert again.ids.tolist() == whole.ids.tolist()
+    # the same model's vectors (batches differ: bf16 rounding moves them a little)
+    assert (np.sum(again.dense() * whole.dense(), axis=1) > 0.995).all()
+    assert not (folder / ".rescoring-vectors.npy").exists()
+    with Session(services.engine) as s:
+        assert s.scalar(select(func.count()).select_from(Score)) == n
+
+
+def test_the_embeddings_file_is_written_chunk_by_chunk_and_read_memory_mapped(tmp_path):
+    """vectors.Writer: the file appears only when every row is written (a failure leaves the old one),
+    and load() maps it instead of reading it (several processes share the page cache)."""
+    ids, v = np.arange(10, 0, -1), np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
+    path = tmp_path / vectors.VECTORS_FILE
+    with vectors.Writer(path, ids, 4) as w:
+        w.add(v[:6])
+        w.add(v[6:])
+    index = vectors.load(path)
+    assert isinstance(index.vectors, np.memmap) and index.vectors.dtype == np.float16
+    assert index.rows_of([1, 10, 99]).tolist() == [9, 0, -1]
+    assert np.allclose(index.vector_of(3), v[7], atol=1e-2)
+    with pytest.raises(ValueError, match="9 vectors written for 10 ids"), vectors.Writer(path, ids, 4) as w:
+        w.add(v[:9])
+    assert vectors.load(path).ids.tolist() == ids.tolist()  # the old file stands
+    assert [p.name for p in tmp_path.iterdir()] == [vectors.VECTORS_FILE]  # no temporary file left
