@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Row, Select, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from bertdemo.db import keysets
 from bertdemo.db.engine import chunks, like_pattern
 from bertdemo.db.models import LABEL_SOURCES, Example, LabelEvent, Score, now, text_key
 from bertdemo.errors import BadInput, Conflict, NotFound
@@ -166,17 +167,11 @@ def queue_ids(s: Session, queue: str, version_id: int | None, search: str = "", 
     """Example ids of one queue, best first (of one dataset, when given), all of them unless `limit`.
     Score-based queues read the stored `scores` rows of `version_id` (written by JobRunner.rescore)
     in their order from the indexes that lead with the version (models.Score), never the model."""
+    if queue in ("uncertain", "margin", "disagree"):  # one covering index each (db/keysets.py)
+        ids = keysets.score_queue(s, queue, version_id, dataset)
+        return (ids[:limit] if limit is not None else ids).tolist()
     if queue == "unlabeled":
         q = select(Example.id).where(Example.label.is_(None)).order_by(Example.id)
-    elif queue == "disagree":
-        q = (select(Example.id).join(Score, (Score.example_id == Example.id) & (Score.version_id == version_id))
-             .where(Example.label.is_not(None), Score.predicted != Example.label)
-             .order_by(Score.confidence.desc(), Example.id))
-    elif queue == "uncertain":
-        q = select(Score.example_id).where(Score.version_id == version_id).order_by(Score.entropy.desc(),
-                                                                                   Score.example_id)
-    elif queue == "margin":  # breaking ties: the smallest margin between the top two classes first
-        q = select(Score.example_id).where(Score.version_id == version_id).order_by(Score.margin, Score.example_id)
     elif queue == "recent":
         newest = func.max(LabelEvent.id)
         q = (select(LabelEvent.example_id).where(LabelEvent.source != "dataset")
@@ -191,11 +186,9 @@ def queue_ids(s: Session, queue: str, version_id: int | None, search: str = "", 
     else:
         raise BadInput(f"unknown queue {queue!r}")
     if dataset:
-        if queue in ("recent", "uncertain", "margin"):  # queries that do not select from examples
-            column = LabelEvent.example_id if queue == "recent" else Score.example_id
-            q = q.join(Example, Example.id == column)
-        q = q.where(Example.dataset == dataset)
-    return list(s.scalars(q.limit(limit) if limit is not None else q))
+        q = q.where(Example.dataset == dataset) if queue != "recent" else (
+            q.join(Example, Example.id == LabelEvent.example_id).where(Example.dataset == dataset))
+    return keysets.id_array(s, q.limit(limit) if limit is not None else q).tolist()
 
 
 def score_count(s: Session) -> int:

@@ -191,8 +191,6 @@ class Score(Base):
     """The active model's output for one example, so queues need not re-run the model. The queues
     read one version's scores in their order from the indexes that lead with the version (0009)."""
     __tablename__ = "scores"
-    __table_args__ = (Index("ix_scores_version_entropy", "version_id", "entropy"),
-                      Index("ix_scores_version_margin", "version_id", "margin", "example_id"))
     example_id: Mapped[int] = mapped_column(ForeignKey("examples.id"), primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), primary_key=True)
     probs: Mapped[list] = mapped_column(default=list)
@@ -202,6 +200,14 @@ class Score(Base):
     # top class minus the runner-up: the "Breaking ties" order (smallest first); None only for a
     # row written before 0009 that the migration could not read
     margin: Mapped[float | None] = mapped_column(Float)
+
+
+# covering indexes in each queue's order (migration 0009): a queue of one version is one index range
+# read front to back (~0.1 s for 300k on SQLite), never a sort of every version's scores nor a lookup
+# of each row's JSON probabilities
+Index("ix_scores_version_entropy", Score.version_id, Score.entropy.desc(), Score.example_id)
+Index("ix_scores_version_margin", Score.version_id, Score.margin, Score.example_id)
+Index("ix_scores_version_confidence", Score.version_id, Score.confidence.desc(), Score.example_id, Score.predicted)
 
 
 BEHAVIOUR_SOURCES = ("starter", "example", "flip")  # the starter suite; made from an example; from a flip

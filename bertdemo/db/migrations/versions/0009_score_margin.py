@@ -1,7 +1,8 @@
 """Ranked queues in SQL at any corpus size: each stored score gets its margin (top class minus
 the runner-up, the "Breaking ties" order, until now computed in Python from the JSON probabilities
-of every score on each ranking) and two indexes that lead with the version, so a queue of one
-version is read in its order from an index instead of sorting every score of every version.
+of every score on each ranking) and three covering indexes that lead with the version, in the
+order of Most uncertain, Breaking ties and Model disagrees, so a queue of one version is read
+front to back from an index instead of sorting every score of every version.
 
 Existing rows get their margin from their stored probabilities, in batches.
 
@@ -48,11 +49,15 @@ def upgrade() -> None:
                      .values(margin=sa.bindparam("m")),
                      [{"v": v, "e": e, "m": _margin(p)} for v, e, p in rows])
         last = (rows[-1][0], rows[-1][1])
-    op.create_index("ix_scores_version_entropy", "scores", ["version_id", "entropy"])
+    # covering, in each queue's order: Most uncertain, Breaking ties, Model disagrees
+    op.create_index("ix_scores_version_entropy", "scores", ["version_id", sa.text("entropy DESC"), "example_id"])
     op.create_index("ix_scores_version_margin", "scores", ["version_id", "margin", "example_id"])
+    op.create_index("ix_scores_version_confidence", "scores",
+                    ["version_id", sa.text("confidence DESC"), "example_id", "predicted"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_scores_version_confidence", table_name="scores")
     op.drop_index("ix_scores_version_margin", table_name="scores")
     op.drop_index("ix_scores_version_entropy", table_name="scores")
     op.drop_column("scores", "margin")
