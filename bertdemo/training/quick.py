@@ -30,6 +30,9 @@ MIN_LABELS = 10  # labelled examples with an embedding a fit needs (and two clas
 # lbfgs to a loose tolerance: ~30 iterations from scratch, ~6 from the previous fit; the ranking
 # agrees with a fit to 1e-4 on all but the ties (bench/README.md, "quick model")
 TOLERANCE, MAX_ITER = 1e-3, 100
+# labelled rows a fit reads at most (lbfgs copies them in float64: 50k x 384 is ~150 MB); beyond it,
+# every label a person gave and a seeded uniform sample of the imported ones (their class shares kept)
+MAX_ROWS = 50_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,6 +108,9 @@ def _training_rows(engine: Engine, index: vectors.VectorIndex, labels: tuple[str
         for i in awaiting_adjudication(s):  # no final label yet: training leaves these out too
             current.pop(i, None)
         ids = [i for i in index.ids.tolist() if current.get(i) in labels]
+        if len(ids) > MAX_ROWS:  # bounded memory at any corpus size: every person's label, a sample of the rest
+            people = {i for _e, i, *_rest in examples.human_events(s)}
+            ids = _bounded(ids, people)
         datasets = examples.datasets_of(s, ids)
         confidence = examples.label_confidences(s, ids) if config.confidence_weighted else {}
     rows = index.rows_of(ids)
@@ -114,3 +120,13 @@ def _training_rows(engine: Engine, index: vectors.VectorIndex, labels: tuple[str
     w = example_weights([confidence.get(i) for i in ids], [datasets.get(i) for i in ids], y,
                         config.general_weight, config.keep_class_shares)
     return index.rows(rows), y, w, mark
+
+
+def _bounded(ids: list[int], people: set[int]) -> list[int]:
+    """At most MAX_ROWS of `ids` (or all of `people`'s, if more): those a person labelled, then a
+    seeded sample of the others, in their order."""
+    mine = [i for i in ids if i in people]
+    rest = np.asarray([i for i in ids if i not in people], dtype=np.int64)
+    take = max(0, MAX_ROWS - len(mine))
+    keep = set(mine) | set(np.random.default_rng(0).choice(rest, min(take, len(rest)), replace=False).tolist())
+    return [i for i in ids if i in keep]

@@ -224,3 +224,28 @@ def test_a_request_before_the_warm_up_ends_is_told_since_when_and_gets_no_other_
     assert warmed.peek((2, 41)) is None  # another version's key: never the value of (1, 41)
     assert warmed.get((2, 41), wait_s=30).value == (2, 41)
     assert "the last one took 0 s" in warmed.waiting((3, 41))
+
+
+def test_a_fit_reads_a_bounded_number_of_rows_keeping_every_persons_label(line, tmp_path, monkeypatch):
+    """Past MAX_ROWS labelled examples a fit reads every label a person gave and a seeded sample of
+    the imported ones (bounded memory at any corpus size), and still scores every example."""
+    from bertdemo.training import quick
+
+    services, adapters, id_at = line
+    adapters.labelling.save_label(id_at[0.5], "negative", None, "ann")  # a person's label: always read
+    monkeypatch.setattr(quick, "MAX_ROWS", 12)
+    read = []
+    real = quick._training_rows
+
+    def spy(engine, index, labels):
+        x, y, w, mark = real(engine, index, labels)
+        read.append(len(y))
+        return x, y, w, mark
+
+    monkeypatch.setattr(quick, "_training_rows", spy)
+    info = services.registry.active_version()
+    fit = fit_quick(services.engine, tmp_path / "v1" / vectors.VECTORS_FILE, (info.id, info.name), LABELS)
+    assert read == [12] and fit.labels_used == 12 and fit.probs.shape == (41, 3)
+    assert quick._bounded(list(range(100)), {5, 99}) == quick._bounded(list(range(100)), {5, 99})  # seeded
+    kept = quick._bounded(list(range(100)), {5, 99})
+    assert len(kept) == 12 and {5, 99} <= set(kept) and kept == sorted(kept)
