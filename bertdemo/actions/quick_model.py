@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -37,12 +38,34 @@ class QuickModel:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.last_error = ""  # why the last refit did not happen (too few labels, no embeddings yet)
+        self._paths: dict[int, Path] = {}  # version id -> its embeddings file
 
     # ---------------------------------------------------------------- reading
     def current(self, version_id: int | None) -> QuickFit | None:
-        """The fit on `version_id`'s embeddings, or None (no fit yet, or it is another version's)."""
+        """The fit on `version_id`'s embeddings, or None (no fit yet, or it is another version's, or
+        a re-scoring wrote the version's embeddings again since: the examples imported meanwhile have
+        no row in it, so the complete stored scores rank until the refit this starts is done)."""
         fit = self._fit
-        return fit if fit is not None and version_id is not None and fit.version_id == version_id else None
+        if fit is None or version_id is None or fit.version_id != version_id:
+            return None
+        if fit.embeddings_stamp and fit.embeddings_stamp != self._stamp(version_id):
+            with self._lock:
+                if self._fit is fit:
+                    self._fit = None
+            self.refit_in_background()
+            return None
+        return fit
+
+    def _stamp(self, version_id: int) -> int:
+        """The mtime of `version_id`'s embeddings file now (0 when there is none)."""
+        path = self._paths.get(version_id)
+        if path is None:
+            path = self._paths[version_id] = (self.services.registry.folder(self.services.registry.get(version_id))
+                                              / vectors.VECTORS_FILE)
+        try:
+            return path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
 
     def suggestion(self, example_id: int, version_id: int | None) -> np.ndarray | None:
         """The quick model's probabilities for one example (None: no current fit, or no embedding)."""

@@ -50,14 +50,21 @@ class QuickFit:
     seconds: float  # wall time of reading + fitting + scoring
     serial: int = 0  # which fit of this process (the ranked queues' cache key)
     model: object = field(default=None, repr=False)  # the fitted LogisticRegression (warm start of the next)
-    _row: dict[int, int] = field(default_factory=dict, repr=False)
+    # the embeddings file it read (its mtime): a re-scoring that writes a new one makes the fit stale
+    embeddings_stamp: int = 0
+    _order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)  # argsort of ids
 
     def __post_init__(self) -> None:
-        self._row.update({int(i): n for n, i in enumerate(self.ids)})
+        object.__setattr__(self, "_order", np.argsort(np.asarray(self.ids, dtype=np.int64), kind="stable"))
 
     def probs_of(self, example_id: int) -> np.ndarray | None:
-        n = self._row.get(int(example_id))
-        return None if n is None else self.probs[n]
+        if not len(self.ids):
+            return None
+        ids = np.asarray(self.ids)
+        at = int(np.searchsorted(ids[self._order], int(example_id)))
+        if at >= len(ids) or int(ids[self._order[at]]) != int(example_id):
+            return None
+        return self.probs[self._order[at]]
 
     def ranked(self, strategy: str) -> list[int]:
         """Every example with an embedding, most informative first (model/strategies.py)."""
@@ -74,8 +81,11 @@ def fit_quick(engine: Engine, vectors_file: Path, version: tuple[int, str], labe
     from threadpoolctl import threadpool_limits
 
     started = time.perf_counter()
-    if not vectors_file.is_file():
-        raise NotReady(f"The sentence embeddings of {version[1]} are not stored yet (they come with re-scoring).")
+    try:
+        stamp = vectors_file.stat().st_mtime_ns
+    except FileNotFoundError:
+        raise NotReady(f"The sentence embeddings of {version[1]} are not stored yet (they come with re-scoring).") \
+            from None
     index = vectors.load(vectors_file)
     x, y, w, mark = _training_rows(engine, index, labels)
     if len(y) < MIN_LABELS or len(np.unique(y)) < 2:
@@ -94,7 +104,8 @@ def fit_quick(engine: Engine, vectors_file: Path, version: tuple[int, str], labe
             probs[a:a + vectors.CHUNK_ROWS, model.classes_] = model.predict_proba(
                 index.rows(np.arange(a, min(a + vectors.CHUNK_ROWS, len(index)))))
     return QuickFit(version[0], version[1], index.ids, probs, labels_used=len(y), mark=mark,
-                    fitted_at=datetime.now(UTC), seconds=time.perf_counter() - started, serial=serial, model=model)
+                    fitted_at=datetime.now(UTC), seconds=time.perf_counter() - started, serial=serial, model=model,
+                    embeddings_stamp=stamp)
 
 
 def _training_rows(engine: Engine, index: vectors.VectorIndex, labels: tuple[str, ...]

@@ -249,3 +249,24 @@ def test_a_fit_reads_a_bounded_number_of_rows_keeping_every_persons_label(line, 
     assert quick._bounded(list(range(100)), {5, 99}) == quick._bounded(list(range(100)), {5, 99})  # seeded
     kept = quick._bounded(list(range(100)), {5, 99})
     assert len(kept) == 12 and {5, 99} <= set(kept) and kept == sorted(kept)
+
+
+def test_a_fit_is_stale_once_a_re_scoring_writes_the_versions_embeddings_again(line, tmp_path):
+    """Examples imported after a fit have no row in it: once the re-scoring writes the version's
+    embeddings again, the fit stops ranking (the complete stored scores do, every example counted)
+    and a refit on the new embeddings starts in the background."""
+    services, adapters, id_at = line
+    quick, acts = adapters.quick, adapters.labelling
+    fit = quick.refit()
+    assert quick.current(1) is fit and len(acts.queue_ids("uncertain")) == 41
+    with Session(services.engine) as s, s.begin():  # an import, then its re-scoring
+        examples.import_examples(s, [NewExample("a new tweet", "a new tweet")], "import", "ann", LABELS)
+        ids = sorted(i for i, _t in examples.all_texts(s))
+        versions.save_scores(s, 1, ids[-1:], sigmoid_probs(np.array([0.5])), LABELS)
+    xs = np.r_[XS, 0.5]
+    vectors.save(tmp_path / "v1" / vectors.VECTORS_FILE, ids, np.stack([xs * 3, np.ones_like(xs)], axis=1))
+    assert quick.current(1) is None  # the old fit no longer ranks
+    assert len(acts.queue_ids("uncertain")) == 42  # the stored scores rank every example meanwhile
+    quick.wait(60)
+    again = quick.current(1)
+    assert again is not None and again is not fit and len(again.ids) == 42 and again.probs_of(ids[-1]) is not None
