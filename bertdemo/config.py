@@ -47,10 +47,12 @@ def is_loopback(host: str) -> bool:
 _NUMBERS = {
     "BERTDEMO_MAX_LENGTH": ("max_length", int), "BERTDEMO_MAX_CHARS": ("max_chars", int),
     "BERTDEMO_MAX_UPLOAD_MB": ("max_upload_mb", float), "BERTDEMO_MAX_CSV_ROWS": ("max_csv_rows", int),
+    "BERTDEMO_MAX_IMPORT_MB": ("max_import_mb", float), "BERTDEMO_MAX_IMPORT_ROWS": ("max_import_rows", int),
     "BERTDEMO_INITIAL_EPOCHS": ("initial_epochs", float), "BERTDEMO_LEASE_MINUTES": ("lease_minutes", float),
     "BERTDEMO_QUICK_REFIT_EVERY": ("quick_refit_every", int),
     "BERTDEMO_QUICK_FIRST_SAMPLE": ("quick_first_sample", int),
     "BERTDEMO_QUICK_RETRAIN_REPLAY": ("quick_retrain_replay", int), "BERTDEMO_MAP_POINTS": ("map_points", int),
+    "BERTDEMO_PICKUP_SECONDS": ("pickup_seconds", float),
 }
 # ... and as on/off flags: variable -> field (BERTDEMO_SHARED also has "auto", read on its own)
 _FLAGS = {"BERTDEMO_QUICK_FIRST": "quick_first", "BERTDEMO_BOOTSTRAP": "bootstrap"}
@@ -74,12 +76,15 @@ class Settings:
     device: str = "auto"  # auto = CUDA when present, else CPU
     max_upload_mb: float = 20.0  # batch-prediction and import CSV size cap
     max_csv_rows: int = 20_000  # rows one batch-prediction CSV may hold (~2.5 min of CPU here); more: split it
+    max_import_mb: float = 500.0  # import CSV size cap (read in chunks: memory does not grow with it)
+    max_import_rows: int = 2_000_000  # rows one imported CSV may hold
     initial_epochs: float = 1.0  # the first-start fine-tune that makes version 1 (on every bundled dataset)
     lease_minutes: float = 5.0  # how long an example handed to a person stays theirs without a save
     quick_refit_every: int = 20  # new labels between refits of the quick model that re-ranks the queues; 0 = off
     quick_first: bool = True  # first start: serve a quick version (frozen encoder + a logistic regression head)
     # within a minute, until the fine-tune of version 1 replaces it (training/quick_first.py)
     quick_first_sample: int = 3000  # tweets the quick first version is fitted on (stratified by dataset and label)
+    pickup_seconds: float = 2.0  # how often a process looks whether another one activated a version; 0 = never
     map_points: int = 50_000  # points the Map tab sends at most (a sample stratified by colour; density cells for
     # the rest)
     quick_retrain_replay: int = 2000  # a quick retrain's replay sample: unchanged labelled examples trained on with
@@ -112,6 +117,9 @@ class Settings:
             raise ValueError(f"max_upload_mb must be positive, got {self.max_upload_mb!r}")
         if self.max_csv_rows < 1:
             raise ValueError(f"max_csv_rows must be positive, got {self.max_csv_rows!r}")
+        if self.max_import_mb <= 0 or self.max_import_rows < 1:
+            raise ValueError(f"max_import_mb and max_import_rows must be positive, got {self.max_import_mb!r}, "
+                             f"{self.max_import_rows!r}")
         if self.initial_epochs <= 0:
             raise ValueError(f"initial_epochs must be positive, got {self.initial_epochs!r}")
         if not self.datasets or any(d not in BUNDLED_NAMES for d in self.datasets):
@@ -126,6 +134,8 @@ class Settings:
             raise ValueError(f"quick_first_sample must be in [10, 1000000], got {self.quick_first_sample!r}")
         if not 0 <= self.quick_retrain_replay <= 1_000_000:
             raise ValueError(f"quick_retrain_replay must be in [0, 1000000], got {self.quick_retrain_replay!r}")
+        if not 0 <= self.pickup_seconds <= 3600:
+            raise ValueError(f"pickup_seconds must be in [0, 3600], got {self.pickup_seconds!r}")
         if not 1_000 <= self.map_points <= 1_000_000:
             raise ValueError(f"map_points must be in [1000, 1000000], got {self.map_points!r}")
         if self.admin_password and len(self.admin_password) < 12:

@@ -20,7 +20,8 @@ from bertdemo.training import quick_first
 from bertdemo.training.behaviour import stored_suite
 from bertdemo.training.config import TrainConfig
 from bertdemo.training.inputs import TrainingInputs
-from bertdemo.training.registry import Registry
+from bertdemo.training.processes import ActivationWatcher
+from bertdemo.training.registry import Registry, pick_up
 from bertdemo.training.runner import JobRunner
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class Services:
     registry: Registry
     jobs: JobRunner
     bootstrap_error: str | None = field(default=None)
+    watcher: ActivationWatcher | None = field(default=None)  # picks up other processes' activations (start)
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
@@ -77,14 +79,29 @@ class Services:
         """App start: recover from a crash, seed the behaviour tests, load the serving version (or the
         newest one that loads, registry.ensure_servable), import the data, and fine-tune a version
         when there is none but quick ones; on a first start (no version at all) the run makes and serves a quick version
-        first (Settings.quick_first)."""
-        self.recover()
-        # the starter behaviour suite is written once, here, so that a review or the gate only reads
-        stored_suite(self.engine, self.settings.labels)
+        first (Settings.quick_first). Then serve what other processes activate (ActivationWatcher).
+
+        Several processes may start at once on one database: what changes shared state (closing
+        runs left open, removing leftover folders, seeding, importing, the first training run,
+        re-scoring) is done only by the process that holds the training lock over its start
+        (db/locks.py); another one trains meanwhile, or starts at the same moment, and does it."""
+        with self.jobs.lock.holding() as mine:
+            self._start(mine)
+        self.watcher = ActivationWatcher(partial(pick_up, self.registry), self.jobs.follow,
+                                         self.settings.pickup_seconds).start()
+
+    def _start(self, mine: bool) -> None:
+        if mine:
+            self.recover()
+            # the starter behaviour suite is written once, here, so that a review or the gate only reads
+            stored_suite(self.engine, self.settings.labels)
+        else:
+            log.info("another app process holds the training lock (training, or starting): it recovers, imports "
+                     "and trains; this one serves")
         self.registry.ensure_servable()
-        if not self.settings.bootstrap:
-            if not self.registry.nothing_servable:
-                self.jobs.prepare_serving_if_pending()
+        if not self.settings.bootstrap or not mine:
+            if not self.registry.nothing_servable:  # another process may be building the graph: wait for it
+                self.jobs.prepare_serving_if_pending(built_elsewhere=not mine)
             return
         self.ensure_dataset()
         made = self.registry.versions()

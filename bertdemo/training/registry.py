@@ -19,9 +19,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from bertdemo.config import Settings
-from bertdemo.db import versions
+from bertdemo.db import locks, versions
 from bertdemo.db.models import ModelVersion, Rejection
-from bertdemo.errors import Conflict, NotReady
+from bertdemo.errors import Conflict, NotFound, NotReady
 from bertdemo.model.classifier import Classifier
 from bertdemo.training import serving
 from bertdemo.training.config import FitResult, TrainConfig
@@ -90,6 +90,7 @@ class Registry:
         self._lock = threading.Lock()
         self._base_lock = threading.Lock()
         self._active: tuple[int, Classifier] | None = None
+        self._seen: int | None = None  # the version this process last served or tried (pick_up compares)
         self._base: Classifier | None = None
         self.problem: str | None = None  # what the page says when the active version could not be loaded
         self.nothing_servable = False  # no version loaded at start: calls say `problem`
@@ -167,6 +168,7 @@ class Registry:
                 info = self.active_version()
                 if info is None:
                     raise NoModelError("No model version is active yet.")
+                self._seen = info.id
                 self._active = (info.id, self.load(info))
             return self._active[1]
 
@@ -178,6 +180,7 @@ class Registry:
         info = self.active_version()
         if info is None:
             return None
+        self._seen = info.id
         try:
             with self._lock:
                 self._active = (info.id, self.load(info))
@@ -270,7 +273,39 @@ class Registry:
         with self._lock:
             with Session(self.engine) as s, s.begin():
                 info = VersionInfo.of(versions.activate_version(s, version_id, user, reason))
-            self._active = (info.id, loaded)
+            self._active, self._seen = (info.id, loaded), info.id
             self.problem, self.nothing_servable = None, False
         log.info("serving model version %s", info.name)
         return info
+
+
+def pick_up(registry: Registry) -> tuple[VersionInfo, Classifier] | None:
+    """Serve in `registry` the version another process activated (training/processes.py polls this): when
+    the database's serving version is not the one this process last served or tried, load
+    it (int8 graph attached if built), warm it, and swap, as `activate` does but recording
+    nothing (the activation is recorded already). (info, classifier) when it swapped; None
+    when nothing changed, before this process loaded any version (`active` loads the
+    newest on first use), or when it cannot be loaded (logged; the current one serves on)."""
+    with Session(registry.engine) as s:
+        vid = locks.active_version_id(s)
+    if (vid is None or vid in (registry._seen, registry.active_id())
+            or (registry._active is None and not registry.nothing_servable)):
+        return None
+    registry._seen = vid
+    try:
+        info = registry.get(vid)
+        loaded = registry.load(info)
+    except (BrokenVersion, NotFound) as exc:
+        log.error("another process activated version %s, which cannot be served here: %s", vid, exc)
+        return None
+    loaded.predict_proba(["warming up the serving copy"])
+    with registry._lock:
+        with Session(registry.engine) as s:
+            # this process (or another) activated again meanwhile, or this process's own activation
+            # committed just before our first look (it sets _seen under this lock)
+            if locks.active_version_id(s) != vid or registry.active_id() == vid:
+                return None
+        registry._active = (vid, loaded)
+        registry.problem, registry.nothing_servable = None, False
+    log.info("serving model version %s, activated by another process", info.name)
+    return info, loaded

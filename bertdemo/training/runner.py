@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from bertdemo.config import Settings
 from bertdemo.db import examples, versions
-from bertdemo.errors import Busy, UserError
+from bertdemo.db.locks import TrainingLock
+from bertdemo.errors import Busy, Conflict, UserError
 from bertdemo.model import vectors
 from bertdemo.model.classifier import Classifier
 from bertdemo.training import behaviour_runs, serving
@@ -34,6 +35,7 @@ from bertdemo.training.follow_up import Abandoned, Ticket, ignore
 from bertdemo.training.follow_up import rescore as rescore_chunks
 from bertdemo.training.inputs import TrainingInputs, read_inputs
 from bertdemo.training.loop import fit, start_model
+from bertdemo.training.processes import RunElsewhere, await_graph
 from bertdemo.training.records import PHASE_NAMES, JobStatus, Phase, Report, RunRecords
 from bertdemo.training.registry import Registry, VersionInfo
 from bertdemo.training.topics import recipe_line
@@ -72,9 +74,27 @@ class JobRunner:
         self._rescore_thread: threading.Thread | None = None  # the background work after the last activation
         self._ticket = Ticket()  # that work's; abandoned when another version starts serving
         self.last_rescore: tuple[str, int] | None = None  # (version name, examples scored)
+        self.lock = TrainingLock(engine)  # one run at a time across every process on the database (db/locks.py)
+        self._others = RunElsewhere(engine, self.lock)
 
     def status(self) -> JobStatus:
-        return self.records.status()
+        """This process's run; when it runs none, a run another process runs (looked up at most
+        every processes.ELSEWHERE_EVERY_S), so the Train tab and the status line show it there too."""
+        own = self.records.status()
+        if own.running:
+            return own
+        return self._others.status() or own
+
+    def _claim(self) -> None:
+        """Take the training lock for a run about to open (the caller holds self._lock): Busy,
+        naming the run, while this process or another runs one."""
+        if self.records.status().running:
+            st = self.records.status()
+            raise Busy(f"A training run (#{st.run_id}) is already in progress; wait for it or cancel it first.")
+        if not self.lock.acquire():
+            st = self._others.status(fresh=True)
+            raise Busy((st.message if st else "A training run is in progress in another app process on this "
+                        "database.") + " Wait for it, or cancel it there, first.")
 
     def start(self, config: TrainConfig, user: str, activate: bool = True, reason: str = "",
               first: Callable[[TrainingInputs], None] | None = None) -> int:
@@ -82,30 +102,41 @@ class JobRunner:
         started, kept with the run and shown in the Train tab. `first`: called in the run's thread
         with its inputs before training (the first start's quick version, Services.start)."""
         with self._lock:
-            if self.status().running:
-                raise Busy(f"A training run (#{self.status().run_id}) is already in progress; "
-                           "wait for it or cancel it first.")
-            run_id = self.records.open(config, user, reason)
-            self._cancel.clear()
-            self._thread = threading.Thread(target=_behind_predictions(self._execute),
-                                            args=(run_id, config, user, activate, first), name=f"train-{run_id}",
-                                            daemon=True)
-            self._thread.start()
+            self._claim()
+            try:
+                run_id = self.records.open(config, user, reason)
+                self._cancel.clear()
+                self._thread = threading.Thread(target=_behind_predictions(self._execute),
+                                                args=(run_id, config, user, activate, first), name=f"train-{run_id}",
+                                                daemon=True)
+                self._thread.start()
+            except BaseException:
+                self.lock.release()
+                raise
         return run_id
 
     def run_sync(self, config: TrainConfig, user: str, activate: bool = True) -> JobStatus:
         """Same as start(), in the calling thread (CLI); raises TrainingError on failure."""
         with self._lock:
-            if self.status().running:
-                raise Busy("A training run is already in progress.")
-            run_id = self.records.open(config, user)
+            self._claim()
+            try:
+                run_id = self.records.open(config, user)
+            except BaseException:
+                self.lock.release()
+                raise
         self._execute(run_id, config, user, activate)
-        if self.status().state != "succeeded":
-            raise TrainingError(self.status().message)
-        return self.status()
+        st = self.records.status()
+        if st.state != "succeeded":
+            raise TrainingError(st.message)
+        return st
 
     def cancel(self) -> bool:
-        if not self.status().running:
+        """Stop this process's run at its next step (False when none runs); Conflict when the run
+        is another process's (cancel it there)."""
+        if not self.records.status().running:
+            if (st := self._others.status()) is not None:
+                raise Conflict(f"Training run #{st.run_id} runs in another app process; cancel it from a page "
+                               "served by that process.")
             return False
         self._cancel.set()
         return True
@@ -114,7 +145,7 @@ class JobRunner:
         t = self._thread
         if t is not None:
             t.join(timeout)
-        return self.status()
+        return self.records.status()
 
     def activate(self, version_id: int, user: str = "system", reason: str = "") -> VersionInfo:
         """Serve `version_id` (any version: a newer one, or a rollback) on PyTorch at once, and
@@ -123,6 +154,13 @@ class JobRunner:
         info = self.registry.activate(version_id, user=user, reason=reason)
         self._rescore_in_background(info, self.registry.active())
         return info
+
+    def follow(self, info: VersionInfo, clf: Classifier) -> None:
+        """`info` serves here since another process activated it (Registry.pick_up): abandon the
+        previous version's background work and do what an activation does after the swap, but
+        no re-scoring (the activating process re-scores; the scores are shared) and no int8
+        build of its own while the activating process builds it (training/processes.py)."""
+        self._rescore_in_background(info, clf, rescore=False, picked_up=True)
 
     def activity(self) -> str:
         """What the serving version's background work does now ('' when nothing runs)."""
@@ -149,14 +187,16 @@ class JobRunner:
         self._rescore_in_background(info, self.registry.active())
         return True
 
-    def prepare_serving_if_pending(self) -> bool:
+    def prepare_serving_if_pending(self, built_elsewhere: bool = False) -> bool:
         """Build and gate the active version's int8 graph in the background when that is still to
-        do (training/serving.py). True when it was started."""
+        do (training/serving.py); with `built_elsewhere`, wait for another process to build it
+        first (training/processes.py: await_graph). True when it was started."""
         vid = self.registry.active_id()
         state = self.registry.serving.get(vid) if vid is not None else None
         if state is None or not state.pending:
             return False
-        self._rescore_in_background(self.registry.get(vid), self.registry.active(), rescore=False)
+        self._rescore_in_background(self.registry.get(vid), self.registry.active(), rescore=False,
+                                    picked_up=built_elsewhere)
         return True
 
     def _new_ticket(self, info: VersionInfo) -> Ticket:
@@ -166,9 +206,11 @@ class JobRunner:
             self._ticket = Ticket(info.name)
             return self._ticket
 
-    def _rescore_in_background(self, info: VersionInfo, clf: Classifier, rescore: bool = True) -> None:
+    def _rescore_in_background(self, info: VersionInfo, clf: Classifier, rescore: bool = True,
+                               picked_up: bool = False) -> None:
         ticket = self._new_ticket(info)
-        t = threading.Thread(target=_behind_predictions(self._rescore_quietly), args=(info, clf, ticket, rescore),
+        t = threading.Thread(target=_behind_predictions(self._rescore_quietly),
+                             args=(info, clf, ticket, rescore, picked_up),
                              name=f"rescore-{info.name}", daemon=True)
         self._rescore_thread = t
         t.start()
@@ -178,8 +220,12 @@ class JobRunner:
         if t is not None:
             t.join(timeout)
 
-    def _rescore_quietly(self, info: VersionInfo, clf: Classifier, ticket: Ticket, rescore: bool = True) -> None:
+    def _rescore_quietly(self, info: VersionInfo, clf: Classifier, ticket: Ticket, rescore: bool = True,
+                         picked_up: bool = False) -> None:
         try:
+            state = self.registry.serving.get(info.id)
+            if picked_up and state is not None and state.pending:
+                await_graph(self.registry.folder(info), ticket)  # the activating process builds it
             self._follow_up(info, clf, ticket, rescore)
         except Exception:  # a background thread must log; the queues keep the old scores
             log.exception("the background work of %s failed", info.name)
@@ -268,6 +314,7 @@ class JobRunner:
             records.finish(run_id, "failed", f"Training crashed: {type(exc).__name__}: {exc}")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+            self.lock.release()  # taken by start / run_sync (_claim)
 
     def _train(self, run_id: int, config: TrainConfig, inputs: TrainingInputs,
                scratch: Path) -> tuple[Classifier, FitResult]:
