@@ -80,7 +80,7 @@ def launched_app(data_dir: Path, tiny_csv: Path, ready: Callable[[str], bool], t
         "BERTDEMO_DATA_DIR": str(data_dir), "BERTDEMO_DATASET": str(tiny_csv), "BERTDEMO_DATASETS": "airline",
         "BERTDEMO_INITIAL_EPOCHS": "1",
         "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
-        "BERTDEMO_MAX_UPLOAD_MB": "1",
+        "BERTDEMO_MAX_UPLOAD_MB": "1", "BERTDEMO_MAX_IMPORT_MB": "1", "BERTDEMO_MAX_IMPORT_ROWS": "200000",
         # PyTorch serves: building the int8 graph would add ~10 s of CPU to every launched app
         # (tests/unit/training/test_serving.py covers that path)
         "BERTDEMO_SERVING": "bf16",

@@ -23,7 +23,7 @@ def build(adapters: AnnotateAdapters, predict: PredictActions, tab: gr.Tab | Non
     with gr.Tab("Table"):
         annotate_table.build(adapters.labelling, labels, datasets)
     with gr.Tab("Import / export"):
-        annotate_io.build(adapters.transfer, labels, adapters.max_upload_mb)
+        annotate_io.build(adapters.transfer, labels)
     map_handlers = corpus_map.MapHandlers(adapters.map, adapters.bulk)
     corpus_map.build(map_handlers, labels)
     team.build(adapters)  # last: its gr.api endpoints end the row of tabs

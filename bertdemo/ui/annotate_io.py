@@ -10,7 +10,7 @@ from typing import NamedTuple
 import gradio as gr
 import pandas as pd
 
-from bertdemo.actions.transfer import ImportExport
+from bertdemo.actions.transfer import PREVIEW_ROWS, ImportExport
 from bertdemo.ui.common import ADMIN_ONLY, api_file, guarded, uploaded, user_of, warn
 
 ADD_COLUMNS = ["row", "text", "label"]
@@ -49,13 +49,15 @@ class TransferHandlers:
         return self.transfer.export_csv(user_of(request))
 
 
-def build(transfer: ImportExport, labels: tuple[str, ...], max_upload_mb: float) -> None:
+def build(transfer: ImportExport, labels: tuple[str, ...]) -> None:
     """The view, in the current gr.Tab, wired."""
     gr.Markdown(f"Import a CSV with a `text` column and an optional `label` column "
-                f"({', '.join(labels)}; empty = unlabelled), up to {max_upload_mb:.0f} MB. "
+                f"({', '.join(labels)}; empty = unlabelled), {transfer.limits()}. "
                 "**Preview** shows what would be added and skipped (duplicates by cleaned text, unknown "
-                "labels, unusable texts); **Import** adds them (admins only). Export writes every example "
-                "with its current label, annotator and number of changes.")
+                f"labels, unusable texts; the tables list the first {PREVIEW_ROWS:,} of each); **Import** adds "
+                "them (admins only), all or nothing: a malformed row anywhere in the file imports nothing "
+                "and names its line. Export writes every example with its current label, annotator and "
+                "number of changes.")
     upload = api_file(label="CSV to import", file_types=[".csv"], elem_id="annot-upload")
     with gr.Row():
         preview_btn = gr.Button("Preview", elem_id="annot-preview")

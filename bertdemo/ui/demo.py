@@ -81,9 +81,9 @@ def gradio_auth(engine: Engine) -> Callable[[str, str], Awaitable[bool]] | None:
 def launch_options(services: Services) -> dict:
     """The keyword arguments of `demo.launch()` that bertdemo sets (app.py and `bertdemo serve`)."""
     return {
-        # Gradio refuses uploads over this itself; the app's own, smaller cap (BERTDEMO_MAX_UPLOAD_MB)
-        # answers first with a clearer message
-        "max_file_size": f"{max(100, 2 * services.settings.max_upload_mb):.0f}mb",
+        # Gradio refuses uploads over this itself; the app's own, smaller caps (BERTDEMO_MAX_UPLOAD_MB,
+        # BERTDEMO_MAX_IMPORT_MB) answer first with a clearer message
+        "max_file_size": f"{max(100, 2 * max(services.settings.max_upload_mb, services.settings.max_import_mb)):.0f}mb",
         # sign-in only when accounts exist (`bertdemo users add NAME`); else guests (auth.py)
         "auth": gradio_auth(services.engine),
         "auth_message": f"bertdemo: sign in to annotate. {auth.SIGNIN_NOTICE}",

@@ -102,7 +102,7 @@ def importer(tmp_path_factory):
     from bertdemo.services import Services
 
     services = Services.create(Settings(serving="bf16", data_dir=tmp_path_factory.mktemp("props") / "rt", bootstrap=False,
-                                        max_upload_mb=0.02))
+                                        max_upload_mb=0.02, max_import_mb=0.02))
     return AnnotateAdapters.create(services).transfer, tmp_path_factory.mktemp("csv")
 
 

@@ -29,7 +29,8 @@ LABELS = ("negative", "neutral", "positive")
 
 @pytest.fixture
 def services(tmp_path) -> Services:
-    return Services.create(Settings(serving="bf16", data_dir=tmp_path / "rt", bootstrap=False, max_upload_mb=1))
+    return Services.create(Settings(serving="bf16", data_dir=tmp_path / "rt", bootstrap=False, max_upload_mb=1,
+                                    max_import_mb=1))
 
 
 def seed(services, rows, probs=None):
