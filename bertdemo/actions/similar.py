@@ -1,13 +1,17 @@
 """Similar examples: the nearest neighbours of an example, or of a text someone types, among the
 stored examples, by the active version's sentence embeddings (model/vectors.py; written by the
-re-scoring pass, so a query is one matrix-vector product, plus one forward pass for typed text).
+re-scoring pass): from the version's vector index file (vectors.build_index, memory-mapped, shared by
+every process) once it is built, by brute force over the embeddings until then; plus one forward
+pass for typed text or an example added since the re-scoring.
 No Gradio here."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
@@ -15,7 +19,7 @@ from bertdemo import validate
 from bertdemo.db import examples, versions
 from bertdemo.errors import BadInput, NotReady
 from bertdemo.model import vectors
-from bertdemo.model.vectors import VectorIndex
+from bertdemo.model.vectors import IvfIndex, VectorIndex
 from bertdemo.services import Services
 from bertdemo.text import try_clean
 from bertdemo.validate import number
@@ -38,28 +42,43 @@ class Neighbours:
         return {int(i): int(v) for i, v in zip(self.rows["id"], self.rows["version"])}
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """A version's stored embeddings and, once built, its index file (model/vectors.py)."""
+    vectors: VectorIndex
+    ann: IvfIndex | None  # None: brute force over `vectors` (no index file yet, or a stale one)
+
+    def nearest(self, query: np.ndarray, k: int, exclude: set[int] | None = None) -> list[tuple[int, float]]:
+        return (self.ann if self.ann is not None else self.vectors).nearest(query, k, exclude)
+
+
 class SimilarExamples:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.engine = services.engine
-        self._cache: tuple[tuple, VectorIndex] | None = None
+        self._cache: tuple[tuple, Loaded] | None = None
         self._lock = threading.Lock()
 
     def index(self) -> VectorIndex:
         """The active version's stored embeddings (loaded once per version and file)."""
+        return self.loaded().vectors
+
+    def loaded(self) -> Loaded:
+        """The active version's embeddings and index file, opened again when either file changes."""
         info = self.services.registry.active_version()
         if info is None:
             raise NotReady("No model version is active yet: similar examples need its embeddings.")
-        path = self.services.registry.folder(info) / vectors.VECTORS_FILE
+        folder = self.services.registry.folder(info)
+        path = folder / vectors.VECTORS_FILE
         try:
-            key = (info.id, path.stat().st_mtime_ns)
+            key = (info.id, path.stat().st_mtime_ns, _mtime(folder / vectors.INDEX_FILE))
         except FileNotFoundError:
             self.services.jobs.rescore_if_missing()
             raise NotReady(f"The embeddings of {info.name} are being computed (they come with re-scoring the "
                            "examples, about a minute); try again shortly.") from None
         with self._lock:
             if self._cache is None or self._cache[0] != key:
-                self._cache = (key, vectors.load(path))
+                self._cache = (key, Loaded(vectors.load(path), vectors.open_index(folder)))
             return self._cache[1]
 
     def _k(self, k: object) -> int:
@@ -70,8 +89,8 @@ class SimilarExamples:
         k, example_id = self._k(k), validate.example_id(example_id)
         with Session(self.engine) as s:
             text = examples.get(s, example_id).text  # NotFound for an unknown id
-        index = self.index()
-        vec = index.vector_of(example_id)
+        index = self.loaded()
+        vec = index.vectors.vector_of(example_id)
         if vec is None:  # added since the last re-scoring: one forward pass
             vec = self.services.registry.active().embed([text])[0]
         return Neighbours(f"#{example_id}", self._rows(index.nearest(vec, k, exclude={example_id})))
@@ -82,7 +101,7 @@ class SimilarExamples:
         cleaned, problem = try_clean(text, self.services.settings.max_chars)
         if cleaned is None:
             raise BadInput(f"Cannot search for that text: {problem}")
-        index = self.index()
+        index = self.loaded()
         vec = self.services.registry.active().embed([cleaned])[0]
         return Neighbours(cleaned, self._rows(index.nearest(vec, k)))
 
@@ -96,3 +115,10 @@ class SimilarExamples:
         rows = [(i, texts[i][0], texts[i][1] or "", predicted.get(i, ""), round(sim, 3), state[i][0])
                 for i, sim in found if i in texts]  # an example deleted since is skipped
         return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None

@@ -1,5 +1,6 @@
 """Examples and their labels: import, set a label (one history row per change, optimistic
-concurrency), counts, history, the annotation queues over stored scores, search, export rows."""
+concurrency), counts, history, the annotation queues over stored scores, search (a CSV's bulk
+import and the export stream: db/bulk_io.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import ColumnElement, Row, Select, bindparam, func, insert, sele
 from sqlalchemy.orm import Session
 
 from bertdemo.db import keysets
+from bertdemo.db import search as text_search
 from bertdemo.db.engine import chunks, like_pattern
 from bertdemo.db.models import LABEL_SOURCES, Example, LabelEvent, Score, now, text_key
 from bertdemo.errors import BadInput, Conflict, NotFound
@@ -180,9 +182,7 @@ def queue_ids(s: Session, queue: str, version_id: int | None, search: str = "", 
         needle = search.strip()
         if not needle:
             return []
-        pattern = like_pattern(needle)
-        q = (select(Example.id).where(Example.raw_text.ilike(pattern, escape="\\") |
-                                      Example.text.ilike(pattern, escape="\\")).order_by(Example.id))
+        q = select(Example.id).where(text_search.contains(s, needle)).order_by(Example.id)  # db/search.py
     else:
         raise BadInput(f"unknown queue {queue!r}")
     if dataset:
@@ -364,19 +364,10 @@ def table_rows(s: Session, version_id: int | None, label: str | None = None, unl
     if annotator:
         q = q.where(Example.updated_by == annotator)
     if search:
-        q = q.where(Example.raw_text.ilike(like_pattern(search), escape="\\"))
+        q = q.where(text_search.contains(s, search, columns=("raw_text",)))
     if dataset:
         q = q.where(Example.dataset == dataset)
     return [tuple(r) for r in s.execute(q.order_by(Example.updated_at.desc().nulls_last(), Example.id).limit(limit))]
-
-
-def export_rows(s: Session) -> list[tuple]:
-    """(id, external id, raw text, cleaned text, label, updated_by, updated_at, source, dataset) of
-    every example, by id."""
-    E = Example
-    q = select(E.id, E.external_id, E.raw_text, E.text, E.label, E.updated_by, E.updated_at, E.source,
-               E.dataset).order_by(E.id)
-    return [tuple(r) for r in s.execute(q)]
 
 
 PERSON_SOURCES = ("annotator", "undo", "suggestion", "adjudication", "bulk")  # a label a person set here

@@ -93,6 +93,11 @@ def rescore(engine: Engine, vectors_file: Path, version_id: int, clf: Classifier
     except Abandoned:
         partial.remove()
         raise
+    report(Phase("indexing"))
+    try:  # similar examples' vector index (model/vectors.py); brute force answers while there is none
+        vectors.build_index(vectors_file.parent)
+    except Exception:  # the scores and embeddings stand; similar examples stay on brute force
+        log.exception("could not build the vector index of %s", vectors_file.parent.name)
     return len(ids)
 
 

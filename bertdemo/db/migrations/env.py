@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from bertdemo.db.engine import make_engine
 from bertdemo.db.models import Base
+from bertdemo.db.search import outside_models
 
 config = context.config
 target_metadata = Base.metadata
@@ -26,6 +27,7 @@ def _configure(connection: Connection) -> None:
         # SQLite cannot ALTER most things: batch mode copies the table instead
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=outside_models,  # the text search's FTS5 table and trigram indexes (db/search.py)
     )
 
 

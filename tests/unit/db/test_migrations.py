@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from bertdemo import auth
 from bertdemo.cli import migrate as migrate_cli
-from bertdemo.db import examples, migrate, versions
+from bertdemo.db import examples, migrate, search, versions
 from bertdemo.db.engine import init_db, make_engine
 from bertdemo.db.models import Base, Example, text_key
 
@@ -110,7 +110,8 @@ T0 = datetime(2025, 3, 1, 12, 30, 5)
 def differences(engine, metadata: MetaData = Base.metadata) -> list:
     """What `alembic revision --autogenerate` would write to turn the database into `metadata`."""
     with engine.connect() as conn:
-        return compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+        opts = {"compare_type": True, "include_name": search.outside_models}  # as in migrations/env.py
+        return compare_metadata(MigrationContext.configure(conn, opts=opts), metadata)
 
 
 def revision(engine) -> str | None:

@@ -58,7 +58,10 @@ def test_every_phase_of_a_run_shows_with_its_own_count(services, monkeypatch):
     monkeypatch.setattr(records, "update", spy)
     services.jobs.run_sync(QUICK, user="t")
     names = list(dict.fromkeys(name for name, *_ in seen))
-    assert names == ["training", "evaluating", "saving", "serving", "scoring", ""]  # no baseline yet: no review
+    # no baseline yet: no review; after the scores, the similar examples' vector index is built
+    assert names == ["training", "evaluating", "saving", "serving", "scoring", "indexing", ""]
+    info = services.registry.active_version()
+    assert (services.registry.folder(info) / vectors.INDEX_FILE).is_file()
     with Session(services.engine) as s:
         n = examples.count_examples(s)
     evaluating = [x for x in seen if x[0] == "evaluating"]
