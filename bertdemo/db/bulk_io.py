@@ -132,23 +132,32 @@ def _insert(s: Session, table: Table) -> Insert:
     return insert(table)
 
 
-def add_staged(s: Session, source: str, user: str, stamp: datetime) -> int:
+def write_ranges(s: Session, size: int) -> list[tuple[int, int]]:
+    """(first, last) row numbers of consecutive runs of `size` staged rows to add: the chunks an
+    import writes one transaction each."""
+    ns = [n for (n,) in s.execute(select(STAGE.c.n).where(STAGE.c.kind.is_(None)).order_by(STAGE.c.n))]
+    return [(ns[a], ns[min(a + size, len(ns)) - 1]) for a in range(0, len(ns), size)]
+
+
+def add_staged(s: Session, source: str, user: str, stamp: datetime, rows: tuple[int, int] | None = None) -> int:
     """Add the staged rows to keep as examples (with a history row each where labelled), in file
-    order, in the caller's transaction; returns how many were added."""
+    order, in the caller's transaction (of file rows `rows`, first to last, when given); returns how
+    many were added."""
     E, st = Example.__table__, STAGE
     labelled = st.c.label.is_not(None)
+    keep = st.c.kind.is_(None) if rows is None else st.c.kind.is_(None) & st.c.n.between(*rows)
     when = literal(stamp, DateTime)
     dataset = literal(source if source == "import" else None, String)  # as examples.import_examples
     rows = (select(st.c.text, st.c.raw_text, st.c.text_key, literal(source), dataset,
                    bindparam("meta", {}, type_=JSON), when, st.c.label, case((labelled, 1), else_=0),
                    case((labelled, when), else_=null()), case((labelled, literal(user)), else_=null()))
-            .where(st.c.kind.is_(None)).order_by(st.c.n))
+            .where(keep).order_by(st.c.n))
     cols = ["text", "raw_text", "text_key", "source", "dataset", "meta", "created_at", "label", "version",
             "updated_at", "updated_by"]
     added = s.execute(_insert(s, E).from_select(cols, rows), execution_options={"preserve_rowcount": True}).rowcount
     events = (select(E.c.id, st.c.label, literal(user), literal(source), when, literal(1))
               .select_from(st.join(E, E.c.text_key == st.c.text_key))
-              .where(st.c.kind.is_(None), labelled, E.c.created_at == when, E.c.source == source)
+              .where(keep, labelled, E.c.created_at == when, E.c.source == source)
               .order_by(E.c.id))
     s.execute(insert(LabelEvent.__table__).from_select(
         ["example_id", "label", "user", "source", "created_at", "version"], events))

@@ -182,3 +182,35 @@ def test_the_encoding_pass_reads_blocks_as_the_whole_file_would(tmp_path, monkey
     small = stream_csv(p, 2**20, chunk_rows=1)
     assert (small.encoding, small.warnings) == (whole.encoding, whole.warnings)
     assert list(pd.concat(list(small.chunks))["text"]) == list(whole.frame["text"])
+
+
+def test_on_sqlite_the_rows_go_in_by_chunks_and_a_save_gets_in_between(services, tmp_path, monkeypatch):
+    """SQLite has one write lock: the import writes `write_rows` rows per transaction, so a label save
+    from another connection between two chunks is not kept waiting for the whole file; the result is
+    the same as one transaction's (file order, history rows). PostgreSQL writes it in one."""
+    from bertdemo.db import bulk_io
+
+    with Session(services.engine) as s, s.begin():
+        examples.import_examples(s, [NewExample("stored before", "stored before")], "dataset", "d", LABELS)
+    io = ImportExport(services, Notes(services), chunk_rows=7, write_rows=4)
+    rows = [(f"tweet number {i}", LABELS[i % 3] if i % 2 else "") for i in range(10)]
+    real_add, real_lock, chunks, saved = bulk_io.add_staged, examples.lock, [], []
+
+    def add(s, *args, **kwargs):
+        chunks.append(kwargs.get("rows"))
+        return real_add(s, *args, **kwargs)
+
+    def lock(s, ids):
+        if len(chunks) == 1:  # another person saves a label after the first chunk's commit, before the second
+            with Session(services.engine) as other, other.begin():
+                saved.append(examples.set_label(other, 1, "neutral", "bob", "annotator", LABELS).version)
+        return real_lock(s, ids)
+
+    monkeypatch.setattr(bulk_io, "add_staged", add)
+    monkeypatch.setattr(examples, "lock", lock)
+    services.engine.dialect.name == "sqlite" or pytest.skip("chunked only on SQLite")
+    done = io.import_csv(write(tmp_path, rows), None)
+    assert done.added == 10 and chunks == [(1, 4), (5, 8), (9, 10)] and saved == [1]
+    got, events = stored(services.engine)
+    assert [t for t, *_ in got] == ["stored before"] + [t for t, _lab in rows]
+    assert len(events) == 1 + sum(1 for _t, lab in rows if lab)  # bob's, then one per labelled row
