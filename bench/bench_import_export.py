@@ -60,27 +60,11 @@ def old_import(io, path: str) -> str:
 
 
 def old_export(io, dest: Path) -> str:
-    """The export before streaming: every row in one DataFrame, then write_csv."""
-    import pandas as pd
-    from sqlalchemy import select
-    from sqlalchemy.orm import Session
+    """The export before streaming (tests.support.old_export: every row in one DataFrame, then write_csv)."""
+    from tests.support import old_export as build
 
-    from bertdemo.actions.transfer import EXPORT_COLUMNS
-    from bertdemo.datasets import write_csv
-    from bertdemo.db import examples
-    from bertdemo.db.models import Example as E
-
-    with Session(io.engine) as s:
-        rows = s.execute(select(E.id, E.external_id, E.raw_text, E.text, E.label, E.updated_by, E.updated_at,
-                                E.source, E.dataset).order_by(E.id)).all()
-        changes = examples.change_counts(s)
-    notes = io._notes.for_export()
-    frame = pd.DataFrame(
-        [(i, ext or "", raw, cleaned, lab or "", who or "", at.isoformat(sep=" ", timespec="seconds") if at else "",
-          changes.get(i, 0), src, ds or "", notes.get(i, "")) for i, ext, raw, cleaned, lab, who, at, src, ds in rows],
-        columns=EXPORT_COLUMNS)
-    write_csv(frame, dest)
-    return f"{len(frame):,} rows"
+    build(io, dest)
+    return f"{sum(1 for _ in open(dest, encoding='utf-8')) - 1:,} lines"
 
 
 def watch_writes(engine) -> list[float]:

@@ -12,21 +12,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 from bertdemo.config import BUNDLED_DATASET, Settings, packaged_model_path
 from bertdemo.db.engine import init_db, make_engine
 from bertdemo.model.classifier import Classifier
 from bertdemo.services import Services
 from bertdemo.training.config import TrainConfig
-from tests.support import LABELS, TINY_TRAIN, launched_app, postgres_url
+from tests.support import LABELS, TINY_TRAIN, launched_app, postgres_schema, postgres_url
 
 # PyTorch serves in tests and in the apps and CLI runs they start, unless a test chooses a path:
 # building and gating the int8 graph adds ~15 s of CPU after every training run (its own tests,
@@ -77,18 +75,8 @@ def db_url(request, tmp_path) -> Iterator[str]:
     base = postgres_url()
     if base is None:
         pytest.skip("BERTDEMO_DB_URL is not a postgresql:// URL")
-    # a schema per test: as clean as a new database, much cheaper, and nothing is left behind
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, poolclass=sa.NullPool)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    with postgres_schema(base) as url:  # a schema per test: nothing is left behind
+        yield url
 
 
 @pytest.fixture

@@ -46,6 +46,47 @@ def postgres_url() -> str | None:
     return url if url.startswith("postgresql") else None
 
 
+@contextlib.contextmanager
+def postgres_schema(base: str) -> Iterator[str]:
+    """A URL of the database `base` names, in a fresh schema of its own (as clean as a new database,
+    much cheaper), dropped with everything in it afterwards."""
+    import uuid
+
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, poolclass=sa.NullPool)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+def old_export(io, dest: Path) -> None:
+    """The export as it was built before streaming (issue 26): every row in one DataFrame, then
+    write_csv; what the streamed export must equal (tests) and is measured against (bench)."""
+    import pandas as pd
+    from sqlalchemy.orm import Session
+
+    from bertdemo.actions.transfer import EXPORT_COLUMNS
+    from bertdemo.datasets import write_csv
+    from bertdemo.db.models import Example as E
+
+    with Session(io.engine) as s:
+        rows = s.execute(sa.select(E.id, E.external_id, E.raw_text, E.text, E.label, E.updated_by, E.updated_at,
+                                   E.source, E.dataset).order_by(E.id)).all()
+        changes = examples.change_counts(s)
+    notes = io._notes.for_export()
+    frame = pd.DataFrame(
+        [(i, ext or "", raw, cleaned, lab or "", who or "", at.isoformat(sep=" ", timespec="seconds") if at else "",
+          changes.get(i, 0), src, ds or "", notes.get(i, "")) for i, ext, raw, cleaned, lab, who, at, src, ds in rows],
+        columns=EXPORT_COLUMNS)
+    write_csv(frame, dest)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on (yet)."""
     with socket.socket() as sock:

@@ -19,13 +19,11 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from bertdemo import auth
@@ -34,7 +32,7 @@ from bertdemo.db import examples
 from bertdemo.db.engine import init_db, make_engine
 from bertdemo.db.models import Base
 from bertdemo.text import clean_text
-from tests.support import LABELS, free_port, postgres_url, wait_for
+from tests.support import LABELS, free_port, postgres_schema, postgres_url, wait_for
 
 BOSS, ANN, BOB = ("boss", "boss-password"), ("ann", "ann-password"), ("bob", "bob-password")
 TEXT = "the crew was lovely but the flight was late"
@@ -72,18 +70,8 @@ def _copy_database(sqlite_file: Path, url: str) -> None:
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
     """A schema of its own in the database of BERTDEMO_DB_URL, dropped afterwards."""
-    base = postgres_url()
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, poolclass=sa.NullPool)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    with postgres_schema(postgres_url()) as url:
+        yield url
 
 
 def _client(url: str, who: tuple[str, str]):

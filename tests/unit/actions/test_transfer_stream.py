@@ -17,12 +17,13 @@ from bertdemo.actions import transfer as transfer_mod
 from bertdemo.actions.notes import Notes
 from bertdemo.actions.transfer import ImportExport
 from bertdemo.config import Settings
-from bertdemo.datasets import CSVError, read_csv, stream_csv, write_csv
+from bertdemo.datasets import CSVError, read_csv, stream_csv
 from bertdemo.db import bulk_io, examples
 from bertdemo.db.examples import NewExample
 from bertdemo.db.models import Example, LabelEvent
 from bertdemo.errors import Forbidden
 from bertdemo.services import Services
+from tests.support import old_export
 
 LABELS = ("negative", "neutral", "positive")
 
@@ -128,21 +129,6 @@ def test_the_preview_lists_the_first_rows_and_counts_them_all(services, io, tmp_
     assert list(p.skipped["row"]) == [1, 2, 3, 4, 5] and list(p.add["row"]) == [13, 14, 15, 16, 17]
     assert p.summary() == ("9 rows to add, 12 to skip. Skipped: 12 unknown label. "
                            "The tables list the first 5 of each.")
-
-
-def old_export(io: ImportExport, dest) -> None:
-    """The export as it was built before streaming: every row in one DataFrame, then write_csv."""
-    with Session(io.engine) as s:
-        E = Example
-        rows = s.execute(select(E.id, E.external_id, E.raw_text, E.text, E.label, E.updated_by, E.updated_at,
-                                E.source, E.dataset).order_by(E.id)).all()
-        changes = examples.change_counts(s)
-    notes = io._notes.for_export()
-    frame = pd.DataFrame(
-        [(i, ext or "", raw, cleaned, lab or "", who or "", at.isoformat(sep=" ", timespec="seconds") if at else "",
-          changes.get(i, 0), src, ds or "", notes.get(i, "")) for i, ext, raw, cleaned, lab, who, at, src, ds in rows],
-        columns=transfer_mod.EXPORT_COLUMNS)
-    write_csv(frame, dest)
 
 
 def test_the_streamed_export_is_byte_identical_to_the_old_one(services, io, tmp_path, monkeypatch):
