@@ -54,7 +54,7 @@ from sqlalchemy.pool import NullPool
 
 from bertdemo.db import versions
 from bertdemo.db.engine import make_engine
-from bertdemo.db.models import Example, Score, text_key
+from bertdemo.db.models import Example, Lease, Score, text_key
 from bertdemo.text import try_clean
 
 RESULTS = Path(__file__).with_name("bench_scale.jsonl")
@@ -257,17 +257,22 @@ class Truth:
                 Example.raw_text.ilike(like) | Example.text.ilike(like)))
             # the model queues rank every scored example (labelled ones too: a review), Unlabeled the rest
             scored = s.scalar(select(func.count()).select_from(Score).where(Score.version_id == vid))
+            # what a queue counts is what is left: the items the team finished (a done lease; one
+            # annotation per item) are not (the bench's own label saves during the re-scoring)
+            scored -= s.scalar(select(func.count(func.distinct(Lease.example_id))).where(Lease.done.is_(True)))
             return {"examples": n, "labelled": n - unlabelled, "disagree": disagree, "search": search,
                     **{q: unlabelled for q in ("unlabeled", "informative")},
                     **{q: scored for q in ("uncertain", "margin", "diverse")}}
         return self._ask(ask)
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process (MB), from /proc (0 once it is gone)."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory of a process (MB), from /proc (0 once it is gone). `field` "RssAnon": its
+    private memory only, without the pages of the files it maps (the embeddings, the vector index,
+    the model weights: page cache that every process serving the version shares)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -372,14 +377,17 @@ class Sampler(threading.Thread):
     def __init__(self, pid: int, every: float = 0.2) -> None:
         super().__init__(daemon=True)
         self.pid, self.every, self._peak, self._halt = pid, every, 0.0, threading.Event()
+        self.peak_anon = 0.0  # the same for RssAnon (private memory, no mapped files)
 
     def run(self) -> None:
         while not self._halt.is_set():
             self._peak = max(self._peak, rss_mb(self.pid))
+            self.peak_anon = max(self.peak_anon, rss_mb(self.pid, "RssAnon"))
             time.sleep(self.every)
 
     def reset(self) -> None:
         self._peak = rss_mb(self.pid)
+        self.peak_anon = rss_mb(self.pid, "RssAnon")
 
     def peak(self) -> float:
         return self._peak
@@ -526,7 +534,8 @@ def rescore(url: str, c, name: str, sampler: Sampler, timeout: float) -> dict:
     save.stop()
     return {"activate_msg": msg[:120], "activate_s": round(activate_s, 2), "rescore_s": round(total, 1),
             "scoring_phase_s": round(total - scoring_at, 1) if scoring_at is not None else None,
-            "rescore_peak_rss_mb": round(peak), "predict": ms_stats(pred.lat), "predict_errors": pred.errors[:5],
+            "rescore_peak_rss_mb": round(peak), "rescore_peak_anon_mb": round(sampler.peak_anon),
+            "predict": ms_stats(pred.lat), "predict_errors": pred.errors[:5],
             "save": ms_stats(save.lat), "save_errors": save.errors[:5]}
 
 
@@ -576,15 +585,18 @@ def measure(args, url: str, proc, truth: Truth, csv_path: Path, sampler: Sampler
     r["examples"] = settled_count(truth)
     say(f"imported in {r['import_s']:.1f} s: {summary[:120]!r}; {r['examples']:,} examples")
     time.sleep(5)
-    idle = []
+    idle, idle_anon = [], []
     for _ in range(10):
         idle.append(rss_mb(proc.pid))
+        idle_anon.append(rss_mb(proc.pid, "RssAnon"))
         time.sleep(0.2)
     r["idle_rss_mb"] = round(statistics.median(idle))
+    r["idle_anon_mb"] = round(statistics.median(idle_anon))
     name = args.to or truth.active_name()
     say(f"activating {name} (idle RSS {r['idle_rss_mb']} MB)")
     r |= rescore(url, c, name, sampler, args.timeout)
     r["rescore_peak_minus_idle_mb"] = r["rescore_peak_rss_mb"] - r["idle_rss_mb"]
+    r["rescore_anon_peak_minus_idle_mb"] = r["rescore_peak_anon_mb"] - r["idle_anon_mb"]
     r["scores_complete"] = truth.scores_complete()
     time.sleep(2)
     r["rss_after_rescore_mb"] = round(rss_mb(proc.pid))
@@ -684,7 +696,10 @@ def table(rows: list[dict]) -> str:
         ("import", lambda r: f"{r['import_s']:.1f} s in {r['import_files']} call(s), peak RSS {r['import_peak_rss_mb']:,} MB"),
         ("re-scoring after activation", lambda r: f"{r['rescore_s']:.0f} s (scoring {r['scoring_phase_s']} s), "
                                                   f"peak RSS {r['rescore_peak_rss_mb']:,} MB = idle {r['idle_rss_mb']:,}"
-                                                  f" + {r['rescore_peak_minus_idle_mb']:,} MB; after {r['rss_after_rescore_mb']:,}"),
+                                                  f" + {r['rescore_peak_minus_idle_mb']:,} MB; after {r['rss_after_rescore_mb']:,}"
+                                                  + (f"; private (RssAnon) idle {r['idle_anon_mb']:,} + "
+                                                     f"{r['rescore_anon_peak_minus_idle_mb']:,} MB"
+                                                     if "idle_anon_mb" in r else "")),
         ("`/predict` during re-scoring", lambda r: ms(r["predict"]) + (f", {len(r['predict_errors'])}+ errors" if r["predict_errors"] else "")),
         ("label save during re-scoring", lambda r: ms(r["save"]) + (f", {len(r['save_errors'])}+ errors" if r["save_errors"] else "")),
         *[(f"{name} queue: 1st / 2nd call, count", lambda r, n=name: q(r, n, "")) for name in (*QUEUES, "search")],
