@@ -42,10 +42,14 @@ def rank(ids: Sequence[int], probs: np.ndarray, strategy: str) -> list[int]:
     ids_arr = np.asarray(ids, dtype=np.int64)
     if not len(ids_arr):
         return []
+    return ids_arr[rank_rows(ids_arr, probs, strategy)].tolist()
+
+
+def rank_rows(ids: np.ndarray, probs: np.ndarray, strategy: str) -> np.ndarray:
+    """The rows of `probs` in `rank`'s order (the positions, not the ids)."""
     key = -entropy(probs) if strategy == "entropy" else margin(probs)
     # rounding: float noise between two equal rows must not beat the id order
-    order = np.lexsort((ids_arr, np.round(key, 9)))
-    return [int(i) for i in ids_arr[order]]
+    return np.lexsort((np.asarray(ids, dtype=np.int64), np.round(key, 9)))
 
 
 def disagreements(ids: Sequence[int], probs: np.ndarray, labels: Sequence[str],
