@@ -117,29 +117,42 @@ def load(path: Path) -> VectorIndex:
     return VectorIndex(ids, vectors)
 
 
+class RowLookup:
+    """Each example id's row in an id array, by binary search over a sorted copy made once (8 bytes
+    an id where a dict of them takes ~100): the embeddings file's rows, the quick model's."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        ids = np.asarray(ids, dtype=np.int64)
+        self._order = np.argsort(ids, kind="stable")
+        self._sorted = ids[self._order]
+
+    def rows_of(self, example_ids: np.ndarray | list[int]) -> np.ndarray:
+        """(N,) each id's row, -1 where it has none."""
+        want = np.asarray(example_ids, dtype=np.int64).reshape(-1)
+        if not len(self._sorted) or not len(want):
+            return np.full(len(want), -1, dtype=np.int64)
+        at = np.clip(np.searchsorted(self._sorted, want), 0, len(self._sorted) - 1)
+        return np.where(self._sorted[at] == want, self._order[at], -1)
+
+
 @dataclass
 class VectorIndex:
     ids: np.ndarray  # (N,) example ids
     vectors: np.ndarray  # (N, d) unit-length, float16 memory-mapped (a file) or any float array
-    _order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)  # argsort of ids
+    _lookup: RowLookup | None = field(default=None, repr=False)
     _xy: np.ndarray | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self.ids = np.asarray(self.ids, dtype=np.int64)
-        self._order = np.argsort(self.ids, kind="stable")
+        self._lookup = RowLookup(self.ids)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def rows_of(self, example_ids: np.ndarray | list[int]) -> np.ndarray:
         """(N,) each id's row, -1 where it has none (an example added since the re-scoring)."""
-        want = np.asarray(example_ids, dtype=np.int64).reshape(-1)
-        if not len(self.ids) or not len(want):
-            return np.full(len(want), -1, dtype=np.int64)
-        sorted_ids = self.ids[self._order]
-        at = np.clip(np.searchsorted(sorted_ids, want), 0, len(sorted_ids) - 1)
-        return np.where(sorted_ids[at] == want, self._order[at], -1)
+        return self._lookup.rows_of(example_ids)
 
     def rows(self, rows: np.ndarray) -> np.ndarray:
         """(len(rows), d) float32 vectors of these rows."""

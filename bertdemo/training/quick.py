@@ -52,19 +52,14 @@ class QuickFit:
     model: object = field(default=None, repr=False)  # the fitted LogisticRegression (warm start of the next)
     # the embeddings file it read (its mtime): a re-scoring that writes a new one makes the fit stale
     embeddings_stamp: int = 0
-    _order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)  # argsort of ids
+    _rows: vectors.RowLookup = field(default=None, repr=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_order", np.argsort(np.asarray(self.ids, dtype=np.int64), kind="stable"))
+        object.__setattr__(self, "_rows", vectors.RowLookup(self.ids))
 
     def probs_of(self, example_id: int) -> np.ndarray | None:
-        if not len(self.ids):
-            return None
-        ids = np.asarray(self.ids)
-        at = int(np.searchsorted(ids[self._order], int(example_id)))
-        if at >= len(ids) or int(ids[self._order[at]]) != int(example_id):
-            return None
-        return self.probs[self._order[at]]
+        n = int(self._rows.rows_of([example_id])[0])
+        return None if n < 0 else self.probs[n]
 
     def ranked(self, strategy: str) -> list[int]:
         """Every example with an embedding, most informative first (model/strategies.py)."""

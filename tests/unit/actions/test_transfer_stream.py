@@ -4,7 +4,6 @@ across chunks, the row cap setting, and an export byte-identical to the old in-m
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +23,7 @@ from bertdemo.db.models import Example, LabelEvent
 from bertdemo.errors import Forbidden
 from bertdemo.services import Services
 from tests.support import old_export
+from tests.unit.actions.test_annotate import write as write_file
 
 LABELS = ("negative", "neutral", "positive")
 
@@ -42,12 +42,7 @@ def io(services) -> ImportExport:
 
 
 def write(tmp_path, rows, header=("text", "label"), name="in.csv"):
-    p = tmp_path / name
-    with open(p, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    return str(p)
+    return write_file(tmp_path, name, rows, header)  # test_annotate's CSV writer, rows first here
 
 
 def stored(engine):
