@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # annotator: a person's label; suggestion: a person accepted the model's suggestion as their label;
@@ -92,6 +92,12 @@ class LabelEvent(Base):
     version: Mapped[int] = mapped_column(Integer)  # the example's version after this change
     # the bulk labelling (or its undo) this change belongs to: one id for the whole batch
     batch: Mapped[str | None] = mapped_column(String(36), index=True)
+    # the condition the label was given under (migration 0011, the suggestion-bias audit): the model's
+    # suggestion at the save, whether it was on screen (False: hidden by the audit's draw; None: no
+    # hand-out, e.g. a save from the table, or a label from before 0011) and when the item was handed out
+    suggested: Mapped[str | None] = mapped_column(String(32))
+    suggestion_shown: Mapped[bool | None] = mapped_column(Boolean)
+    handed_out_at: Mapped[datetime | None] = mapped_column(DateTime)
     example: Mapped[Example] = relationship(back_populates="events")
 
 
@@ -136,6 +142,24 @@ class Lease(Base):
     claimed_at: Mapped[datetime] = mapped_column(DateTime, default=now)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     done: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the suggestion-bias audit's draw for this hand-out: the model's suggestion is not shown (0011)
+    hide_suggestion: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class StoppingPool(Base):
+    """The stopping pool (migration 0011): a fixed random sample of examples, drawn once, on which each
+    version's predictions are compared with the previous versions' (actions/stopping.py)."""
+    __tablename__ = "stopping_pool"
+    example_id: Mapped[int] = mapped_column(ForeignKey("examples.id"), primary_key=True)
+    drawn_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class PoolPrediction(Base):
+    """A version's predicted class on one example of the stopping pool, stored when it is saved."""
+    __tablename__ = "pool_predictions"
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), primary_key=True)
+    example_id: Mapped[int] = mapped_column(ForeignKey("examples.id"), primary_key=True)
+    predicted: Mapped[str] = mapped_column(String(32))
 
 
 class AppSetting(Base):
