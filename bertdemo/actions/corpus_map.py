@@ -1,8 +1,15 @@
 """The corpus map: every stored example placed by the active version's sentence embeddings
-projected to 2-D (PCA, model/vectors.py), coloured by its label, the model's prediction, or
+projected to 2-D (model/projection.py), coloured by its label, the model's prediction, or
 whether the two disagree; a region selected on it (a box or a lasso polygon, in the map's
 coordinates) becomes a set of examples to label in bulk (actions/bulk.py) or a queue of one's own
 ("Map selection" in the Label tab). No Gradio here.
+
+The coordinates are laid out after a version's re-scoring and stored with its scores
+(training/follow_up.lay_out, db/map_coords.py): the first draw reads them (~0.3 s at 300k instead of
+fitting and projecting, 2.5-5 s), and a selection is a range query on them plus a polygon test on
+the candidates. A version whose coordinates are not all stored (re-scored before migration 0012,
+or its follow-up stopped) is laid out here from its embeddings, with the same function, and stored
+in the background.
 
 At any corpus size the page gets at most `max_points` points (BERTDEMO_MAP_POINTS): a
 deterministic sample stratified by colour, so a rare class stays visible, sent as typed arrays
@@ -15,8 +22,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from matplotlib.path import Path as Polygon
@@ -24,11 +33,16 @@ from sqlalchemy.orm import Session
 
 from bertdemo import auth
 from bertdemo.actions.similar import SimilarExamples
-from bertdemo.db import examples, leases, versions
+from bertdemo.db import leases, map_coords, versions
 from bertdemo.errors import BadInput
-from bertdemo.model.vectors import VectorIndex
+from bertdemo.model import projection, vectors
+from bertdemo.model.vectors import RowLookup
 from bertdemo.services import Services
+from bertdemo.training import follow_up
+from bertdemo.training.registry import VersionInfo
 from bertdemo.validate import choice, short
+
+log = logging.getLogger(__name__)
 
 COLOURINGS = ("label", "prediction", "disagreement")
 PALETTE = ("#d62728", "#7f7f7f", "#2ca02c", "#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
@@ -159,22 +173,28 @@ def id_priority(ids: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class MapLayout:
-    """What a version's index gives the map once (cached with it): its ids, coordinates, bounds,
-    each point's density cell and sample priority, and an id -> row look-up by sorting."""
+    """Every example of the map once (cached until the version or its embeddings change): its id,
+    coordinates, density cell and sample priority, and an id -> row look-up. `source` is what it
+    was laid out from: a version's stored coordinates, read from its scores (a selection is then a
+    range query on them), or a VectorIndex (computed here, the fallback)."""
 
-    index: VectorIndex
+    source: object  # (version id, its embeddings file's mtime): stored coordinates; else the VectorIndex projected
     ids: np.ndarray  # (N,) int64
     xy: np.ndarray  # (N, 2) float32
     bounds: tuple[float, float, float, float]
     cell: np.ndarray  # (N,) int64 in [0, GRID * GRID)
     priority: np.ndarray  # (N,) uint64
-    by_id: np.ndarray  # (N,) rows in id order
-    sorted_ids: np.ndarray  # (N,) ids[by_id]
+    lookup: RowLookup
+
+    @property
+    def version_id(self) -> int | None:
+        """The version whose stored coordinates these are (None: computed here)."""
+        return self.source[0] if isinstance(self.source, tuple) else None
 
     @classmethod
-    def of(cls, index: VectorIndex) -> MapLayout:
-        ids = np.asarray(index.ids, dtype=np.int64)
-        xy = np.asarray(index.projection(), dtype=np.float32).reshape(-1, 2)
+    def of(cls, source: object, ids: np.ndarray, xy: np.ndarray) -> MapLayout:
+        ids = np.asarray(ids, dtype=np.int64)
+        xy = np.asarray(xy, dtype=np.float32).reshape(-1, 2)
         if len(xy):
             x0, y0 = (float(v) for v in xy.min(axis=0))
             x1, y1 = (float(v) for v in xy.max(axis=0))
@@ -184,20 +204,15 @@ class MapLayout:
         x1, y1 = (x1 if x1 > x0 else x0 + 1.0), (y1 if y1 > y0 else y0 + 1.0)
         col = np.clip(((xy[:, 0] - x0) / (x1 - x0) * GRID).astype(np.int64), 0, GRID - 1)
         row = np.clip(((xy[:, 1] - y0) / (y1 - y0) * GRID).astype(np.int64), 0, GRID - 1)
-        by_id = np.argsort(ids, kind="stable")
-        return cls(index, ids, xy, (x0, x1, y0, y1), row * GRID + col, id_priority(ids), by_id, ids[by_id])
+        return cls(source, ids, xy, (x0, x1, y0, y1), row * GRID + col, id_priority(ids), RowLookup(ids))
 
-    def codes(self, values: dict[int, str], names: tuple[str, ...], missing: int) -> np.ndarray:
-        """(N,) the index of each example's value in `names` (`missing`: absent or not one of them)."""
+    def codes(self, found: map_coords.Codes, classes: int, missing: int) -> np.ndarray:
+        """(N,) each example's class number in `found` (`missing` where it has none, or one of
+        `classes` or more: a value that is no label); examples not on the map are left out."""
         out = np.full(len(self.ids), missing, dtype=np.int64)
-        if not values or not len(self.ids):
-            return out
-        position = {n: k for k, n in enumerate(names)}
-        keys = np.fromiter(values.keys(), dtype=np.int64, count=len(values))
-        codes = np.fromiter((position.get(v, missing) for v in values.values()), dtype=np.int64, count=len(values))
-        at = np.minimum(np.searchsorted(self.sorted_ids, keys), len(self.ids) - 1)
-        known = self.sorted_ids[at] == keys  # ids the index does not hold (added since) are left out
-        out[self.by_id[at[known]]] = codes[known]
+        rows = self.lookup.rows_of(found.ids)
+        known = rows >= 0
+        out[rows[known]] = np.where(found.codes[known] < classes, found.codes[known], missing)
         return out
 
 
@@ -210,32 +225,81 @@ class CorpusMap:
         self.max_points = int(max_points or services.settings.map_points)
         self._layout: MapLayout | None = None
         self._lock = threading.Lock()
+        self._laying_out: set[int] = set()  # versions whose coordinates this process began to store
 
     def layout(self) -> MapLayout:
-        """The active version's map layout, computed once per loaded index (a new version or a new
-        embeddings file is a new index: SimilarExamples.index)."""
+        """The active version's map layout: its stored coordinates once every score has them (the
+        re-scoring's follow-up writes them, training/follow_up.lay_out), read once per version;
+        until then computed here from its embeddings (model/projection.py, the same function, once
+        per loaded index), and stored in the background for the next time."""
+        info, stored = self._active()
+        if stored:
+            # a version scored again (its embeddings file written anew) is read again
+            key = (info.id, _mtime(self.services.registry.folder(info) / vectors.VECTORS_FILE))
+            with self._lock:
+                if self._layout is None or self._layout.source != key:
+                    with Session(self.engine) as s:
+                        points = map_coords.coordinates(s, info.id)
+                    self._layout = MapLayout.of(key, points.ids, points.xy)
+                return self._layout
         index = self.similar.index()
         with self._lock:
-            if self._layout is None or self._layout.index is not index:
-                self._layout = MapLayout.of(index)
+            if self._layout is None or self._layout.source is not index:
+                self._layout = MapLayout.of(index, index.ids, projection.project(index.vectors))
+                if info is not None:
+                    self._lay_out_later(info)
             return self._layout
+
+    def _active(self) -> tuple[VersionInfo | None, bool]:
+        """The active version (None: none yet) and whether its coordinates are all stored."""
+        info = self.services.registry.active_version()
+        with Session(self.engine) as s:
+            return info, info is not None and map_coords.complete(s, info.id)
+
+    def _lay_out_later(self, info: VersionInfo) -> None:
+        """Store the active version's coordinates in a background thread (its progress in the status
+        line), once per version in this process: a version re-scored before they were stored
+        (0012), or whose follow-up stopped before the map. Not while its follow-up runs: it lays
+        the map out itself."""
+        jobs = self.services.jobs
+        if info.id in self._laying_out:
+            return
+        under_way = jobs.records.activity()
+        path = self.services.registry.folder(info) / vectors.VECTORS_FILE
+        if (under_way is not None and under_way.version == info.name) or not path.exists():
+            return
+        self._laying_out.add(info.id)
+
+        def work() -> None:
+            try:
+                follow_up.lay_out(self.engine, path, info.id, jobs.records.reporter(info.name))
+            except Exception:  # the map keeps computing its layout itself
+                log.exception("could not store the corpus map of %s", info.name)
+            finally:
+                jobs.records.end_activity(info.name)
+
+        threading.Thread(target=work, name=f"map-{info.name}", daemon=True).start()
 
     def view(self, colour_by: str = "label") -> MapView:
         choice(colour_by, "Colour by", COLOURINGS)
         lay = self.layout()
+        n = len(self.labels)
         with Session(self.engine) as s:
             active = versions.active_version(s)
-            labelled = examples.current_labels(s)
-            predicted = examples.predictions(s, active.id) if active and colour_by != "label" else {}
-        n = len(self.labels)
+            lab = lay.codes(map_coords.label_codes(s, self.labels), n, -1) if colour_by != "prediction" else None
+            if colour_by == "label":
+                pred = None
+            elif active is not None:
+                pred = lay.codes(map_coords.prediction_codes(s, active.id, self.labels), n, -1)
+            else:
+                pred = np.full(len(lay.ids), -1, dtype=np.int64)
         if colour_by == "disagreement":
             legend = [("model agrees", "#2ca02c"), ("model disagrees", "#d62728"), ("unlabelled", NONE_COLOUR)]
-            lab = lay.codes(labelled, self.labels, -1)
-            pred = lay.codes(predicted, self.labels, -1)
             keys = np.where(lab < 0, 2, ((pred >= 0) & (pred != lab)).astype(np.int64))
         else:
             legend = [(name, PALETTE[k % len(PALETTE)]) for k, name in enumerate(self.labels)] + [("none", NONE_COLOUR)]
-            keys = lay.codes(labelled if colour_by == "label" else predicted, self.labels, n)
+            shown = lab if colour_by == "label" else pred
+            keys = np.where(shown < 0, n, shown)
         counts = np.bincount(keys, minlength=len(legend))
         chosen = stratified_sample(keys, lay.priority, self.max_points)
         rest = np.ones(len(keys), dtype=bool)
@@ -246,31 +310,25 @@ class CorpusMap:
 
     def select(self, region: object) -> list[int]:
         """The examples inside `region`: {"box": [x0, y0, x1, y1]} or {"lasso": [[x, y], ...]} in
-        map coordinates, among every example of the map (not only those drawn). An empty result is
-        a BadInput (nothing to label)."""
-        lay = self.layout()
-        xy = lay.xy
-        if not isinstance(region, dict) or not ({"box", "lasso"} & set(region)):
-            raise BadInput(f"A map selection must be a box or a lasso, got {short(region)}.")
-        try:
-            if "box" in region:
-                x0, y0, x1, y1 = (float(v) for v in region["box"])
-                inside = _in_box(xy, x0, y0, x1, y1)
-            else:
-                poly = np.asarray(region["lasso"], dtype=float)
-                if poly.ndim != 2 or poly.shape[1] != 2 or not 3 <= len(poly) <= MAX_POLYGON:
-                    raise ValueError("a lasso needs 3 to 2,000 [x, y] points")
-                # the polygon's bounding box first (a cheap range test), the exact test on those only
-                (x0, y0), (x1, y1) = poly.min(axis=0), poly.max(axis=0)
-                inside = _in_box(xy, x0, y0, x1, y1)
-                candidates = np.flatnonzero(inside)
-                inside[candidates] = Polygon(poly).contains_points(xy[candidates])
-        except (TypeError, ValueError) as exc:
-            raise BadInput(f"A map selection must be a box [x0, y0, x1, y1] or a lasso of [x, y] points: {exc}.") \
-                from None
-        if not inside.any():
+        map coordinates, among every example of the map (not only those drawn): the candidates in
+        the region's bounding box (a range query on the stored coordinates: no layout is loaded
+        for it; or a test of the layout's computed here), then for a lasso the exact polygon test
+        on those only. An empty result is a BadInput (nothing to label)."""
+        box, poly = _region(region)
+        info, stored = self._active()
+        if stored:
+            with Session(self.engine) as s:
+                found = map_coords.in_box(s, info.id, *box)
+            ids, xy = found.ids, found.xy
+        else:
+            lay = self.layout()
+            inside = _in_box(lay.xy, *box)
+            ids, xy = lay.ids[inside], lay.xy[inside]
+        if poly is not None and len(ids):
+            ids = ids[Polygon(poly).contains_points(np.asarray(xy, dtype=np.float64))]
+        if not len(ids):
             raise BadInput("The selection is empty: no example lies in that region (nothing was changed).")
-        return [int(i) for i in lay.ids[inside]]
+        return [int(i) for i in np.sort(ids)]
 
     # ------------------------------------------------------------- the selection as a queue
     def keep_selection(self, ids: list[int], username: str | None) -> int:
@@ -286,9 +344,33 @@ class CorpusMap:
             return [int(i) for i in leases.get_setting(s, _key(who), []) or []]  # type: ignore[union-attr]
 
 
-def _in_box(xy: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
-    (x0, x1), (y0, y1) = sorted((x0, x1)), sorted((y0, y1))
-    return (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)
+def _region(region: object) -> tuple[tuple[float, float, float, float], np.ndarray | None]:
+    """((x0, x1, y0, y1) ordered: the region's bounding box, the lasso's polygon or None for a box);
+    BadInput for anything else."""
+    if not isinstance(region, dict) or not ({"box", "lasso"} & set(region)):
+        raise BadInput(f"A map selection must be a box or a lasso, got {short(region)}.")
+    try:
+        if "box" in region:
+            x0, y0, x1, y1 = (float(v) for v in region["box"])
+            poly = None
+        else:
+            poly = np.asarray(region["lasso"], dtype=float)
+            if poly.ndim != 2 or poly.shape[1] != 2 or not 3 <= len(poly) <= MAX_POLYGON:
+                raise ValueError("a lasso needs 3 to 2,000 [x, y] points")
+            (x0, y0), (x1, y1) = poly.min(axis=0), poly.max(axis=0)
+        if not np.isfinite([x0, y0, x1, y1]).all():
+            raise ValueError("coordinates must be finite numbers")
+    except (TypeError, ValueError) as exc:
+        raise BadInput(f"A map selection must be a box [x0, y0, x1, y1] or a lasso of [x, y] points: {exc}.") \
+            from None
+    (x0, x1), (y0, y1) = sorted((float(x0), float(x1))), sorted((float(y0), float(y1)))
+    return (x0, x1, y0, y1), poly
+
+
+def _in_box(xy: np.ndarray, x0: float, x1: float, y0: float, y1: float) -> np.ndarray:
+    """In float64, as the database compares the stored coordinates (float32 would round the bounds)."""
+    x, y = xy[:, 0].astype(np.float64), xy[:, 1].astype(np.float64)
+    return (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
 
 
 def _density(cells: np.ndarray, keys: np.ndarray) -> Density:
@@ -300,6 +382,13 @@ def _density(cells: np.ndarray, keys: np.ndarray) -> Density:
     found = np.flatnonzero(per)
     return Density(GRID, (found % (GRID * GRID)).astype(np.uint16), (found // (GRID * GRID)).astype(np.uint8),
                    per[found].astype(np.uint32))
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:  # the scores are shared, the file may be another machine's: the version decides
+        return 0
 
 
 def _key(user: str) -> str:

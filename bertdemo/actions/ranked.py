@@ -68,7 +68,12 @@ class IdSet(Set[int]):
     __slots__ = ("_sorted",)
 
     def __init__(self, ids: np.ndarray) -> None:
-        self._sorted = np.unique(np.asarray(ids, dtype=np.int64))
+        # a sort, then duplicates dropped only where there are any: np.unique hashed every id first
+        # (0.15-0.4 s for 300k ids, most of a queue's first call; the sort takes ~20 ms)
+        arr = np.sort(np.asarray(ids, dtype=np.int64).reshape(-1))
+        if len(arr) > 1 and not (arr[1:] != arr[:-1]).all():
+            arr = arr[np.r_[True, arr[1:] != arr[:-1]]]
+        self._sorted = arr
 
     def __contains__(self, x: object) -> bool:
         try:
@@ -87,6 +92,14 @@ class IdSet(Set[int]):
     @classmethod
     def _from_iterable(cls, it: Iterable[int]) -> set[int]:  # what & | - return: a plain set
         return set(it)
+
+    def __and__(self, other: Iterable[int]) -> set[int]:
+        """The members of `other` (a small set: the leases) in one array test, not a binary search
+        per id from Python (2,800 done leases took 0.24 s beside a quick-model refit)."""
+        ids = np.fromiter((int(i) for i in other), dtype=np.int64)
+        return set(ids[self.mask(ids)].tolist())
+
+    __rand__ = __and__
 
     def mask(self, ids: np.ndarray) -> np.ndarray:
         """(N,) bool: which of `ids` are members."""
@@ -191,15 +204,18 @@ class RankedQueues:
     def _rank(self, s: Session, queue: str, version_id: int | None, dataset: str, quick: QuickFit | None
               ) -> np.ndarray | list[int]:
         if quick is not None and queue == "disagree":
-            return strategies.disagreements(quick.ids, quick.probs, self.labels, examples.current_labels(s, dataset))
+            labelled = keysets.labelled(s, self.labels, dataset)
+            return strategies.disagreeing(quick.ids, quick.probs, labelled.ids, labelled.classes)
         if queue == "diverse":
             return self._diverse(s, version_id, dataset, quick)
         if quick is not None:
-            ids = np.asarray(quick.ranked(STRATEGY[queue]), dtype=np.int64)
+            ids = quick.ids[strategies.rank_rows(quick.ids, quick.probs, STRATEGY[queue])]  # rank's order, as an array
             return ids[np.isin(ids, keysets.ids_of_dataset(s, dataset))] if dataset else ids
         # the version's stored scores, read in the queue's order from an index that leads with the
         # version (migration 0009): no score of another version is read or sorted
-        return examples.queue_ids(s, queue, version_id, dataset=dataset)
+        if queue == "unlabeled":
+            return examples.queue_ids(s, queue, version_id, dataset=dataset)
+        return keysets.score_queue(s, queue, version_id, dataset, self.labels)
 
     def _diverse(self, s: Session, version_id: int | None, dataset: str, quick: QuickFit | None) -> np.ndarray:
         """The BADGE batch, then the rest by smallest margin, over the quick model's probabilities or

@@ -178,11 +178,9 @@ def queue_ids(s: Session, queue: str, version_id: int | None, search: str = "", 
         newest = func.max(LabelEvent.id)
         q = (select(LabelEvent.example_id).where(LabelEvent.source != "dataset")
              .group_by(LabelEvent.example_id).order_by(newest.desc()))
-    elif queue == "search":
+    elif queue == "search":  # every match, from the search index where there is one (db/search.py)
         needle = search.strip()
-        if not needle:
-            return []
-        q = select(Example.id).where(text_search.contains(s, needle)).order_by(Example.id)  # db/search.py
+        return text_search.matching_ids(s, needle, dataset)[:limit].tolist() if needle else []
     else:
         raise BadInput(f"unknown queue {queue!r}")
     if dataset:

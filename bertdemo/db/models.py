@@ -224,6 +224,10 @@ class Score(Base):
     # top class minus the runner-up: the "Breaking ties" order (smallest first); None only for a
     # row written before 0009 that the migration could not read
     margin: Mapped[float | None] = mapped_column(Float)
+    # the example's place on this version's corpus map (0012; model/projection.py), written by the
+    # re-scoring's follow-up; None until then, and for scores written before 0012
+    map_x: Mapped[float | None] = mapped_column(Float)
+    map_y: Mapped[float | None] = mapped_column(Float)
 
 
 # covering indexes in each queue's order (migration 0009): a queue of one version is one index range
@@ -232,6 +236,8 @@ class Score(Base):
 Index("ix_scores_version_entropy", Score.version_id, Score.entropy.desc(), Score.example_id)
 Index("ix_scores_version_margin", Score.version_id, Score.margin, Score.example_id)
 Index("ix_scores_version_confidence", Score.version_id, Score.confidence.desc(), Score.example_id, Score.predicted)
+# a map box is one range read of this index (0012): candidates with their ids, no row lookups
+Index("ix_scores_version_map", Score.version_id, Score.map_x, Score.map_y, Score.example_id)
 
 
 BEHAVIOUR_SOURCES = ("starter", "example", "flip")  # the starter suite; made from an example; from a flip

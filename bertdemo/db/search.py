@@ -6,8 +6,9 @@
   (migration 0010). A phrase of 3+ characters is a substring match on it; 1-2 characters have no
   trigram and scan with LIKE, as before.
 - PostgreSQL: GIN trigram indexes (pg_trgm, a contrib extension) on the same two columns; the query
-  stays ILIKE, which the planner answers from them. Where the extension cannot be created, migration
-  0010 logs that and ILIKE scans.
+  stays ILIKE, answered from them. Where the extension cannot be created, migration 0010 logs that
+  and ILIKE scans. The Text search queue (`matching_ids`) keeps the planner on the indexes: for a
+  common word its cost model prefers reading the whole table, 3-6 times slower (below).
 
 The index objects live outside the ORM models (virtual tables, triggers, operator-class indexes):
 `outside_models` keeps them out of the models-vs-migrations comparison.
@@ -15,12 +16,15 @@ The index objects live outside the ORM models (virtual tables, triggers, operato
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
-from sqlalchemy import ColumnElement, or_, select, table, text
+import numpy as np
+from sqlalchemy import ColumnElement, Select, bindparam, or_, select, table, text
 from sqlalchemy.orm import Session
 
+from bertdemo.db import keysets
 from bertdemo.db.engine import like_pattern
 from bertdemo.db.models import Example
 
@@ -49,6 +53,47 @@ def contains(s: Session, needle: str, columns: Sequence[str] = COLUMNS) -> Colum
         # whose full scan took 1.5 s where reading the table takes 0.3 s (300k rows, bench_search.py)
         return or_(*((getattr(Example, c) + "").ilike(pattern, escape="\\") for c in columns))
     return or_(*(getattr(Example, c).ilike(pattern, escape="\\") for c in columns))
+
+
+def matching_ids(s: Session, needle: str, dataset: str = "") -> np.ndarray:
+    """(N,) ascending ids of the examples (of `dataset`, when given) that contain `needle`: the Text
+    search queue, every match. Sorted here, not in SQL: with ORDER BY id PostgreSQL walks the
+    primary key and tests every row to spare a sort of the matches."""
+    with on_the_indexes(s, needle):
+        return np.sort(keysets.id_array(s, matching(needle, dataset, s)))
+
+
+def matching(needle: str, dataset: str, s: Session) -> Select:
+    """The ids of the examples (of `dataset`) that contain `needle`, in no order."""
+    q = select(Example.id).where(contains(s, needle))
+    return q.where(Example.dataset == dataset) if dataset else q
+
+
+@contextlib.contextmanager
+def on_the_indexes(s: Session, needle: str) -> Iterator[None]:
+    """On PostgreSQL with the trigram indexes and a needle they can look up: table and primary-key
+    scans off for the queries inside, then as before for the rest of the caller's transaction. For
+    a word in 5-40 % of 300k rows the planner chose a scan (0.45-0.55 s; 1.5-2.2 s with the
+    re-scoring's background work beside it) where the indexes answer in 30-170 ms, the rows they
+    find rechecked (bench/README.md, bench_queues)."""
+    if len(needle) < TRIGRAM or s.get_bind().dialect.name != "postgresql" or not has_trigram_indexes(s):
+        yield
+        return
+    before = s.execute(text("SELECT current_setting('enable_seqscan'), current_setting('enable_indexscan')")).one()
+    s.execute(text("SELECT set_config('enable_seqscan', 'off', true), set_config('enable_indexscan', 'off', true)"))
+    try:
+        yield
+    finally:
+        s.execute(text("SELECT set_config('enable_seqscan', :scan, true), set_config('enable_indexscan', :index, true)"),
+                  {"scan": before[0], "index": before[1]})
+
+
+def has_trigram_indexes(s: Session) -> bool:
+    """Whether this PostgreSQL schema has migration 0010's trigram indexes (absent where the
+    extension could not be made)."""
+    return s.execute(text("SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() "
+                          "AND indexname IN :names").bindparams(
+        bindparam("names", expanding=True)), {"names": list(TRGM_INDEXES)}).scalar_one() == len(TRGM_INDEXES)
 
 
 def fts_query(needle: str, columns: Sequence[str] = COLUMNS) -> str:

@@ -110,11 +110,30 @@ def _member(path: Path, name: str) -> np.ndarray:
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
 
 
+def _read_rows(file: tuple[str, int], mapped: np.memmap, rows: np.ndarray) -> np.ndarray:
+    """`mapped`[rows] read from its `file` (path, offset of row 0) with one pread per run of
+    consecutive rows."""
+    width = mapped.shape[1] * mapped.dtype.itemsize
+    order = np.argsort(rows, kind="stable")
+    ordered = rows[order]
+    cuts = np.flatnonzero(np.diff(ordered) != 1) + 1
+    out = np.empty((len(rows), mapped.shape[1]), dtype=mapped.dtype)
+    fd = os.open(file[0], os.O_RDONLY)
+    try:
+        for a, b in zip(np.concatenate([[0], cuts]).tolist(), np.concatenate([cuts, [len(rows)]]).tolist()):
+            raw = os.pread(fd, (b - a) * width, file[1] + int(ordered[a]) * width)
+            out[order[a:b]] = np.frombuffer(raw, dtype=mapped.dtype).reshape(b - a, -1)
+    finally:
+        os.close(fd)
+    return out
+
+
 def load(path: Path) -> VectorIndex:
     ids, vectors = np.asarray(_member(path, "ids.npy"), dtype=np.int64), _member(path, "vectors.npy")
     if vectors.ndim != 2 or len(ids) != len(vectors):
         raise ValueError(f"{path} is not an embeddings file (ids {ids.shape}, vectors {vectors.shape})")
-    return VectorIndex(ids, vectors)
+    mapped = isinstance(vectors, np.memmap) and vectors.flags.c_contiguous
+    return VectorIndex(ids, vectors, _file=(str(vectors.filename), int(vectors.offset)) if mapped else None)
 
 
 class RowLookup:
@@ -142,6 +161,7 @@ class VectorIndex:
     _lookup: RowLookup | None = field(default=None, repr=False)
     _xy: np.ndarray | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _file: tuple[str, int] | None = field(default=None, repr=False)  # (path, offset of row 0) of a mapped file
 
     def __post_init__(self) -> None:
         self.ids = np.asarray(self.ids, dtype=np.int64)
@@ -155,8 +175,13 @@ class VectorIndex:
         return self._lookup.rows_of(example_ids)
 
     def rows(self, rows: np.ndarray) -> np.ndarray:
-        """(len(rows), d) float32 vectors of these rows."""
-        return np.asarray(self.vectors[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
+        """(len(rows), d) float32 vectors of these rows. From a file, read (pread) rather than
+        touched through the mapping: pages touched stay in this process's RSS while the index
+        lives, and a fit or a scan that reads every row would hold the whole file there (O(N))."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if self._file is not None and len(rows) and 0 <= rows.min() and rows.max() < len(self.vectors):
+            return np.asarray(_read_rows(self._file, self.vectors, rows), dtype=np.float32)
+        return np.asarray(self.vectors[rows], dtype=np.float32)
 
     def vector_of(self, example_id: int) -> np.ndarray | None:
         n = int(self.rows_of([example_id])[0])
@@ -209,6 +234,7 @@ class VectorIndex:
 INDEX_FILE = "embeddings.faiss"
 INDEX_TRAIN_PER_LIST = 64  # k-means training rows per list (faiss wants >= 39)
 INDEX_MIN_NPROBE = 32  # lists scanned per query, at least: recall@10 0.995 at 300k (1,095 lists)
+BUILD_ROWS = 16384  # vectors the index build holds in float32 at a time (25 MB at 384)
 
 
 def index_lists(n: int) -> int:
@@ -220,10 +246,13 @@ def index_lists(n: int) -> int:
 def build_index(version_folder: Path) -> Path | None:
     """Build `version_folder`/INDEX_FILE from its embeddings file (VECTORS_FILE), atomically, with the
     example ids as the index's ids; None when there are no embeddings (yet). Call it after the
-    re-scoring wrote the embeddings: it reads them CHUNK_ROWS at a time (k-means on a sample of at
-    most INDEX_TRAIN_PER_LIST rows per list, float16 codes held in memory until written): 15 s and
-    ~230 MB at 300k on 2 cores."""
+    re-scoring wrote the embeddings. Bounded memory at any corpus size but for the k-means sample
+    (INDEX_TRAIN_PER_LIST rows a list, ~2 sqrt(N) lists: 108 MB of float32 at 300k): the vectors are
+    read BUILD_ROWS at a time and the codes written straight to the file (model/ivf_file.py), never
+    all held: 20 s and ~+140 MB private at 300k on 2 cores (bench/bench_vectors.py)."""
     import faiss
+
+    from bertdemo.model import ivf_file
 
     source = Path(version_folder) / VECTORS_FILE
     if not source.exists():
@@ -236,21 +265,17 @@ def build_index(version_folder: Path) -> Path | None:
     index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(d), d, lists, faiss.ScalarQuantizer.QT_fp16,
                                           faiss.METRIC_INNER_PRODUCT)
     sample = np.sort(np.random.default_rng(0).choice(n, min(n, INDEX_TRAIN_PER_LIST * lists), replace=False))
-    index.train(_unit(stored.rows(sample)))
-    for a in range(0, n, CHUNK_ROWS):
-        rows = np.arange(a, min(a + CHUNK_ROWS, n))
-        index.add_with_ids(_unit(stored.rows(rows)), stored.ids[rows])
+    # k-means on the sample, as index.train does it (same centroids, same file) without the
+    # residuals copy of the sample it makes to train float16 codes, which need no training
+    faiss.Clustering(d, lists, index.cp).train(_unit(stored.rows(sample), in_place=True), index.quantizer)
+    index.is_trained = True
+
+    def blocks():
+        for a in range(0, n, BUILD_ROWS):
+            yield stored.ids[a:a + BUILD_ROWS], _unit(stored.rows(np.arange(a, min(a + BUILD_ROWS, n))), in_place=True)
+
     target = Path(version_folder) / INDEX_FILE
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".embeddings-", suffix=".faiss")
-    os.close(fd)
-    try:
-        faiss.write_index(index, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    ivf_file.write(target, index, blocks)
     return target
 
 
@@ -290,7 +315,12 @@ class IvfIndex:
         return [(i, s) for i, s in found if i not in (exclude or ())][:k]
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (float32): inner product = cosine."""
+def _unit(x: np.ndarray, in_place: bool = False) -> np.ndarray:
+    """Rows scaled to unit length (float32): inner product = cosine. `in_place`: `x` (float32, ours
+    to change) is scaled where it lies, no second copy (the index build's k-means sample: 108 MB at 300k)."""
     x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    norms = np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    if in_place and x.flags.writeable:
+        x /= norms
+        return x
+    return x / norms

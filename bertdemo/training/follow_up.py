@@ -1,7 +1,9 @@
 """The work after a version starts serving, off the request path: its int8 graph built and gated
 (training/serving.py) with the behaviour suite run on it, then every example re-scored for the
-annotation queues, in chunks that report their phase and check their Ticket. The version serves on
-PyTorch meanwhile; the int8 path takes over only when built, gated and its must-pass tests pass.
+annotation queues, in chunks that report their phase and check their Ticket, then the similar
+examples' vector index built and the corpus map laid out (its coordinates stored with the scores,
+so the map's first draw reads them instead of computing them). The version serves on PyTorch
+meanwhile; the int8 path takes over only when built, gated and its must-pass tests pass.
 A newer activation (or a rollback) abandons the ticket: the work stops at its next chunk and never
 replaces the serving path."""
 
@@ -16,8 +18,8 @@ import numpy as np
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from bertdemo.db import keysets, versions
-from bertdemo.model import vectors
+from bertdemo.db import keysets, map_coords, versions
+from bertdemo.model import projection, vectors
 from bertdemo.model.classifier import Classifier
 from bertdemo.training import behaviour_runs
 from bertdemo.training.behaviour import must_pass_failures, run_suite, stored_suite
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 RESCORE_CHUNK = 1024  # examples per chunk of re-scoring: its progress, its commit, its check of the ticket
 RESCORE_BATCH = 64  # texts per forward: the serving classifier's lock is held one batch at a time, so a
 # prediction arriving meanwhile waits at most one such batch
+MAP_CHUNK = 8_192  # coordinates projected, written and committed at a time: a label save waits at most one such
+# write (~0.1 s on SQLite), the float32 rows converted meanwhile are 12.5 MB at 384 wide
 
 
 class Abandoned(Exception):
@@ -98,7 +102,37 @@ def rescore(engine: Engine, vectors_file: Path, version_id: int, clf: Classifier
         vectors.build_index(vectors_file.parent)
     except Exception:  # the scores and embeddings stand; similar examples stay on brute force
         log.exception("could not build the vector index of %s", vectors_file.parent.name)
+    try:
+        lay_out(engine, vectors_file, version_id, report, ticket)
+    except Abandoned:  # the scores and embeddings are complete: only the map's layout stopped
+        log.info("%s: the corpus map's layout stopped (another version serves)", ticket.version or "a version")
+    except Exception:  # the map lays itself out from the embeddings when its coordinates are missing
+        log.exception("could not store the corpus map of %s", vectors_file.parent.name)
     return len(ids)
+
+
+def lay_out(engine: Engine, vectors_file: Path, version_id: int, report: Report = ignore,
+            ticket: Ticket | None = None) -> int:
+    """Store the corpus map's coordinates of `version_id`'s scores: the projection of its embeddings
+    file (model/projection.py: fitted on a fixed sample, so the same file always gives the same
+    map), MAP_CHUNK rows at a time, each chunk committed; the map reads them once every score has
+    its coordinates (db/map_coords.py). Returns the number of examples laid out; Abandoned (the
+    chunks written so far stay, the map computes the layout itself) when `ticket` is."""
+    ticket = ticket or Ticket()
+    stored = vectors.load(vectors_file)  # memory-mapped: rows are read as they are projected
+    n = len(stored.ids)
+    phase = Phase("mapping", 0, n, "examples")
+    ticket.check()
+    report(phase)
+    fitted = projection.fit(stored.vectors)
+    for start in range(0, n, MAP_CHUNK):
+        ticket.check()
+        rows = slice(start, start + MAP_CHUNK)
+        xy = fitted(stored.vectors[rows])
+        with Session(engine) as s, s.begin():
+            map_coords.save(s, version_id, stored.ids[rows], xy)
+        report(phase.advanced(min(start + MAP_CHUNK, n)))
+    return n
 
 
 class _Partial:

@@ -23,7 +23,8 @@ WRITE_EVERY_S = 5.0  # how often a run's progress reaches its row (the live stat
 PHASE_NAMES = {"preparing": "preparing the data", "training": "training", "evaluating": "evaluating",
                "saving": "saving", "reviewing": "reviewing (the activation gate)", "serving": "activating",
                "int8": "building and gating the int8 path", "behaviour": "behaviour tests on int8",
-               "scoring": "re-scoring", "indexing": "indexing the sentence embeddings (similar examples)"}
+               "scoring": "re-scoring", "indexing": "indexing the sentence embeddings (similar examples)",
+               "mapping": "laying out the corpus map"}
 
 
 @dataclass(frozen=True)

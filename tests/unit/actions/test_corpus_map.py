@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from bertdemo.actions.corpus_map import CorpusMap, decode, quotas, stratified_sample
 from bertdemo.config import Settings
 from bertdemo.db import examples
+from bertdemo.model import projection
 from bertdemo.model.vectors import VectorIndex
 from bertdemo.services import Services
 from tests.support import LABELS
@@ -121,7 +122,7 @@ def test_the_payload_round_trips_as_the_page_reads_it(tmp_path):
     assert np.array_equal(got["cell"], view.density.cells) and np.array_equal(got["cell_n"], view.density.counts)
     assert np.array_equal(got["cell_c"], view.density.keys) and got["cell"].max() < 128 * 128
     # every point inside the bounds, and the bounds those of every example, not only the drawn
-    xy = cmap.similar.index().projection()
+    xy = projection.project(cmap.similar.index().vectors)
     assert (x0, x1, y0, y1) == (xy[:, 0].min(), xy[:, 0].max(), xy[:, 1].min(), xy[:, 1].max())
 
 
@@ -133,22 +134,16 @@ def test_a_small_map_draws_every_point(tmp_path):
 
 
 # ------------------------------------------------------------------------------- selections
-class IndexOnly(CorpusMap):
-    """CorpusMap.select needs only the index: no database for 200,000 points."""
-
-    def __init__(self, index: VectorIndex) -> None:
-        import threading
-
-        self.similar, self._layout, self._lock, self.max_points = StubSimilar(index), None, threading.Lock(), 50_000
-
-
 @pytest.fixture(scope="module")
-def big() -> IndexOnly:
-    return IndexOnly(synthetic_index(np.arange(10, 200_010), seed=3))
+def big(tmp_path_factory) -> CorpusMap:
+    """A map of 200,000 points laid out from an index (no stored coordinates: no version, no rows)."""
+    services = Services.create(Settings(serving="bf16", data_dir=tmp_path_factory.mktemp("big") / "rt",
+                                        bootstrap=False))
+    return CorpusMap(services, StubSimilar(synthetic_index(np.arange(10, 200_010), seed=3)))
 
 
 def test_box_and_lasso_counts_are_exact_over_200k_points(big):
-    xy = big.similar.index().projection()
+    xy = projection.project(big.similar.index().vectors)
     ids = big.similar.index().ids
     (ax, bx), (ay, by) = np.quantile(xy[:, 0], [0.2, 0.7]), np.quantile(xy[:, 1], [0.1, 0.8])
     inside = (xy[:, 0] >= ax) & (xy[:, 0] <= bx) & (xy[:, 1] >= ay) & (xy[:, 1] <= by)

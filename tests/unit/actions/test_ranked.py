@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from bertdemo.actions.annotate import AnnotateAdapters
 from bertdemo.actions.ranked import MAX_ENTRIES, RankedQueues
 from bertdemo.config import Settings
-from bertdemo.db import examples, versions
+from bertdemo.db import examples, keysets, versions
 from bertdemo.services import Services
 from tests.unit.actions.test_annotate import LABELS, seed
 
@@ -24,15 +24,21 @@ def services(tmp_path) -> Services:
 
 @pytest.fixture
 def counted(monkeypatch) -> list[str]:
-    """The queues ranked in SQL (examples.queue_ids calls) since the test began."""
+    """The queues ranked in SQL since the test began: the score queues' reads (keysets.score_queue,
+    which the cache calls with the app's labels) and the others' (examples.queue_ids)."""
     calls: list[str] = []
-    real = examples.queue_ids
 
-    def spy(s, queue, *args, **kwargs):
-        calls.append(queue)
-        return real(s, queue, *args, **kwargs)
+    def spy_on(module, name):
+        real = getattr(module, name)
 
-    monkeypatch.setattr(examples, "queue_ids", spy)
+        def spy(s, queue, *args, **kwargs):
+            calls.append(queue)
+            return real(s, queue, *args, **kwargs)
+
+        monkeypatch.setattr(module, name, spy)
+
+    spy_on(examples, "queue_ids")
+    spy_on(keysets, "score_queue")
     return calls
 
 
@@ -160,3 +166,8 @@ def test_a_cached_queue_holds_its_ids_in_arrays_and_counts_like_a_set():
     assert ranked.members.mask(np.array([40, 41])).tolist() == [True, False]
     assert ranked.without([10, 99]).ids.tolist() == [30, 20, 40]
     assert Ranked.of([]).ids.dtype == np.int64 and len(Ranked.of([]).members) == 0
+    # duplicates count once (built by a sort, not np.unique); & with a frozenset, an empty set, numpy ints
+    twice = IdSet(np.array([5, 3, 5, 1, 3]))
+    assert list(twice) == [1, 3, 5] and len(twice) == 3
+    assert frozenset({3, 4}) & twice == {3} and twice & set() == set() and {np.int64(5)} & twice == {5}
+    assert set() & IdSet(np.array([], dtype=np.int64)) == set() and {7} & IdSet(np.array([], dtype=np.int64)) == set()

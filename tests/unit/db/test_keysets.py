@@ -44,8 +44,42 @@ def test_score_queues_are_read_in_the_strategies_order(engine):
         want = sorted((i for n, i in enumerate(ids) if i in label and LABELS[int(np.argmax(probs[n]))] != label[i]),
                       key=lambda i: (-round(float(probs[ids.index(i)].max()), 12), i))
         assert keysets.score_queue(s, "disagree", vid).tolist() == want
+        assert keysets.score_queue(s, "disagree", vid, labels=LABELS).tolist() == want
         assert examples.queue_ids(s, "disagree", vid) == want and examples.queue_ids(s, "margin", vid, limit=3) == \
             strategies.rank(ids, probs, "margin")[:3]
+
+
+def test_labelled_examples_as_coded_arrays(engine):
+    ids, _probs, _vid = _seed(engine, n=40)
+    with Session(engine) as s:
+        examples.set_labels(s, [(ids[3], "positive", 1, "sarcasm")], "ann", "annotator", (*LABELS, "sarcasm"), "b1")
+        got = keysets.labelled(s, LABELS)
+        want = {i: lab for i, lab in examples.current_labels(s).items()}
+        assert got.ids.tolist() == sorted(want)
+        assert got.classes.tolist() == [LABELS.index(want[i]) if want[i] in LABELS else -1 for i in sorted(want)]
+        assert -1 in got.classes.tolist()
+        of_b = keysets.labelled(s, LABELS, "b")
+        assert set(of_b.ids.tolist()) == set(want) & set(keysets.ids_of_dataset(s, "b").tolist())
+
+
+def test_weight_inputs_are_what_the_orm_reads_give(engine):
+    """keysets.weight_inputs (the quick model's refit) = examples.datasets_of + label_confidences:
+    the crowd's confidence only while the label is the imported one, None where there is none."""
+    metas = [{"label_confidence": 0.7}, {"label_confidence": "0.55"}, {}, {"label_confidence": None},
+             {"other": 1}, {"label_confidence": 1}]
+    rows = [NewExample(f"w {i}", f"w {i}", LABELS[i % 3], meta=m, dataset="a" if i % 2 else "b")
+            for i, m in enumerate(metas)] + [NewExample("unlabelled", "unlabelled")]
+    with Session(engine) as s, s.begin():
+        examples.import_examples(s, rows, "dataset", "dataset", LABELS)
+        ids = keysets.example_ids(s).tolist()
+        examples.set_labels(s, [(ids[5], LABELS[2], 1, "negative")], "ann", "annotator", LABELS, "b1")  # relabelled
+    with Session(engine) as s:
+        wanted = ids[:6][::-1]
+        got = keysets.weight_inputs(s, wanted)
+        confidence, datasets = examples.label_confidences(s, wanted), examples.datasets_of(s, wanted)
+        assert got.confidences == [confidence.get(i) for i in wanted]
+        assert got.datasets == [datasets[i] for i in wanted]
+        assert got.confidences == [None, None, None, None, 0.55, 0.7]
 
 
 def test_ids_and_texts_in_bulk(engine):

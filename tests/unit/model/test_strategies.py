@@ -82,3 +82,34 @@ def test_badge_rank_puts_the_batch_first_then_the_rest_by_margin():
     assert sorted(ranked) == ids and ranked[-1] == 10  # the certain one last
     rest = [i for i in strategies.rank(ids, probs, "margin") if i not in ranked[:2]]
     assert ranked[2:] == rest
+
+
+def _disagreements_by_hand(ids, probs, labels, current):
+    """The definition, one row at a time: labelled, top class not the label, most confident first, ties by id."""
+    rows = [n for n, i in enumerate(ids) if i in current and current[i] != labels[int(np.argmax(probs[n]))]]
+    return [ids[n] for n in sorted(rows, key=lambda n: (-round(float(np.max(probs[n])), 9), ids[n]))]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_disagreements_in_bulk_are_the_definition(seed):
+    rng = np.random.default_rng(seed)
+    labels = ("negative", "neutral", "positive")
+    ids = rng.permutation(np.arange(1, 400) * 3).tolist()  # unsorted, with gaps
+    probs = rng.dirichlet([1.0, 1.0, 1.0], size=len(ids)).astype(np.float32)
+    probs[5] = probs[9]  # equal confidence: the smaller id first
+    # labels of ids the model never scored, and one label outside the app's (it disagrees with any prediction)
+    current = {i: labels[int(rng.integers(3))] for i in ids[::2] + [7, 11]}
+    current[ids[4]] = "sarcasm"
+    want = _disagreements_by_hand(ids, probs, labels, current)
+    assert strategies.disagreements(ids, probs, labels, current) == want
+    code = {lab: k for k, lab in enumerate(labels)}
+    labelled = np.asarray(sorted(current), dtype=np.int64)
+    classes = np.asarray([code.get(current[i], -1) for i in labelled.tolist()])
+    assert strategies.disagreeing(np.asarray(ids), probs, labelled, classes).tolist() == want
+    assert ids[4] in want
+
+
+def test_disagreements_of_nothing():
+    empty = np.zeros(0, dtype=np.int64)
+    assert strategies.disagreeing([1, 2], np.array([[0.9, 0.1], [0.2, 0.8]]), empty, empty).tolist() == []
+    assert strategies.disagreements([], np.zeros((0, 2)), ("a", "b"), {1: "a"}) == []

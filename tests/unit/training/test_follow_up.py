@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bertdemo.actions.train import TrainingActions
-from bertdemo.db import examples
+from bertdemo.db import examples, map_coords
 from bertdemo.db.models import Score
 from bertdemo.model import vectors
 from bertdemo.training import follow_up, serving
@@ -58,10 +58,13 @@ def test_every_phase_of_a_run_shows_with_its_own_count(services, monkeypatch):
     monkeypatch.setattr(records, "update", spy)
     services.jobs.run_sync(QUICK, user="t")
     names = list(dict.fromkeys(name for name, *_ in seen))
-    # no baseline yet: no review; after the scores, the similar examples' vector index is built
-    assert names == ["training", "evaluating", "saving", "serving", "scoring", "indexing", ""]
+    # no baseline yet: no review; after the scores, the similar examples' vector index is built and
+    # the corpus map laid out (its coordinates stored with the scores)
+    assert names == ["training", "evaluating", "saving", "serving", "scoring", "indexing", "mapping", ""]
     info = services.registry.active_version()
     assert (services.registry.folder(info) / vectors.INDEX_FILE).is_file()
+    with Session(services.engine) as s:
+        assert map_coords.complete(s, info.id)
     with Session(services.engine) as s:
         n = examples.count_examples(s)
     evaluating = [x for x in seen if x[0] == "evaluating"]
