@@ -53,6 +53,8 @@ _NUMBERS = {
     "BERTDEMO_QUICK_FIRST_SAMPLE": ("quick_first_sample", int),
     "BERTDEMO_QUICK_RETRAIN_REPLAY": ("quick_retrain_replay", int), "BERTDEMO_MAP_POINTS": ("map_points", int),
     "BERTDEMO_PICKUP_SECONDS": ("pickup_seconds", float),
+    "BERTDEMO_STOP_POOL": ("stop_pool_size", int), "BERTDEMO_STOP_KAPPA": ("stop_kappa", float),
+    "BERTDEMO_STOP_WINDOW": ("stop_window", int),
 }
 # ... and as on/off flags: variable -> field (BERTDEMO_SHARED also has "auto", read on its own)
 _FLAGS = {"BERTDEMO_QUICK_FIRST": "quick_first", "BERTDEMO_BOOTSTRAP": "bootstrap"}
@@ -89,6 +91,12 @@ class Settings:
     # the rest)
     quick_retrain_replay: int = 2000  # a quick retrain's replay sample: unchanged labelled examples trained on with
     # the changed ones (stratified by dataset and label) so the version keeps what it knew (training/quick_retrain.py)
+    # the stopping signals (training/stopping.py, actions/stopping.py; docs/train.md): examples in the stopping
+    # pool, and the stabilizing-predictions rule (Bloodgood & Vijay-Shanker 2009's defaults): stable once the
+    # mean Cohen's kappa of the last `stop_window` versions with the one before each reaches `stop_kappa`
+    stop_pool_size: int = 1000
+    stop_kappa: float = 0.99
+    stop_window: int = 3
     bootstrap: bool = True  # import the bundled data and train version 1 on first start
     dataset_path: Path = BUNDLED_DATASET
     general_dataset_path: Path = GENERAL_DATASET
@@ -138,6 +146,12 @@ class Settings:
             raise ValueError(f"pickup_seconds must be in [0, 3600], got {self.pickup_seconds!r}")
         if not 1_000 <= self.map_points <= 1_000_000:
             raise ValueError(f"map_points must be in [1000, 1000000], got {self.map_points!r}")
+        if not 10 <= self.stop_pool_size <= 100_000:
+            raise ValueError(f"stop_pool_size must be in [10, 100000], got {self.stop_pool_size!r}")
+        if not 0 < self.stop_kappa <= 1:
+            raise ValueError(f"stop_kappa must be in (0, 1], got {self.stop_kappa!r}")
+        if not 1 <= self.stop_window <= 100:
+            raise ValueError(f"stop_window must be in [1, 100], got {self.stop_window!r}")
         if self.admin_password and len(self.admin_password) < 12:
             raise ValueError("BERTDEMO_ADMIN_PASSWORD must have at least 12 characters (anyone with the link "
                              "may try it)")

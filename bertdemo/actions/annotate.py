@@ -1,6 +1,7 @@
 """The Annotate tab's adapters, built once per app: AnnotateAdapters holds one object per job
 (labelling, import / export, work distribution, notes, retrain every N, the quick model, bulk
-labels, similar examples, the corpus map, adjudication, the team's progress), wired to each other
+labels, similar examples, the corpus map, adjudication, the team's progress, whether more labelling
+is worth it), wired to each other
 here, so each UI panel is handed the adapters it needs and calls only their public methods; and
 the watch that warms the slow rankings when a version serves (actions/warm.py). No Gradio here."""
 
@@ -15,6 +16,7 @@ from bertdemo.actions.bulk import BulkLabels
 from bertdemo.actions.corpus_map import CorpusMap
 from bertdemo.actions.distribution import WorkDistribution
 from bertdemo.actions.labelling import Labelling
+from bertdemo.actions.labelling_value import LabellingValue
 from bertdemo.actions.notes import Notes
 from bertdemo.actions.quick_model import QuickModel
 from bertdemo.actions.similar import SimilarExamples
@@ -37,6 +39,7 @@ class AnnotateAdapters:
     adjudication: Adjudication  # disagreements and their final labels
     progress: TeamProgress  # counts per annotator and Cohen's kappa
     quick: QuickModel  # refit every N labels; ranks the model queues until the next version
+    value: LabellingValue  # stopping signals, learning curve, annotation time, suggestion-bias audit
     watch: VersionWatch  # warms the suspicious labels (and the quick model's count) when a version serves
     labels: tuple[str, ...]
     datasets: tuple[str, ...]  # the dataset filter's choices: "all", the bundled datasets, "import"
@@ -63,6 +66,7 @@ class AnnotateAdapters:
             autotrain=autotrain, bulk=BulkLabels(services, after_save), similar=similar, map=corpus,
             adjudication=Adjudication(services, labelling.item, after_save),
             progress=TeamProgress(services, work, lambda: labelling.queue_ids("unlabeled")),
-            quick=quick, watch=VersionWatch(services, [suspicious.warm, quick.on_version]),
+            quick=quick, value=LabellingValue(services, work),
+            watch=VersionWatch(services, [suspicious.warm, quick.on_version]),
             labels=tuple(settings.labels), datasets=("all", *settings.datasets, "import"),
             max_upload_mb=settings.max_upload_mb)

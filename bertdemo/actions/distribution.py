@@ -1,14 +1,16 @@
 """Work distribution for a team labelling at one link: each person is handed examples nobody else
 is working on (a lease in the database, db/leases.py, so it holds across app processes), an
 example goes to `annotations per item` different people and then leaves the queue, and the
-counts of what is left for the person and for the team. No Gradio here."""
+counts of what is left for the person and for the team; the suggestion-bias audit's draw per
+hand-out (a share of items is handed out with the model's suggestion hidden). No Gradio here."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import random
+from collections.abc import Callable, Collection, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -24,6 +26,11 @@ CLAIM_TRIES = 50  # candidates tried before giving up when others take them firs
 # queues for looking at labelled items again: an item someone labelled may be handed out again
 # (never to two people at once); in the others it leaves once enough people labelled it
 REVIEW_QUEUES = ("recent", "search")
+AUDIT_KEY = "audit_share"  # app setting: the share of hand-outs whose suggestion is hidden (0 = audit off)
+# a tenth: enough hidden labels for a comparison within a few hundred labels, while nine in ten
+# items keep the suggestion's speed-up (docs/annotate.md); tests/conftest.py turns it off by default
+AUDIT_DEFAULT = 0.10
+MAX_AUDIT_SHARE = 0.5  # more would take the suggestion from most items: then it is no longer an audit
 
 
 @dataclass(frozen=True)
@@ -34,12 +41,25 @@ class Handout:
     left_for_you: int  # items of the queue this person may still be handed, this one included
     left_for_team: int  # items of the queue with a free or held slot (not done by enough people)
     overlap: int = 1  # annotations per item when it was handed out: 2 or more may make the item blind
+    hide_suggestion: bool = False  # the audit's draw for this hand-out: show no suggestion
+
+
+@dataclass(frozen=True)
+class Condition:
+    """How a person was handed the item they label: when, and whether the audit hid the suggestion."""
+
+    handed_out_at: datetime
+    hidden: bool
 
 
 class WorkDistribution:
-    def __init__(self, services: Services) -> None:
+    """`draw`: a source of uniform numbers in [0, 1) for the audit's draw (a seeded
+    random.Random(seed).random in tests and simulations; a fresh random.Random by default)."""
+
+    def __init__(self, services: Services, draw: Callable[[], float] | None = None) -> None:
         self.engine = services.engine
         self.lease = timedelta(minutes=services.settings.lease_minutes)
+        self._draw = draw or random.Random().random
 
     def overlap(self) -> int:
         """Annotations per item (admin setting; 1 = each item to one person)."""
@@ -54,6 +74,11 @@ class WorkDistribution:
         with Session(self.engine) as s, s.begin():
             leases.set_setting(s, OVERLAP_KEY, k, user)
         return k
+
+    def audit_share(self) -> float:
+        """The share of hand-outs whose suggestion is hidden (admin setting, SuggestionAudit.set_share)."""
+        with Session(self.engine) as s:
+            return stored_share(s)
 
     def unfinished(self) -> list[int]:
         """Items labelled by some but fewer than annotations-per-item people: the Unlabeled queue
@@ -89,6 +114,7 @@ class WorkDistribution:
         exclude = {i for i in exclude if i in members}
         with Session(self.engine) as s, s.begin():
             leases.drop_expired(s, at)  # the first statement writes: it waits for the lock
+            share = stored_share(s)
             blocked = leases.unavailable(s, user, overlap, at, count_done=not review)
             mine = leases.held_by_user(s, user, at)
             team = len(members) - len(exclude | (leases.finished(s, overlap) & members))
@@ -96,9 +122,13 @@ class WorkDistribution:
             for tried, example_id in enumerate(int(i) for i in ids if i not in passed):
                 if tried >= CLAIM_TRIES:
                     break
-                if leases.claim(s, example_id, user, overlap, at + self.lease, at, count_done=not review):
+                # the audit's draw, per new hand-out (a lease the person holds already keeps its own)
+                hide = share > 0 and self._draw() < share
+                if leases.claim(s, example_id, user, overlap, at + self.lease, at, count_done=not review, hide=hide):
                     leases.release_others(s, user, keep=example_id)  # one item at a time per person
-                    return Handout(example_id, len(members) - len(passed) - tried, team, overlap)
+                    held = leases.handout_of(s, example_id, user)
+                    return Handout(example_id, len(members) - len(passed) - tried, team, overlap,
+                                   bool(held and held.hide_suggestion))
         return Handout(None, 0, team, overlap)
 
     def independent(self, s: Session, example_id: int, user: str) -> bool:
@@ -106,6 +136,12 @@ class WorkDistribution:
         annotation of its own, not a correction of the others' (in the caller's transaction)."""
         mine = leases.held_by(s, example_id, user, now())
         return mine is not None and not mine.done and int(leases.get_setting(s, OVERLAP_KEY, 1)) > 1
+
+    def condition(self, s: Session, example_id: int, user: str) -> Condition | None:
+        """How `user` was handed the example they are labelling (in the caller's transaction, before
+        `done`): None when they hold no hand-out of it (a save from the table or the API alone)."""
+        held = leases.handout_of(s, example_id, user)
+        return None if held is None else Condition(held.claimed_at, bool(held.hide_suggestion))
 
     def is_independent(self, example_id: int, user: str) -> bool:
         """`independent`, in a session of its own: may the item be shown blind to `user`?"""
@@ -128,3 +164,8 @@ class WorkDistribution:
         """Give the example back: someone else may be handed it at once."""
         with Session(self.engine) as s, s.begin():
             return leases.release(s, example_id, user)
+
+
+def stored_share(s: Session) -> float:
+    """The audit's share, as stored (the default until an admin sets it)."""
+    return float(leases.get_setting(s, AUDIT_KEY, AUDIT_DEFAULT))  # type: ignore[arg-type]

@@ -6,14 +6,15 @@ once people gave N labels since, the quick model's probabilities (actions/quick_
 here runs the network over the dataset. Each item says which model ranked its queue (`ranked_by`).
 Every save is one transaction through db.examples.set_label with the version the person saw
 (optimistic concurrency), recorded under the signed-in user. Undo writes the previous label back as
-a new history row (source "undo").
+a new history row (source "undo"). The suggestion-bias audit: an item handed out with the audit's
+draw (WorkDistribution) comes without the suggestion, and every save records the model's suggestion,
+whether it was on screen and when the item was handed out (actions/suggestion_audit.py reads them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from bertdemo import auth, validate
 from bertdemo.actions.distribution import REVIEW_QUEUES, WorkDistribution
+from bertdemo.actions.label_item import Item, Saved
 from bertdemo.actions.notes import Notes
 from bertdemo.actions.quick_model import QuickModel
 from bertdemo.actions.ranked import (
@@ -33,7 +35,7 @@ from bertdemo.actions.ranked import (
     not_ranked_yet,
 )
 from bertdemo.actions.suspicious import SuspiciousLabels
-from bertdemo.db import examples, versions
+from bertdemo.db import audit, examples, versions
 from bertdemo.db.models import LabelEvent
 from bertdemo.errors import BadInput, Conflict, Forbidden, NotReady
 from bertdemo.model import vectors
@@ -54,63 +56,6 @@ QUEUES = {  # key -> what the person sees in the queue selector
 }
 HISTORY_COLUMNS = ["when (UTC)", "who", "from", "to", "source", "version", "comment"]
 TABLE_COLUMNS = ["id", "text", "label", "annotator", "changed (UTC)", "version", "model", "confidence"]
-
-
-@dataclass(frozen=True)
-class Item:
-    """One example as the labeling view shows it."""
-    id: int
-    text: str  # the raw text, shown as plain text (never rendered as HTML)
-    cleaned: str
-    label: str | None
-    version: int  # pass back to save_label: the save is refused if the row changed meanwhile
-    predicted: str | None  # the active model's stored prediction, None before scoring
-    confidence: float | None
-    probs: dict[str, float]
-    updated_by: str | None
-    updated_at: datetime | None
-    queue: str
-    remaining: int  # items of the queue this person may still be handed (not seen this session), this one included
-    team_remaining: int = 0  # items of the queue not yet labelled by as many people as annotations per item
-    # handed out for an independent annotation (2+ annotations per item): the current label, who set
-    # it and the history are withheld (label, updated_by, updated_at are None), so labels stay independent
-    blind: bool = False
-    ranked_by: str = ""  # which model ranked the queue, and when ("" for queues no model ranks)
-    suggested_by: str = ""  # whose suggestion `predicted` is: the quick model or the version's stored score
-
-    def as_api(self) -> dict:
-        return {"id": self.id, "text": self.text, "label": self.label, "version": self.version,
-                "predicted": self.predicted, "confidence": self.confidence, "probs": self.probs,
-                "updated_by": self.updated_by,
-                "updated_at": self.updated_at.isoformat() if self.updated_at else None,
-                "queue": self.queue, "remaining": self.remaining, "team_remaining": self.team_remaining,
-                "blind": self.blind, "ranked_by": self.ranked_by, "suggested_by": self.suggested_by}
-
-    def blinded(self) -> Item:
-        """This item as a person labelling it independently sees it: nobody's label, name or time."""
-        return replace(self, label=None, updated_by=None, updated_at=None, blind=True)
-
-
-@dataclass(frozen=True)
-class Saved:
-    """One label change as it was recorded (a history row)."""
-    event_id: int
-    example_id: int
-    previous: str | None
-    label: str | None
-    version: int  # the row's version after this change
-    user: str
-    source: str
-
-    def as_api(self) -> dict:
-        return {"event_id": self.event_id, "example_id": self.example_id, "previous": self.previous,
-                "label": self.label, "version": self.version, "user": self.user, "source": self.source}
-
-    @classmethod
-    def of(cls, event: LabelEvent) -> Saved:
-        """The change a history row records."""
-        return cls(event.id, event.example_id, event.previous_label, event.label, event.version, event.user,
-                   event.source)
 
 
 class Labelling:
@@ -250,6 +195,8 @@ class Labelling:
             return None
         item = replace(self.item(handout.example_id, queue, handout.left_for_you, handout.left_for_team),
                        ranked_by=self.ranked_by(queue))
+        if handout.hide_suggestion:  # the audit's draw for this hand-out
+            item = item.without_suggestion()
         # blind labelling: an annotator handed an item for an independent annotation sees no one
         # else's label (admins and the review queues still do); one annotation per item is never blind
         if handout.overlap > 1 and queue not in REVIEW_QUEUES and auth.role_of(self.engine, username) != "admin" \
@@ -269,11 +216,14 @@ class Labelling:
         """Give an item back without labelling it: someone else may be handed it at once."""
         return self._work.skip(validate.example_id(example_id), self.user(username))
 
-    def item(self, example_id: int, queue: str = "", remaining: int = 0, team_remaining: int = 0) -> Item:
+    def item(self, example_id: int, queue: str = "", remaining: int = 0, team_remaining: int = 0,
+             viewer: str | None = None) -> Item:
         """One example with the suggestion shown: the quick model's while its fit is current, else
-        the active version's stored score."""
+        the active version's stored score. `viewer`: the person it is shown to (a name from `user`):
+        when the audit's draw hid the suggestion of the item they hold, it stays hidden."""
         with Session(self.engine) as s:
             ex = examples.get(s, validate.example_id(example_id))
+            held = self._work.condition(s, ex.id, viewer) if viewer is not None else None
             vid = self._version_id(s)
             quick = self.quick.suggestion(ex.id, vid)
             sc = examples.score_of(s, ex.id, vid) if quick is None else None
@@ -281,11 +231,12 @@ class Labelling:
             probs = {lab: round(float(x), 4) for lab, x in zip(self.labels, p)} if p is not None else {}
             top = max(probs, key=probs.__getitem__) if probs else None
             by = "quick model" if quick is not None else ("stored score" if sc else "")
-            return Item(id=ex.id, text=ex.raw_text, cleaned=ex.text, label=ex.label, version=ex.version,
+            item = Item(id=ex.id, text=ex.raw_text, cleaned=ex.text, label=ex.label, version=ex.version,
                         predicted=top if quick is not None else (sc.predicted if sc else None),
                         confidence=float(np.max(quick)) if quick is not None else (sc.confidence if sc else None),
                         probs=probs, updated_by=ex.updated_by, updated_at=ex.updated_at, queue=queue,
                         remaining=remaining, team_remaining=team_remaining, suggested_by=by)
+        return item.without_suggestion() if held is not None and held.hidden else item
 
     # ---------------------------------------------------------------- saving
     def save_label(self, example_id: int, label: str, version: int | None, username: str | None,
@@ -304,12 +255,19 @@ class Labelling:
             try:
                 with Session(self.engine) as s, s.begin():
                     examples.get(s, example_id)
+                    held = self._work.condition(s, example_id, who)  # read before `done` closes the hand-out
                     if accepted_suggestion:
+                        if held is not None and held.hidden:
+                            raise BadInput(f"The suggestion is hidden for example {example_id} (an audit of "
+                                           "suggestion bias): there is none to accept; choose a label.")
                         self._check_suggestion(s, example_id, label)
                     independent = self._work.independent(s, example_id, who)
                     source = "suggestion" if accepted_suggestion else "annotator"
                     ev = examples.set_label(s, example_id, label, who, source, self.labels,
                                             expected_version=None if independent else version)
+                    audit.record_condition(s, ev, self._suggested(s, example_id),
+                                           None if held is None else not held.hidden,
+                                           None if held is None else held.handed_out_at)
                     self._work.done(s, example_id, who)  # the item leaves the queues once enough people labelled it
                     saved = Saved.of(ev)
                 break
@@ -320,6 +278,16 @@ class Labelling:
                     raise
         self._after_labels()  # retrain every N labels: a failure to start is logged, the save stands
         return saved
+
+    def _suggested(self, s: Session, example_id: int) -> str | None:
+        """The model's suggestion for the example now, as `item` shows it: the quick model's top class
+        while its fit is current, else the active version's stored prediction (None: neither)."""
+        vid = self._version_id(s)
+        quick = self.quick.suggestion(example_id, vid)
+        if quick is not None:
+            return self.labels[int(np.argmax(quick))]
+        score = examples.score_of(s, example_id, vid)
+        return score.predicted if score else None
 
     def _check_suggestion(self, s: Session, example_id: int, label: str) -> None:
         """BadInput unless `label` is what the model suggests: the quick model's top class (while its fit

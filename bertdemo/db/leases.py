@@ -6,7 +6,8 @@ for good) or skip (the slot is freed). An example whose slots are all held or do
 nobody else; a person is never handed an example they hold or have done. Claims are atomic on
 every backend through the (example, slot) primary key: of two people racing for the last free
 slot one gets it and the other's insert fails (IntegrityError), after which they try the next
-example.
+example. Each new hand-out carries the suggestion-bias audit's draw (`hide_suggestion`); an extended
+lease keeps the draw it was handed out with.
 """
 
 from __future__ import annotations
@@ -63,14 +64,17 @@ def _extend(s: Session, example_id: int, user: str, until: datetime, at: datetim
     return bool(res.rowcount)
 
 
-def _insert(s: Session, example_id: int, slot: int, user: str, until: datetime, at: datetime, done: bool) -> bool:
-    """Take `slot` (reusing an expired row there), in a SAVEPOINT: False when someone holds it."""
+def _insert(s: Session, example_id: int, slot: int, user: str, until: datetime, at: datetime, done: bool,
+            hide: bool = False) -> bool:
+    """Take `slot` (reusing an expired row there), in a SAVEPOINT: False when someone holds it.
+    `hide`: the audit's draw for this hand-out (the suggestion is not shown)."""
     try:
         with s.begin_nested():
             # only an expired row is removed: a live lease someone just took stays, and the insert fails
             s.execute(delete(Lease).where(Lease.example_id == example_id, Lease.slot == slot, Lease.done.is_(False),
                                           Lease.expires_at <= at).execution_options(synchronize_session=False))
-            s.add(Lease(example_id=example_id, slot=slot, user=user, claimed_at=at, expires_at=until, done=done))
+            s.add(Lease(example_id=example_id, slot=slot, user=user, claimed_at=at, expires_at=until, done=done,
+                        hide_suggestion=hide))
             s.flush()
     except IntegrityError:  # someone took that slot between our read and our insert
         return False
@@ -78,12 +82,12 @@ def _insert(s: Session, example_id: int, slot: int, user: str, until: datetime, 
 
 
 def claim(s: Session, example_id: int, user: str, overlap: int, until: datetime, at: datetime,
-          count_done: bool = True) -> bool:
+          count_done: bool = True, hide: bool = False) -> bool:
     """Take a free slot of the example for `user` until `until` (extend it when they hold one
-    already). False when its live slots (held or done) number `overlap` already or they have done
-    it; with `count_done` False (a review) only held slots count, and a new one goes after every
-    other. Checked again here, inside the claim's transaction, not only by the caller's earlier
-    read."""
+    already: it keeps its draw). False when its live slots (held or done) number `overlap` already
+    or they have done it; with `count_done` False (a review) only held slots count, and a new one
+    goes after every other. Checked again here, inside the claim's transaction, not only by the
+    caller's earlier read. `hide`: the audit's draw, stored with a new slot."""
     if _extend(s, example_id, user, until, at):
         return True
     rows = s.execute(select(Lease.slot, Lease.done, Lease.user).where(
@@ -97,7 +101,15 @@ def claim(s: Session, example_id: int, user: str, overlap: int, until: datetime,
         if sum(1 for _slot, done, _user in rows if not done) >= overlap:
             return False
         slot = max(taken, default=-1) + 1
-    return _insert(s, example_id, slot, user, until, at, done=False)
+    return _insert(s, example_id, slot, user, until, at, done=False, hide=hide)
+
+
+def handout_of(s: Session, example_id: int, user: str) -> Lease | None:
+    """`user`'s hand-out of the example they have not saved yet (a held slot; expired too, until it is
+    dropped): when it was handed out and the audit's draw. None when they hold none (a save from the
+    table, or from the API without next_item)."""
+    return s.scalar(select(Lease).where(Lease.example_id == example_id, Lease.user == user, Lease.done.is_(False))
+                    .order_by(Lease.claimed_at.desc()).limit(1))
 
 
 def finish(s: Session, example_id: int, user: str, at: datetime) -> bool:

@@ -18,6 +18,7 @@ from bertdemo.training.config import TrainConfig, TrainingData, TrainingError
 from bertdemo.training.loop import check_labels
 from bertdemo.training.quick_retrain import read_trained_labels, read_validation_texts, select
 from bertdemo.training.registry import Registry
+from bertdemo.training.splits import StartVersion, nested_split, read_start
 from bertdemo.training.weights import example_weights
 
 MIN_EXAMPLES = 20
@@ -44,15 +45,27 @@ class TrainingInputs:
 
 def read_inputs(settings: Settings, engine: Engine, registry: Registry, config: TrainConfig) -> TrainingInputs:
     """Read and check what a run with `config` trains on (TrainingError saying what to do when it
-    cannot run: too few labels, a class without examples, no active version to start from)."""
+    cannot run: too few labels, a class without examples, no active version to start from). A run
+    from the active version validates on a nested split (training/splits.py): never on an example
+    that version trained on."""
     if config.train_on == "changed":
         return quick_inputs(settings, engine, registry, config)
     labels = settings.labels
+    source, start_name, start = settings.model_source, "the base encoder", None
+    if config.init_from == "active":
+        current = registry.active_version()
+        if current is None:
+            raise TrainingError("'Start from the active version' needs an active version; "
+                                "there is none yet. Start from the base encoder instead.")
+        folder = registry.folder(current)
+        source, start_name, start = str(folder), current.name, read_start(folder, current.name)
     with Session(engine) as s:
         snapshot = examples.labeled_examples(s)
         contested = set(awaiting_adjudication(s))
         dataset_of = examples.datasets_of(s, [row[0] for row in snapshot])
         confidence = examples.label_confidences(s, [row[0] for row in snapshot]) if config.confidence_weighted else {}
+        start_val = ([found[0] for found in examples.review_rows(s, start.validation_texts).values()]
+                     if start is not None and start.validation_texts else [])
     # the final label: an adjudicated item trains on the admin's label (its current one); an item
     # whose annotators disagree and that nobody adjudicated yet has no final label: left out
     before = len(snapshot)
@@ -64,21 +77,33 @@ def read_inputs(settings: Settings, engine: Engine, registry: Registry, config: 
     check_labels(y, labels, min_per_class=2)
     texts = [t for _i, t, _l in snapshot]
     groups = [dataset_of.get(i) for i, _t, _l in snapshot]
-    tr, va = stratified_split(y, config.val_fraction, config.seed, groups)
-    source, start_name = settings.model_source, "the base encoder"
-    if config.init_from == "active":
-        current = registry.active_version()
-        if current is None:
-            raise TrainingError("'Start from the active version' needs an active version; "
-                                "there is none yet. Start from the base encoder instead.")
-        source, start_name = str(registry.folder(current)), current.name
+    tr, va, line = _split(snapshot, y, groups, config, start_name, start, start_val)
+    check_labels(y[tr], labels, min_per_class=1)  # a nested split may leave a class in validation only
     weights = None
     if confidence or config.general_weight != 1.0:
         weights = example_weights([confidence.get(snapshot[i][0]) for i in tr], [groups[i] for i in tr], y[tr],
                                   config.general_weight, config.keep_class_shares)
     data = TrainingData([texts[i] for i in tr], y[tr], [texts[i] for i in va], y[va], weights)
     return TrainingInputs(snapshot, data, source, start_name, before - len(snapshot), tuple(groups[i] for i in va),
-                          tuple(groups[i] for i in tr))
+                          tuple(groups[i] for i in tr), line)
+
+
+def _split(snapshot: list[tuple[int, str, str]], y: np.ndarray, groups: list[str | None], config: TrainConfig,
+           start_name: str, start: StartVersion | None, start_val: list[int]) -> tuple[np.ndarray, np.ndarray, str]:
+    """Indices (train, validation) and the report's line: a fresh stratified split from the base
+    encoder (line ""); from a version, the nested split (training/splits.py); from a version saved
+    without its labels snapshot, a fresh split that says it may hold examples that version trained on."""
+    if config.init_from != "active":
+        return (*stratified_split(y, config.val_fraction, config.seed, groups), "")
+    if start is None:
+        tr, va = stratified_split(y, config.val_fraction, config.seed, groups)
+        return tr, va, (f"every label, from {start_name}; validation: a fresh split ({start_name} was saved without "
+                        f"its labels snapshot, so it may hold examples {start_name} trained on)")
+    split = nested_split([row[0] for row in snapshot], y, groups, start, start_val, config.val_fraction, config.seed)
+    if len(split.val) == 0:
+        raise TrainingError(f"Starting from {start_name} leaves no validation example it never trained on: "
+                            "label more examples, or start from the base encoder.")
+    return split.train, split.val, split.line()
 
 
 def quick_inputs(settings: Settings, engine: Engine, registry: Registry, config: TrainConfig) -> TrainingInputs:

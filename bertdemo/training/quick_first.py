@@ -21,7 +21,7 @@ import torch
 
 from bertdemo.config import Settings
 from bertdemo.model.classifier import Classifier, length_sorted_batches
-from bertdemo.training import serving
+from bertdemo.training import serving, stopping
 from bertdemo.training.config import FitResult, TrainConfig
 from bertdemo.training.evaluation import evaluate
 from bertdemo.training.inputs import TrainingInputs
@@ -162,6 +162,7 @@ def build(settings: Settings, registry: Registry, inputs: TrainingInputs, config
                          kind=QUICK_KIND)
     clf.rename(info.name)
     serving.reset_precision(clf, settings.serving)  # serve as a freshly loaded version would
+    stopping.record_pool_quietly(registry.engine, settings, info.id, clf.predict_proba)  # logs a failure
     return QuickVersion(info, clf)
 
 

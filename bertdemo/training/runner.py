@@ -26,7 +26,7 @@ from bertdemo.db.locks import TrainingLock
 from bertdemo.errors import Busy, Conflict, UserError
 from bertdemo.model import vectors
 from bertdemo.model.classifier import Classifier
-from bertdemo.training import behaviour_runs, serving
+from bertdemo.training import behaviour_runs, serving, stopping
 from bertdemo.training.behaviour import stored_suite
 from bertdemo.training.comparison import compare, review_set
 from bertdemo.training.config import FitResult, TrainConfig, TrainingCancelled, TrainingError
@@ -343,6 +343,7 @@ class JobRunner:
                                   inputs.validation_rows(self.settings.labels))
         clf.rename(info.name)  # the Predict tab shows the serving version's name
         serving.reset_precision(clf, self.settings.serving)  # serve as a freshly loaded version would
+        stopping.record_pool_quietly(self.engine, self.settings, info.id, clf.predict_proba)  # logs a failure
         self.records.update(version_name=info.name)
         return info
 

@@ -4,7 +4,8 @@ its handlers (LabelHandlers: values in, a Screen out); the work is in actions.la
 
 Per-session state (the item on screen, the ids seen in this queue, this person's undo stack) lives
 in gr.State. The example is shown in a Textbox, which renders plain text, so HTML in a tweet is
-never run."""
+never run. An item the suggestion-bias audit drew is shown without the suggestion (and without the
+token attributions, which would show it); accepting there only warns."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from bertdemo.ui.common import guarded, md_text, user_of, warn
 from bertdemo.ui.train_behaviour import MakerView, maker, prefill, wire_maker
 
 UNDO_DEPTH = 50  # changes a person can take back, newest first
+HIDDEN_NOTE = "suggestion hidden for this item (an audit of suggestion bias)"
 SHORTCUTS_JS = """
 if (!window.__bertdemoAnnotateKeys) {
   window.__bertdemoAnnotateKeys = true;
@@ -62,7 +64,7 @@ def describe(item: Item | None, note: str = "") -> str:
         return note
     by = " by the quick model" if item.suggested_by == "quick model" else ""
     pred = (f"model suggests **{item.predicted}** ({item.confidence:.0%}{by}; **a** accepts)" if item.predicted
-            else "no model suggestion yet")
+            else HIDDEN_NOTE if item.suggestion_hidden else "no model suggestion yet")
     if item.blind:  # an independent annotation: nobody's label, name or history on screen
         return (f"#{item.id} · independent annotation: other people's labels are hidden until the item is "
                 f"done · {pred} · version {item.version}" + (f"\n\n{note}" if note else ""))
@@ -82,6 +84,8 @@ def screen(labelling: Labelling, item: Item | None, seen: list[int], stack: list
                 f"{item.team_remaining:,} for the team · {len(seen):,} seen this session"
                 + (f"\n\n*{md_text(item.ranked_by)}*" if item.ranked_by else ""))
     current = {"id": item.id, "version": item.version, "predicted": item.predicted, "blind": item.blind}
+    if item.suggestion_hidden:  # the accept key and the attributions check it
+        current["hidden"] = True
     history = pd.DataFrame(columns=HISTORY_COLUMNS) if item.blind else labelling.history(item.id)
     return Screen(item.text, describe(item, note), progress, current, seen, stack, history)
 
@@ -117,8 +121,13 @@ class LabelHandlers:
 
     @guarded
     def accept_suggestion(self, current: dict | None, queue: str, search: str, dataset: str, seen: list,
-                          stack: list, request: gr.Request) -> Screen:
-        """Save the model's suggestion on the item on screen (recorded as accepted) and show the next."""
+                          stack: list, request: gr.Request) -> Screen | list:
+        """Save the model's suggestion on the item on screen (recorded as accepted) and show the next;
+        on an item whose suggestion the audit hid, a warning and nothing else."""
+        if current and current.get("hidden"):
+            gr.Warning("The suggestion is hidden for this item (an audit of suggestion bias): there is none to "
+                       "accept; choose a label.")
+            return [gr.update()] * len(Screen._fields)
         if current and not current.get("predicted"):
             raise BadInput("The model has no suggestion for this example yet: choose a label.")
         label = current["predicted"] if current else ""
@@ -135,7 +144,7 @@ class LabelHandlers:
                                               accepted_suggestion=accepted)
         except Conflict as exc:
             gr.Warning(str(exc))
-            item = self.labelling.item(current["id"], queue)
+            item = self.labelling.item(current["id"], queue, viewer=self.labelling.user(user))
             return screen(self.labelling, item, seen, stack, "Someone else changed this example: decide again.")
         seen = [*seen, current["id"]]
         stack = [*stack, (saved.example_id, saved.version)][-UNDO_DEPTH:]
@@ -164,7 +173,8 @@ class LabelHandlers:
         seen = [i for i in seen if i != example_id]
         # the undone item is on screen again, so it counts as left for this person whatever the queue says
         left, team = self.labelling.progress(queue, search, dataset, seen)
-        item = self.labelling.item(example_id, queue, max(left, 1), max(team, 1))
+        item = self.labelling.item(example_id, queue, max(left, 1), max(team, 1),
+                                   viewer=self.labelling.user(user_of(request)))  # its audit draw holds again
         return screen(self.labelling, item, seen, stack[:-1], f"Undone #{example_id}: back to {saved.label or 'none'}.")
 
     @guarded
@@ -172,6 +182,10 @@ class LabelHandlers:
         """The token attributions of the item on screen, when asked for (an update of the panel)."""
         if not on or not current:
             return gr.update(visible=bool(on), value=None)
+        if current.get("hidden"):  # the attributions point at the predicted class: they would show it
+            gr.Warning("The token attributions are off for this item: its suggestion is hidden (an audit of "
+                       "suggestion bias).")
+            return gr.update(visible=True, value=None)
         r = self.predict.explain(self.labelling.item(current["id"]).cleaned, None, True)
         warn(r.warnings)
         return gr.update(visible=True, value=r.highlighted)

@@ -1,5 +1,6 @@
-"""Team tab (admins): annotations per item, retrain every N labels, the labelling guidelines, the
-team's progress and agreement, and the adjudication queue. Layout, wiring and the handlers
+"""Team tab: for admins, annotations per item, retrain every N labels, the labelling guidelines, the
+team's progress and agreement, and the adjudication queue; for everyone, whether more labelling is
+worth it (ui/team_value.py). Layout, wiring and the handlers
 (TeamHandlers; most are API endpoints too); the work is in bertdemo.actions (distribution,
 autotrain, notes, agreement, adjudication), handed over as AnnotateAdapters."""
 
@@ -16,6 +17,7 @@ from bertdemo.actions.annotate import AnnotateAdapters
 from bertdemo.actions.autotrain import MAX_EVERY
 from bertdemo.actions.distribution import MAX_OVERLAP
 from bertdemo.errors import BadInput, Conflict
+from bertdemo.ui import team_value
 from bertdemo.ui.common import ADMIN_ONLY, api_number, guarded, user_of
 
 COUNT_COLUMNS = ["annotator", "changes", "items", "accepted suggestions", "last hour", "last change (UTC)"]
@@ -198,11 +200,13 @@ def wire(view: TeamView, handlers: TeamHandlers, labels: tuple[str, ...]) -> Non
 def build(adapters: AnnotateAdapters) -> None:
     """The Team tab, wired."""
     handlers = TeamHandlers(adapters)
-    with gr.Tab("Team (admins)"):
-        # the tab's button stays (Gradio does not hide an unopened tab on a load update); its
-        # contents are an admin's only, and each endpoint checks the role anyway
-        gr.Markdown("The team's settings, progress and adjudication: for admins.", elem_id="team-note")
+    with gr.Tab("Team"):
+        # the settings, progress and adjudication are an admin's only (each endpoint checks the role
+        # anyway); the labelling-value panel below is everyone's, each person seeing their own rows
+        gr.Markdown("The team's settings, progress and adjudication are for admins; *Is more labelling "
+                    "worth it?* below is for everyone.", elem_id="team-note")
         with gr.Column(elem_classes=ADMIN_ONLY, elem_id="team-admin"):
             settings = settings_layout(handlers)
             review = review_layout(adapters.labels)
+        team_value.build(adapters.value)
     wire(TeamView(*settings, *review), handlers, adapters.labels)

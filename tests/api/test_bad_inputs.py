@@ -40,7 +40,7 @@ TECHNICAL = re.compile(r"Internal error|upstream Gradio app|Traceback|invalid li
 WRITES = {"/save_label", "/undo", "/import_csv", "/start_training", "/activate_version", "/set_annotations_per_item",
           "/skip_item", "/next_item",  # next_item claims a lease on the item it hands out
           "/map_selection", "/label_examples", "/undo_bulk_label", "/add_comment", "/set_guidelines",
-          "/set_retrain_every", "/adjudicate"}
+          "/set_retrain_every", "/adjudicate", "/set_audit_share"}
 
 
 def text_of(entry: dict) -> str:
@@ -461,6 +461,20 @@ ARGUMENT_CASES = [
     ("/adjudicate", [1, "angry", 1], "The final label must be one of"),
     ("/next_disagreement", [[]], None),
     ("/next_disagreement", ["x"], "exclude must be a list"),
+    # is more labelling worth it (issue 25): reports take no argument; the share and the format are checked
+    ("/labelling_value", [], None),
+    ("/stopping_signals", [], None),
+    ("/learning_curve", [], None),
+    ("/annotation_time", [], None),
+    ("/suggestion_audit", [], None),
+    ("/export_labelling_value", ["xlsx"], "not in the list of choices"),
+    ("/export_labelling_value", [None], ("not in the list of choices", "Export as one of csv, json")),
+    ("/export_labelling_value", ["json"], None),
+    ("/set_audit_share", [0.9], "greater than maximum value 0.5"),
+    ("/set_audit_share", [-0.1], "less than minimum value 0"),
+    ("/set_audit_share", ["half"], True),
+    ("/set_audit_share", [None], True),
+    ("/set_audit_share", [0.0], None),
     ("/start_training", [None] * 9, "expected a number"),
     ("/start_training", train_args(0, 1e30), "Epochs: Value 1e+30 is greater than maximum value 100"),  # used to
     # start a run; the form's bounds are TrainConfig's

@@ -48,6 +48,9 @@ ENDPOINT_ROLES = {  # who may call each endpoint; with no accounts (single-user 
     "/set_annotations_per_item": ADMIN, "/label_examples": ADMIN, "/undo_bulk_label": ADMIN,
     "/set_retrain_every": ADMIN, "/set_guidelines": ADMIN, "/adjudicate": ADMIN, "/next_disagreement": ADMIN,
     "/review_version": ADMIN,  # it may load two models
+    # is more labelling worth it (issue 25): everyone sees the team's signals and their own rows
+    "/labelling_value": ANY, "/stopping_signals": ANY, "/learning_curve": ANY, "/annotation_time": ANY,
+    "/suggestion_audit": ANY, "/export_labelling_value": ANY, "/set_audit_share": ADMIN,
 }
 TRAIN = (1, 1e-4, 16, 32, 1, "full fine-tune", "base encoder", 1, False)  # one step, not served
 
@@ -130,6 +133,8 @@ def valid_args(api: str, client) -> tuple:  # noqa: ANN001
         "/label_examples": ([1], "neutral"), "/undo_bulk_label": ("no-such-batch",), "/set_retrain_every": (0,),
         "/set_guidelines": ("# Rules",), "/adjudicate": (1, "neutral", 1), "/next_disagreement": ([],),
         "/review_version": ("v1", "v1", None),
+        "/labelling_value": (), "/stopping_signals": (), "/learning_curve": (), "/annotation_time": (),
+        "/suggestion_audit": (), "/export_labelling_value": ("json",), "/set_audit_share": (0.1,),
     }[api]
 
 

@@ -201,7 +201,7 @@ def test_browser_label_with_keys_undo_switch_history_and_admin_agreement(auth_ap
         page.keyboard.press(want.pop(text, "s"))
         seen += 1
         expect(progress).to_contain_text(re.compile(rf"\b{seen} seen this session"), timeout=30_000)
-    page.get_by_role("tab", name="Team (admins)").click()
+    page.get_by_role("tab", name="Team", exact=True).click()
     page.locator("#annot-agree-refresh").click()
     expect(page.locator("#annot-kappa")).to_contain_text("over 2 items", timeout=30_000)
     expect(page.locator("#annot-kappa")).to_contain_text("1.000")
@@ -431,7 +431,7 @@ def test_browser_an_annotator_is_not_shown_what_only_admins_may_use(auth_app, br
         ctx, page = sign_in(browser, auth_app, who)
         try:
             expect(page.locator("#sign-out")).to_be_visible(timeout=30_000)
-            page.get_by_role("tab", name="Team (admins)").click()
+            page.get_by_role("tab", name="Team", exact=True).click()
             expect(page.locator("#team-note")).to_be_visible(timeout=30_000)
             if admin:
                 expect(page.locator("#annot-overlap")).to_be_visible(timeout=30_000)

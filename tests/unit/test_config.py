@@ -75,6 +75,19 @@ def test_the_quick_retrain_replay_and_the_map_cap_come_from_the_environment():
         Settings.from_env({"BERTDEMO_MAP_POINTS": "999"})
 
 
+def test_the_stopping_signals_settings_come_from_the_environment():
+    assert (Settings().stop_pool_size, Settings().stop_kappa, Settings().stop_window) == (1000, 0.99, 3)
+    got = Settings.from_env({"BERTDEMO_STOP_POOL": "500", "BERTDEMO_STOP_KAPPA": "0.95", "BERTDEMO_STOP_WINDOW": "2"})
+    assert (got.stop_pool_size, got.stop_kappa, got.stop_window) == (500, 0.95, 2)
+    for env, fragment in [({"BERTDEMO_STOP_POOL": "5"}, "stop_pool_size must be in [10, 100000], got 5"),
+                          ({"BERTDEMO_STOP_KAPPA": "1.5"}, "stop_kappa must be in (0, 1], got 1.5"),
+                          ({"BERTDEMO_STOP_WINDOW": "0"}, "stop_window must be in [1, 100], got 0"),
+                          ({"BERTDEMO_STOP_KAPPA": "high"}, "BERTDEMO_STOP_KAPPA must be a float, got 'high'")]:
+        with pytest.raises(ValueError) as exc:
+            Settings.from_env(env)
+        assert fragment in str(exc.value)
+
+
 def test_which_bundled_datasets_are_imported():
     assert Settings().datasets == ("airline", "general")
     assert Settings.from_env({"BERTDEMO_DATASETS": "airline"}).datasets == ("airline",)

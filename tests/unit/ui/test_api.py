@@ -55,7 +55,9 @@ def test_internal_endpoints_are_not_public(api_info):
                              "/training_status", "/activate_version", "/skip_item", "/set_annotations_per_item",
                              "/similar_examples", "/map_selection", "/add_comment", "/label_examples",
                              "/undo_bulk_label", "/set_retrain_every", "/set_guidelines", "/adjudicate",
-                             "/next_disagreement", "/review_version"}
+                             "/next_disagreement", "/review_version", "/labelling_value", "/stopping_signals",
+                             "/learning_curve", "/annotation_time", "/suggestion_audit", "/export_labelling_value",
+                             "/set_audit_share"}
     assert [p["parameter_name"] for p in api_info["/start_training"]["parameters"]] == [
         "epochs", "learning_rate", "batch_size", "max_length", "seed", "mode", "start_from", "max_steps",
         "serve_when_trained"]
