@@ -249,7 +249,7 @@ def build_index(version_folder: Path) -> Path | None:
     re-scoring wrote the embeddings. Bounded memory at any corpus size but for the k-means sample
     (INDEX_TRAIN_PER_LIST rows a list, ~2 sqrt(N) lists: 108 MB of float32 at 300k): the vectors are
     read BUILD_ROWS at a time and the codes written straight to the file (model/ivf_file.py), never
-    all held: 20 s and ~+140 MB private at 300k on 2 cores (bench/bench_vectors.py)."""
+    all held: 8.5-12 s and ~+217 MB private at 300k on 2 cores (bench/README.md, "the vector index build's memory")."""
     import faiss
 
     from bertdemo.model import ivf_file

@@ -80,3 +80,24 @@ def test_a_second_process_opens_the_same_file_memory_mapped(folder):
     out = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True)
     graph = vectors.open_index(folder)
     assert int(out.stdout.strip()) == graph.nearest(np.ones(384, np.float32), 3)[0][0]
+
+
+def test_the_streamed_index_file_is_the_one_faiss_writes(tmp_path):
+    """build_index writes the codes list by list (model/ivf_file.py); the file is faiss's own, byte for byte."""
+    import faiss
+
+    x = clustered(3000, d=16, centres=20)
+    ids = np.arange(3000) * 7 + 3
+    vectors.save(tmp_path / vectors.VECTORS_FILE, ids, x)
+    built = vectors.build_index(tmp_path).read_bytes()
+    stored = vectors.load(tmp_path / vectors.VECTORS_FILE)
+    lists = vectors.index_lists(3000)
+    ref = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(16), 16, lists, faiss.ScalarQuantizer.QT_fp16,
+                                        faiss.METRIC_INNER_PRODUCT)
+    sample = np.sort(np.random.default_rng(0).choice(3000, min(3000, vectors.INDEX_TRAIN_PER_LIST * lists),
+                                                     replace=False))
+    ref.train(vectors._unit(stored.rows(sample)))
+    ref.add_with_ids(vectors._unit(stored.rows(np.arange(3000))), ids)
+    assert built == faiss.serialize_index(ref).tobytes()
+    rows = np.array([5, 4, 2999, 0, 5, 1000])
+    assert np.array_equal(stored.rows(rows), np.asarray(stored.vectors[rows], dtype=np.float32))  # pread = mapping
