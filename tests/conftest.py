@@ -60,6 +60,20 @@ def services(settings) -> Services:
 
 
 @pytest.fixture
+def team_services(tmp_path) -> Services:
+    """Services on an empty database (no bundled data, 5-minute leases) with an admin `boss` and the
+    annotators `ann` and `bob` (the suggestion-bias audit's and the annotation time's tests)."""
+    from bertdemo.auth import add_user
+
+    settings = Settings(serving="bf16", data_dir=tmp_path / "rt", bootstrap=False, lease_minutes=5)
+    services = Services.create(settings)
+    add_user(services.engine, "boss", "password-boss", "admin")
+    for name in ("ann", "bob"):
+        add_user(services.engine, name, f"password-{name}", "annotator")
+    return services
+
+
+@pytest.fixture
 def behaviour_actions(tmp_path) -> Iterator:
     """BehaviourActions on an empty database (no bundled data) with an admin `boss` and an annotator
     `ann` (the behaviour tests' actions and their panel's handlers)."""

@@ -16,20 +16,14 @@ from bertdemo.actions.annotation_time import AnnotationTime
 from bertdemo.actions.distribution import WorkDistribution
 from bertdemo.actions.labelling import Labelling
 from bertdemo.actions.notes import Notes
-from bertdemo.auth import add_user
-from bertdemo.config import Settings
 from bertdemo.db.models import LabelEvent, Lease, now
 from bertdemo.services import Services
 from tests.unit.actions.test_annotate import seed
 
 
 @pytest.fixture
-def services(tmp_path) -> Services:
-    services = Services.create(Settings(serving="bf16", data_dir=tmp_path / "rt", bootstrap=False, lease_minutes=5))
-    add_user(services.engine, "boss", "password-boss", "admin")
-    for name in ("ann", "bob"):
-        add_user(services.engine, name, f"password-{name}", "annotator")
-    return services
+def services(team_services) -> Services:  # an admin boss, annotators ann and bob (tests/conftest.py)
+    return team_services
 
 
 def label(s: Session, example_id: int, user: str, took: float | None, ago: timedelta, source: str = "annotator",

@@ -16,8 +16,6 @@ from bertdemo.actions.label_item import HIDDEN_BY
 from bertdemo.actions.labelling import Labelling
 from bertdemo.actions.notes import Notes
 from bertdemo.actions.suggestion_audit import SuggestionAudit
-from bertdemo.auth import add_user
-from bertdemo.config import Settings
 from bertdemo.db import leases
 from bertdemo.db.models import LabelEvent, Lease
 from bertdemo.errors import BadInput, Forbidden
@@ -29,12 +27,8 @@ POSITIVE = [0.1, 0.2, 0.7]  # every item's stored score: the model suggests "pos
 
 
 @pytest.fixture
-def services(tmp_path) -> Services:
-    services = Services.create(Settings(serving="bf16", data_dir=tmp_path / "rt", bootstrap=False, lease_minutes=5))
-    add_user(services.engine, "boss", "password-boss", "admin")
-    for name in ("ann", "bob"):
-        add_user(services.engine, name, f"password-{name}", "annotator")
-    return services
+def services(team_services) -> Services:  # an admin boss, annotators ann and bob (tests/conftest.py)
+    return team_services
 
 
 def labelling(services: Services, draws) -> Labelling:  # noqa: ANN001 - a () -> float

@@ -16,8 +16,6 @@ from bertdemo.actions.distribution import WorkDistribution
 from bertdemo.actions.labelling import Labelling
 from bertdemo.actions.notes import Notes
 from bertdemo.actions.suggestion_audit import FAST_ACCEPT_S, FAST_RUN, SuggestionAudit
-from bertdemo.auth import add_user
-from bertdemo.config import Settings
 from bertdemo.services import Services
 from tests.unit.actions.test_annotate import seed
 from tests.unit.actions.test_annotation_time import label
@@ -26,11 +24,8 @@ POSITIVE = [0.1, 0.2, 0.7]  # the model suggests "positive" for every item; the 
 
 
 @pytest.fixture
-def services(tmp_path) -> Services:
-    services = Services.create(Settings(serving="bf16", data_dir=tmp_path / "rt", bootstrap=False, lease_minutes=5))
-    add_user(services.engine, "boss", "password-boss", "admin")
-    add_user(services.engine, "ann", "password-ann", "annotator")
-    return services
+def services(team_services) -> Services:  # an admin boss, annotators ann and bob (tests/conftest.py)
+    return team_services
 
 
 def test_a_scripted_acceptance_bias_gives_a_measured_gap(services):
