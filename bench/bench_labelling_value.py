@@ -62,6 +62,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bertdemo import auth
+from bertdemo.actions.stopping import stable_from
 from bertdemo.config import BUNDLED_DATASET, Settings
 from bertdemo.datasets import load_bundled
 from bertdemo.db import examples
@@ -317,20 +318,17 @@ def script_truth(decisions: list[Decision], labels: tuple[str, ...]) -> dict:
 
 
 def stored_kappas(services: Services) -> list[float]:
-    """Dry runs: Cohen's kappa of consecutive versions' stored predictions on every example."""
-    from sklearn.metrics import cohen_kappa_score
-
+    """Dry runs: Cohen's kappa of consecutive versions' stored predictions on every example (the
+    panel's kappa chain, actions/stopping.kappa_steps, over the scores instead of the pool)."""
+    from bertdemo.actions.stopping import kappa_steps
     from bertdemo.db.models import Score
 
-    out, previous = [], None
+    series = []
     for info in reversed(services.registry.versions()):
         with Session(services.engine) as s:
-            pred = dict(s.execute(select(Score.example_id, Score.predicted).where(Score.version_id == info.id)).all())
-        if previous is not None:
-            ids = sorted(pred.keys() & previous.keys())
-            out.append(round(float(cohen_kappa_score([previous[i] for i in ids], [pred[i] for i in ids])), 4))
-        previous = pred
-    return out
+            series.append((info.name, dict(s.execute(select(Score.example_id, Score.predicted)
+                                                     .where(Score.version_id == info.id)).all())))
+    return [round(step.kappa, 4) for step in kappa_steps(series)]
 
 
 def two_proportion_p(p1: float, n1: int, p2: float, n2: int) -> float | None:
@@ -342,18 +340,6 @@ def two_proportion_p(p1: float, n1: int, p2: float, n2: int) -> float | None:
     pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
     se = (pooled * (1 - pooled) * (1 / n1 + 1 / n2)) ** 0.5
     return float(2 * norm.sf(abs(p1 - p2) / se)) if se > 0 else None
-
-
-def rule_at(kappas: list[float], versions: list[str], threshold: float, window: int) -> str | None:
-    """The stabilizing-predictions rule at another threshold, on the report's kappa series: the
-    first version from which the mean of the last `window` kappas stays >= `threshold`."""
-    held = [i >= window - 1 and float(np.mean(kappas[i - window + 1:i + 1])) >= threshold for i in range(len(kappas))]
-    since = None
-    for i in range(len(held) - 1, -1, -1):
-        if not held[i]:
-            break
-        since = versions[i]
-    return since
 
 
 def fmt(x, spec: str = ".3f") -> str:
@@ -377,7 +363,8 @@ def print_stopping(stopping, alt: float) -> None:
     steps = list(stopping.steps)
     print(f"\nKappa rule (threshold {stopping.threshold}, window {stopping.window}, pool {stopping.pool_size}): "
           f"{stopping.message} (stable since: {stopping.stable_since}; mean kappa {fmt(stopping.mean_kappa, '.4f')})")
-    since = rule_at([st.kappa for st in steps], [st.version for st in steps], alt, stopping.window)
+    at = stable_from([st.kappa for st in steps], alt, stopping.window)  # the panel's rule at another threshold
+    since = steps[at].version if at is not None else None
     print(f"  the same rule at threshold {alt}: " + (f"stable since {since}" if since else "still changing"))
 
 
