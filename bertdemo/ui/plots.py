@@ -17,7 +17,7 @@ MAX_PAIRS_PLOTTED = 15  # lines in the per-layer plot; more are unreadable
 LABEL_BAND_IN = 0.4  # inches kept free at the top of a figure: gr.Plot lays its label over the image there
 
 
-def _layout_under_label(fig: Figure) -> None:
+def layout_under_label(fig: Figure) -> None:
     """tight_layout with a band free at the top, so gr.Plot's label does not hide a title or the top
     of the axes (the Train tab's plots had their tops cut off by it)."""
     fig.tight_layout(rect=(0, 0, 1, 1 - LABEL_BAND_IN / fig.get_figheight()))
@@ -61,7 +61,7 @@ def training_curves(history: Sequence[dict]) -> Figure:
                   ncol=len(handles), fontsize=8, frameon=False)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    _layout_under_label(fig)
+    layout_under_label(fig)
     return fig
 
 
@@ -78,7 +78,7 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> 
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    _layout_under_label(fig)
+    layout_under_label(fig)
     return fig
 
 
@@ -101,7 +101,7 @@ def reliability_diagram(bins: Sequence[dict], ece: float | None) -> Figure:
     ax.set_ylabel("accuracy")
     ax.set_title(f"Reliability (ECE {ece:.3f})" if ece is not None else "Reliability")
     ax.legend(loc="upper left", fontsize=8)
-    _layout_under_label(fig)
+    layout_under_label(fig)
     return fig
 
 

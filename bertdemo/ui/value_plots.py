@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from bertdemo.actions.learning_curve import LearningCurveReport
 from bertdemo.actions.stopping import StoppingReport
 from bertdemo.actions.suggestion_audit import AuditReport
-from bertdemo.ui.plots import _layout_under_label
+from bertdemo.ui.plots import layout_under_label
 
 MAX_CURVES = 4  # "all" and the first three datasets: more lines are unreadable
 
@@ -41,7 +41,7 @@ def stopping_plot(report: StoppingReport) -> Figure:
         ax.set_ylabel("Cohen's kappa")
         ax.legend(loc="lower right", fontsize=8)
     ax.set_title(f"Agreement on the stopping pool ({report.pool_size:,} examples)", fontsize=10, loc="right")
-    _layout_under_label(fig)
+    layout_under_label(fig)
     return fig
 
 
@@ -73,7 +73,7 @@ def learning_curve_plot(report: LearningCurveReport) -> Figure:
         ax.set_ylim(0, 1)
         ax.legend(loc="lower right", fontsize=8, title="o fitted · x not fitted · ■ forecast", title_fontsize=7)
     ax.set_title("Learning curve", fontsize=10, loc="right")
-    _layout_under_label(fig)
+    layout_under_label(fig)
     return fig
 
 
@@ -95,5 +95,5 @@ def audit_plot(report: AuditReport) -> Figure:
         ax.legend(loc="upper right", fontsize=8)
     gap = f", gap {report.distribution_gap:.3f}" if report.distribution_gap is not None else ""
     ax.set_title(f"Suggestion-bias audit{gap}", fontsize=10, loc="right")
-    _layout_under_label(fig)
+    layout_under_label(fig)
     return fig
