@@ -179,7 +179,7 @@ class Labelling:
         info = self.services.registry.active_version()
         if info is None:
             return ""
-        return self.suspicious.ranked_by(info.name) if queue == "suspicious" else self.quick.ranked_by(info)
+        return self.suspicious.ranked_by(info) if queue == "suspicious" else self.quick.ranked_by(info)
 
     def next_item(self, queue: str, search: str = "", seen: list[int] | None = None,
                   username: str | None = None, dataset: str = "") -> Item | None:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from bertdemo.db import versions
 from bertdemo.errors import NotReady, UserError
+from bertdemo.model.vectors import VECTORS_FILE
 from bertdemo.services import Services
 from bertdemo.training.registry import VersionInfo
 from bertdemo.training.runner import BACKGROUND_NICE
@@ -157,22 +158,36 @@ def scored_version(services: Services) -> VersionInfo | None:
         return info if versions.has_scores(s, info.id) else None
 
 
+def scores_stamp(services: Services, info: VersionInfo) -> int:
+    """Which re-scoring of `info` its stored scores come from: its embeddings file's mtime in ns
+    (written anew at the end of every pass), 0 before any. A version activated again is re-scored
+    (new examples imported meanwhile get scores): what was derived from its old scores is stale."""
+    try:
+        return services.registry.folder(info).joinpath(VECTORS_FILE).stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
 class VersionWatch:
     """Calls each of `warm_ups` with the serving version once its scores are stored: at start and
-    after each activation (a daemon thread looks every POLL_S; `check` does one look, for tests)."""
+    after each activation, also of the version already serving, once its re-scoring is done (a daemon
+    thread looks every POLL_S; `check` does one look, for tests)."""
 
     def __init__(self, services: Services, warm_ups: list[Callable[[VersionInfo], None]]) -> None:
         self.services = services
         self.warm_ups = warm_ups
-        self._seen: int | None = None
+        self._seen: tuple[int, int] | None = None  # (version id, scores_stamp) last warmed
         self._thread: threading.Thread | None = None
 
     def check(self) -> VersionInfo | None:
         """Call the warm-ups when a version newly serves with its scores; that version or None."""
         info = scored_version(self.services)
-        if info is None or info.id == self._seen:
+        if info is None:
             return None
-        self._seen = info.id
+        seen = (info.id, scores_stamp(self.services, info))
+        if seen == self._seen:
+            return None
+        self._seen = seen
         for warm_up in self.warm_ups:
             warm_up(info)
         return info

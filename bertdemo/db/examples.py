@@ -156,11 +156,15 @@ def history(s: Session, example_id: int) -> list[LabelEvent]:
 # --------------------------------------------------------------------------- annotation queries
 # Read-only queries behind the Annotate tab's queues, table, history and agreement. Each returns
 # plain rows; bertdemo.actions.annotate turns them into what the UI shows.
-def scored_examples(s: Session, version_id: int | None) -> list[tuple[int, str, str | None, list]]:
-    """(id, cleaned text, current label, stored probs of `version_id` or []) for every example."""
+def scored_examples(s: Session, version_id: int | None, labelled_only: bool = False
+                    ) -> list[tuple[int, str, str | None, list]]:
+    """(id, cleaned text, current label, stored probs of `version_id` or []) for every example (only
+    the labelled ones when `labelled_only`: the suspicious-labels ranking reads no unlabelled text)."""
     q = (select(Example.id, Example.text, Example.label, Score.probs)
          .outerjoin(Score, (Score.example_id == Example.id) & (Score.version_id == version_id))
          .order_by(Example.id))
+    if labelled_only:
+        q = q.where(Example.label.is_not(None))
     return [(i, t, lab, p or []) for i, t, lab, p in s.execute(q)]
 
 

@@ -5,6 +5,7 @@ it, and once another version serves neither its fit nor its warm rankings are us
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -156,7 +157,7 @@ def test_the_suspicious_ranking_is_never_served_for_another_version(line, tmp_pa
         ranked_from.append(len(rows))
         return [r[0] for r in sorted(rows, key=lambda r: (-r[3][1], r[0]))][:3]
 
-    monkeypatch.setattr("bertdemo.actions.suspicious.find_suspicious", by_neutral)
+    monkeypatch.setattr("bertdemo.training.label_issues.find_suspicious", by_neutral)
     assert adapters.watch.check().name == "v1"  # v1 serves with its scores: its ranking starts in the background
     assert adapters.watch.check() is None  # once per version
     acts.suspicious.wait(30)
@@ -168,7 +169,7 @@ def test_the_suspicious_ranking_is_never_served_for_another_version(line, tmp_pa
         probs[:, 1] = np.clip(XS, 0, 1)
         v2 = add_version(s, tmp_path, "v2", [id_at[x] for x in XS.tolist()], probs, np.stack([XS, XS], axis=1))
         versions.activate_version(s, v2)
-    assert acts.suspicious.warmed.peek(v2) is None  # v1's ranking is in memory, under v1's key only
+    assert acts.suspicious.warmed.latest().key[0] != v2  # v1's ranking is in memory, under v1's key only
     assert adapters.watch.check().name == "v2"
     acts.suspicious.wait(30)
     assert acts.queue_ids("suspicious") == [id_at[1.0], id_at[0.95], id_at[0.9]]
@@ -180,6 +181,43 @@ def test_the_suspicious_ranking_is_never_served_for_another_version(line, tmp_pa
     other = SuspiciousLabels(services)
     other.warm(services.registry.get(v2))
     assert other.ids(v2) == [id_at[1.0], id_at[0.95], id_at[0.9]] and ranked_from == [41, 41]
+
+
+def test_a_version_scored_again_is_ranked_again_and_its_old_ranking_never_served(line, monkeypatch):
+    """The serving version activated again is re-scored (new examples get scores; here its scores
+    move): its ranking made from the old scores, in memory or in the file, is not served again."""
+    services, adapters, id_at = line
+    acts = adapters.labelling
+    ranked_from: list[int] = []
+
+    def by_neutral(rows, labels):
+        ranked_from.append(len(rows))
+        return [r[0] for r in sorted(rows, key=lambda r: (-r[3][1], r[0]))][:3]
+
+    monkeypatch.setattr("bertdemo.training.label_issues.find_suspicious", by_neutral)
+    assert adapters.watch.check().name == "v1"
+    acts.suspicious.wait(30)
+    assert acts.queue_ids("suspicious") == [id_at[-1.0], id_at[-0.95], id_at[-0.9]]
+    info = services.registry.active_version()
+    ids = [id_at[x] for x in XS.tolist()]
+    probs = sigmoid_probs(XS)
+    probs[:, 1] = np.clip(XS, 0, 1)  # v1 scored again: now the far right is the most neutral
+    with Session(services.engine) as s, s.begin():
+        versions.save_scores(s, info.id, ids, probs, LABELS)
+    path = services.registry.folder(info) / vectors.VECTORS_FILE
+    vectors.save(path, ids, np.stack([XS * 3, np.ones_like(XS)], axis=1))
+    st = path.stat()  # the pass's end, a second later than the first (coarse file-system clocks)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    from bertdemo.actions.suspicious import SuspiciousLabels
+
+    other = SuspiciousLabels(services)  # another process: the stored file is from v1's old scores
+    assert other.ranked_by(info) == "ranked by confident learning over v1's stored scores"  # no time: none served
+    assert adapters.watch.check().name == "v1"  # the same version, its scores anew: warmed again
+    assert adapters.watch.check() is None
+    acts.suspicious.wait(30)
+    assert acts.queue_ids("suspicious") == [id_at[1.0], id_at[0.95], id_at[0.9]]
+    assert other.ids(info.id) == [id_at[1.0], id_at[0.95], id_at[0.9]]  # the new file, not ranked again
+    assert ranked_from == [41, 41]
 
 
 def test_breaking_ties_asks_about_the_smallest_margin_first(tmp_path):
