@@ -13,7 +13,7 @@ fine-tuned version, then the issue's table measured over HTTP on the launched `a
 
     flock /tmp/bertdemo-pytest.lock .venv/bin/python bench/bench_scale.py --size 300000 [--db sqlite|postgresql]
         [--data-dir DIR] [--to v1] [--keep] [--serving auto]
-    .venv/bin/python bench/bench_scale.py --extrapolate      # fit bench_scale.jsonl's rows, print 1M and 10M
+    .venv/bin/python bench/bench_scale.py --extrapolate [--since "2026-12-05 04:00"]  # fit, print 1M and 10M
     .venv/bin/python bench/bench_scale.py --table            # the table of the newest run per backend and size
 
 Without `--data-dir` the app's first start makes version 1 on 240 bundled tweets (one epoch,
@@ -310,12 +310,14 @@ FITTED = (("rescore_s", "re-scoring, s"), ("rescore_peak_rss_mb", "re-scoring pe
           ("map_payload_bytes", "map payload, bytes"), ("db_bytes", "database, bytes"))
 
 
-def extrapolate(path: Path, sizes=(1_000_000, 10_000_000)) -> str:
+def extrapolate(path: Path, sizes=(1_000_000, 10_000_000), since: str = "") -> str:
     """Least-squares lines (a + b N) through the newest run of each size, per backend, and their
-    values at `sizes`; then which resource runs out first on this machine."""
+    values at `sizes`; then which resource runs out first on this machine. `since` ("YYYY-MM-DD HH:MM",
+    UTC): only runs from then on, so that runs of older code do not enter the fit."""
     import numpy as np
 
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+    rows = [r for r in rows if r["date"] >= since]
     ram_mb = _meminfo_mb("MemTotal")
     disk = shutil.disk_usage(tempfile.gettempdir())
     out = []
@@ -787,6 +789,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the working folder and database")
     ap.add_argument("--no-record", action="store_true", help="do not append to bench_scale.jsonl")
     ap.add_argument("--extrapolate", action="store_true", help="only fit bench_scale.jsonl and print 1M / 10M")
+    ap.add_argument("--since", default="", help='with --extrapolate: only runs from "YYYY-MM-DD HH:MM" (UTC) on')
     ap.add_argument("--table", action="store_true", help="only print the table of bench_scale.jsonl's newest "
                                                          "run of each backend and size")
     args = ap.parse_args()
@@ -796,7 +799,7 @@ def main() -> None:
         print(table([newest[k] for k in sorted(newest)]))
         return
     if args.extrapolate:
-        print(extrapolate(RESULTS))
+        print(extrapolate(RESULTS, since=args.since))
         return
     # stopped (Ctrl-C, kill, a timeout): the finally of run() still stops the app and drops the database
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
