@@ -217,3 +217,26 @@ def test_the_embeddings_file_is_written_chunk_by_chunk_and_read_memory_mapped(tm
         w.add(v[:9])
     assert vectors.load(path).ids.tolist() == ids.tolist()  # the old file stands
     assert [p.name for p in tmp_path.iterdir()] == [vectors.VECTORS_FILE]  # no temporary file left
+
+
+def test_the_partial_vectors_file_is_written_and_read_by_position_and_resumes(tmp_path):
+    """The re-scoring's partial file (follow_up._Partial): rows written by position out of order
+    read back as written, a second pass over the same ids resumes it (a different id list does
+    not), and publishing writes the embeddings file and removes the partial one."""
+    ids = np.arange(10, 20, dtype=np.int64)
+    target = tmp_path / "v1" / vectors.VECTORS_FILE
+    rows = np.random.default_rng(0).standard_normal((10, 4)).astype(np.float16)
+    first = follow_up._Partial(target, ids, 4)
+    assert not first.resumed
+    first.write(5, rows[5:])
+    first.write(0, rows[:5])
+    first.close()
+    again = follow_up._Partial(target, ids, 4)
+    assert again.resumed and np.array_equal(again.rows(0, 10), rows) and np.array_equal(again.rows(8, 5), rows[8:])
+    again.publish()
+    assert not again.path.exists() and not again.ids_path.exists()
+    stored = vectors.load(target)
+    assert stored.ids.tolist() == ids.tolist() and np.array_equal(np.asarray(stored.vectors), rows)
+    other = follow_up._Partial(target, ids[::-1].copy(), 4)
+    assert not other.resumed
+    other.remove()
