@@ -60,7 +60,7 @@ def matching_ids(s: Session, needle: str, dataset: str = "") -> np.ndarray:
     search queue, every match. Sorted here, not in SQL: with ORDER BY id PostgreSQL walks the
     primary key and tests every row to spare a sort of the matches."""
     with on_the_indexes(s, needle):
-        return np.sort(keysets.id_array(s, matching(needle, dataset, s)))
+        return keysets.sorted_ids(s, matching(needle, dataset, s))
 
 
 def matching(needle: str, dataset: str, s: Session) -> Select:
