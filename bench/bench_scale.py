@@ -514,9 +514,17 @@ def rescore(url: str, c, name: str, sampler: Sampler, timeout: float) -> dict:
     msg = c.predict(name, api_name="/activate_version")
     activate_s = time.perf_counter() - t0
     seen, scoring_at, last_print = False, None, 0.0
+    phase, phase_peaks, anon_peak = None, {}, 0.0  # each phase's peak RSS (MB): where the peak is reached
     while True:
         act = c.predict(api_name="/training_status").get("activity")
         now = time.perf_counter() - t0
+        name = (act or {}).get("name") or "none"  # before the follow-up shows, or after it
+        if name != phase:  # the sampler's peak since the last change belongs to the phase that ended
+            if phase is not None:
+                phase_peaks[phase] = max(phase_peaks.get(phase, 0), round(sampler.peak()))
+                anon_peak = max(anon_peak, sampler.peak_anon)
+            sampler.reset()
+            phase = name
         if act:
             seen = True
             if scoring_at is None and act.get("name") == "scoring":
@@ -531,12 +539,16 @@ def rescore(url: str, c, name: str, sampler: Sampler, timeout: float) -> dict:
             raise SystemExit(f"re-scoring not done within {timeout:.0f} s")
         time.sleep(1)
     total = time.perf_counter() - t0
-    peak = sampler.peak()
+    if phase is not None:
+        phase_peaks[phase] = max(phase_peaks.get(phase, 0), round(sampler.peak()))
+    peak = max(phase_peaks.values(), default=round(sampler.peak()))
+    anon_peak = max(anon_peak, sampler.peak_anon)
     pred.stop()
     save.stop()
     return {"activate_msg": msg[:120], "activate_s": round(activate_s, 2), "rescore_s": round(total, 1),
             "scoring_phase_s": round(total - scoring_at, 1) if scoring_at is not None else None,
-            "rescore_peak_rss_mb": round(peak), "rescore_peak_anon_mb": round(sampler.peak_anon),
+            "rescore_peak_rss_mb": round(peak), "rescore_peak_anon_mb": round(anon_peak),
+            "phase_peak_rss_mb": phase_peaks,
             "predict": ms_stats(pred.lat), "predict_errors": pred.errors[:5],
             "save": ms_stats(save.lat), "save_errors": save.errors[:5]}
 
@@ -720,7 +732,10 @@ def table(rows: list[dict]) -> str:
                                                   f" + {r['rescore_peak_minus_idle_mb']:,} MB; after {r['rss_after_rescore_mb']:,}"
                                                   + (f"; private (RssAnon) idle {r['idle_anon_mb']:,} + "
                                                      f"{r['rescore_anon_peak_minus_idle_mb']:,} MB"
-                                                     if "idle_anon_mb" in r else "")),
+                                                     if "idle_anon_mb" in r else "")
+                                                  + ("; peak RSS by phase: " + ", ".join(
+                                                      f"{k} {v:,}" for k, v in r["phase_peak_rss_mb"].items())
+                                                     if r.get("phase_peak_rss_mb") else "")),
         ("`/predict` during re-scoring", lambda r: ms(r["predict"]) + (f", {len(r['predict_errors'])}+ errors" if r["predict_errors"] else "")),
         ("label save during re-scoring", lambda r: ms(r["save"]) + (f", {len(r['save_errors'])}+ errors" if r["save_errors"] else "")),
         *[(f"{name} queue: 1st / 2nd call, count", lambda r, n=name: q(r, n, "")) for name in (*QUEUES, "search")],
