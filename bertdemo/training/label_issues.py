@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -81,8 +82,7 @@ def _here(engine: Engine, version_id: int, labels: Sequence[str]) -> Ranking:
 def _in_child(url: str, version_id: int, labels: Sequence[str]) -> Ranking:
     started = time.perf_counter()
     ask = json.dumps({"url": url, "version_id": int(version_id), "labels": list(labels)})
-    done = subprocess.run([sys.executable, "-m", __name__], input=ask, capture_output=True, text=True,
-                          check=False, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    done = subprocess.run([sys.executable, "-m", __name__], input=ask, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         reason = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
         raise RuntimeError(f"the suspicious-labels ranking process failed: {reason[0][:300]}")
@@ -108,8 +108,17 @@ def main() -> None:
         answer = {"error": str(exc)}
     finally:
         engine.dispose()
-    answer["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    answer["peak_mb"] = _peak_mb()
     print(json.dumps(answer))
+
+
+def _peak_mb() -> float:
+    """This process's peak resident memory since it started (VmHWM: per address space, so after the
+    exec; getrusage's ru_maxrss would also count the app's pages the fork shared before the exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: an upper bound
 
 
 if __name__ == "__main__":
