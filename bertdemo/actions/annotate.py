@@ -67,6 +67,6 @@ class AnnotateAdapters:
             adjudication=Adjudication(services, labelling.item, after_save),
             progress=TeamProgress(services, work, lambda: labelling.queue_ids("unlabeled")),
             quick=quick, value=LabellingValue(services, work),
-            watch=VersionWatch(services, [suspicious.warm, quick.on_version]),
+            watch=VersionWatch(services, [suspicious.warm, quick.on_version, labelling.warm_vectors]),
             labels=tuple(settings.labels), datasets=("all", *settings.datasets, "import"),
             max_upload_mb=settings.max_upload_mb)
