@@ -84,10 +84,15 @@ def profile(args: argparse.Namespace) -> None:
 
         print(f"| {name} | {timed(infer, texts, args.reps)} | {cpu} |")
     scorer = int8.open_scorer(args.model / int8.FOLDER, clf.max_threads)
-    clf.use_graph(scorer)
-    print(f"| served path: Classifier.predict_proba, int8 + guard {scorer.margin_guard:.3g} | "
-          f"{timed(lambda t: clf.predict_proba([t]), texts, args.reps)} | {cpu} |")
-    print(f"\nre-scored in fp32 under the guard: {scorer.rescored} of {scorer.scored} texts")
+    dynamic = int8.Int8Scorer(scorer.path, clf.max_threads, scorer.margin_guard, fixed_lengths=())
+    scorer.wait_fixed()
+    for label, graph in ((f"fixed-shape graphs {scorer.fixed_lengths}", scorer), ("dynamic graph only", dynamic)):
+        clf.use_graph(graph)
+        print(f"| served path: Classifier.predict_proba, int8 + guard {graph.margin_guard:.3g}, {label} | "
+              f"{timed(lambda t: clf.predict_proba([t]), texts, args.reps)} | {cpu} |")
+    for label, graph in (("fixed", scorer), ("dynamic", dynamic)):
+        print(f"\n{label}: re-scored in fp32 under the guard: {graph.rescored} of {graph.scored} texts, "
+              f"{graph.fixed_scored} on a fixed-shape graph")
 
 
 if __name__ == "__main__":

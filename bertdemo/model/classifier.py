@@ -286,7 +286,8 @@ class Classifier:
     def _guarded_rows(graph, logits: np.ndarray) -> np.ndarray:
         """The rows whose top-two logit gap is under the graph's `margin_guard` (model/int8.py):
         where a low-precision graph could flip the label; `_forward` re-scores them in fp32. A
-        row's gap depends on its text alone, so a text takes the same path in every batch."""
+        row's gap depends on its text alone (and, for one text scored on its own, on the int8
+        graph's fixed-shape copy: model/int8.py fits the guard on both graphs' errors)."""
         guard = getattr(graph, "margin_guard", 0.0)
         if not guard or logits.shape[1] < 2:
             return np.zeros(0, dtype=int)

@@ -4,6 +4,8 @@ margin guard to fp32, and does not depend on the batch a text is in."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -113,7 +115,13 @@ def test_the_int8_graph_scores_like_the_fp32_model(exported, base_clf):
     assert guarded.agreement == 1.0 and guarded.extra["guarded_share"] == 1.0 and guarded.passed
     # the app's gate: the guard fitted on these texts, set on the scorer, covering every raw flip
     fitted = int8.timed_gate(base_clf, bare, TEXTS, [0, 2, 1, 0, 1, 2, 1, 0], "eight tweets")
-    assert bare.margin_guard == fitted.margin_guard == int8.fit_guard(ref, q) > 0
+    assert bare.wait_fixed() and bare.fixed_lengths == sorted(int8.FIXED_LENGTHS)
+    one = np.concatenate([base_clf.logits([t], path=int8.Int8Scorer(bare.path, 1, margin_guard=0)) for t in TEXTS])
+    # fitted on the errors of both graphs: the batches' and one text's (the fixed-shape graphs)
+    both = int8.fit_guard(np.concatenate([ref, ref]), np.concatenate([q, one]))
+    assert bare.margin_guard == fitted.margin_guard == both >= int8.fit_guard(ref, q) > 0
+    assert fitted.extra["one_text_n"] == len(TEXTS) and fitted.extra["one_text_agreement"] > 0
+    assert fitted.extra["one_text_max_diff"] == pytest.approx(np.abs(one - q).max(), abs=1e-3)
     flips = q.argmax(1) != ref.argmax(1)
     assert fitted.extra["flips"] == flips.sum() and (int8.top_two_gap(q)[flips] < bare.margin_guard).all()
     assert fitted.extra["guarded_share"] == pytest.approx((int8.top_two_gap(q) < bare.margin_guard).mean(), abs=1e-4)
@@ -121,9 +129,9 @@ def test_the_int8_graph_scores_like_the_fp32_model(exported, base_clf):
 
 
 def test_a_texts_scores_do_not_depend_on_its_batch(exported, base_clf):
-    """Static activation scales: alone, or padded in a batch with longer texts, the same logits;
-    and under a guard, the same texts re-scored in fp32 (a text's gap is its own)."""
-    scorer = int8.Int8Scorer(exported / int8.FOLDER / int8.INT8_FILE, threads=1, margin_guard=0)
+    """Static activation scales: on one graph, alone or padded in a batch with longer texts, the same
+    logits; and under a guard, the same texts re-scored in fp32 (a text's gap is its own)."""
+    scorer = int8.Int8Scorer(exported / int8.FOLDER / int8.INT8_FILE, threads=1, margin_guard=0, fixed_lengths=())
     alone = np.concatenate([base_clf.logits([t], path=scorer) for t in TEXTS])
     together = base_clf.logits(TEXTS, path=scorer)
     np.testing.assert_allclose(alone, together, atol=1e-4)
@@ -132,6 +140,40 @@ def test_a_texts_scores_do_not_depend_on_its_batch(exported, base_clf):
     rescored_alone, scorer.rescored = scorer.rescored, 0
     np.testing.assert_allclose(base_clf.logits(TEXTS, path=scorer), alone, atol=1e-4)
     assert scorer.rescored == rescored_alone == (int8.top_two_gap(together) < scorer.margin_guard).sum() > 0
+
+
+def test_one_text_is_scored_on_a_fixed_shape_graph_close_to_the_batch_graph(exported, base_clf):
+    """One text padded to the next fixed length, on a graph compiled for that shape: logits close to
+    the dynamic graph's (other kernels: not to 1e-4), the padding changing nothing else; a text longer
+    than the longest fixed length, or scored in a batch, takes the dynamic graph."""
+    graph = exported / int8.FOLDER / int8.INT8_FILE
+    fixed = int8.Int8Scorer(graph, threads=1, margin_guard=0, fixed_lengths=(16, 32))
+    dynamic = int8.Int8Scorer(graph, threads=1, margin_guard=0, fixed_lengths=())
+    assert fixed.wait_fixed() and fixed.fixed_lengths == [16, 32] and not dynamic.wait_fixed()
+    alone = np.concatenate([base_clf.logits([t], path=fixed) for t in TEXTS])
+    assert fixed.fixed_scored == len(TEXTS) and dynamic.fixed_scored == 0
+    ref = np.concatenate([base_clf.logits([t], path=dynamic) for t in TEXTS])
+    assert np.abs(alone - ref).max() < 0.05 * np.abs(ref).max() + 1e-3
+    np.testing.assert_allclose(base_clf.logits(TEXTS, path=fixed), base_clf.logits(TEXTS, path=dynamic), atol=1e-4)
+    assert fixed.fixed_scored == len(TEXTS)  # the batch went to the dynamic graph
+    long_text = " ".join(["delayed"] * 40)  # > 32 tokens
+    np.testing.assert_allclose(base_clf.logits([long_text], path=fixed), base_clf.logits([long_text], path=dynamic),
+                               atol=1e-4)
+    assert fixed.fixed_scored == len(TEXTS)
+    # the same text on the same fixed graph, padded to 16 or to 32: the padding is masked out
+    ids = base_clf.tokenizer(TEXTS[0], return_tensors="np")
+    a = fixed.run(ids["input_ids"], ids["attention_mask"], parallel=False)[0]
+    fixed._fixed = {32: fixed._fixed[32]}
+    b = fixed.run(ids["input_ids"], ids["attention_mask"], parallel=False)[0]
+    assert np.abs(a - b).max() < 0.05 * np.abs(a).max() + 1e-3
+
+
+def test_the_gate_fails_when_one_text_at_a_time_disagrees():
+    g = int8.Gate(agreement=1.0, f1_fp32={"negative": 1.0}, f1_int8={"negative": 1.0}, n=8, on="x")
+    assert g.passed
+    assert not replace(g, extra={"one_text_agreement": 0.99, "one_text_n": 100, "one_text_max_diff": 0.2}).passed
+    assert "one text at a time" in replace(g, extra={"one_text_agreement": 1.0, "one_text_n": 100,
+                                                      "one_text_max_diff": 0.02}).summary()
 
 
 def test_a_version_opens_with_the_guard_its_gate_fitted(exported):
