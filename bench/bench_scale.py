@@ -449,7 +449,9 @@ def timed(fn, *args, **kw):
 def ms_stats(lat: list[float]) -> dict:
     if not lat:
         return {"n": 0, "p50_ms": None, "max_ms": None}
-    return {"n": len(lat), "p50_ms": round(statistics.median(lat) * 1000, 1), "max_ms": round(max(lat) * 1000, 1)}
+    ms = sorted(x * 1000 for x in lat)
+    return {"n": len(lat), "p50_ms": round(statistics.median(ms), 1), "max_ms": round(ms[-1], 1),
+            "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 1), "over_1s": sum(x > 1000 for x in ms)}
 
 
 def prepare(args, work: Path, data_dir: Path, db: Database) -> None:
@@ -700,6 +702,8 @@ def map_and_similar(url: str, c, truth: Truth) -> dict:
         except Exception as exc:  # noqa: BLE001 - reported
             errors.append(str(exc)[:120])
     r["similar"], r["similar_errors"] = ms_stats(lat), errors[:3]
+    # the floor of one gradio_client call on this host (two DB reads), to read the figure above against
+    r["client_floor"] = ms_stats([timed(c.predict, api_name="/training_status")[1] for _ in range(20)])
     return r
 
 
@@ -720,7 +724,10 @@ def table(rows: list[dict]) -> str:
                f"({verdict}; db {row.get('truth') if row.get('truth') is not None else '-'}{by})"
 
     def ms(d):
-        return f"max {d['max_ms'] / 1000:.2f} s, p50 {d['p50_ms'] / 1000:.2f} s ({d['n']} calls)" if d["n"] else "no calls"
+        if not d["n"]:
+            return "no calls"
+        tail = f", p99 {d['p99_ms'] / 1000:.2f} s, {d['over_1s']} over 1 s" if "p99_ms" in d else ""
+        return f"max {d['max_ms'] / 1000:.2f} s, p50 {d['p50_ms'] / 1000:.2f} s{tail} ({d['n']} calls)"
 
     lines = ["| | " + " | ".join(f"{r['size']:,} {r['db']}" for r in rows) + " |",
              "|---|" + "---|" * len(rows)]
@@ -742,6 +749,8 @@ def table(rows: list[dict]) -> str:
         ("map: server time 1st / 2nd, payload", lambda r: r.get("map_error", "")[:60] or
          f"{r['map_first_s']:.2f} s / {r['map_second_s']:.2f} s, {r['map_payload_bytes'] / 1e6:.2f} MB"),
         ("similar examples (20 queries)", lambda r: f"p50 {r['similar']['p50_ms']} ms, max {r['similar']['max_ms']} ms"
+                                                    + (f"; a /training_status call (the client's floor): p50 "
+                                                       f"{r['client_floor']['p50_ms']} ms" if "client_floor" in r else "")
                                                     if r["similar"]["n"] else "errors: " + "; ".join(r["similar_errors"])[:60]),
         ("export", lambda r: f"{r['export_s']:.1f} s, {r['export_bytes'] / 1e6:.1f} MB, peak RSS +{r['export_peak_minus_before_mb']:,} MB"),
         ("database size", lambda r: f"{r['db_bytes'] / 1e6:.0f} MB" if r.get("db_bytes") else "-"),
