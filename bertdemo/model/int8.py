@@ -186,7 +186,7 @@ class Int8Scorer:
 
     @property
     def fixed_lengths(self) -> list[int]:
-        return sorted(self._fixed)
+        return list(self._fixed)
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray, parallel: bool,
             embed: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
@@ -195,7 +195,7 @@ class Int8Scorer:
         req = self._all if parallel else self._one
         fixed = self._fixed
         if fixed and not parallel and ids.shape[0] == 1:
-            n = next((k for k in sorted(fixed) if k >= ids.shape[1]), None)
+            n = next((k for k in fixed if k >= ids.shape[1]), None)  # ascending: compiled in that order
             if n is not None:  # padding is masked out: it changes no real token's vector
                 req, pad = fixed[n], ((0, 0), (0, n - ids.shape[1]))
                 ids, mask = np.pad(ids, pad), np.pad(mask, pad)

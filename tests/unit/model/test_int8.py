@@ -116,7 +116,9 @@ def test_the_int8_graph_scores_like_the_fp32_model(exported, base_clf):
     # the app's gate: the guard fitted on these texts, set on the scorer, covering every raw flip
     fitted = int8.timed_gate(base_clf, bare, TEXTS, [0, 2, 1, 0, 1, 2, 1, 0], "eight tweets")
     assert bare.wait_fixed() and bare.fixed_lengths == sorted(int8.FIXED_LENGTHS)
-    one = np.concatenate([base_clf.logits([t], path=int8.Int8Scorer(bare.path, 1, margin_guard=0)) for t in TEXTS])
+    own = int8.Int8Scorer(bare.path, 1, margin_guard=0)
+    assert own.wait_fixed()  # else the first texts would be scored on the dynamic graph
+    one = np.concatenate([base_clf.logits([t], path=own) for t in TEXTS])
     # fitted on the errors of both graphs: the batches' and one text's (the fixed-shape graphs)
     both = int8.fit_guard(np.concatenate([ref, ref]), np.concatenate([q, one]))
     assert bare.margin_guard == fitted.margin_guard == both >= int8.fit_guard(ref, q) > 0
