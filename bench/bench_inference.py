@@ -143,7 +143,7 @@ def main() -> None:
         print(f"int8 export: {time.perf_counter() - t:.1f} s")
         graph = tmp / int8.FOLDER / int8.INT8_FILE
     scorer = int8_scorer(ours, graph, Path(path), all_texts[args.n:][::20][:1000])
-    raw = int8.Int8Scorer(graph, ours.max_threads, margin_guard=0.0)
+    raw = int8.Int8Scorer(graph, ours.max_threads, margin_guard=0.0, fixed_lengths=())  # batches only
     q8 = Classifier(ours.model, ours.tokenizer, ours.labels, ours.device)
     q8.use_graph(scorer)
     q8name = f"ours, int8 (OpenVINO + NNCF), guard {scorer.margin_guard:.2g} fitted per version"

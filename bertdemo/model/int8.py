@@ -26,6 +26,7 @@ caller serves in PyTorch."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ import tempfile
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -108,7 +110,7 @@ def export(model_dir: str | Path, out_dir: str | Path, calibration: Sequence[str
 
     def feed(texts: Sequence[str]) -> dict[str, np.ndarray]:
         enc = tok(list(texts), truncation=True, max_length=128, padding=True, return_tensors="np")
-        return {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)}
+        return {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
 
     sample = feed(["an example", "a slightly longer example sentence"])
     tmp = Path(tempfile.mkdtemp(prefix=".int8-", dir=out_dir.parent))
@@ -133,6 +135,17 @@ def export(model_dir: str | Path, out_dir: str | Path, calibration: Sequence[str
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+_compiling: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+@atexit.register
+def _join_compiles() -> None:
+    """A daemon thread still inside OpenVINO's compile when the interpreter exits aborts the process
+    ("terminate called without an active exception"): let running compiles finish (a few seconds)."""
+    for t in list(_compiling):
+        t.join(timeout=30)
 
 
 class Int8Scorer:
@@ -162,8 +175,10 @@ class Int8Scorer:
         self._fixed: dict[int, object] = {}  # replaced, never changed in place: run() reads it unlocked
         self._fixed_done = threading.Event()
         if fixed_lengths:
-            threading.Thread(target=self._compile_fixed, args=(core, sorted(set(fixed_lengths)), cfg),
-                             name="int8-fixed-shapes", daemon=True).start()
+            t = threading.Thread(target=self._compile_fixed, args=(core, sorted(set(fixed_lengths)), cfg),
+                                 name="int8-fixed-shapes", daemon=True)
+            _compiling.add(t)
+            t.start()
         else:
             self._fixed_done.set()
 

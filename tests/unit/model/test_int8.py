@@ -29,7 +29,8 @@ def test_the_gate_counts_agreement_and_per_class_f1_changes():
     g = int8.gate(ref, flipped, [0, 1, 2, 0], LABELS, "four texts")
     assert g.agreement == 0.75 and not g.passed
     assert g.f1_fp32 == {"negative": 1.0, "neutral": 1.0, "positive": 1.0}
-    assert g.f1_int8["negative"] == pytest.approx(2 / 3, abs=1e-6) and g.f1_int8["neutral"] == pytest.approx(2 / 3, abs=1e-6)
+    assert g.f1_int8["negative"] == pytest.approx(2 / 3, abs=1e-6)
+    assert g.f1_int8["neutral"] == pytest.approx(2 / 3, abs=1e-6)
     assert "failed on four texts (4 texts): argmax agreement 75.00% (needs 99.5%)" in g.summary()
 
 
@@ -82,8 +83,24 @@ def test_the_gate_refuses_a_path_whose_flips_the_guard_fitted_elsewhere_misses()
 
 
 @pytest.fixture(scope="module")
+def base_clf():
+    """The packaged encoder with a fresh head drawn from a fixed seed. The head's logits are small
+    (|logit| ~0.05), so the int8 error bound below is relative to them; an unseeded head drew a new
+    scale each run and the same int8 encoder error (~0.003-0.007) passed or failed by the draw
+    (measured 2026-12-05 on AMD EPYC: 0.05-0.13 of max|logit| across seeds, seed 0: 0.09; the bound
+    is 0.15 to leave room for another CPU's kernels: a broken graph errs by the logits' own size)."""
+    import torch
+
+    from bertdemo.config import packaged_model_path
+    from bertdemo.model.classifier import Classifier
+
+    torch.manual_seed(0)
+    return Classifier.load(packaged_model_path(), LABELS)
+
+
+@pytest.fixture(scope="module")
 def exported(tmp_path_factory, base_clf):
-    """The packaged encoder with its fresh head, saved and exported."""
+    """The packaged encoder with its fresh (seeded) head, saved and exported."""
     folder = tmp_path_factory.mktemp("int8") / "v1"
     base_clf.save(folder)
     int8.export(folder, folder / int8.FOLDER, TEXTS * 4)
@@ -99,7 +116,7 @@ def test_the_int8_graph_scores_like_the_fp32_model(exported, base_clf):
     bare = int8.Int8Scorer(exported / int8.FOLDER / int8.INT8_FILE, threads=2, margin_guard=0)
     ref = base_clf.logits(TEXTS, path="fp32")
     q = base_clf.logits(TEXTS, path=bare)
-    assert np.abs(q - ref).max() < 0.1 * np.abs(ref).max() + 1e-3
+    assert np.abs(q - ref).max() < 0.15 * np.abs(ref).max() + 1e-3
     # the margin guard: a text whose int8 top-two gap is under it takes the fp32 model's logits
     scorer = int8.Int8Scorer(exported / int8.FOLDER / int8.INT8_FILE, threads=2, margin_guard=1e9)
     np.testing.assert_allclose(base_clf.logits(TEXTS, path=scorer), ref, atol=1e-4)
