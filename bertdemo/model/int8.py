@@ -63,8 +63,13 @@ MAX_F1_CHANGE = 0.005  # per-class F1, absolute change from the fp32 model's
 # these lengths (longer texts: the dynamic-shape graph). Measured 2026-12-05 on AMD EPYC: p50 2.8-3.0
 # ms against 4.1-4.8 ms on the dynamic graph (bench/README.md); its logits differ from the dynamic
 # graph's by up to ~0.04 (other kernels), so the guard is fitted on both graphs' errors (timed_gate).
-# Each length is one more compiled copy of the graph (~23 MB for MiniLM int8); () turns this off.
+# Each length is one more compiled copy of the graph: measured 2026-12-05 (AMD EPYC, MiniLM, 23 MB of
+# int8 weights) +307 MB RSS for the four (the two dynamic graphs: +243 MB), ready 1.4-1.6 s after the
+# dynamic ones (bench/README.md). So they are compiled only for graphs whose weights are at most
+# FIXED_MAX_WEIGHT_BYTES (a bert-base graph, ~110 MB, would cost ~1.5 GB for ~1.5 ms on a ~20 ms
+# prediction); fixed_lengths=() turns them off.
 FIXED_LENGTHS = (16, 32, 48, 64)
+FIXED_MAX_WEIGHT_BYTES = 64 * 2**20
 ONE_TEXT_GATE_MAX = 1000  # gate-set texts also scored one at a time on the fixed-shape graphs
 RECIPE = ("OpenVINO + NNCF int8 (transformer preset, mixed, SmoothQuant; calibrated one text at a time), "
           "head and other ops fp32")
@@ -151,15 +156,15 @@ def _join_compiles() -> None:
 class Int8Scorer:
     """The int8 model compiled by OpenVINO: one thread for small inputs, every core for batches (the
     same policy as the PyTorch path, `classifier.PARALLEL_MIN_TOKENS`), and for one text a copy
-    compiled per fixed length (FIXED_LENGTHS, compiled in a background thread; until then, and for
-    longer texts, the dynamic-shape graph). Ops that stay out of int8 run in fp32 (measured faster
-    here than the bf16 hint, and exact). Not thread-safe: the Classifier calls it under its lock.
-    (One compiled model with a stream per core, a batch split across the streams, scored batches
-    ~10% faster but one tweet ~1 ms slower, the hand-over to a stream's thread: single predictions
-    won.)"""
+    compiled per fixed length (FIXED_LENGTHS, for a graph of at most FIXED_MAX_WEIGHT_BYTES, compiled in
+    a background thread; until then, and for longer texts, the dynamic-shape graph). Ops that stay out
+    of int8 run in fp32 (measured faster here than the bf16 hint, and exact). Not thread-safe: the
+    Classifier calls it under its lock. (One compiled model with a stream per core, a batch split
+    across the streams, scored batches ~10% faster but one tweet ~1 ms slower, the hand-over to a
+    stream's thread: single predictions won.)"""
 
     def __init__(self, path: str | Path, threads: int, margin_guard: float = MARGIN_GUARD,
-                 fixed_lengths: Sequence[int] = FIXED_LENGTHS) -> None:
+                 fixed_lengths: Sequence[int] | None = None) -> None:
         import openvino as ov
 
         self.path = Path(path)
@@ -174,18 +179,22 @@ class Int8Scorer:
                      if threads > 1 else self._one)
         self._fixed: dict[int, object] = {}  # replaced, never changed in place: run() reads it unlocked
         self._fixed_done = threading.Event()
+        if fixed_lengths is None:  # the default: FIXED_LENGTHS for a small graph
+            weights = self.path.with_suffix(".bin")
+            small = weights.is_file() and weights.stat().st_size <= FIXED_MAX_WEIGHT_BYTES
+            fixed_lengths = FIXED_LENGTHS if small else ()
         if fixed_lengths:
-            t = threading.Thread(target=self._compile_fixed, args=(core, sorted(set(fixed_lengths)), cfg),
+            t = threading.Thread(target=self._compile_fixed, args=(core, model, sorted(set(fixed_lengths)), cfg),
                                  name="int8-fixed-shapes", daemon=True)
             _compiling.add(t)
             t.start()
         else:
             self._fixed_done.set()
 
-    def _compile_fixed(self, core, lengths: list[int], cfg: dict) -> None:
+    def _compile_fixed(self, core, model, lengths: list[int], cfg: dict) -> None:
         try:
             for n in lengths:
-                m = core.read_model(str(self.path))
+                m = model.clone()  # its constants shared with `model`'s: ~20 MB less per length than a re-read
                 m.reshape({"input_ids": [1, n], "attention_mask": [1, n]})
                 req = core.compile_model(m, "CPU", cfg | {"INFERENCE_NUM_THREADS": 1}).create_infer_request()
                 self._fixed = {**self._fixed, n: req}

@@ -161,6 +161,17 @@ def test_a_texts_scores_do_not_depend_on_its_batch(exported, base_clf):
     assert scorer.rescored == rescored_alone == (int8.top_two_gap(together) < scorer.margin_guard).sum() > 0
 
 
+def test_fixed_shape_graphs_are_compiled_only_for_a_small_graph(exported, monkeypatch):
+    """Each fixed length is one more compiled copy (~77 MB for MiniLM): a graph whose weights are over
+    FIXED_MAX_WEIGHT_BYTES (bert-base) gets none by default; asked for, it still gets them."""
+    graph = exported / int8.FOLDER / int8.INT8_FILE
+    assert int8.Int8Scorer(graph, threads=1).wait_fixed()  # MiniLM's 23 MB: under the default limit
+    monkeypatch.setattr(int8, "FIXED_MAX_WEIGHT_BYTES", graph.with_suffix(".bin").stat().st_size - 1)
+    large = int8.Int8Scorer(graph, threads=1)
+    assert not large.wait_fixed() and large.fixed_lengths == []
+    assert int8.Int8Scorer(graph, threads=1, fixed_lengths=(16,)).wait_fixed()
+
+
 def test_one_text_is_scored_on_a_fixed_shape_graph_close_to_the_batch_graph(exported, base_clf):
     """One text padded to the next fixed length, on a graph compiled for that shape: logits close to
     the dynamic graph's (other kernels: not to 1e-4), the padding changing nothing else; a text longer
