@@ -34,7 +34,7 @@ from transformers import pipeline  # noqa: E402
 
 from bertdemo.config import BUNDLED_DATASET, Settings  # noqa: E402
 from bertdemo.datasets import load_bundled  # noqa: E402
-from bertdemo.model import classifier, explain, int8  # noqa: E402
+from bertdemo.model import classifier, explain, int8, margin_guard  # noqa: E402
 from bertdemo.model.classifier import PARALLEL_MIN_TOKENS, Classifier, cpu_cores  # noqa: E402
 from bertdemo.services import Services  # noqa: E402
 
@@ -86,7 +86,7 @@ def int8_scorer(ours: Classifier, graph: Path, path: Path, held_out: list[str]) 
     else:
         scorer.margin_guard = 0.0
         ref, q = ours.logits(held_out, path="fp32"), ours.logits(held_out, path=scorer)
-        scorer.margin_guard = int8.fit_guard(ref, q)
+        scorer.margin_guard = margin_guard.fit_guard(ref, q)
         print(f"int8 guard {scorer.margin_guard:.3g} fitted on {len(held_out)} held-out tweets (no validation split)")
     return scorer
 
@@ -94,12 +94,12 @@ def int8_scorer(ours: Classifier, graph: Path, path: Path, held_out: list[str]) 
 def flip_report(ref: np.ndarray, raw: np.ndarray, guard: float) -> str:
     """The int8 graph's raw flips against fp32 on the scored tweets and how close they were."""
     flips = ref.argmax(1) != raw.argmax(1)
-    gaps = np.sort(int8.top_two_gap(raw)[flips])
+    gaps = np.sort(margin_guard.top_two_gap(raw)[flips])
     missed = int((gaps >= guard).sum())
     return (f"int8 without the guard: {flips.sum()} flips in {len(raw)} ({1 - flips.mean():.2%} agreement); "
             f"their int8 top-two gaps: {', '.join(f'{g:.3f}' for g in gaps[-5:])} (largest 5); "
-            f"guard {guard:.3g}: {np.mean(int8.top_two_gap(raw) < guard):.1%} of tweets under it, "
-            f"{missed} flips above it; largest overstated lead {int8.overstatement(ref, raw).max():.3f}")
+            f"guard {guard:.3g}: {np.mean(margin_guard.top_two_gap(raw) < guard):.1%} of tweets under it, "
+            f"{missed} flips above it; largest overstated lead {margin_guard.overstatement(ref, raw).max():.3f}")
 
 
 @contextlib.contextmanager

@@ -16,8 +16,8 @@ measurement on this 2-core host (bench/README.md, "The int8 path"):
 - OpenVINO + NNCF int8 agreed on 99.8% at ~1.9x the PyTorch bf16 path, and one tweet in ~4.4 ms.
 
 Texts the int8 graph scores too close to call are re-scored in fp32, under a guard fitted per
-version on its gate set (`fit_guard`; the gate's agreement is measured on texts the guard was not
-fitted on: `cross_fitted`). One text on its own is scored on a copy of the graph compiled for a fixed
+version on its gate set (model/margin_guard.py; the gate's agreement is measured on texts the guard
+was not fitted on). One text on its own is scored on a copy of the graph compiled for a fixed
 shape (FIXED_LENGTHS: ~1.5 ms less per prediction); its logits differ a little from the batch graph's,
 so the gate also scores its set one text at a time and the guard covers the errors of both.
 
@@ -44,19 +44,13 @@ import numpy as np
 import torch
 from sklearn.metrics import f1_score
 
+from bertdemo.model.margin_guard import MARGIN_GUARD, cross_fitted, fit_guard, guarded, top_two_gap
 from bertdemo.model.pooling import masked_mean, pooling_of, use_pooling
 
 log = logging.getLogger(__name__)
 
 FOLDER = "int8"  # inside a version's folder
 INT8_FILE, GATE_FILE = "model.int8.xml", "gate.json"  # OpenVINO IR: the .xml graph and its .bin weights
-# texts whose int8 top-two logit gap is under the guard are re-scored by the fp32 PyTorch model. The
-# guard is fitted per version on its gate set (`fit_guard`): a fixed one is not scale-free (measured
-# 2026-12-04: a fully trained version's int8 errors reach 0.44 logits, the quick version's, whose
-# logistic-regression head has 300x larger weights, 2.3, a barely trained one's logits are all small).
-# This is the guard of gates saved before it was fitted (their gate.json has no other).
-MARGIN_GUARD = 0.3
-GUARD_SAFETY = 1.1  # the fitted guard is this times the largest int8 error measured on the gate set
 MIN_AGREEMENT = 0.995  # argmax agreement with the fp32 model on the gate set
 MAX_F1_CHANGE = 0.005  # per-class F1, absolute change from the fp32 model's
 # one text is scored on a graph compiled for a fixed shape, [1, L], the text padded to the next of
@@ -305,60 +299,6 @@ def gate(ref_logits: np.ndarray, int8_logits: np.ndarray, y: Sequence[int], labe
                 f1_fp32={lab: round(float(v), 6) for lab, v in zip(labels, f_ref)},
                 f1_int8={lab: round(float(v), 6) for lab, v in zip(labels, f_q)}, n=len(y), on=on,
                 seconds=round(seconds, 2), min_agreement=min_agreement, max_f1_change=max_f1_change)
-
-
-def top_two_gap(logits: np.ndarray) -> np.ndarray:
-    """Per row: the top logit minus the runner-up's (what the guard compares)."""
-    top = np.sort(logits, axis=1)
-    return top[:, -1] - top[:, -2] if logits.shape[1] > 1 else np.full(len(logits), np.inf)
-
-
-def overstatement(ref_logits: np.ndarray, int8_logits: np.ndarray) -> np.ndarray:
-    """Per text: by how much int8 overstated its top class's lead over any other class, in logits
-    (0 when it overstated none). int8's label differs from fp32's only where its top-two gap is at
-    most this, so a guard above a text's overstatement re-scores that text whenever it could flip."""
-    if not len(int8_logits):
-        return np.zeros(0)
-    rows, top = np.arange(len(int8_logits)), int8_logits.argmax(1)
-    lead_q = int8_logits[rows, top][:, None] - int8_logits
-    lead_ref = ref_logits[rows, top][:, None] - ref_logits
-    over = lead_q - lead_ref
-    over[rows, top] = 0.0
-    return np.maximum(over.max(1), 0.0)
-
-
-def fit_guard(ref_logits: np.ndarray, int8_logits: np.ndarray, safety: float = GUARD_SAFETY) -> float:
-    """The guard for one version: `safety` times the largest overstatement on these texts. Scale-free
-    by construction (a version with small logits has small errors and gets a small guard), and
-    distribution-free: a new text's error exceeds the largest of n measured ones with probability
-    1/(n+1), and even then flips only when its gap is also that small. No texts: MARGIN_GUARD."""
-    over = overstatement(ref_logits, int8_logits)
-    return round(float(safety * over.max()), 4) if len(over) else MARGIN_GUARD
-
-
-def guarded(ref_logits: np.ndarray, int8_logits: np.ndarray, guard: float) -> np.ndarray:
-    """What the served path returns: int8's logits, with the rows under `guard` taken from fp32."""
-    out = int8_logits.copy()
-    rows = top_two_gap(int8_logits) < guard
-    out[rows] = ref_logits[rows]
-    return out
-
-
-def cross_fitted(ref_logits: np.ndarray, int8_logits: np.ndarray, safety: float = GUARD_SAFETY,
-                 one: tuple[np.ndarray, np.ndarray] | None = None):
-    """The served logits with each half of the set (alternate rows) under the guard fitted on the
-    other half, so the gate measures the guard on texts it was not fitted on. `one`: (row indices,
-    their logits scored one text at a time on the fixed-shape graphs); their errors join each half's
-    fit, and the served logits of both are returned."""
-    out, odd = int8_logits.copy(), np.arange(len(int8_logits)) % 2 == 1
-    idx, q1 = one if one is not None else (np.zeros(0, dtype=int), int8_logits[:0])
-    out1, odd1, ref1 = q1.copy(), odd[idx], ref_logits[idx]
-    for this, other, this1, other1 in ((~odd, odd, ~odd1, odd1), (odd, ~odd, odd1, ~odd1)):
-        guard = fit_guard(np.concatenate([ref_logits[other], ref1[other1]]),
-                          np.concatenate([int8_logits[other], q1[other1]]), safety)
-        out[this] = guarded(ref_logits[this], int8_logits[this], guard)
-        out1[this1] = guarded(ref1[this1], q1[this1], guard)
-    return out if one is None else (out, out1)
 
 
 def timed_gate(clf, scorer: Int8Scorer, texts: Sequence[str], y: Sequence[int], on: str,

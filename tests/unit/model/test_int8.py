@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from bertdemo.model import int8
+from bertdemo.model import int8, margin_guard
 from tests.support import LABELS
 
 pytest.importorskip("openvino")
@@ -51,17 +51,17 @@ def test_the_guard_is_fitted_on_the_largest_overstated_lead_and_covers_every_fli
                     [0.0, 0.5, 0.45],  # int8 keeps neutral with lead 0.12 for 0.05 (overstated 0.07)
                     [0.0, 3.0, 0.0]], dtype=np.float32)
     q = np.array([[0.9, 1.05, 0.0], [1.8, 0.1, 0.0], [0.0, 0.5, 0.38], [0.0, 3.0, 0.0]], dtype=np.float32)
-    np.testing.assert_allclose(int8.overstatement(ref, q), [0.25, 0.0, 0.07, 0.0], atol=1e-6)
-    np.testing.assert_allclose(int8.top_two_gap(q), [0.15, 1.7, 0.12, 3.0], atol=1e-6)
-    guard = int8.fit_guard(ref, q)
-    assert guard == pytest.approx(int8.GUARD_SAFETY * 0.25, abs=1e-4)
-    served = int8.guarded(ref, q, guard)  # rows 0 and 2 (gaps 0.15, 0.12) take fp32's logits
+    np.testing.assert_allclose(margin_guard.overstatement(ref, q), [0.25, 0.0, 0.07, 0.0], atol=1e-6)
+    np.testing.assert_allclose(margin_guard.top_two_gap(q), [0.15, 1.7, 0.12, 3.0], atol=1e-6)
+    guard = margin_guard.fit_guard(ref, q)
+    assert guard == pytest.approx(margin_guard.GUARD_SAFETY * 0.25, abs=1e-4)
+    served = margin_guard.guarded(ref, q, guard)  # rows 0 and 2 (gaps 0.15, 0.12) take fp32's logits
     np.testing.assert_array_equal(served[[0, 2]], ref[[0, 2]])
     np.testing.assert_array_equal(served[[1, 3]], q[[1, 3]])
     assert (served.argmax(1) == ref.argmax(1)).all() and not (q.argmax(1) == ref.argmax(1)).all()
     # scale-free: a version with ten times the logits, and ten times the errors, gets ten times the guard
-    assert int8.fit_guard(10 * ref, 10 * q) == pytest.approx(10 * guard, rel=1e-3)
-    assert int8.fit_guard(ref[:0], q[:0]) == int8.MARGIN_GUARD
+    assert margin_guard.fit_guard(10 * ref, 10 * q) == pytest.approx(10 * guard, rel=1e-3)
+    assert margin_guard.fit_guard(ref[:0], q[:0]) == margin_guard.MARGIN_GUARD
 
 
 def test_the_gate_refuses_a_path_whose_flips_the_guard_fitted_elsewhere_misses():
@@ -73,13 +73,13 @@ def test_the_gate_refuses_a_path_whose_flips_the_guard_fitted_elsewhere_misses()
     top, second = np.argsort(ref[6])[-1], np.argsort(ref[6])[-2]
     q[6, second] = ref[6, top] + 2.0  # text 6 (an even row) flips with a 2-logit int8 lead
     y = ref.argmax(1)
-    in_sample = int8.guarded(ref, q, int8.fit_guard(ref, q))
+    in_sample = margin_guard.guarded(ref, q, margin_guard.fit_guard(ref, q))
     assert int8.gate(ref, in_sample, y, LABELS, "100 texts").agreement == 1.0
-    g = int8.gate(ref, int8.cross_fitted(ref, q), y, LABELS, "100 texts")
+    g = int8.gate(ref, margin_guard.cross_fitted(ref, q), y, LABELS, "100 texts")
     assert g.agreement == 0.99 and not g.passed
     # errors alike in both halves: the other half's guard covers every flip
     q_small = ref + rng.normal(0, 0.05, ref.shape).astype(np.float32)
-    assert int8.gate(ref, int8.cross_fitted(ref, q_small), y, LABELS, "100 texts").agreement == 1.0
+    assert int8.gate(ref, margin_guard.cross_fitted(ref, q_small), y, LABELS, "100 texts").agreement == 1.0
 
 
 @pytest.fixture(scope="module")
@@ -137,13 +137,13 @@ def test_the_int8_graph_scores_like_the_fp32_model(exported, base_clf):
     assert own.wait_fixed()  # else the first texts would be scored on the dynamic graph
     one = np.concatenate([base_clf.logits([t], path=own) for t in TEXTS])
     # fitted on the errors of both graphs: the batches' and one text's (the fixed-shape graphs)
-    both = int8.fit_guard(np.concatenate([ref, ref]), np.concatenate([q, one]))
-    assert bare.margin_guard == fitted.margin_guard == both >= int8.fit_guard(ref, q) > 0
+    both = margin_guard.fit_guard(np.concatenate([ref, ref]), np.concatenate([q, one]))
+    assert bare.margin_guard == fitted.margin_guard == both >= margin_guard.fit_guard(ref, q) > 0
     assert fitted.extra["one_text_n"] == len(TEXTS) and fitted.extra["one_text_agreement"] > 0
     assert fitted.extra["one_text_max_diff"] == pytest.approx(np.abs(one - q).max(), abs=1e-3)
     flips = q.argmax(1) != ref.argmax(1)
-    assert fitted.extra["flips"] == flips.sum() and (int8.top_two_gap(q)[flips] < bare.margin_guard).all()
-    assert fitted.extra["guarded_share"] == pytest.approx((int8.top_two_gap(q) < bare.margin_guard).mean(), abs=1e-4)
+    assert fitted.extra["flips"] == flips.sum() and (margin_guard.top_two_gap(q)[flips] < bare.margin_guard).all()
+    assert fitted.extra["guarded_share"] == pytest.approx((margin_guard.top_two_gap(q) < bare.margin_guard).mean(), abs=1e-4)
     assert "fitted on this set" in fitted.summary()
 
 
@@ -154,11 +154,11 @@ def test_a_texts_scores_do_not_depend_on_its_batch(exported, base_clf):
     alone = np.concatenate([base_clf.logits([t], path=scorer) for t in TEXTS])
     together = base_clf.logits(TEXTS, path=scorer)
     np.testing.assert_allclose(alone, together, atol=1e-4)
-    scorer.margin_guard = float(np.median(int8.top_two_gap(together)))  # about half the texts under it
+    scorer.margin_guard = float(np.median(margin_guard.top_two_gap(together)))  # about half the texts under it
     alone = np.concatenate([base_clf.logits([t], path=scorer) for t in TEXTS])
     rescored_alone, scorer.rescored = scorer.rescored, 0
     np.testing.assert_allclose(base_clf.logits(TEXTS, path=scorer), alone, atol=1e-4)
-    assert scorer.rescored == rescored_alone == (int8.top_two_gap(together) < scorer.margin_guard).sum() > 0
+    assert scorer.rescored == rescored_alone == (margin_guard.top_two_gap(together) < scorer.margin_guard).sum() > 0
 
 
 def test_fixed_shape_graphs_are_compiled_only_for_a_small_graph(exported, monkeypatch):
