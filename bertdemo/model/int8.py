@@ -315,25 +315,21 @@ def timed_gate(clf, scorer: Int8Scorer, texts: Sequence[str], y: Sequence[int], 
     t2 = time.perf_counter()
     # one text at a time, as single predictions are scored: on the fixed-shape graphs, whose logits
     # differ a little from the batch graph's, so the guard is fitted on both graphs' errors
-    one = None
-    if len(texts) > 1 and getattr(scorer, "wait_fixed", None) and scorer.wait_fixed():
+    idx, q1 = np.zeros(0, dtype=int), q[:0]  # none when no fixed-shape graph serves
+    if len(texts) > 1 and scorer.wait_fixed():
         idx = np.arange(0, len(texts), max(1, -(-len(texts) // ONE_TEXT_GATE_MAX)))
-        one = (idx, np.concatenate([clf.logits([texts[i]], path=scorer) for i in idx]))
+        q1 = np.concatenate([clf.logits([texts[i]], path=scorer) for i in idx])
     t2b = time.perf_counter()
     fitted = guard is None
-    both_ref, both_q = (np.concatenate([ref, ref[one[0]]]), np.concatenate([q, one[1]])) if one else (ref, q)
-    guard = fit_guard(both_ref, both_q) if fitted else guard
+    guard = fit_guard(np.concatenate([ref, ref[idx]]), np.concatenate([q, q1])) if fitted else guard
     rows = np.flatnonzero(top_two_gap(q) < guard)
     clf.logits([texts[i] for i in rows], batch_size=64, path="fp32")
     scorer.margin_guard = guard
     t3 = time.perf_counter()
     clf.logits(texts, batch_size=64, path="torch")
     t4 = time.perf_counter()
-    if fitted:
-        served = cross_fitted(ref, q, one=one)
-        served, served1 = served if one else (served, None)
-    else:
-        served, served1 = guarded(ref, q, guard), (guarded(ref[one[0]], one[1], guard) if one else None)
+    served, served1 = (cross_fitted(ref, q, one=(idx, q1)) if fitted
+                       else (guarded(ref, q, guard), guarded(ref[idx], q1, guard)))
     g = gate(ref, served, y, clf.labels, on, t4 - t0)
     n, flips = max(len(texts), 1), ref.argmax(1) != q.argmax(1)
     extra = {"margin_guard": guard, "guarded_share": round(len(rows) / n, 4),
@@ -345,8 +341,7 @@ def timed_gate(clf, scorer: Int8Scorer, texts: Sequence[str], y: Sequence[int], 
         extra |= {"unguarded_agreement": round(1 - float(flips.mean()) if len(texts) else 1.0, 4),
                   "flips": int(flips.sum()), "largest_flip_gap": round(float(top_two_gap(q)[flips].max()), 4)
                   if flips.any() else 0.0}
-    if one:
-        idx, q1 = one
+    if len(idx):
         extra |= {"one_text_n": len(idx), "fixed_lengths": scorer.fixed_lengths,
                   "one_text_agreement": round(float((served1.argmax(1) == ref[idx].argmax(1)).mean()), 4),
                   "one_text_max_diff": round(float(np.abs(q1 - q[idx]).max()), 4)}
